@@ -1,0 +1,41 @@
+"""Named exceptions of assay.
+
+Every error raised on bad input is one of these (or a built-in ``ValueError`` /
+``TypeError`` subclass of them), says what was received, what was expected and,
+where possible, how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AssayError",
+    "ConfigError",
+    "MorphingError",
+    "NotFittedError",
+    "SamplingError",
+    "StoreError",
+]
+
+
+class AssayError(Exception):
+    """Base class of every error assay raises on purpose."""
+
+
+class ConfigError(AssayError, ValueError):
+    """A configuration file or object is malformed (names the file and the key)."""
+
+
+class StoreError(AssayError, OSError):
+    """An event file is missing, truncated, or does not follow the EventStore schema."""
+
+
+class MorphingError(AssayError, ValueError):
+    """A morphing basis is singular or does not match the parameter space."""
+
+
+class SamplingError(AssayError, ValueError):
+    """Unweighting or training-set construction cannot proceed (e.g. negative weights)."""
+
+
+class NotFittedError(AssayError, RuntimeError):
+    """An estimator was used before ``fit``."""

@@ -1,0 +1,207 @@
+"""Training sets from weighted events (seed 000 "ALICES sampling", seed 001 Table I).
+
+Every builder draws events by exact unweighting (:class:`assay.unweighting.Unweighter`)
+from one partition of an :class:`~assay.store.EventStore` and attaches the augmented
+data of :class:`~assay.joint.JointQuantities`:
+
+- :func:`plain_training_set`: x ~ p(x|θ), θ from a prior (NDE / SCANDAL-type methods).
+- :func:`local_score_training_set`: x ~ p(x|θ_ref) with t(x,z|θ_ref) (SALLY, SALLINO).
+- :func:`ratio_training_set`: pairs for CARL, ROLR, ALICE, ALICES, RASCAL, CASCAL:
+  θ0 from a prior (``n_theta0`` values), θ1 a fixed point or, for doubly parameterized
+  estimators, drawn from a prior too; half the samples come from θ0 (y = 0), half from
+  θ1 (y = 1), each with joint log r(x,z|θ0,θ1), t(x,z|θ0) and t(x,z|θ1).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from assay.joint import IndexedThetas, JointQuantities
+from assay.morphing import Morpher, _as_thetas
+from assay.parameters import Prior
+from assay.store import EventStore
+from assay.training_set import TrainingSet
+from assay.unweighting import Unweighter
+
+__all__ = [
+    "EventSource",
+    "UnweightedSample",
+    "local_score_training_set",
+    "plain_training_set",
+    "ratio_training_set",
+    "unweight",
+]
+
+logger = logging.getLogger(__name__)
+
+ThetaSpec = np.ndarray | Prior
+
+
+class EventSource:
+    """The weighted events of one partition of a store, ready for sampling.
+
+    Args:
+        store: an open :class:`EventStore` with morphing metadata (or pass ``morpher``).
+        events: indices of the events to sample from (e.g. ``split.train``); all by default.
+        morpher: morphing basis; defaults to the one stored in the file.
+        allow_negative_weights: see :class:`~assay.unweighting.Unweighter`.
+
+    Cross sections σ(θ) always use the *whole* file (the best estimate of the rate);
+    events are drawn only from ``events``.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        events: np.ndarray | None = None,
+        morpher: Morpher | None = None,
+        allow_negative_weights: bool = False,
+    ):
+        if morpher is None:
+            if not store.morphing:
+                raise ValueError(f"{store.path}: the file has no morphing metadata; pass morpher=")
+            morpher = Morpher.from_dict(store.morphing)
+        self.store = store
+        self.morpher = morpher
+        self.events = np.arange(store.n_events) if events is None else np.asarray(events, dtype=np.int64)
+        self.weights = store.take(self.events, fields=("weights",)).weights
+        self.joint = JointQuantities(morpher, store.weights_sum())
+        self.unweighter = Unweighter(self.weights, morpher, allow_negative_weights=allow_negative_weights)
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        params = (self.store.parameters or {}).get("parameters", [])
+        names = tuple(p["name"] for p in params)
+        return names or tuple(f"theta_{a}" for a in range(self.morpher.n_params))
+
+    def observables_at(self, local: np.ndarray) -> np.ndarray:
+        """x of events ``self.events[local]``, ``(n, n_obs)``, streamed from the file."""
+        return self.store.take(self.events[local], fields=("x",)).x
+
+
+@dataclass(frozen=True)
+class UnweightedSample:
+    """Events drawn ∝ w(z|θ): observables ``x (n, n_obs)``, their store indices, and n_eff."""
+
+    x: np.ndarray
+    event_index: np.ndarray
+    sign: np.ndarray
+    effective_sample_size: float
+
+
+def _thetas(spec: ThetaSpec, n: int, n_params: int, rng: np.random.Generator, name: str) -> np.ndarray:
+    """Points from a prior (``n`` draws) or an explicit array ``(n_params,)``/``(m, n_params)``."""
+    if isinstance(spec, Prior):
+        if spec.n_params != n_params:
+            raise ValueError(f"{name}: prior has n_params={spec.n_params}, the morphing has {n_params}")
+        return spec.sample(n, rng)
+    return _as_thetas(spec, n_params, name)
+
+
+def unweight(
+    source: EventSource, theta: np.ndarray, n_samples: int, rng: np.random.Generator
+) -> UnweightedSample:
+    """Draw ``n_samples`` events from p(x|θ) at one θ ``(n_params,)``, reporting n_eff."""
+    theta = _as_thetas(theta, source.morpher.n_params)
+    draw = source.unweighter.draw(theta, n_samples, rng)
+    n_eff = float(source.unweighter.effective_sample_size(theta)[0])
+    logger.info("unweighted %d events at theta=%s (n_eff = %.0f)", n_samples, theta[0].tolist(), n_eff)
+    local = draw.indices[0]
+    return UnweightedSample(source.observables_at(local), source.events[local], draw.sign[0], n_eff)
+
+
+def plain_training_set(
+    source: EventSource, theta: ThetaSpec, n_samples: int, *, n_theta: int = 1000, rng: np.random.Generator
+) -> TrainingSet:
+    """x ~ p(x|θ) with θ from ``theta`` (a prior with ``n_theta`` draws, or explicit points)."""
+    thetas = _thetas(theta, n_theta, source.morpher.n_params, rng, "theta")
+    per = -(-n_samples // len(thetas))
+    draw = source.unweighter.draw(thetas, per, rng)
+    order = rng.permutation(draw.indices.size)[:n_samples]
+    local = draw.indices.ravel()[order]
+    return TrainingSet(
+        x=source.observables_at(local), observables=tuple(source.store.observables),
+        parameters=source.parameters, kind="plain",
+        theta0=np.repeat(thetas, per, axis=0)[order], sample_weight=draw.sign.ravel()[order].astype(float),
+        event_index=source.events[local],
+    )
+
+
+def local_score_training_set(
+    source: EventSource, theta_ref: np.ndarray, n_samples: int, *, rng: np.random.Generator
+) -> TrainingSet:
+    """SALLY / SALLINO set: x ~ p(x|θ_ref) and the joint score t(x,z|θ_ref) ``(n, n_params)``."""
+    theta_ref = _as_thetas(theta_ref, source.morpher.n_params, "theta_ref")
+    draw = source.unweighter.draw(theta_ref, n_samples, rng)
+    local = draw.indices[0]
+    return TrainingSet(
+        x=source.observables_at(local), observables=tuple(source.store.observables),
+        parameters=source.parameters, kind="local_score",
+        theta0=np.repeat(theta_ref, n_samples, axis=0),
+        t0=source.joint.score(source.weights[local], theta_ref[0]),
+        sample_weight=draw.sign[0].astype(float), event_index=source.events[local],
+    )
+
+
+def ratio_training_set(
+    source: EventSource,
+    theta0: ThetaSpec,
+    theta1: ThetaSpec,
+    n_samples: int,
+    *,
+    n_theta0: int = 1000,
+    rng: np.random.Generator,
+) -> TrainingSet:
+    """Pairs for likelihood-ratio estimators (seed 000 "ALICES sampling").
+
+    Args:
+        source: events to draw from.
+        theta0: prior for θ0 (``n_theta0`` draws) or explicit points ``(n_theta0, n_params)``.
+        theta1: a fixed reference point ``(n_params,)`` (singly parameterized), or a prior /
+            ``(n_theta0, n_params)`` array paired with θ0 (doubly parameterized).
+        n_samples: total samples; ``n_samples // 2`` with y = 0 (x ~ θ0), the rest y = 1 (x ~ θ1).
+        n_theta0: number of θ0 values drawn from a prior.
+        rng: random generator.
+
+    Returns:
+        :class:`TrainingSet` with x, θ0, θ1, y, joint log r, t0, t1, shuffled.
+    """
+    n_params = source.morpher.n_params
+    t0 = _thetas(theta0, n_theta0, n_params, rng, "theta0")
+    single = not isinstance(theta1, Prior) and np.ndim(theta1) == 1
+    t1 = _thetas(theta1, len(t0), n_params, rng, "theta1")
+    if not single and len(t1) != len(t0):
+        raise ValueError(f"theta1: expected one point or {len(t0)} points paired with theta0, got {len(t1)}")
+    n_half = n_samples // 2
+    per = -(-max(n_half, n_samples - n_half) // len(t0))
+    draw0 = source.unweighter.draw(t0, per, rng)
+    draw1 = source.unweighter.draw(t1, per * len(t0), rng) if single else source.unweighter.draw(t1, per, rng)
+    pair = np.repeat(np.arange(len(t0)), per)  # θ0 index of each drawn sample
+    order0 = rng.permutation(pair.size)[:n_half]
+    order1 = rng.permutation(pair.size)[: n_samples - n_half]
+    local = np.concatenate([draw0.indices.ravel()[order0], draw1.indices.ravel()[order1]])
+    pair = np.concatenate([pair[order0], pair[order1]])
+    th0, th1 = IndexedThetas(t0, pair), (t1[0] if single else IndexedThetas(t1, pair))
+    w = source.weights[local]
+    shuffle = rng.permutation(len(local))
+    fields = {
+        "theta0": t0[pair],
+        "theta1": np.broadcast_to(t1[0], (len(pair), n_params)) if single else t1[pair],
+        "y": np.concatenate([np.zeros(n_half), np.ones(n_samples - n_half)]),
+        "log_r": source.joint.log_ratio(w, th0, th1),
+        "t0": source.joint.score(w, th0),
+        "t1": source.joint.score(w, th1),
+        "sample_weight": np.concatenate([draw0.sign.ravel()[order0], draw1.sign.ravel()[order1]]).astype(
+            float
+        ),
+        "event_index": source.events[local],
+    }
+    return TrainingSet(
+        x=source.observables_at(local[shuffle]), observables=tuple(source.store.observables),
+        parameters=source.parameters, kind="ratio" if single else "doubly_parameterized",
+        **{k: v[shuffle] for k, v in fields.items()},
+    )

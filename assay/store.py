@@ -1,0 +1,673 @@
+"""The EventStore: the one class that owns the HDF5 layout of assay event files.
+
+Layout (schema version 1); dataset names are the constants below and nowhere else:
+
+- ``observables``        (n_events, n_obs) float64, the observables x
+- ``weights``            (n_events, n_benchmarks) float64, weights in pb; Σ_events = σ in pb
+- ``labels/process``     (n_events,) int32, index into the ``processes`` names
+- ``labels/benchmark``   (n_events,) int32, index of the generating benchmark, -1 if none
+- ``extras/<name>``      (n_events, ...) float64, optional per-event arrays (truth, latents)
+
+Root attributes: ``format`` = "assay.EventStore", ``schema_version``, ``assay_version``,
+``complete`` (True only after :meth:`EventWriter.finalize`), ``n_committed`` (events of the
+last complete append) and the JSON strings ``observables``, ``benchmarks``, ``processes``,
+``parameters``, ``morphing`` and ``config``.
+
+Writing goes to ``<path>.partial`` (always this deterministic name, so that any interrupted
+run can be continued with ``resume=True``); only ``finalize`` makes ``path`` appear, by an
+atomic ``os.replace``.
+
+Example:
+    >>> import tempfile, numpy as np
+    >>> path = tempfile.mkdtemp() + "/events.h5"
+    >>> with EventStore.create(path, observables=["pt"], benchmarks=["sm", "bsm"]) as w:
+    ...     w.append(np.ones((3, 1)), np.full((3, 2), 0.5))
+    >>> with EventStore(path) as store:
+    ...     store.n_events, store.weights_sum().tolist()
+    (3, [1.5, 1.5])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from assay.exceptions import StoreError
+
+__all__ = ["SCHEMA_VERSION", "EventChunk", "EventSelection", "EventStore", "EventWriter"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FORMAT = "assay.EventStore"
+PARTIAL_SUFFIX = ".partial"
+X = "observables"
+WEIGHTS = "weights"
+PROCESS = "labels/process"
+BENCHMARK = "labels/benchmark"
+EXTRAS = "extras"
+JSON_ATTRS = ("observables", "benchmarks", "processes", "parameters", "morphing", "config")
+FIELDS = {"x": X, "weights": WEIGHTS, "process": PROCESS, "benchmark": BENCHMARK}
+_DTYPES = {X: np.float64, WEIGHTS: np.float64, PROCESS: np.int32, BENCHMARK: np.int32}
+_NDIM = {X: 2, WEIGHTS: 2, PROCESS: 1, BENCHMARK: 1}
+_COMPRESSIONS = ("gzip", "lzf", None)
+_CACHE_BYTES = 64 * 2**20  # HDF5 chunk cache per dataset
+_BLOCK_BYTES = 8 * 2**20  # target size of one streamed read
+
+
+@dataclass(frozen=True)
+class EventChunk:
+    """A contiguous range of events read from an :class:`EventStore`.
+
+    Attributes:
+        x: (n, n_obs) observables, float64, in the units of the observable definitions.
+        weights: (n, n_benchmarks) weights in pb, float64; may be negative.
+        process: (n,) int32 index into ``EventStore.processes``.
+        benchmark: (n,) int32 index of the generating benchmark, -1 if none.
+        extras: name -> (n, ...) float64 per-event arrays (empty unless requested).
+        start: index in the file of the first event of the chunk.
+    """
+
+    x: np.ndarray
+    weights: np.ndarray
+    process: np.ndarray
+    benchmark: np.ndarray
+    extras: dict[str, np.ndarray]
+    start: int
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass(frozen=True)
+class EventSelection:
+    """Events gathered at arbitrary indices by :meth:`EventStore.take`.
+
+    Attributes:
+        indices: (n,) int64 event indices, in the order requested (may repeat).
+        x, weights, process, benchmark: as in :class:`EventChunk`, row i belonging to event
+            ``indices[i]``; ``None`` where the field was not requested.
+        extras: name -> (n, ...) float64, only the requested extras.
+    """
+
+    indices: np.ndarray
+    x: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    process: np.ndarray | None = None
+    benchmark: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class EventWriter:
+    """Appends events to ``<path>.partial``; returned by :meth:`EventStore.create`.
+
+    A context manager: leaving the ``with`` block normally finalizes, an ``Exception``
+    aborts (deletes the partial file), and ``KeyboardInterrupt``/``SystemExit`` only close
+    it, so the run can be continued with ``EventStore.create(..., resume=True)``.
+    """
+
+    def __init__(self, file: h5py.File, path: Path, meta: dict[str, Any],
+                 extras: dict[str, tuple[int, ...]]) -> None:
+        self._file: h5py.File | None = file
+        self.path = path
+        self.partial_path = _partial_path(path)
+        self._meta = meta
+        self._extras = extras
+        self._n = int(file.attrs["n_committed"])
+
+    @property
+    def n_events(self) -> int:
+        """Number of events committed so far (including those of a resumed run)."""
+        return self._n
+
+    def append(self, x: np.ndarray, weights: np.ndarray, *, process: int | np.ndarray = 0,
+               benchmark: int | np.ndarray = -1,
+               extras: Mapping[str, np.ndarray] | None = None) -> None:
+        """Validate a batch of events, write it and flush it to disk.
+
+        Args:
+            x: (n, n_obs) observables, finite.
+            weights: (n, n_benchmarks) weights in pb, finite (negative allowed).
+            process: scalar or (n,) integer index into the processes, default 0.
+            benchmark: scalar or (n,) integer index of the generating benchmark, -1 if none.
+            extras: name -> (n, *shape) float arrays, one for every extra declared at create.
+
+        Raises:
+            StoreError: on any shape, dtype, range or finiteness problem (nothing is written),
+                or if the writer is no longer open.
+        """
+        file = self._require_open()
+        batch = {X: _floats("x", x, self._meta["observables"], "observable", self._n)}
+        batch[WEIGHTS] = _floats("weights", weights, self._meta["benchmarks"], "benchmark",
+                                 self._n)
+        n = len(batch[X])
+        if len(batch[WEIGHTS]) != n:
+            raise StoreError(f"x and weights: expected the same number of rows (events), "
+                             f"got {n} and {len(batch[WEIGHTS])}")
+        batch[PROCESS] = _labels("process", process, n, self._meta["processes"], 0)
+        batch[BENCHMARK] = _labels("benchmark", benchmark, n, self._meta["benchmarks"], -1)
+        batch.update(_check_extras(extras, self._extras, n))
+        for name, values in batch.items():
+            file[name].resize(self._n + n, axis=0)
+            file[name][self._n:] = values
+        file.attrs["n_committed"] = self._n + n
+        file.flush()
+        self._n += n
+
+    def finalize(self) -> EventStore:
+        """Mark the file complete, move it atomically to ``path`` and open it for reading."""
+        file = self._require_open()
+        file.attrs["complete"] = True
+        file.close()
+        self._file = None
+        os.replace(self.partial_path, self.path)
+        log.info("wrote %d events to %s", self._n, self.path)
+        return EventStore(self.path)
+
+    def abort(self) -> None:
+        """Close and delete the partial file; ``path`` is left untouched."""
+        self.close()
+        self.partial_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close without finalizing: the partial file stays for ``resume=True``."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            if self._file is not None:
+                self.finalize()
+        elif issubclass(exc_type, Exception):
+            self.abort()
+        else:
+            self.close()
+            log.warning("interrupted: kept %d events in %s; continue with resume=True",
+                        self._n, self.partial_path)
+
+    def __repr__(self) -> str:
+        state = "open" if self._file is not None else "closed"
+        return f"EventWriter({str(self.path)!r}, n_events={self._n}, {state})"
+
+    def _require_open(self) -> h5py.File:
+        if self._file is None:
+            raise StoreError(f"writer for {self.path} is closed (finalized, aborted or closed)")
+        return self._file
+
+
+class EventStore:
+    """Read-only access to an event file, validated on open; data stay on disk.
+
+    Args:
+        path: file written by :meth:`EventStore.create`.
+
+    Attributes:
+        n_events: number of events.
+        observables, benchmarks, processes: names of x columns, weight columns, processes.
+        parameters, morphing, config: the JSON metadata given at creation.
+        extras_shapes: name -> trailing shape of each extra.
+        schema_version, assay_version: of the file and of the assay that wrote it.
+
+    Raises:
+        StoreError: naming the file and the field, if the file is missing, not HDF5,
+            truncated, foreign, of a newer schema, unfinished or inconsistent.
+    """
+
+    SCHEMA_VERSION = SCHEMA_VERSION
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = _open(self.path, "r")
+        try:
+            self.schema_version = _check_header(self._file, self.path, resuming=False)
+            meta = _read_meta(self._file, self.path)
+            self.n_events, self.extras_shapes = _check_datasets(self._file, self.path, meta)
+        except BaseException:
+            self.close()
+            raise
+        self.assay_version = str(self._file.attrs.get("assay_version", "unknown"))
+        self.observables: list[str] = meta["observables"]
+        self.benchmarks: list[str] = meta["benchmarks"]
+        self.processes: list[str] = meta["processes"]
+        self.parameters: dict[str, Any] = meta["parameters"]
+        self.morphing: dict[str, Any] | None = meta["morphing"]
+        self.config: dict[str, Any] | None = meta["config"]
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, observables: Sequence[str],
+               benchmarks: Sequence[str], processes: Sequence[str] = ("signal",),
+               parameters: dict[str, Any] | None = None, morphing: dict[str, Any] | None = None,
+               config: dict[str, Any] | None = None,
+               extras: Mapping[str, tuple[int, ...]] | None = None, chunk_events: int = 65536,
+               compression: str | None = "gzip", overwrite: bool = False,
+               resume: bool = False) -> EventWriter:
+        """Start writing a new event file (to ``<path>.partial`` until finalized).
+
+        Args:
+            path: final file path.
+            observables, benchmarks, processes: names (columns of x, of weights, labels).
+            parameters: JSON-able description of the parameter space.
+            morphing, config: JSON-able dicts (or None) stored for provenance.
+            extras: name -> trailing shape of each optional per-event array.
+            chunk_events: rows per HDF5 chunk (capped so one chunk stays below 16 MiB).
+            compression: "gzip", "lzf" or None.
+            overwrite: replace an existing ``path`` and discard a stale partial file.
+            resume: continue ``<path>.partial`` of an interrupted run if it exists; its
+                metadata must equal this call's. ``EventWriter.n_events`` says how many
+                events it already holds.
+
+        Raises:
+            StoreError: bad metadata, ``path`` exists, a partial file exists and neither
+                ``resume`` nor ``overwrite`` is set, or the partial file does not match.
+        """
+        path = Path(path)
+        meta = _make_meta(observables, benchmarks, processes, parameters, morphing, config)
+        shapes = _make_extras(extras)
+        if int(chunk_events) < 1 or compression not in _COMPRESSIONS:
+            raise StoreError(f"chunk_events must be >= 1 and compression one of "
+                             f"{_COMPRESSIONS}; got {chunk_events}, {compression!r}")
+        if path.exists() and not overwrite:
+            raise StoreError(f"{path} already exists; pass overwrite=True to replace it")
+        if not path.parent.is_dir():
+            raise StoreError(f"{path}: directory {path.parent} does not exist; create it first")
+        partial = _partial_path(path)
+        if resume and partial.exists():
+            file = _reopen_partial(partial, meta, shapes)
+            log.info("resuming %s with %d events", partial, file.attrs["n_committed"])
+        elif partial.exists() and not overwrite:
+            raise StoreError(f"{partial} exists from an interrupted write; pass resume=True to "
+                             f"continue it or overwrite=True to discard it")
+        else:
+            file = _new_partial(partial, meta, shapes, int(chunk_events), compression)
+        return EventWriter(file, path, meta, shapes)
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.observables)
+
+    @property
+    def n_benchmarks(self) -> int:
+        return len(self.benchmarks)
+
+    @property
+    def extras_names(self) -> list[str]:
+        return list(self.extras_shapes)
+
+    def read(self, start: int = 0, stop: int | None = None, *, extras: bool = True
+             ) -> EventChunk:
+        """Read events ``start:stop`` (0 <= start <= stop <= n_events) into memory."""
+        stop = self.n_events if stop is None else stop
+        if not 0 <= start <= stop <= self.n_events:
+            raise IndexError(f"read({start}, {stop}): expected 0 <= start <= stop <= "
+                             f"n_events = {self.n_events} of {self.path}")
+        f = self._require_file()
+        names = self.extras_shapes if extras else {}
+        return EventChunk(x=f[X][start:stop], weights=f[WEIGHTS][start:stop],
+                          process=f[PROCESS][start:stop], benchmark=f[BENCHMARK][start:stop],
+                          extras={n: f[f"{EXTRAS}/{n}"][start:stop] for n in names},
+                          start=start)
+
+    def iter_chunks(self, chunk_size: int = 100_000, *, extras: bool = False
+                    ) -> Iterator[EventChunk]:
+        """Stream all events in order, ``chunk_size`` at a time (the last chunk may be short)."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        for start in range(0, self.n_events, chunk_size):
+            yield self.read(start, min(start + chunk_size, self.n_events), extras=extras)
+
+    def take(self, indices: np.ndarray, *, fields: Sequence[str] = ("x",)) -> EventSelection:
+        """Gather events at arbitrary (unsorted, repeated) indices, streaming the file in order.
+
+        Args:
+            indices: (n,) integer event indices in [0, n_events).
+            fields: any of "x", "weights", "process", "benchmark", "extras" (all extras) or
+                the name of one extra.
+
+        Returns:
+            EventSelection whose row i is event ``indices[i]``.
+        """
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise IndexError(f"take: expected a 1D integer array, got {idx.dtype} {idx.shape}")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_events):
+            raise IndexError(f"take: indices must lie in [0, {self.n_events}) for {self.path}, "
+                             f"got range [{idx.min()}, {idx.max()}]")
+        rows, inverse = np.unique(idx.astype(np.int64), return_inverse=True)
+        got = {name: self._gather(name, rows)[inverse] for name in self._fields(fields)}
+        core = {key: got.get(name) for key, name in FIELDS.items()}
+        extras = {n: got[f"{EXTRAS}/{n}"] for n in self.extras_shapes if f"{EXTRAS}/{n}" in got}
+        return EventSelection(indices=idx.astype(np.int64), extras=extras, **core)
+
+    def weights_sum(self) -> np.ndarray:
+        """(n_benchmarks,) Σ_events weights, i.e. the cross section at each benchmark in pb."""
+        ds = self._require_file()[WEIGHTS]
+        total = np.zeros(self.n_benchmarks)
+        step = _block_rows(ds)
+        for start in range(0, self.n_events, step):
+            total += ds[start:start + step].sum(axis=0)
+        return total
+
+    def close(self) -> None:
+        """Close the file; further reads raise StoreError."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, str]:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        self.__init__(state["path"])
+
+    def __repr__(self) -> str:
+        return (f"EventStore({str(self.path)!r}, n_events={self.n_events}, "
+                f"observables={_short(self.observables)}, "
+                f"benchmarks={_short(self.benchmarks)}, "
+                f"processes={_short(self.processes)}, extras={self.extras_names})")
+
+    def _require_file(self) -> h5py.File:
+        if self._file is None:
+            raise StoreError(f"{self.path} is closed")
+        return self._file
+
+    def _fields(self, fields: Sequence[str]) -> list[str]:
+        valid = [*FIELDS, "extras", *self.extras_shapes]
+        names: list[str] = []
+        for key in [fields] if isinstance(fields, str) else fields:
+            if key not in valid:
+                raise StoreError(f"take: unknown field {key!r}; valid fields of {self.path} "
+                                 f"are {valid}")
+            more = [f"{EXTRAS}/{n}" for n in self.extras_shapes] if key == "extras" else (
+                [FIELDS[key]] if key in FIELDS else [f"{EXTRAS}/{key}"])
+            names += [n for n in more if n not in names]
+        return names
+
+    def _gather(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (sorted, unique) of dataset ``name``, reading only blocks that hold any."""
+        ds = self._require_file()[name]
+        out = np.empty((len(rows), *ds.shape[1:]), dtype=ds.dtype)
+        step = _block_rows(ds)
+        blocks = rows // step
+        bounds = np.flatnonzero(np.diff(blocks)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(rows)], strict=True):
+            if hi > lo:
+                start = int(blocks[lo]) * step
+                out[lo:hi] = ds[start:start + step][rows[lo:hi] - start]
+        return out
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _block_rows(ds: h5py.Dataset) -> int:
+    """Rows per streamed read: a whole number of HDF5 chunks, about ``_BLOCK_BYTES``."""
+    chunk = ds.chunks[0] if ds.chunks else 65536
+    row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:])))
+    return chunk * max(1, _BLOCK_BYTES // (chunk * row_bytes))
+
+
+def _short(names: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}]"
+
+
+def _assay_version() -> str:
+    try:
+        return metadata.version("assay")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
+
+
+def _make_meta(observables: Sequence[str], benchmarks: Sequence[str], processes: Sequence[str],
+               parameters: Any, morphing: Any, config: Any) -> dict[str, Any]:
+    """Validate creation metadata; return it normalised by a JSON round trip."""
+    meta: dict[str, Any] = {}
+    for key, names in (("observables", observables), ("benchmarks", benchmarks),
+                       ("processes", processes)):
+        names = [names] if isinstance(names, str) else list(names)
+        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(
+                names):
+            raise StoreError(f"{key}: expected a non-empty list of distinct strings, "
+                             f"got {names!r}")
+        meta[key] = names
+    for key, value in (("parameters", parameters or {}), ("morphing", morphing),
+                       ("config", config)):
+        if value is not None and not isinstance(value, Mapping):
+            raise StoreError(f"{key}: expected a dict or None, got {type(value).__name__}")
+        try:
+            meta[key] = json.loads(json.dumps(value, default=_json_default))
+        except (TypeError, ValueError) as err:
+            raise StoreError(f"{key}: not JSON-serialisable: {err}") from err
+    return meta
+
+
+def _make_extras(extras: Mapping[str, tuple[int, ...]] | None) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, shape in (extras or {}).items():
+        dims = (shape,) if isinstance(shape, int) else tuple(shape)
+        if (not isinstance(name, str) or not name or "/" in name or name in (*FIELDS, "extras")
+                or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims)):
+            raise StoreError(f"extras: expected name -> tuple of positive ints, names without "
+                             f"'/' other than {[*FIELDS, 'extras']}; got {name!r}: {shape!r}")
+        shapes[name] = tuple(int(d) for d in dims)
+    return shapes
+
+
+def _floats(arg: str, value: Any, names: list[str], what: str, offset: int) -> np.ndarray:
+    """Check an (n, len(names)) finite float array; ``offset`` = events already written."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise StoreError(f"{arg}: cannot convert to a float64 array: {err}") from err
+    if arr.ndim != 2 or arr.shape[1] != len(names):
+        raise StoreError(f"{arg}: expected shape (n_events, {len(names)}) for {what}s "
+                         f"{_short(names)}, got {arr.shape}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise StoreError(f"{arg}: non-finite value {arr[row, col]} in row {row} (event "
+                         f"{offset + row} of the file), {what} {names[col]!r}; expected finite "
+                         f"numbers")
+    return arr
+
+
+def _labels(arg: str, value: Any, n: int, names: list[str], low: int) -> np.ndarray:
+    """Check integer labels in [low, len(names)), scalar or shape (n,)."""
+    arr = np.asarray(value)
+    arr = np.full(n, arr) if arr.ndim == 0 else arr
+    if arr.shape != (n,) or arr.dtype.kind not in "iu":
+        raise StoreError(f"{arg}: expected an integer or an integer array of shape ({n},), "
+                         f"got {arr.dtype} with shape {arr.shape}")
+    bad = np.flatnonzero((arr < low) | (arr >= len(names)))
+    if bad.size:
+        what = "processes" if arg == "process" else "benchmarks"
+        raise StoreError(f"{arg}: label {arr[bad[0]]} in row {bad[0]} is outside "
+                         f"[{low}, {len(names) - 1}] for {what} {_short(names)}")
+    return arr.astype(np.int32)
+
+
+def _check_extras(extras: Mapping[str, Any] | None, shapes: dict[str, tuple[int, ...]],
+                  n: int) -> dict[str, np.ndarray]:
+    given = dict(extras or {})
+    if set(given) != set(shapes):
+        raise StoreError(f"extras: expected exactly the extras declared at create "
+                         f"{sorted(shapes)}, got {sorted(given)}")
+    out = {}
+    for name, value in given.items():
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise StoreError(f"extras[{name!r}]: cannot convert to float64: {err}") from err
+        if arr.shape != (n, *shapes[name]):
+            raise StoreError(f"extras[{name!r}]: expected shape {(n, *shapes[name])}, "
+                             f"got {arr.shape}")
+        out[f"{EXTRAS}/{name}"] = arr
+    return out
+
+
+def _open(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode, rdcc_nbytes=_CACHE_BYTES)
+    except FileNotFoundError as err:
+        hint = (f"; {_partial_path(path)} exists from an interrupted write: continue it with "
+                f"EventStore.create(..., resume=True)" if _partial_path(path).exists() else "")
+        raise StoreError(f"{path}: no such file{hint}") from err
+    except OSError as err:
+        raise StoreError(f"{path}: not a readable HDF5 file (truncated, corrupt or not HDF5): "
+                         f"{err}") from err
+
+
+def _new_partial(partial: Path, meta: dict[str, Any], shapes: dict[str, tuple[int, ...]],
+                 chunk_events: int, compression: str | None) -> h5py.File:
+    partial.unlink(missing_ok=True)
+    file = _open(partial, "w")
+    file.attrs.update(format=FORMAT, schema_version=SCHEMA_VERSION, complete=False,
+                      assay_version=_assay_version(), n_committed=0)
+    for key in JSON_ATTRS:
+        file.attrs[key] = json.dumps(meta[key])
+    trailing = {X: (len(meta["observables"]),), WEIGHTS: (len(meta["benchmarks"]),),
+                PROCESS: (), BENCHMARK: ()}
+    trailing.update({f"{EXTRAS}/{n}": s for n, s in shapes.items()})
+    file.require_group(EXTRAS)
+    for name, dims in trailing.items():
+        dtype = np.dtype(_DTYPES.get(name, np.float64))
+        rows = max(1, min(chunk_events, 16 * 2**20 // (dtype.itemsize * int(np.prod(dims)))))
+        file.create_dataset(name, shape=(0, *dims), maxshape=(None, *dims), dtype=dtype,
+                            chunks=(rows, *dims), compression=compression,
+                            shuffle=compression is not None)
+    file.flush()
+    return file
+
+
+def _reopen_partial(partial: Path, meta: dict[str, Any],
+                    shapes: dict[str, tuple[int, ...]]) -> h5py.File:
+    """Open an interrupted partial file, check it matches, truncate to ``n_committed``."""
+    file = _open(partial, "r+")
+    try:
+        _check_header(file, partial, resuming=True)
+        stored = _read_meta(file, partial)
+        group = file.get(EXTRAS)
+        stored["extras"] = {n: ds.shape[1:] for n, ds in group.items()} if group else {}
+        for key, value in {**meta, "extras": shapes}.items():
+            if json.dumps(stored[key], sort_keys=True) != json.dumps(value, sort_keys=True):
+                raise StoreError(f"{partial}: cannot resume: {key} differs; the file has "
+                                 f"{stored[key]!r}, this call gives {value!r}")
+        n = int(file.attrs.get("n_committed", 0))
+        for name in [X, WEIGHTS, PROCESS, BENCHMARK, *(f"{EXTRAS}/{s}" for s in shapes)]:
+            ds = _dataset(file, partial, name)
+            if len(ds) < n:
+                raise StoreError(f"{partial}: dataset {name!r} has {len(ds)} events, fewer than "
+                                 f"n_committed = {n}; delete the file to start over")
+            ds.resize(n, axis=0)
+        file.attrs["complete"] = False
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _check_header(file: h5py.File, path: Path, *, resuming: bool) -> int:
+    """Check format, schema version and completeness; return the schema version."""
+    attrs = file.attrs
+    if attrs.get("format") != FORMAT:
+        found = "no 'format' attribute" if "format" not in attrs else f"format={attrs['format']!r}"
+        raise StoreError(f"{path}: not an assay event file ({found}, expected {FORMAT!r}); "
+                         f"was it written by another program?")
+    version = attrs.get("schema_version")
+    if not isinstance(version, (int, np.integer)) or version < 1:
+        raise StoreError(f"{path}: schema_version is {version!r}, expected an integer >= 1")
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema_version {version} is newer than this assay supports "
+                         f"({SCHEMA_VERSION}); upgrade assay to read it")
+    if not resuming and not attrs.get("complete", False):
+        raise StoreError(f"{path}: unfinished write (complete=False, "
+                         f"{attrs.get('n_committed', 0)} events committed); the writing run was "
+                         f"interrupted: continue it with EventStore.create(..., resume=True)")
+    return int(version)
+
+
+def _read_meta(file: h5py.File, path: Path) -> dict[str, Any]:
+    meta = {}
+    for key in JSON_ATTRS:
+        if key not in file.attrs:
+            raise StoreError(f"{path}: missing metadata attribute {key!r}")
+        try:
+            meta[key] = json.loads(file.attrs[key])
+        except (TypeError, ValueError) as err:
+            raise StoreError(f"{path}: metadata attribute {key!r} is not valid JSON: "
+                             f"{err}") from err
+    for key in ("observables", "benchmarks", "processes"):
+        if not isinstance(meta[key], list) or not all(isinstance(n, str) for n in meta[key]):
+            raise StoreError(f"{path}: metadata attribute {key!r} must be a list of strings, "
+                             f"got {meta[key]!r}")
+    for key in ("parameters", "morphing", "config"):
+        if meta[key] is not None and not isinstance(meta[key], dict):
+            raise StoreError(f"{path}: metadata attribute {key!r} must be a JSON object or "
+                             f"null, got {meta[key]!r}")
+    return meta
+
+
+def _dataset(file: h5py.File, path: Path, name: str) -> h5py.Dataset:
+    ds = file.get(name)
+    if not isinstance(ds, h5py.Dataset):
+        raise StoreError(f"{path}: missing dataset {name!r}")
+    return ds
+
+
+def _check_datasets(file: h5py.File, path: Path, meta: dict[str, Any]
+                    ) -> tuple[int, dict[str, tuple[int, ...]]]:
+    """Check dtypes, ndims, columns vs metadata and equal lengths; return n_events, extras."""
+    lengths, shapes = {}, {}
+    for name in (X, WEIGHTS, PROCESS, BENCHMARK):
+        ds = _dataset(file, path, name)
+        if ds.dtype != _DTYPES[name] or ds.ndim != _NDIM[name]:
+            raise StoreError(f"{path}: dataset {name!r} has dtype {ds.dtype} and shape "
+                             f"{ds.shape}, expected {np.dtype(_DTYPES[name])} with "
+                             f"{_NDIM[name]} dimensions")
+        lengths[name] = len(ds)
+    for name, key in ((X, "observables"), (WEIGHTS, "benchmarks")):
+        if file[name].shape[1] != len(meta[key]):
+            raise StoreError(f"{path}: dataset {name!r} has {file[name].shape[1]} columns but "
+                             f"metadata {key!r} has {len(meta[key])} names {_short(meta[key])}")
+    group = file.get(EXTRAS)
+    if not isinstance(group, h5py.Group):
+        raise StoreError(f"{path}: missing group {EXTRAS!r}")
+    for name, ds in group.items():
+        if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f" or ds.ndim < 1:
+            raise StoreError(f"{path}: {EXTRAS}/{name} must be a float dataset of shape "
+                             f"(n_events, ...)")
+        lengths[f"{EXTRAS}/{name}"], shapes[name] = len(ds), ds.shape[1:]
+    for name, n in lengths.items():
+        if n != lengths[X]:
+            raise StoreError(f"{path}: length mismatch: dataset {name!r} has {n} events but "
+                             f"{X!r} has {lengths[X]}")
+    return lengths[X], shapes
