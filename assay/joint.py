@@ -125,15 +125,20 @@ class JointQuantities:
         sig0 = _per_event(lambda t: self.cross_section(t)[:, None], theta0, n, self.n_params)[:, 0]
         sig1 = _per_event(lambda t: self.cross_section(t)[:, None], theta1, n, self.n_params)[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return (np.log(self.weights(w, theta0)) - np.log(self.weights(w, theta1))
-                    - np.log(sig0) + np.log(sig1))
+            return (
+                np.log(self.weights(w, theta0))
+                - np.log(self.weights(w, theta1))
+                - np.log(sig0)
+                + np.log(sig1)
+            )
 
     def score(self, weights: np.ndarray, theta: ThetaArg) -> np.ndarray:
         """Joint score t(x,z|θ), ``(n_events, n_params)`` (seed 000 backup)."""
         w = self._check_weights(weights)
         n = len(w)
         grads = _per_event(self.morpher.morphing_weight_gradients, theta, n, self.n_params)
-        dsig = _per_event(lambda t: self.cross_section_gradient(t) / self.cross_section(t)[:, None],
-                          theta, n, self.n_params)
+        dsig = _per_event(
+            lambda t: self.cross_section_gradient(t) / self.cross_section(t)[:, None], theta, n, self.n_params
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.einsum("nak,nk->na", grads, w) / self.weights(w, theta)[:, None] - dsig

@@ -263,8 +263,9 @@ def optimize_basis(
     low, high = np.tile(ranges[:, 0], n_free), np.tile(ranges[:, 1], n_free)
 
     def objective(flat: np.ndarray) -> float:
-        value = expected_squared_weights(np.vstack([fixed, flat.reshape(n_free, n_params)]), components,
-                                         prior_thetas)
+        value = expected_squared_weights(
+            np.vstack([fixed, flat.reshape(n_free, n_params)]), components, prior_thetas
+        )
         return min(value, 1e30)
 
     starts = low + (high - low) * rng.random((n_trials, len(low)))

@@ -124,9 +124,12 @@ def plain_training_set(
     order = rng.permutation(draw.indices.size)[:n_samples]
     local = draw.indices.ravel()[order]
     return TrainingSet(
-        x=source.observables_at(local), observables=tuple(source.store.observables),
-        parameters=source.parameters, kind="plain",
-        theta0=np.repeat(thetas, per, axis=0)[order], sample_weight=draw.sign.ravel()[order].astype(float),
+        x=source.observables_at(local),
+        observables=tuple(source.store.observables),
+        parameters=source.parameters,
+        kind="plain",
+        theta0=np.repeat(thetas, per, axis=0)[order],
+        sample_weight=draw.sign.ravel()[order].astype(float),
         event_index=source.events[local],
     )
 
@@ -139,11 +142,14 @@ def local_score_training_set(
     draw = source.unweighter.draw(theta_ref, n_samples, rng)
     local = draw.indices[0]
     return TrainingSet(
-        x=source.observables_at(local), observables=tuple(source.store.observables),
-        parameters=source.parameters, kind="local_score",
+        x=source.observables_at(local),
+        observables=tuple(source.store.observables),
+        parameters=source.parameters,
+        kind="local_score",
         theta0=np.repeat(theta_ref, n_samples, axis=0),
         t0=source.joint.score(source.weights[local], theta_ref[0]),
-        sample_weight=draw.sign[0].astype(float), event_index=source.events[local],
+        sample_weight=draw.sign[0].astype(float),
+        event_index=source.events[local],
     )
 
 
@@ -201,7 +207,9 @@ def ratio_training_set(
         "event_index": source.events[local],
     }
     return TrainingSet(
-        x=source.observables_at(local[shuffle]), observables=tuple(source.store.observables),
-        parameters=source.parameters, kind="ratio" if single else "doubly_parameterized",
+        x=source.observables_at(local[shuffle]),
+        observables=tuple(source.store.observables),
+        parameters=source.parameters,
+        kind="ratio" if single else "doubly_parameterized",
         **{k: v[shuffle] for k, v in fields.items()},
     )

@@ -118,8 +118,9 @@ class EventWriter:
     it, so the run can be continued with ``EventStore.create(..., resume=True)``.
     """
 
-    def __init__(self, file: h5py.File, path: Path, meta: dict[str, Any],
-                 extras: dict[str, tuple[int, ...]]) -> None:
+    def __init__(
+        self, file: h5py.File, path: Path, meta: dict[str, Any], extras: dict[str, tuple[int, ...]]
+    ) -> None:
         self._file: h5py.File | None = file
         self.path = path
         self.partial_path = _partial_path(path)
@@ -132,9 +133,15 @@ class EventWriter:
         """Number of events committed so far (including those of a resumed run)."""
         return self._n
 
-    def append(self, x: np.ndarray, weights: np.ndarray, *, process: int | np.ndarray = 0,
-               benchmark: int | np.ndarray = -1,
-               extras: Mapping[str, np.ndarray] | None = None) -> None:
+    def append(
+        self,
+        x: np.ndarray,
+        weights: np.ndarray,
+        *,
+        process: int | np.ndarray = 0,
+        benchmark: int | np.ndarray = -1,
+        extras: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         """Validate a batch of events, write it and flush it to disk.
 
         Args:
@@ -150,18 +157,18 @@ class EventWriter:
         """
         file = self._require_open()
         batch = {X: _floats("x", x, self._meta["observables"], "observable", self._n)}
-        batch[WEIGHTS] = _floats("weights", weights, self._meta["benchmarks"], "benchmark",
-                                 self._n)
+        batch[WEIGHTS] = _floats("weights", weights, self._meta["benchmarks"], "benchmark", self._n)
         n = len(batch[X])
         if len(batch[WEIGHTS]) != n:
-            raise StoreError(f"x and weights: expected the same number of rows (events), "
-                             f"got {n} and {len(batch[WEIGHTS])}")
+            raise StoreError(
+                f"x and weights: expected the same number of rows (events), got {n} and {len(batch[WEIGHTS])}"
+            )
         batch[PROCESS] = _labels("process", process, n, self._meta["processes"], 0)
         batch[BENCHMARK] = _labels("benchmark", benchmark, n, self._meta["benchmarks"], -1)
         batch.update(_check_extras(extras, self._extras, n))
         for name, values in batch.items():
             file[name].resize(self._n + n, axis=0)
-            file[name][self._n:] = values
+            file[name][self._n :] = values
         file.attrs["n_committed"] = self._n + n
         file.flush()
         self._n += n
@@ -198,8 +205,9 @@ class EventWriter:
             self.abort()
         else:
             self.close()
-            log.warning("interrupted: kept %d events in %s; continue with resume=True",
-                        self._n, self.partial_path)
+            log.warning(
+                "interrupted: kept %d events in %s; continue with resume=True", self._n, self.partial_path
+            )
 
     def __repr__(self) -> str:
         state = "open" if self._file is not None else "closed"
@@ -250,13 +258,22 @@ class EventStore:
         self.config: dict[str, Any] | None = meta["config"]
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], *, observables: Sequence[str],
-               benchmarks: Sequence[str], processes: Sequence[str] = ("signal",),
-               parameters: dict[str, Any] | None = None, morphing: dict[str, Any] | None = None,
-               config: dict[str, Any] | None = None,
-               extras: Mapping[str, tuple[int, ...]] | None = None, chunk_events: int = 65536,
-               compression: str | None = "gzip", overwrite: bool = False,
-               resume: bool = False) -> EventWriter:
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        observables: Sequence[str],
+        benchmarks: Sequence[str],
+        processes: Sequence[str] = ("signal",),
+        parameters: dict[str, Any] | None = None,
+        morphing: dict[str, Any] | None = None,
+        config: dict[str, Any] | None = None,
+        extras: Mapping[str, tuple[int, ...]] | None = None,
+        chunk_events: int = 65536,
+        compression: str | None = "gzip",
+        overwrite: bool = False,
+        resume: bool = False,
+    ) -> EventWriter:
         """Start writing a new event file (to ``<path>.partial`` until finalized).
 
         Args:
@@ -280,8 +297,10 @@ class EventStore:
         meta = _make_meta(observables, benchmarks, processes, parameters, morphing, config)
         shapes = _make_extras(extras)
         if int(chunk_events) < 1 or compression not in _COMPRESSIONS:
-            raise StoreError(f"chunk_events must be >= 1 and compression one of "
-                             f"{_COMPRESSIONS}; got {chunk_events}, {compression!r}")
+            raise StoreError(
+                f"chunk_events must be >= 1 and compression one of "
+                f"{_COMPRESSIONS}; got {chunk_events}, {compression!r}"
+            )
         if path.exists() and not overwrite:
             raise StoreError(f"{path} already exists; pass overwrite=True to replace it")
         if not path.parent.is_dir():
@@ -291,8 +310,10 @@ class EventStore:
             file = _reopen_partial(partial, meta, shapes)
             log.info("resuming %s with %d events", partial, file.attrs["n_committed"])
         elif partial.exists() and not overwrite:
-            raise StoreError(f"{partial} exists from an interrupted write; pass resume=True to "
-                             f"continue it or overwrite=True to discard it")
+            raise StoreError(
+                f"{partial} exists from an interrupted write; pass resume=True to "
+                f"continue it or overwrite=True to discard it"
+            )
         else:
             file = _new_partial(partial, meta, shapes, int(chunk_events), compression)
         return EventWriter(file, path, meta, shapes)
@@ -309,22 +330,26 @@ class EventStore:
     def extras_names(self) -> list[str]:
         return list(self.extras_shapes)
 
-    def read(self, start: int = 0, stop: int | None = None, *, extras: bool = True
-             ) -> EventChunk:
+    def read(self, start: int = 0, stop: int | None = None, *, extras: bool = True) -> EventChunk:
         """Read events ``start:stop`` (0 <= start <= stop <= n_events) into memory."""
         stop = self.n_events if stop is None else stop
         if not 0 <= start <= stop <= self.n_events:
-            raise IndexError(f"read({start}, {stop}): expected 0 <= start <= stop <= "
-                             f"n_events = {self.n_events} of {self.path}")
+            raise IndexError(
+                f"read({start}, {stop}): expected 0 <= start <= stop <= "
+                f"n_events = {self.n_events} of {self.path}"
+            )
         f = self._require_file()
         names = self.extras_shapes if extras else {}
-        return EventChunk(x=f[X][start:stop], weights=f[WEIGHTS][start:stop],
-                          process=f[PROCESS][start:stop], benchmark=f[BENCHMARK][start:stop],
-                          extras={n: f[f"{EXTRAS}/{n}"][start:stop] for n in names},
-                          start=start)
+        return EventChunk(
+            x=f[X][start:stop],
+            weights=f[WEIGHTS][start:stop],
+            process=f[PROCESS][start:stop],
+            benchmark=f[BENCHMARK][start:stop],
+            extras={n: f[f"{EXTRAS}/{n}"][start:stop] for n in names},
+            start=start,
+        )
 
-    def iter_chunks(self, chunk_size: int = 100_000, *, extras: bool = False
-                    ) -> Iterator[EventChunk]:
+    def iter_chunks(self, chunk_size: int = 100_000, *, extras: bool = False) -> Iterator[EventChunk]:
         """Stream all events in order, ``chunk_size`` at a time (the last chunk may be short)."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -346,8 +371,10 @@ class EventStore:
         if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
             raise IndexError(f"take: expected a 1D integer array, got {idx.dtype} {idx.shape}")
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_events):
-            raise IndexError(f"take: indices must lie in [0, {self.n_events}) for {self.path}, "
-                             f"got range [{idx.min()}, {idx.max()}]")
+            raise IndexError(
+                f"take: indices must lie in [0, {self.n_events}) for {self.path}, "
+                f"got range [{idx.min()}, {idx.max()}]"
+            )
         rows, inverse = np.unique(idx.astype(np.int64), return_inverse=True)
         got = {name: self._gather(name, rows)[inverse] for name in self._fields(fields)}
         core = {key: got.get(name) for key, name in FIELDS.items()}
@@ -360,7 +387,7 @@ class EventStore:
         total = np.zeros(self.n_benchmarks)
         step = _block_rows(ds)
         for start in range(0, self.n_events, step):
-            total += ds[start:start + step].sum(axis=0)
+            total += ds[start : start + step].sum(axis=0)
         return total
 
     def close(self) -> None:
@@ -382,10 +409,12 @@ class EventStore:
         self.__init__(state["path"])
 
     def __repr__(self) -> str:
-        return (f"EventStore({str(self.path)!r}, n_events={self.n_events}, "
-                f"observables={_short(self.observables)}, "
-                f"benchmarks={_short(self.benchmarks)}, "
-                f"processes={_short(self.processes)}, extras={self.extras_names})")
+        return (
+            f"EventStore({str(self.path)!r}, n_events={self.n_events}, "
+            f"observables={_short(self.observables)}, "
+            f"benchmarks={_short(self.benchmarks)}, "
+            f"processes={_short(self.processes)}, extras={self.extras_names})"
+        )
 
     def _require_file(self) -> h5py.File:
         if self._file is None:
@@ -397,10 +426,12 @@ class EventStore:
         names: list[str] = []
         for key in [fields] if isinstance(fields, str) else fields:
             if key not in valid:
-                raise StoreError(f"take: unknown field {key!r}; valid fields of {self.path} "
-                                 f"are {valid}")
-            more = [f"{EXTRAS}/{n}" for n in self.extras_shapes] if key == "extras" else (
-                [FIELDS[key]] if key in FIELDS else [f"{EXTRAS}/{key}"])
+                raise StoreError(f"take: unknown field {key!r}; valid fields of {self.path} are {valid}")
+            more = (
+                [f"{EXTRAS}/{n}" for n in self.extras_shapes]
+                if key == "extras"
+                else ([FIELDS[key]] if key in FIELDS else [f"{EXTRAS}/{key}"])
+            )
             names += [n for n in more if n not in names]
         return names
 
@@ -414,7 +445,7 @@ class EventStore:
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(rows)], strict=True):
             if hi > lo:
                 start = int(blocks[lo]) * step
-                out[lo:hi] = ds[start:start + step][rows[lo:hi] - start]
+                out[lo:hi] = ds[start : start + step][rows[lo:hi] - start]
         return out
 
 
@@ -447,20 +478,22 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
 
 
-def _make_meta(observables: Sequence[str], benchmarks: Sequence[str], processes: Sequence[str],
-               parameters: Any, morphing: Any, config: Any) -> dict[str, Any]:
+def _make_meta(
+    observables: Sequence[str],
+    benchmarks: Sequence[str],
+    processes: Sequence[str],
+    parameters: Any,
+    morphing: Any,
+    config: Any,
+) -> dict[str, Any]:
     """Validate creation metadata; return it normalised by a JSON round trip."""
     meta: dict[str, Any] = {}
-    for key, names in (("observables", observables), ("benchmarks", benchmarks),
-                       ("processes", processes)):
+    for key, names in (("observables", observables), ("benchmarks", benchmarks), ("processes", processes)):
         names = [names] if isinstance(names, str) else list(names)
-        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(
-                names):
-            raise StoreError(f"{key}: expected a non-empty list of distinct strings, "
-                             f"got {names!r}")
+        if not names or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+            raise StoreError(f"{key}: expected a non-empty list of distinct strings, got {names!r}")
         meta[key] = names
-    for key, value in (("parameters", parameters or {}), ("morphing", morphing),
-                       ("config", config)):
+    for key, value in (("parameters", parameters or {}), ("morphing", morphing), ("config", config)):
         if value is not None and not isinstance(value, Mapping):
             raise StoreError(f"{key}: expected a dict or None, got {type(value).__name__}")
         try:
@@ -474,10 +507,17 @@ def _make_extras(extras: Mapping[str, tuple[int, ...]] | None) -> dict[str, tupl
     shapes: dict[str, tuple[int, ...]] = {}
     for name, shape in (extras or {}).items():
         dims = (shape,) if isinstance(shape, int) else tuple(shape)
-        if (not isinstance(name, str) or not name or "/" in name or name in (*FIELDS, "extras")
-                or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims)):
-            raise StoreError(f"extras: expected name -> tuple of positive ints, names without "
-                             f"'/' other than {[*FIELDS, 'extras']}; got {name!r}: {shape!r}")
+        if (
+            not isinstance(name, str)
+            or not name
+            or "/" in name
+            or name in (*FIELDS, "extras")
+            or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims)
+        ):
+            raise StoreError(
+                f"extras: expected name -> tuple of positive ints, names without "
+                f"'/' other than {[*FIELDS, 'extras']}; got {name!r}: {shape!r}"
+            )
         shapes[name] = tuple(int(d) for d in dims)
     return shapes
 
@@ -489,14 +529,17 @@ def _floats(arg: str, value: Any, names: list[str], what: str, offset: int) -> n
     except (TypeError, ValueError) as err:
         raise StoreError(f"{arg}: cannot convert to a float64 array: {err}") from err
     if arr.ndim != 2 or arr.shape[1] != len(names):
-        raise StoreError(f"{arg}: expected shape (n_events, {len(names)}) for {what}s "
-                         f"{_short(names)}, got {arr.shape}")
+        raise StoreError(
+            f"{arg}: expected shape (n_events, {len(names)}) for {what}s {_short(names)}, got {arr.shape}"
+        )
     bad = ~np.isfinite(arr)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise StoreError(f"{arg}: non-finite value {arr[row, col]} in row {row} (event "
-                         f"{offset + row} of the file), {what} {names[col]!r}; expected finite "
-                         f"numbers")
+        raise StoreError(
+            f"{arg}: non-finite value {arr[row, col]} in row {row} (event "
+            f"{offset + row} of the file), {what} {names[col]!r}; expected finite "
+            f"numbers"
+        )
     return arr
 
 
@@ -505,22 +548,28 @@ def _labels(arg: str, value: Any, n: int, names: list[str], low: int) -> np.ndar
     arr = np.asarray(value)
     arr = np.full(n, arr) if arr.ndim == 0 else arr
     if arr.shape != (n,) or arr.dtype.kind not in "iu":
-        raise StoreError(f"{arg}: expected an integer or an integer array of shape ({n},), "
-                         f"got {arr.dtype} with shape {arr.shape}")
+        raise StoreError(
+            f"{arg}: expected an integer or an integer array of shape ({n},), "
+            f"got {arr.dtype} with shape {arr.shape}"
+        )
     bad = np.flatnonzero((arr < low) | (arr >= len(names)))
     if bad.size:
         what = "processes" if arg == "process" else "benchmarks"
-        raise StoreError(f"{arg}: label {arr[bad[0]]} in row {bad[0]} is outside "
-                         f"[{low}, {len(names) - 1}] for {what} {_short(names)}")
+        raise StoreError(
+            f"{arg}: label {arr[bad[0]]} in row {bad[0]} is outside "
+            f"[{low}, {len(names) - 1}] for {what} {_short(names)}"
+        )
     return arr.astype(np.int32)
 
 
-def _check_extras(extras: Mapping[str, Any] | None, shapes: dict[str, tuple[int, ...]],
-                  n: int) -> dict[str, np.ndarray]:
+def _check_extras(
+    extras: Mapping[str, Any] | None, shapes: dict[str, tuple[int, ...]], n: int
+) -> dict[str, np.ndarray]:
     given = dict(extras or {})
     if set(given) != set(shapes):
-        raise StoreError(f"extras: expected exactly the extras declared at create "
-                         f"{sorted(shapes)}, got {sorted(given)}")
+        raise StoreError(
+            f"extras: expected exactly the extras declared at create {sorted(shapes)}, got {sorted(given)}"
+        )
     out = {}
     for name, value in given.items():
         try:
@@ -528,8 +577,7 @@ def _check_extras(extras: Mapping[str, Any] | None, shapes: dict[str, tuple[int,
         except (TypeError, ValueError) as err:
             raise StoreError(f"extras[{name!r}]: cannot convert to float64: {err}") from err
         if arr.shape != (n, *shapes[name]):
-            raise StoreError(f"extras[{name!r}]: expected shape {(n, *shapes[name])}, "
-                             f"got {arr.shape}")
+            raise StoreError(f"extras[{name!r}]: expected shape {(n, *shapes[name])}, got {arr.shape}")
         out[f"{EXTRAS}/{name}"] = arr
     return out
 
@@ -538,38 +586,60 @@ def _open(path: Path, mode: str) -> h5py.File:
     try:
         return h5py.File(path, mode, rdcc_nbytes=_CACHE_BYTES)
     except FileNotFoundError as err:
-        hint = (f"; {_partial_path(path)} exists from an interrupted write: continue it with "
-                f"EventStore.create(..., resume=True)" if _partial_path(path).exists() else "")
+        hint = (
+            f"; {_partial_path(path)} exists from an interrupted write: continue it with "
+            f"EventStore.create(..., resume=True)"
+            if _partial_path(path).exists()
+            else ""
+        )
         raise StoreError(f"{path}: no such file{hint}") from err
     except OSError as err:
-        raise StoreError(f"{path}: not a readable HDF5 file (truncated, corrupt or not HDF5): "
-                         f"{err}") from err
+        raise StoreError(f"{path}: not a readable HDF5 file (truncated, corrupt or not HDF5): {err}") from err
 
 
-def _new_partial(partial: Path, meta: dict[str, Any], shapes: dict[str, tuple[int, ...]],
-                 chunk_events: int, compression: str | None) -> h5py.File:
+def _new_partial(
+    partial: Path,
+    meta: dict[str, Any],
+    shapes: dict[str, tuple[int, ...]],
+    chunk_events: int,
+    compression: str | None,
+) -> h5py.File:
     partial.unlink(missing_ok=True)
     file = _open(partial, "w")
-    file.attrs.update(format=FORMAT, schema_version=SCHEMA_VERSION, complete=False,
-                      assay_version=_assay_version(), n_committed=0)
+    file.attrs.update(
+        format=FORMAT,
+        schema_version=SCHEMA_VERSION,
+        complete=False,
+        assay_version=_assay_version(),
+        n_committed=0,
+    )
     for key in JSON_ATTRS:
         file.attrs[key] = json.dumps(meta[key])
-    trailing = {X: (len(meta["observables"]),), WEIGHTS: (len(meta["benchmarks"]),),
-                PROCESS: (), BENCHMARK: ()}
+    trailing = {
+        X: (len(meta["observables"]),),
+        WEIGHTS: (len(meta["benchmarks"]),),
+        PROCESS: (),
+        BENCHMARK: (),
+    }
     trailing.update({f"{EXTRAS}/{n}": s for n, s in shapes.items()})
     file.require_group(EXTRAS)
     for name, dims in trailing.items():
         dtype = np.dtype(_DTYPES.get(name, np.float64))
         rows = max(1, min(chunk_events, 16 * 2**20 // (dtype.itemsize * int(np.prod(dims)))))
-        file.create_dataset(name, shape=(0, *dims), maxshape=(None, *dims), dtype=dtype,
-                            chunks=(rows, *dims), compression=compression,
-                            shuffle=compression is not None)
+        file.create_dataset(
+            name,
+            shape=(0, *dims),
+            maxshape=(None, *dims),
+            dtype=dtype,
+            chunks=(rows, *dims),
+            compression=compression,
+            shuffle=compression is not None,
+        )
     file.flush()
     return file
 
 
-def _reopen_partial(partial: Path, meta: dict[str, Any],
-                    shapes: dict[str, tuple[int, ...]]) -> h5py.File:
+def _reopen_partial(partial: Path, meta: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> h5py.File:
     """Open an interrupted partial file, check it matches, truncate to ``n_committed``."""
     file = _open(partial, "r+")
     try:
@@ -579,14 +649,18 @@ def _reopen_partial(partial: Path, meta: dict[str, Any],
         stored["extras"] = {n: ds.shape[1:] for n, ds in group.items()} if group else {}
         for key, value in {**meta, "extras": shapes}.items():
             if json.dumps(stored[key], sort_keys=True) != json.dumps(value, sort_keys=True):
-                raise StoreError(f"{partial}: cannot resume: {key} differs; the file has "
-                                 f"{stored[key]!r}, this call gives {value!r}")
+                raise StoreError(
+                    f"{partial}: cannot resume: {key} differs; the file has "
+                    f"{stored[key]!r}, this call gives {value!r}"
+                )
         n = int(file.attrs.get("n_committed", 0))
         for name in [X, WEIGHTS, PROCESS, BENCHMARK, *(f"{EXTRAS}/{s}" for s in shapes)]:
             ds = _dataset(file, partial, name)
             if len(ds) < n:
-                raise StoreError(f"{partial}: dataset {name!r} has {len(ds)} events, fewer than "
-                                 f"n_committed = {n}; delete the file to start over")
+                raise StoreError(
+                    f"{partial}: dataset {name!r} has {len(ds)} events, fewer than "
+                    f"n_committed = {n}; delete the file to start over"
+                )
             ds.resize(n, axis=0)
         file.attrs["complete"] = False
     except BaseException:
@@ -600,18 +674,24 @@ def _check_header(file: h5py.File, path: Path, *, resuming: bool) -> int:
     attrs = file.attrs
     if attrs.get("format") != FORMAT:
         found = "no 'format' attribute" if "format" not in attrs else f"format={attrs['format']!r}"
-        raise StoreError(f"{path}: not an assay event file ({found}, expected {FORMAT!r}); "
-                         f"was it written by another program?")
+        raise StoreError(
+            f"{path}: not an assay event file ({found}, expected {FORMAT!r}); "
+            f"was it written by another program?"
+        )
     version = attrs.get("schema_version")
     if not isinstance(version, (int, np.integer)) or version < 1:
         raise StoreError(f"{path}: schema_version is {version!r}, expected an integer >= 1")
     if version > SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema_version {version} is newer than this assay supports "
-                         f"({SCHEMA_VERSION}); upgrade assay to read it")
+        raise StoreError(
+            f"{path}: schema_version {version} is newer than this assay supports "
+            f"({SCHEMA_VERSION}); upgrade assay to read it"
+        )
     if not resuming and not attrs.get("complete", False):
-        raise StoreError(f"{path}: unfinished write (complete=False, "
-                         f"{attrs.get('n_committed', 0)} events committed); the writing run was "
-                         f"interrupted: continue it with EventStore.create(..., resume=True)")
+        raise StoreError(
+            f"{path}: unfinished write (complete=False, "
+            f"{attrs.get('n_committed', 0)} events committed); the writing run was "
+            f"interrupted: continue it with EventStore.create(..., resume=True)"
+        )
     return int(version)
 
 
@@ -623,16 +703,17 @@ def _read_meta(file: h5py.File, path: Path) -> dict[str, Any]:
         try:
             meta[key] = json.loads(file.attrs[key])
         except (TypeError, ValueError) as err:
-            raise StoreError(f"{path}: metadata attribute {key!r} is not valid JSON: "
-                             f"{err}") from err
+            raise StoreError(f"{path}: metadata attribute {key!r} is not valid JSON: {err}") from err
     for key in ("observables", "benchmarks", "processes"):
         if not isinstance(meta[key], list) or not all(isinstance(n, str) for n in meta[key]):
-            raise StoreError(f"{path}: metadata attribute {key!r} must be a list of strings, "
-                             f"got {meta[key]!r}")
+            raise StoreError(
+                f"{path}: metadata attribute {key!r} must be a list of strings, got {meta[key]!r}"
+            )
     for key in ("parameters", "morphing", "config"):
         if meta[key] is not None and not isinstance(meta[key], dict):
-            raise StoreError(f"{path}: metadata attribute {key!r} must be a JSON object or "
-                             f"null, got {meta[key]!r}")
+            raise StoreError(
+                f"{path}: metadata attribute {key!r} must be a JSON object or null, got {meta[key]!r}"
+            )
     return meta
 
 
@@ -643,31 +724,36 @@ def _dataset(file: h5py.File, path: Path, name: str) -> h5py.Dataset:
     return ds
 
 
-def _check_datasets(file: h5py.File, path: Path, meta: dict[str, Any]
-                    ) -> tuple[int, dict[str, tuple[int, ...]]]:
+def _check_datasets(
+    file: h5py.File, path: Path, meta: dict[str, Any]
+) -> tuple[int, dict[str, tuple[int, ...]]]:
     """Check dtypes, ndims, columns vs metadata and equal lengths; return n_events, extras."""
     lengths, shapes = {}, {}
     for name in (X, WEIGHTS, PROCESS, BENCHMARK):
         ds = _dataset(file, path, name)
         if ds.dtype != _DTYPES[name] or ds.ndim != _NDIM[name]:
-            raise StoreError(f"{path}: dataset {name!r} has dtype {ds.dtype} and shape "
-                             f"{ds.shape}, expected {np.dtype(_DTYPES[name])} with "
-                             f"{_NDIM[name]} dimensions")
+            raise StoreError(
+                f"{path}: dataset {name!r} has dtype {ds.dtype} and shape "
+                f"{ds.shape}, expected {np.dtype(_DTYPES[name])} with "
+                f"{_NDIM[name]} dimensions"
+            )
         lengths[name] = len(ds)
     for name, key in ((X, "observables"), (WEIGHTS, "benchmarks")):
         if file[name].shape[1] != len(meta[key]):
-            raise StoreError(f"{path}: dataset {name!r} has {file[name].shape[1]} columns but "
-                             f"metadata {key!r} has {len(meta[key])} names {_short(meta[key])}")
+            raise StoreError(
+                f"{path}: dataset {name!r} has {file[name].shape[1]} columns but "
+                f"metadata {key!r} has {len(meta[key])} names {_short(meta[key])}"
+            )
     group = file.get(EXTRAS)
     if not isinstance(group, h5py.Group):
         raise StoreError(f"{path}: missing group {EXTRAS!r}")
     for name, ds in group.items():
         if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f" or ds.ndim < 1:
-            raise StoreError(f"{path}: {EXTRAS}/{name} must be a float dataset of shape "
-                             f"(n_events, ...)")
+            raise StoreError(f"{path}: {EXTRAS}/{name} must be a float dataset of shape (n_events, ...)")
         lengths[f"{EXTRAS}/{name}"], shapes[name] = len(ds), ds.shape[1:]
     for name, n in lengths.items():
         if n != lengths[X]:
-            raise StoreError(f"{path}: length mismatch: dataset {name!r} has {n} events but "
-                             f"{X!r} has {lengths[X]}")
+            raise StoreError(
+                f"{path}: length mismatch: dataset {name!r} has {n} events but {X!r} has {lengths[X]}"
+            )
     return lengths[X], shapes

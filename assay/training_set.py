@@ -87,14 +87,23 @@ class TrainingSet:
                 f.attrs["format"] = _FORMAT
                 f.attrs["schema_version"] = _SCHEMA_VERSION
                 f.attrs["meta"] = json.dumps(
-                    {"observables": list(self.observables), "parameters": list(self.parameters),
-                     "kind": self.kind}
+                    {
+                        "observables": list(self.observables),
+                        "parameters": list(self.parameters),
+                        "kind": self.kind,
+                    }
                 )
                 for name in (*_ARRAYS, "event_index"):
                     value = getattr(self, name)
                     if value is not None:
-                        f.create_dataset(name, data=value, compression="gzip", compression_opts=1,
-                                         shuffle=True, chunks=True)
+                        f.create_dataset(
+                            name,
+                            data=value,
+                            compression="gzip",
+                            compression_opts=1,
+                            shuffle=True,
+                            chunks=True,
+                        )
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -108,11 +117,15 @@ class TrainingSet:
         try:
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") != _FORMAT:
-                    raise StoreError(f"{path}: not an assay training set (attribute 'format' is "
-                                     f"{f.attrs.get('format')!r}, expected {_FORMAT!r})")
+                    raise StoreError(
+                        f"{path}: not an assay training set (attribute 'format' is "
+                        f"{f.attrs.get('format')!r}, expected {_FORMAT!r})"
+                    )
                 if int(f.attrs.get("schema_version", -1)) > _SCHEMA_VERSION:
-                    raise StoreError(f"{path}: schema_version {f.attrs['schema_version']} is newer than "
-                                     f"{_SCHEMA_VERSION}; upgrade assay")
+                    raise StoreError(
+                        f"{path}: schema_version {f.attrs['schema_version']} is newer than "
+                        f"{_SCHEMA_VERSION}; upgrade assay"
+                    )
                 meta = json.loads(f.attrs["meta"])
                 if "x" not in f:
                     raise StoreError(f"{path}: missing dataset 'x'")
@@ -122,8 +135,12 @@ class TrainingSet:
                 raise
             raise StoreError(f"{path}: cannot read training set ({exc})") from exc
         try:
-            return cls(observables=tuple(meta["observables"]), parameters=tuple(meta["parameters"]),
-                       kind=meta["kind"], **arrays)
+            return cls(
+                observables=tuple(meta["observables"]),
+                parameters=tuple(meta["parameters"]),
+                kind=meta["kind"],
+                **arrays,
+            )
         except ValueError as exc:
             raise StoreError(f"{path}: {exc}") from exc
 

@@ -111,8 +111,9 @@ class Unweighter:
                     f"weights: {frac:.2%} of events have negative benchmark weights; pass "
                     f"allow_negative_weights=True to sample ∝ |w| and carry the sign"
                 )
-            warnings.warn(f"{frac:.2%} of events have negative weights; sampling ∝ |w| with signs",
-                          stacklevel=2)
+            warnings.warn(
+                f"{frac:.2%} of events have negative weights; sampling ∝ |w| with signs", stacklevel=2
+            )
         self.weights = w
         self.morpher = morpher
         self.allow_negative_weights = allow_negative_weights
@@ -154,8 +155,10 @@ class Unweighter:
         sigma = coeffs @ self._sums
         if np.any(sigma <= 0):
             t = thetas[np.argmax(sigma <= 0)]
-            raise SamplingError(f"morphed cross section is not positive at theta={t.tolist()}: "
-                                f"the morphing basis cannot describe this point")
+            raise SamplingError(
+                f"morphed cross section is not positive at theta={t.tolist()}: "
+                f"the morphing basis cannot describe this point"
+            )
         accept_rate = np.clip(sigma / mass.sum(axis=1), 1e-6, 1.0)
         out = np.full((len(thetas), n_per_theta), -1, dtype=np.int64)
         sign = np.ones(out.shape, dtype=np.int8)

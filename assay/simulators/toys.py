@@ -115,6 +115,17 @@ class GaussianToy:
         out = np.einsum("ti,ij,tj->t", tt, self.K, tt)
         return out[0] if np.ndim(theta) == 1 else out
 
+    def cross_section_gradient(self, theta: np.ndarray) -> np.ndarray:
+        """∇θ σ(θ) in pb at one θ ``(n_params,)``, shape ``(n_params,)``."""
+        tt = self._theta_tilde(theta)[0]
+        return 2 * (self.K @ tt)[1:]
+
+    def mean(self, theta: np.ndarray) -> np.ndarray:
+        """Exact E[x|θ] = E[z|θ] = Σ_ij θ̃_i θ̃_j K_ij μ_ij / σ(θ) at one θ, shape ``(n_obs,)``."""
+        tt = self._theta_tilde(theta)[0]
+        mu = 0.5 * (self.means[:, None, :] + self.means[None, :, :])
+        return np.einsum("i,ij,ijd,j->d", tt, self.K, mu, tt) / (tt @ self.K @ tt)
+
     def _terms(self, z: np.ndarray) -> np.ndarray:
         """a_i exp(-|z - m_i|²/(4s²)), shape (n_events, n_params + 1)."""
         d2 = np.sum((np.asarray(z, float)[:, None, :] - self.means[None]) ** 2, axis=-1)
@@ -201,18 +212,21 @@ class GaussianToy:
         G = self._mixture_density(np.asarray(x, float))
         num = np.einsum("i,nij,j->n", tt, G, tt)
         grad_num = 2 * np.einsum("nij,j->ni", G, tt)[:, 1:]
-        grad_sigma = 2 * (self.K @ tt)[1:]
-        return grad_num / num[:, None] - grad_sigma / (tt @ self.K @ tt)
+        return grad_num / num[:, None] - self.cross_section_gradient(theta) / (tt @ self.K @ tt)
 
     def joint_log_ratio(self, z: np.ndarray, theta0: np.ndarray, theta1: np.ndarray) -> np.ndarray:
         """Exact log r(x,z|θ0,θ1) = log p(z|θ0) − log p(z|θ1), shape ``(n_events,)``."""
         t0, t1 = np.asarray(theta0, float), np.asarray(theta1, float)
-        return (np.log(self.dsigma(z, t0)[:, 0]) - np.log(self.dsigma(z, t1)[:, 0])
-                - np.log(self.cross_section(t0)) + np.log(self.cross_section(t1)))
+        return (
+            np.log(self.dsigma(z, t0)[:, 0])
+            - np.log(self.dsigma(z, t1)[:, 0])
+            - np.log(self.cross_section(t0))
+            + np.log(self.cross_section(t1))
+        )
 
     def joint_score(self, z: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Exact t(x,z|θ) = ∇θ log p(z|θ), shape ``(n_events, n_params)``."""
         tt = self._theta_tilde(theta)[0]
         terms = self._terms(z)
         amp = terms @ tt
-        return 2 * terms[:, 1:] / amp[:, None] - 2 * (self.K @ tt)[1:] / (tt @ self.K @ tt)
+        return 2 * terms[:, 1:] / amp[:, None] - self.cross_section_gradient(theta) / (tt @ self.K @ tt)

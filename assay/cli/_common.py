@@ -1,0 +1,28 @@
+"""Shared pieces of the CLI: error reporting and the console."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from assay.exceptions import AssayError
+
+console = Console()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn assay's named errors into one red message and exit code 2 (no traceback)."""
+    try:
+        yield
+    except AssayError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(code=2) from exc
+
+
+def register_all(app: typer.Typer, *commands: Callable) -> None:
+    for command in commands:
+        app.command()(command)

@@ -1,0 +1,60 @@
+"""``assay demo`` and ``assay run CONFIG``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from assay.cli._common import console, register_all, user_errors
+
+
+def demo(
+    output: Path = typer.Option(Path("assay-demo"), "--output", "-o", help="Folder for all outputs."),
+    n_events: int = typer.Option(200_000, "--n-events", help="Toy events to generate."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run everything assay can do so far on the Gaussian toy and check it against the exact likelihood."""
+    from assay.demo import run_demo
+
+    with user_errors():
+        summary = run_demo(output, n_events=n_events, progress=not quiet)
+    table = Table(title=f"assay demo: Gaussian toy, {summary['n_events']:,} events")
+    table.add_column("check")
+    table.add_column("value", justify="right")
+    for key, value in summary["checks"].items():
+        table.add_row(key, f"{value:.4g}")
+    for key, value in summary["training_sets"].items():
+        table.add_row(f"training set {key}", f"{value:,} samples")
+    for key, value in summary["timings_s"].items():
+        table.add_row(f"time {key}", f"{value:.2f} s")
+    console.print(table)
+    console.print(f"summary written to {output / 'summary.json'}")
+
+
+def run(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output folder (default: config's output)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run a configured analysis: morphing basis, events, split, training sets. Resumes if interrupted."""
+    from assay.config import load_config
+    from assay.pipeline import run_pipeline
+
+    with user_errors():
+        cfg = load_config(config)
+        result = run_pipeline(cfg, output, progress=not quiet)
+    table = Table(title=f"assay run {config}")
+    table.add_column("output")
+    table.add_column("path")
+    table.add_row("events", str(result.events))
+    for name, path in result.training_sets.items():
+        table.add_row(f"training set {name}", str(path))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    register_all(app, demo, run)

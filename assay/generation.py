@@ -1,0 +1,137 @@
+"""Chunked, resumable, deterministic event generation into an EventStore.
+
+A simulator is anything with ``observables``, ``extras_shapes`` and
+``batch(n_events, rng) -> EventBatch`` whose weights sum to the cross section (pb).
+:func:`generate` calls it batch by batch, each batch with its own generator
+``default_rng([seed, batch_index])``, so the output is the same whatever the batch at
+which a run was interrupted and resumed. Each batch is an independent estimate of σ,
+so its weights are scaled by ``n_batch / n_events``: the whole file then sums to σ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from assay.simulators.toys import GaussianToy
+from assay.store import EventStore
+
+__all__ = ["BatchSimulator", "EventBatch", "ToyBatchSimulator", "generate"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Events of one batch: x ``(n, n_obs)``, weights ``(n, n_benchmarks)`` pb, labels and extras."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    process: np.ndarray | int = 0
+    benchmark: np.ndarray | int = -1
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class BatchSimulator(Protocol):
+    observables: list[str]
+    extras_shapes: dict[str, tuple[int, ...]]
+    processes: list[str]
+
+    def batch(self, n_events: int, rng: np.random.Generator) -> EventBatch: ...
+
+
+@dataclass(frozen=True)
+class ToyBatchSimulator:
+    """:class:`GaussianToy` events at ``theta_gen``, weighted at ``benchmarks (n_benchmarks, n_params)``."""
+
+    toy: GaussianToy
+    theta_gen: np.ndarray
+    benchmarks: np.ndarray
+    processes: list[str] = field(default_factory=lambda: ["toy"])
+
+    @property
+    def observables(self) -> list[str]:
+        return [f"x{i}" for i in range(self.toy.n_obs)]
+
+    @property
+    def extras_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"z": (self.toy.n_obs,)}
+
+    def batch(self, n_events: int, rng: np.random.Generator) -> EventBatch:
+        ev = self.toy.simulate(n_events, self.theta_gen, self.benchmarks, rng)
+        return EventBatch(ev.x, ev.weights, extras={"z": ev.z})
+
+
+def generate(
+    simulator: BatchSimulator,
+    path: str | os.PathLike,
+    n_events: int,
+    *,
+    seed: int,
+    benchmarks: list[str],
+    batch_size: int = 100_000,
+    metadata: dict | None = None,
+    progress: bool = True,
+) -> EventStore:
+    """Generate ``n_events`` into ``path``, resuming an interrupted run.
+
+    Args:
+        simulator: the event source.
+        path: final HDF5 file; work goes to ``<path>.partial`` until complete.
+        n_events: total number of events.
+        seed: base seed; batch ``i`` uses ``numpy.random.default_rng([seed, i])``.
+        benchmarks: names of the weight columns.
+        batch_size: events per batch (and per resume step).
+        metadata: keyword arguments for :meth:`EventStore.create` (parameters, morphing, config).
+        progress: show a progress bar.
+
+    Returns:
+        The finished, opened :class:`EventStore`. If ``path`` already holds a complete
+        file with the same metadata it is returned unchanged.
+    """
+    path = Path(path)
+    meta = metadata or {}
+    if path.exists():
+        store = EventStore(path)
+        if store.n_events == n_events and store.config == meta.get("config"):
+            logger.info("%s is complete (%d events); nothing to do", path, n_events)
+            return store
+        store.close()
+    writer = EventStore.create(
+        path,
+        observables=simulator.observables,
+        benchmarks=benchmarks,
+        processes=simulator.processes,
+        extras=simulator.extras_shapes,
+        resume=True,
+        overwrite=True,
+        **meta,
+    )
+    done = writer.n_events
+    if done % batch_size and done != n_events:
+        writer.abort()
+        raise ValueError(
+            f"{writer.partial_path}: holds {done} events, not a multiple of batch_size "
+            f"{batch_size}; rerun with the batch_size of the interrupted run"
+        )
+    try:
+        with tqdm(
+            total=n_events, initial=done, unit="ev", desc=f"generate {path.name}", disable=not progress
+        ) as bar:
+            for index in range(done // batch_size, -(-n_events // batch_size)):
+                n = min(batch_size, n_events - index * batch_size)
+                b = simulator.batch(n, np.random.default_rng([seed, index]))
+                writer.append(
+                    b.x, b.weights * (n / n_events), process=b.process, benchmark=b.benchmark, extras=b.extras
+                )
+                bar.update(n)
+    except BaseException:
+        writer.close()  # keep the partial file: a rerun resumes after the last full batch
+        raise
+    return writer.finalize()
