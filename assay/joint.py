@@ -71,7 +71,7 @@ class JointQuantities:
         >>> from assay.morphing import morphing_components
         >>> m = Morpher(morphing_components(1, 2), np.array([[0.0], [1.0], [-1.0]]))
         >>> jq = JointQuantities(m, np.array([1.0, 2.0, 1.0]))
-        >>> float(jq.cross_section(np.array([0.0])))
+        >>> round(float(jq.cross_section(np.array([0.0]))), 12)
         1.0
     """
 
