@@ -290,22 +290,62 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
     return errors
 
 
-def _data_loc(data: Any, loc: tuple) -> tuple:
-    """Drop the parts of a pydantic error location that are not keys of the data (union tags)."""
-    out = []
+def _is_union_member(part: Any) -> bool:
+    """pydantic names union branches by type (``str``, ``dict[str,float]``, ``GaussianPriorConfig``)."""
+    return isinstance(part, str) and (
+        "[" in part or "-" in part or part in {"str", "int", "float", "bool"} or part[:1].isupper()
+    )
+
+
+def _data_loc(data: Any, loc: tuple) -> tuple[tuple, bool]:
+    """Map a pydantic error location to key path of the data; flag errors of untagged unions."""
+    out: list = []
     for part in loc:
         if isinstance(data, dict) and part in data:
             data = data[part]
         elif isinstance(data, list) and isinstance(part, int) and part < len(data):
             data = data[part]
         elif isinstance(data, dict) and part == data.get("kind"):
-            continue
-        elif not isinstance(part, str) or "[" in part or "-" in part:
-            continue
+            continue  # tagged union: the discriminator picked this branch
+        elif _is_union_member(part) or not isinstance(data, dict | list | type(None)):
+            return tuple(out), True
         else:
-            data = None
+            data = None  # a missing key
         out.append(part)
-    return tuple(out)
+    return tuple(out), False
+
+
+def _problems(data: Any, exc: ValidationError) -> list[tuple[tuple, str]]:
+    """One message per key path; the branches of an untagged union are merged into one."""
+    problems: dict[tuple, list[str]] = {}
+    unions: set[tuple] = set()
+    for e in exc.errors():
+        loc, union = _data_loc(data, e["loc"])
+        if union:
+            unions.add(loc)
+        got = f" (got {e['input']!r})" if e["type"] != "missing" else ""
+        problems.setdefault(loc, []).append(e["msg"] + ("" if union else got))
+    out = []
+    for loc, msgs in problems.items():
+        if loc in unions:
+            got = _resolve(data, loc)
+            out.append(
+                (
+                    loc,
+                    "matches none of the allowed forms: "
+                    + "; ".join(dict.fromkeys(msgs))
+                    + f" (got {got!r})",
+                )
+            )
+        else:
+            out.extend((loc, m) for m in msgs)
+    return out
+
+
+def _resolve(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        data = data[part]
+    return data
 
 
 def _format_loc(loc: tuple) -> str:
@@ -337,13 +377,7 @@ def config_from_dict(data: Any, *, source: str = "<config>", node: yaml.Node | N
         cfg = RunConfig.model_validate(data)
         problems = _semantic_errors(cfg)
     except ValidationError as exc:
-        problems = [
-            (
-                _data_loc(data, e["loc"]),
-                e["msg"] + (f" (got {e['input']!r})" if e["type"] != "missing" else ""),
-            )
-            for e in exc.errors()
-        ]
+        problems = _problems(data, exc)
         cause: Exception | None = exc
     else:
         cause = None

@@ -40,20 +40,20 @@ class IndexedThetas:
 ThetaArg = np.ndarray | IndexedThetas
 
 
-def _per_event(values_fn, theta: ThetaArg, n_events: int, n_params: int) -> np.ndarray:
+def _per_event(values_fn, theta: ThetaArg, n_events: int, n_params: int, name: str = "theta") -> np.ndarray:
     """Evaluate a θ → array function once per distinct θ and spread it over events."""
     if isinstance(theta, IndexedThetas):
         if len(theta.index) != n_events:
-            raise ValueError(f"theta: expected an index for {n_events} events, got {len(theta.index)}")
-        return values_fn(_as_thetas(theta.points, n_params))[theta.index]
+            raise ValueError(f"{name}: expected an index for {n_events} events, got {len(theta.index)}")
+        return values_fn(_as_thetas(theta.points, n_params, name))[theta.index]
     theta = np.asarray(theta, dtype=float)
     if theta.ndim == 1:
-        value = values_fn(_as_thetas(theta, n_params))[0]
+        value = values_fn(_as_thetas(theta, n_params, name))[0]
         return np.broadcast_to(value, (n_events, *value.shape))
-    thetas = _as_thetas(theta, n_params)
+    thetas = _as_thetas(theta, n_params, name)
     if len(thetas) != n_events:
         raise ValueError(
-            f"theta: expected (n_params,) or ({n_events}, {n_params}) per event, got {theta.shape}"
+            f"{name}: expected (n_params,) or ({n_events}, {n_params}) per event, got {theta.shape}"
         )
     unique, inverse = np.unique(thetas, axis=0, return_inverse=True)
     return values_fn(unique)[inverse.ravel()]
@@ -121,16 +121,16 @@ class JointQuantities:
     def log_ratio(self, weights: np.ndarray, theta0: ThetaArg, theta1: ThetaArg) -> np.ndarray:
         """Joint log r(x,z|θ0,θ1), ``(n_events,)`` (seed 000 backup)."""
         w = self._check_weights(weights)
-        n = len(w)
-        sig0 = _per_event(lambda t: self.cross_section(t)[:, None], theta0, n, self.n_params)[:, 0]
-        sig1 = _per_event(lambda t: self.cross_section(t)[:, None], theta1, n, self.n_params)[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return (
-                np.log(self.weights(w, theta0))
-                - np.log(self.weights(w, theta1))
-                - np.log(sig0)
-                + np.log(sig1)
-            )
+            return np.log(self._density(w, theta0, "theta0")) - np.log(self._density(w, theta1, "theta1"))
+
+    def _density(self, w: np.ndarray, theta: ThetaArg, name: str) -> np.ndarray:
+        """w(z|θ)/σ(θ) per event, ``(n_events,)`` (the θ-dependence of p(x,z|θ))."""
+
+        def normalised(thetas: np.ndarray) -> np.ndarray:
+            return self.morpher.morphing_weights(thetas) / self.cross_section(thetas)[:, None]
+
+        return np.einsum("nk,nk->n", w, _per_event(normalised, theta, len(w), self.n_params, name))
 
     def score(self, weights: np.ndarray, theta: ThetaArg) -> np.ndarray:
         """Joint score t(x,z|θ), ``(n_events, n_params)`` (seed 000 backup)."""
@@ -139,6 +139,6 @@ class JointQuantities:
         grads = _per_event(self.morpher.morphing_weight_gradients, theta, n, self.n_params)
         dsig = _per_event(
             lambda t: self.cross_section_gradient(t) / self.cross_section(t)[:, None], theta, n, self.n_params
-        )
+        )  # ∇σ/σ
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.einsum("nak,nk->na", grads, w) / self.weights(w, theta)[:, None] - dsig

@@ -63,8 +63,15 @@ def morphing_components(
         >>> morphing_components(2, 2).tolist()
         [[0, 0], [0, 1], [1, 0], [0, 2], [1, 1], [2, 0]]
     """
-    powers = np.broadcast_to(np.asarray(max_power, dtype=int), (n_params,))
-    if np.any(powers < 0) or n_params < 1:
+    if n_params < 1:
+        raise MorphingError(f"n_params must be >= 1, got {n_params}")
+    powers = np.asarray(max_power, dtype=int)
+    if powers.ndim > 1 or (powers.ndim == 1 and len(powers) != n_params):
+        raise MorphingError(
+            f"max_power: expected one int or {n_params} ints (one per parameter), got {max_power}"
+        )
+    powers = np.broadcast_to(powers, (n_params,))
+    if np.any(powers < 0):
         raise MorphingError(f"max_power must be >= 0 per parameter, got {max_power}")
     overall = int(powers.max()) if max_overall_power is None else int(max_overall_power)
     combos = [c for c in itertools.product(*(range(p + 1) for p in powers)) if sum(c) <= overall]

@@ -143,7 +143,9 @@ class ParameterSpace:
 
     def with_benchmarks(self, thetas: np.ndarray, names: Sequence[str]) -> ParameterSpace:
         """Copy with the benchmarks replaced by ``thetas`` ``(n_benchmarks, n_params)``."""
-        thetas = np.asarray(thetas, dtype=float)
+        thetas = np.asarray(thetas, dtype=float).reshape(-1, self.n_params)
+        if len(names) != len(thetas):
+            raise ConfigError(f"with_benchmarks: got {len(names)} names for {len(thetas)} points")
         return ParameterSpace(
             self.parameters, tuple(Benchmark(n, tuple(map(float, t))) for n, t in zip(names, thetas))
         )

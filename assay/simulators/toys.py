@@ -108,6 +108,12 @@ class GaussianToy:
         thetas = _as_thetas(theta, self.n_params)
         return np.concatenate([np.ones((len(thetas), 1)), thetas], axis=1)
 
+    def _one_theta_tilde(self, theta: np.ndarray) -> np.ndarray:
+        """θ̃ = (1, θ) for exactly one θ ``(n_params,)``."""
+        if np.ndim(theta) != 1:
+            raise ValueError(f"theta: expected one point of shape ({self.n_params},), got {np.shape(theta)}")
+        return self._theta_tilde(theta)[0]
+
     # ---- cross sections -------------------------------------------------------------
     def cross_section(self, theta: np.ndarray) -> np.ndarray:
         """σ(θ) in pb: scalar array for ``(n_params,)``, ``(n_theta,)`` for many θ."""
@@ -117,12 +123,12 @@ class GaussianToy:
 
     def cross_section_gradient(self, theta: np.ndarray) -> np.ndarray:
         """∇θ σ(θ) in pb at one θ ``(n_params,)``, shape ``(n_params,)``."""
-        tt = self._theta_tilde(theta)[0]
+        tt = self._one_theta_tilde(theta)
         return 2 * (self.K @ tt)[1:]
 
     def mean(self, theta: np.ndarray) -> np.ndarray:
         """Exact E[x|θ] = E[z|θ] = Σ_ij θ̃_i θ̃_j K_ij μ_ij / σ(θ) at one θ, shape ``(n_obs,)``."""
-        tt = self._theta_tilde(theta)[0]
+        tt = self._one_theta_tilde(theta)
         mu = 0.5 * (self.means[:, None, :] + self.means[None, :, :])
         return np.einsum("i,ij,ijd,j->d", tt, self.K, mu, tt) / (tt @ self.K @ tt)
 
@@ -141,7 +147,7 @@ class GaussianToy:
 
     # ---- event generation -----------------------------------------------------------
     def _draw_latent(self, theta: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-        tt = self._theta_tilde(theta)[0]
+        tt = self._one_theta_tilde(theta)
         mix = tt**2 * self.amplitudes**2
         active = mix > 0
         probs = mix / mix.sum()
@@ -208,7 +214,7 @@ class GaussianToy:
 
     def score(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Exact t(x|θ) = ∇θ log p(x|θ) at one θ ``(n_params,)``, shape ``(n_events, n_params)``."""
-        tt = self._theta_tilde(theta)[0]
+        tt = self._one_theta_tilde(theta)
         G = self._mixture_density(np.asarray(x, float))
         num = np.einsum("i,nij,j->n", tt, G, tt)
         grad_num = 2 * np.einsum("nij,j->ni", G, tt)[:, 1:]
@@ -226,7 +232,7 @@ class GaussianToy:
 
     def joint_score(self, z: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Exact t(x,z|θ) = ∇θ log p(z|θ), shape ``(n_events, n_params)``."""
-        tt = self._theta_tilde(theta)[0]
+        tt = self._one_theta_tilde(theta)
         terms = self._terms(z)
         amp = terms @ tt
         return 2 * terms[:, 1:] / amp[:, None] - self.cross_section_gradient(theta) / (tt @ self.K @ tt)

@@ -1,0 +1,56 @@
+"""Shared fixtures: the 2-parameter Gaussian toy, a quadratic morphing basis and a weighted sample.
+
+The toy's dσ(z|θ) is exactly quadratic in θ, so morphing with all monomials of total
+degree ≤ 2 reproduces its weights up to float64 rounding; most physics tests below
+compare against its closed-form likelihood.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from assay.morphing import Morpher, morphing_components
+from assay.simulators.toys import GaussianToy, ToyEvents
+
+# Hand-chosen quadratic basis for 2 parameters: the four axis points fix the linear and
+# square terms, (1, 1) fixes the mixed term; condition number ≈ 8.
+BASIS_2D = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]])
+THETA_GEN = np.zeros(2)
+N_EVENTS = 20_000
+
+
+def readonly(*arrays: np.ndarray) -> None:
+    """Guard session fixtures against tests that modify them in place."""
+    for a in arrays:
+        a.setflags(write=False)
+
+
+@pytest.fixture(scope="session")
+def toy() -> GaussianToy:
+    return GaussianToy.default(n_params=2)
+
+
+@pytest.fixture(scope="session")
+def morpher() -> Morpher:
+    return Morpher(morphing_components(2, 2), BASIS_2D)
+
+
+@pytest.fixture(scope="session")
+def events(toy: GaussianToy) -> ToyEvents:
+    """N_EVENTS events drawn at θ_gen = SM, weighted at the BASIS_2D benchmarks (pb)."""
+    ev = toy.simulate(N_EVENTS, THETA_GEN, BASIS_2D, np.random.default_rng(20240601))
+    readonly(ev.x, ev.z, ev.weights, ev.generator)
+    return ev
+
+
+def chi2_pvalue(observed: np.ndarray, expected: np.ndarray, min_expected: float = 5.0) -> float:
+    """Pearson chi2 goodness-of-fit p-value; bins expecting fewer than ``min_expected`` are pooled
+    (the chi2 approximation needs a few counts per bin)."""
+    observed, expected = np.ravel(observed).astype(float), np.ravel(expected).astype(float)
+    keep = expected >= min_expected
+    if not keep.all():
+        observed = np.append(observed[keep], observed[~keep].sum())
+        expected = np.append(expected[keep], expected[~keep].sum())
+    return float(stats.chisquare(observed, expected).pvalue)
