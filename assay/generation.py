@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from assay.exceptions import StoreError
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
 
@@ -89,37 +90,43 @@ def generate(
         benchmarks: names of the weight columns.
         batch_size: events per batch (and per resume step).
         metadata: keyword arguments for :meth:`EventStore.create` (parameters, morphing, config).
+            The file's ``config`` is ``{"generation": {seed, n_events, batch_size}, "run": config}``.
         progress: show a progress bar.
 
     Returns:
         The finished, opened :class:`EventStore`. If ``path`` already holds a complete
-        file with the same metadata it is returned unchanged.
+        file made with the same settings it is returned unchanged.
+
+    Raises:
+        StoreError: an interrupted run with other settings left ``<path>.partial``.
     """
     path = Path(path)
-    meta = metadata or {}
+    meta = dict(metadata or {})
+    generation = {"seed": seed, "n_events": n_events, "batch_size": batch_size}
+    meta["config"] = {"generation": generation, "run": meta.get("config")}
     if path.exists():
         store = EventStore(path)
-        if store.n_events == n_events and store.config == meta.get("config"):
+        if store.config == meta["config"]:
             logger.info("%s is complete (%d events); nothing to do", path, n_events)
             return store
         store.close()
-    writer = EventStore.create(
-        path,
-        observables=simulator.observables,
-        benchmarks=benchmarks,
-        processes=simulator.processes,
-        extras=simulator.extras_shapes,
-        resume=True,
-        overwrite=True,
-        **meta,
-    )
-    done = writer.n_events
-    if done % batch_size and done != n_events:
-        writer.abort()
-        raise ValueError(
-            f"{writer.partial_path}: holds {done} events, not a multiple of batch_size "
-            f"{batch_size}; rerun with the batch_size of the interrupted run"
+    try:
+        writer = EventStore.create(
+            path,
+            observables=simulator.observables,
+            benchmarks=benchmarks,
+            processes=simulator.processes,
+            extras=simulator.extras_shapes,
+            resume=True,
+            overwrite=True,
+            **meta,
         )
+    except StoreError as exc:
+        raise StoreError(
+            f"{exc}\n(an interrupted run with other settings (seed, n_events, batch_size, config) "
+            f"left {path}.partial; rerun with those settings, or delete it to start over)"
+        ) from exc
+    done = writer.n_events
     try:
         with tqdm(
             total=n_events, initial=done, unit="ev", desc=f"generate {path.name}", disable=not progress

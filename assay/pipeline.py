@@ -38,6 +38,8 @@ __all__ = ["PipelineResult", "build_basis", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
+_EVENT_SECTIONS = {"seed", "parameters", "benchmarks", "morphing", "simulator"}
+
 
 @dataclass(frozen=True)
 class PipelineResult:
@@ -85,12 +87,13 @@ def _split(path: Path, n_events: int, cfg: RunConfig) -> EventSplit:
     fractions = (cfg.sampling.split.train, cfg.sampling.split.validation, cfg.sampling.split.test)
     if path.exists():
         with h5py.File(path, "r") as f:
-            if f.attrs.get("n_events") == n_events and tuple(f.attrs["fractions"]) == fractions:
+            same = f.attrs.get("seed") == cfg.seed and f.attrs.get("n_events") == n_events
+            if same and tuple(f.attrs["fractions"]) == fractions:
                 return EventSplit(f["train"][()], f["validation"][()], f["test"][()])
     split = split_events(n_events, fractions, np.random.default_rng([cfg.seed, 1]))
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
-        f.attrs["n_events"], f.attrs["fractions"] = n_events, fractions
+        f.attrs["seed"], f.attrs["n_events"], f.attrs["fractions"] = cfg.seed, n_events, fractions
         for name in ("train", "validation", "test"):
             f.create_dataset(name, data=split[name])
     os.replace(tmp, path)
@@ -159,7 +162,8 @@ def run_pipeline(
         metadata={
             "parameters": space.to_dict(),
             "morphing": morpher.to_dict(),
-            "config": cfg.model_dump(mode="json"),
+            # only what shapes the events: editing sampling/training/inference keeps them
+            "config": cfg.model_dump(mode="json", include=_EVENT_SECTIONS),
         },
     )
     timings["generation"] = time.perf_counter() - start

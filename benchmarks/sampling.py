@@ -53,16 +53,28 @@ def main() -> None:
     rng = np.random.default_rng(0)
     comps = morphing_components(2, 2)
     prior = GaussianPrior(0.0, 0.4, n_params=2)
-    bench = optimize_basis(comps, prior.sample(2000, rng), np.array([[-1.0, 1.0]] * 2), fixed=np.zeros((1, 2)),
-                           rng=rng)
+    bench = optimize_basis(
+        comps, prior.sample(2000, rng), np.array([[-1.0, 1.0]] * 2), fixed=np.zeros((1, 2)), rng=rng
+    )
     morpher = Morpher(comps, bench)
     toy = GaussianToy.default(2)
-    results: dict[str, float] = {"n_events": args.n_events, "n_pairs": args.n_pairs, "n_theta0": args.n_theta0}
+    results: dict[str, float] = {
+        "n_events": args.n_events,
+        "n_pairs": args.n_pairs,
+        "n_theta0": args.n_theta0,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        store = generate(ToyBatchSimulator(toy, np.zeros(2), bench), Path(tmp) / "events.h5", args.n_events,
-                         seed=0, benchmarks=[f"b{i}" for i in range(6)], batch_size=250_000, progress=False,
-                         metadata={"morphing": morpher.to_dict()})
+        store = generate(
+            ToyBatchSimulator(toy, np.zeros(2), bench),
+            Path(tmp) / "events.h5",
+            args.n_events,
+            seed=0,
+            benchmarks=[f"b{i}" for i in range(6)],
+            batch_size=250_000,
+            progress=False,
+            metadata={"morphing": morpher.to_dict()},
+        )
         results["generate_store_1M_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -83,11 +95,13 @@ def main() -> None:
         results["save_both_sets_s"] = time.perf_counter() - start
 
         n_ref = 50
-        ref = _reference_inverse_cdf(source, prior.sample(n_ref, rng), args.n_pairs // (2 * args.n_theta0), rng)
+        ref = _reference_inverse_cdf(
+            source, prior.sample(n_ref, rng), args.n_pairs // (2 * args.n_theta0), rng
+        )
         results["reference_inverse_cdf_alices_1M_s_extrapolated"] = ref * args.n_theta0 / n_ref
-        results["speedup_vs_inverse_cdf"] = results["reference_inverse_cdf_alices_1M_s_extrapolated"] / results[
-            "alices_set_1M_s"
-        ]
+        results["speedup_vs_inverse_cdf"] = (
+            results["reference_inverse_cdf_alices_1M_s_extrapolated"] / results["alices_set_1M_s"]
+        )
         store.close()
     results["peak_rss_gb"] = _peak_rss_gb()
     results["cpu_count"] = os.cpu_count() or 0

@@ -31,15 +31,19 @@ def exact_grad_sigma(toy, theta: np.ndarray) -> np.ndarray:
 
 def expected_log_ratio(toy, jq, z, theta0, theta1) -> np.ndarray:
     """log dσ(z|θ0)/dσ(z|θ1) from the toy plus log σ̂(θ1)/σ̂(θ0) from the sample."""
-    return (np.log(toy.dsigma(z, theta0)[:, 0] / toy.dsigma(z, theta1)[:, 0])
-            + np.log(jq.cross_section(theta1) / jq.cross_section(theta0)))
+    return np.log(toy.dsigma(z, theta0)[:, 0] / toy.dsigma(z, theta1)[:, 0]) + np.log(
+        jq.cross_section(theta1) / jq.cross_section(theta0)
+    )
 
 
 def expected_score(toy, jq, z, theta) -> np.ndarray:
     """∇θ log dσ(z|θ) from the toy minus ∇σ̂/σ̂ from the sample."""
     exact_sigma_term = exact_grad_sigma(toy, theta) / toy.cross_section(theta)
-    return toy.joint_score(z, theta) + exact_sigma_term - jq.cross_section_gradient(theta) / jq.cross_section(
-        theta)
+    return (
+        toy.joint_score(z, theta)
+        + exact_sigma_term
+        - jq.cross_section_gradient(theta) / jq.cross_section(theta)
+    )
 
 
 # ---- cross sections ----------------------------------------------------------------------
@@ -58,8 +62,10 @@ def test_cross_section_gradient(toy, events, jq):
     grads = jq.cross_section_gradient(thetas)
     assert grads.shape == (3, 2)
     h = 1e-3  # σ̂ is quadratic in θ: central differences are exact up to rounding ~1e-16 σ/h
-    fd = np.stack([(jq.cross_section(thetas + h * e) - jq.cross_section(thetas - h * e)) / (2 * h)
-                   for e in np.eye(2)], axis=1)
+    fd = np.stack(
+        [(jq.cross_section(thetas + h * e) - jq.cross_section(thetas - h * e)) / (2 * h) for e in np.eye(2)],
+        axis=1,
+    )
     np.testing.assert_allclose(grads, fd, rtol=1e-9, atol=1e-9)
     # ∇σ̂ = Σ_events ∇w is an MC estimate of the exact 2 (K θ̃)_{1:}
     for theta, grad in zip(thetas, grads):
@@ -71,8 +77,11 @@ def test_cross_section_gradient(toy, events, jq):
 # ---- per-event quantities vs the toy -----------------------------------------------------------
 def test_weights_equal_direct_reweighting(toy, events, jq):
     w = jq.weights(events.weights, THETA0)
-    direct = toy.dsigma(events.z, THETA0)[:, 0] / toy.dsigma(events.z, np.zeros(2))[:, 0] * (
-        toy.cross_section(np.zeros(2)) / N_EVENTS)
+    direct = (
+        toy.dsigma(events.z, THETA0)[:, 0]
+        / toy.dsigma(events.z, np.zeros(2))[:, 0]
+        * (toy.cross_section(np.zeros(2)) / N_EVENTS)
+    )
     np.testing.assert_allclose(w, direct, rtol=1e-10)  # exact morphing; rounding only (no zeros at THETA0)
     grid = jq.weights_on_grid(events.weights, np.array([THETA0, THETA1]))
     assert grid.shape == (N_EVENTS, 2)
@@ -119,9 +128,11 @@ def test_shared_dense_and_indexed_thetas_agree(events, jq):
     n = len(w)
     dense0, dense1 = np.tile(THETA0, (n, 1)), np.tile(THETA1, (n, 1))
     idx0, idx1 = IndexedThetas(THETA0[None], np.zeros(n, int)), IndexedThetas(THETA1[None], np.zeros(n, int))
-    for fn, args in ((jq.weights, ((THETA0,), (dense0,), (idx0,))),
-                     (jq.score, ((THETA0,), (dense0,), (idx0,))),
-                     (jq.log_ratio, ((THETA0, THETA1), (dense0, dense1), (idx0, idx1)))):
+    for fn, args in (
+        (jq.weights, ((THETA0,), (dense0,), (idx0,))),
+        (jq.score, ((THETA0,), (dense0,), (idx0,))),
+        (jq.log_ratio, ((THETA0, THETA1), (dense0, dense1), (idx0, idx1))),
+    ):
         shared, dense, indexed = (fn(w, *a) for a in args)
         np.testing.assert_allclose(dense, shared, rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose(indexed, shared, rtol=1e-13, atol=1e-13)
@@ -138,7 +149,7 @@ def test_many_per_event_thetas_equal_indexed(events, jq):
     np.testing.assert_allclose(t, jq.score(w, indexed), rtol=1e-12, atol=1e-12)
     # each event really used its own θ
     for i in (0, 17, 999):
-        np.testing.assert_allclose(t[i], jq.score(w[i:i + 1], points[index[i]])[0], rtol=1e-12)
+        np.testing.assert_allclose(t[i], jq.score(w[i : i + 1], points[index[i]])[0], rtol=1e-12)
 
 
 # ---- bad input -----------------------------------------------------------------------------------

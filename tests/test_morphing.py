@@ -30,16 +30,19 @@ def test_components_order_quadratic_2d():
     assert morphing_components(2, 2).tolist() == [[0, 0], [0, 1], [1, 0], [0, 2], [1, 1], [2, 0]]
 
 
-@pytest.mark.parametrize(("n_params", "max_power", "overall", "expected"), [
-    (1, 2, None, 3),
-    (2, 2, None, 6),
-    (3, 2, None, 10),
-    (2, 3, None, 10),
-    (3, 3, None, 20),
-    (4, 2, None, 15),
-    (2, 2, 4, 9),  # no overall limit beyond the per-parameter one: full 3x3 tensor product
-    (3, 2, 1, 4),  # linear only
-])
+@pytest.mark.parametrize(
+    ("n_params", "max_power", "overall", "expected"),
+    [
+        (1, 2, None, 3),
+        (2, 2, None, 6),
+        (3, 2, None, 10),
+        (2, 3, None, 10),
+        (3, 3, None, 20),
+        (4, 2, None, 15),
+        (2, 2, 4, 9),  # no overall limit beyond the per-parameter one: full 3x3 tensor product
+        (3, 2, 1, 4),  # linear only
+    ],
+)
 def test_component_counts(n_params, max_power, overall, expected):
     comps = morphing_components(n_params, max_power, overall)
     assert comps.shape == (expected, n_params)
@@ -141,26 +144,40 @@ def test_morphing_weight_shapes_and_bad_theta(morpher):
 
 # ---- gradients -----------------------------------------------------------------------
 @pytest.mark.filterwarnings("error::assay.morphing.IllConditionedMorphingWarning")
-@pytest.mark.parametrize(("n_params", "max_power", "overall"), [
-    (1, 2, None),
-    (1, 4, None),
-    (2, 2, None),
-    (2, (3, 1), 3),
-    (2, 2, 4),
-    (3, 2, None),
-    (3, (2, 1, 2), 2),
-])
+@pytest.mark.parametrize(
+    ("n_params", "max_power", "overall"),
+    [
+        (1, 2, None),
+        (1, 4, None),
+        (2, 2, None),
+        (2, (3, 1), 3),
+        (2, 2, 4),
+        (3, 2, None),
+        (3, (2, 1, 2), 2),
+    ],
+)
 def test_gradients_match_central_differences(n_params, max_power, overall):
     comps = morphing_components(n_params, max_power, overall)
     rng = np.random.default_rng(len(comps))
-    bench = optimize_basis(comps, rng.uniform(-1, 1, (200, n_params)), np.tile([-1.0, 1.0], (n_params, 1)),
-                           n_trials=30, n_refine=0, rng=rng)
+    bench = optimize_basis(
+        comps,
+        rng.uniform(-1, 1, (200, n_params)),
+        np.tile([-1.0, 1.0], (n_params, 1)),
+        n_trials=30,
+        n_refine=0,
+        rng=rng,
+    )
     m = Morpher(comps, bench)
     thetas = np.vstack([np.zeros(n_params), np.eye(n_params), rng.uniform(-1.2, 1.2, (20, n_params))])
     grads = m.morphing_weight_gradients(thetas)  # (n_theta, n_params, n_benchmarks)
     h = 1e-4
-    fd = np.stack([(m.morphing_weights(thetas + h * e) - m.morphing_weights(thetas - h * e)) / (2 * h)
-                   for e in np.eye(n_params)], axis=1)
+    fd = np.stack(
+        [
+            (m.morphing_weights(thetas + h * e) - m.morphing_weights(thetas - h * e)) / (2 * h)
+            for e in np.eye(n_params)
+        ],
+        axis=1,
+    )
     # central differences: truncation h²/6 |∂³c| (zero for powers ≤ 2; ≲ 1e-8 |c| for degree 4
     # at |θ| ≤ 1.2) plus rounding ~1e-16 |c| / h = 1e-12 |c|; 1e-6 of the coefficient scale
     # leaves two orders of margin and still catches any wrong exponent or factor.
@@ -174,8 +191,9 @@ def test_gradient_of_linear_term_at_zero():
     # d/dθ of c(θ) for benchmarks 0, 1 (linear morphing): c = (1 - θ, θ), gradient (-1, 1) everywhere,
     # including θ = 0 where 0**0 must count as 1
     m = Morpher(morphing_components(1, 1), np.array([[0.0], [1.0]]))
-    np.testing.assert_allclose(m.morphing_weight_gradients(np.array([[0.0], [0.3]])),
-                               [[[-1.0, 1.0]], [[-1.0, 1.0]]], atol=1e-15)
+    np.testing.assert_allclose(
+        m.morphing_weight_gradients(np.array([[0.0], [0.3]])), [[[-1.0, 1.0]], [[-1.0, 1.0]]], atol=1e-15
+    )
 
 
 # ---- bad bases -----------------------------------------------------------------------
@@ -241,16 +259,19 @@ def test_optimize_basis_beats_random_and_poor_bases():
     rng = np.random.default_rng(7)
     prior = rng.uniform(-1, 1, (400, 2))
     fixed = np.array([[0.0, 0.0]])
-    basis = optimize_basis(comps, prior, RANGES_2D, fixed=fixed, n_trials=100, n_refine=3,
-                           rng=np.random.default_rng(8))
+    basis = optimize_basis(
+        comps, prior, RANGES_2D, fixed=fixed, n_trials=100, n_refine=3, rng=np.random.default_rng(8)
+    )
     assert basis.shape == (6, 2)
     np.testing.assert_array_equal(basis[0], fixed[0])
     assert np.all(basis >= RANGES_2D[:, 0]) and np.all(basis <= RANGES_2D[:, 1])
     best = expected_squared_weights(basis, comps, prior)
     # every one of 20 independent random bases in the same ranges is worse
     other = np.random.default_rng(9)
-    random_scores = [expected_squared_weights(np.vstack([fixed, other.uniform(-1, 1, (5, 2))]), comps, prior)
-                     for _ in range(20)]
+    random_scores = [
+        expected_squared_weights(np.vstack([fixed, other.uniform(-1, 1, (5, 2))]), comps, prior)
+        for _ in range(20)
+    ]
     assert best < min(random_scores)
     # a clustered basis (all points within 0.1 of the SM) needs huge cancelling weights
     poor = np.vstack([fixed, 0.1 * BASIS_2D[1:]])

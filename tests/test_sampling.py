@@ -43,8 +43,15 @@ def space() -> ParameterSpace:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, events, morpher, space):
     path = tmp_path_factory.mktemp("sampling") / "toy.h5"
-    with EventStore.create(path, observables=["x0", "x1"], benchmarks=BENCHMARKS, morphing=morpher.to_dict(),
-                           parameters=space.to_dict(), extras={"z": (2,)}, chunk_events=4096) as writer:
+    with EventStore.create(
+        path,
+        observables=["x0", "x1"],
+        benchmarks=BENCHMARKS,
+        morphing=morpher.to_dict(),
+        parameters=space.to_dict(),
+        extras={"z": (2,)},
+        chunk_events=4096,
+    ) as writer:
         for part in np.array_split(np.arange(N_EVENTS), 3):
             writer.append(events.x[part], events.weights[part], extras={"z": events.z[part]})
     with EventStore(path) as opened:
@@ -133,8 +140,9 @@ def test_local_score_set(source, events, morpher, jq, split, toy):
     np.testing.assert_allclose(ts.t0, exact, rtol=1e-9, atol=1e-9)
     # mean of t over the train partition's distribution: ∇σ_train/σ_train − ∇σ̂/σ̂, exactly
     train = JointQuantities(morpher, events.weights[split.train].sum(axis=0))
-    expected = (train.cross_section_gradient(theta_ref) / train.cross_section(theta_ref)
-                - jq.cross_section_gradient(theta_ref) / jq.cross_section(theta_ref))
+    expected = train.cross_section_gradient(theta_ref) / train.cross_section(
+        theta_ref
+    ) - jq.cross_section_gradient(theta_ref) / jq.cross_section(theta_ref)
     assert np.all(np.abs(ts.t0.mean(axis=0) - expected) < 5 * ts.t0.std(axis=0) / np.sqrt(len(ts)))
 
 
@@ -220,8 +228,17 @@ def test_ratio_set_bad_thetas(source):
 def test_partitions_give_disjoint_training_sets(store, split):
     val = EventSource(store, events=split.validation)
     train = EventSource(store, events=split.train)
-    sets = [ratio_training_set(s, GaussianPrior(0.0, 0.4, n_params=2), np.zeros(2), 2000, n_theta0=20,
-                               rng=np.random.default_rng(46)) for s in (train, val)]
+    sets = [
+        ratio_training_set(
+            s,
+            GaussianPrior(0.0, 0.4, n_params=2),
+            np.zeros(2),
+            2000,
+            n_theta0=20,
+            rng=np.random.default_rng(46),
+        )
+        for s in (train, val)
+    ]
     assert np.isin(sets[0].event_index, split.train).all()
     assert np.isin(sets[1].event_index, split.validation).all()
     assert np.intersect1d(sets[0].event_index, sets[1].event_index).size == 0
@@ -245,8 +262,9 @@ def test_plain_set_follows_p_x_given_theta(source, events, morpher, split):
 
 
 def test_plain_set_with_prior(source):
-    ts = plain_training_set(source, GaussianPrior(0.0, 0.5, n_params=2), 999, n_theta=100,
-                            rng=np.random.default_rng(48))
+    ts = plain_training_set(
+        source, GaussianPrior(0.0, 0.5, n_params=2), 999, n_theta=100, rng=np.random.default_rng(48)
+    )
     assert len(ts) == 999 and ts.theta0.shape == (999, 2)
     values, counts = np.unique(ts.theta0, axis=0, return_counts=True)
     # 100 θ × 10 draws, 999 kept at random: nearly all θ appear, none more than 10 times
@@ -323,13 +341,15 @@ def test_load_newer_schema_or_missing_x_raises(tmp_path, ratio_set):
 
 def test_training_set_rejects_inconsistent_lengths():
     with pytest.raises(ValueError, match="log_r: expected 3 rows like x, got 2"):
-        TrainingSet(x=np.zeros((3, 1)), observables=("a",), parameters=("p",), kind="ratio",
-                    log_r=np.zeros(2))
+        TrainingSet(
+            x=np.zeros((3, 1)), observables=("a",), parameters=("p",), kind="ratio", log_r=np.zeros(2)
+        )
     with pytest.raises(ValueError, match=r"x: expected shape \(n_samples, 2\)"):
         TrainingSet(x=np.zeros((3, 1)), observables=("a", "b"), parameters=("p",), kind="plain")
 
 
 def test_morpher_from_store_round_trips(store, morpher):
     again = Morpher.from_dict(store.morphing)
-    np.testing.assert_array_equal(again.morphing_weights(np.array([0.3, 0.1])),
-                                  morpher.morphing_weights(np.array([0.3, 0.1])))
+    np.testing.assert_array_equal(
+        again.morphing_weights(np.array([0.3, 0.1])), morpher.morphing_weights(np.array([0.3, 0.1]))
+    )

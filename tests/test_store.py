@@ -20,22 +20,29 @@ OBS = ["pt_j1", "eta_j1", "m_jj"]
 BENCH = ["sm", "bsm1", "bsm2"]
 PROCS = ["signal", "ttbar"]
 PARAMS = {"names": ["cHW", "cHWtil"], "ranges": [[-1.0, 1.0], [-2.0, 2.0]]}
-META = dict(observables=OBS, benchmarks=BENCH, processes=PROCS, parameters=PARAMS,
-            morphing={"max_power": 2}, config={"seed": 7})
+META = dict(
+    observables=OBS,
+    benchmarks=BENCH,
+    processes=PROCS,
+    parameters=PARAMS,
+    morphing={"max_power": 2},
+    config={"seed": 7},
+)
 
 
 def batch(rng: np.random.Generator, n: int) -> dict:
     """One append's worth of random events (negative weights included)."""
-    return dict(x=rng.normal(size=(n, len(OBS))),
-                weights=rng.normal(1.0, 1.0, size=(n, len(BENCH))),
-                process=rng.integers(0, len(PROCS), n),
-                benchmark=rng.integers(-1, len(BENCH), n),
-                extras={"truth": rng.normal(size=(n, 2, 4))})
+    return dict(
+        x=rng.normal(size=(n, len(OBS))),
+        weights=rng.normal(1.0, 1.0, size=(n, len(BENCH))),
+        process=rng.integers(0, len(PROCS), n),
+        benchmark=rng.integers(-1, len(BENCH), n),
+        extras={"truth": rng.normal(size=(n, 2, 4))},
+    )
 
 
 def concat(batches: list[dict]) -> dict:
-    out = {k: np.concatenate([b[k] for b in batches]) for k in ("x", "weights", "process",
-                                                                 "benchmark")}
+    out = {k: np.concatenate([b[k] for b in batches]) for k in ("x", "weights", "process", "benchmark")}
     out["truth"] = np.concatenate([b["extras"]["truth"] for b in batches])
     return out
 
@@ -79,8 +86,7 @@ def test_round_trip_exact(events, data):
         assert (store.n_obs, store.n_benchmarks, store.extras_names) == (3, 3, ["truth"])
         assert store.extras_shapes == {"truth": (2, 4)}
         # streamed sum vs numpy's pairwise sum: equal up to float64 rounding
-        np.testing.assert_allclose(store.weights_sum(), expected["weights"].sum(axis=0),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(store.weights_sum(), expected["weights"].sum(axis=0), rtol=1e-12)
         assert "n_events=100" in repr(store) and "'bsm1'" in repr(store)
 
 
@@ -102,10 +108,9 @@ def test_iter_chunks_covers_every_event_once_in_order(events, data):
     assert [c.start for c in chunks] == list(range(0, 100, 7))
     assert [len(c) for c in chunks] == [7] * 14 + [2]
     np.testing.assert_array_equal(np.concatenate([c.x for c in chunks]), expected["x"])
-    np.testing.assert_array_equal(np.concatenate([c.extras["truth"] for c in chunks]),
-                                  expected["truth"])
+    np.testing.assert_array_equal(np.concatenate([c.extras["truth"] for c in chunks]), expected["truth"])
     for c in chunks:  # each chunk is the right slice, not merely the right concatenation
-        np.testing.assert_array_equal(c.weights, expected["weights"][c.start:c.start + len(c)])
+        np.testing.assert_array_equal(c.weights, expected["weights"][c.start : c.start + len(c)])
 
 
 @pytest.mark.parametrize("block_bytes", [64, 8 * 2**20])  # many small blocks / one block
@@ -140,8 +145,9 @@ def test_take_many_random_indices_across_chunks(tmp_path):
     n = 50_000
     rng = np.random.default_rng(3)
     x = rng.normal(size=(n, 4))
-    with EventStore.create(tmp_path / "big.h5", observables=list("abcd"),
-                           benchmarks=["sm"], chunk_events=4096) as writer:
+    with EventStore.create(
+        tmp_path / "big.h5", observables=list("abcd"), benchmarks=["sm"], chunk_events=4096
+    ) as writer:
         writer.append(x, np.ones((n, 1)))
     idx = rng.integers(0, n, size=3 * n)
     with EventStore(tmp_path / "big.h5") as store:
@@ -230,8 +236,9 @@ def test_resume_after_writer_dropped(tmp_path, data):
 def test_resume_after_hard_kill_truncates_to_last_append(tmp_path, data):
     """A process killed by os._exit leaves a partial file with every flushed append."""
     path = tmp_path / "events.h5"
-    np.savez(tmp_path / "data.npz", x0=data[0]["x"], w0=data[0]["weights"],
-             x1=data[1]["x"], w1=data[1]["weights"])
+    np.savez(
+        tmp_path / "data.npz", x0=data[0]["x"], w0=data[0]["weights"], x1=data[1]["x"], w1=data[1]["weights"]
+    )
     script = f"""
         import os, numpy as np
         from assay.store import EventStore
@@ -249,8 +256,7 @@ def test_resume_after_hard_kill_truncates_to_last_append(tmp_path, data):
     assert writer.n_events == 65
     with writer.finalize() as store:
         assert store.n_events == 65
-        np.testing.assert_array_equal(store.read().x, np.concatenate([data[0]["x"],
-                                                                      data[1]["x"]]))
+        np.testing.assert_array_equal(store.read().x, np.concatenate([data[0]["x"], data[1]["x"]]))
 
 
 def test_resume_with_different_metadata_fails(tmp_path, data):
@@ -262,8 +268,7 @@ def test_resume_with_different_metadata_fails(tmp_path, data):
     with pytest.raises(StoreError, match=r"events\.h5\.partial: cannot resume: benchmarks differs"):
         EventStore.create(path, **changed, extras={"truth": (2, 4)}, resume=True)
     with pytest.raises(StoreError, match="cannot resume: config differs"):
-        EventStore.create(path, **{**META, "config": {"seed": 8}}, extras={"truth": (2, 4)},
-                          resume=True)
+        EventStore.create(path, **{**META, "config": {"seed": 8}}, extras={"truth": (2, 4)}, resume=True)
     with pytest.raises(StoreError, match="cannot resume: extras differs"):
         EventStore.create(path, **META, extras={"truth": (3,)}, resume=True)
 
@@ -307,16 +312,22 @@ def test_inf_observable_names_row_and_observable(writer):
 
 
 def test_wrong_shape_of_x(writer):
-    with pytest.raises(StoreError, match=r"x: expected shape \(n_events, 3\) for observables "
-                                         r"\['pt_j1', 'eta_j1', 'm_jj'\], got \(5, 4\)"):
+    with pytest.raises(
+        StoreError,
+        match=r"x: expected shape \(n_events, 3\) for observables "
+        r"\['pt_j1', 'eta_j1', 'm_jj'\], got \(5, 4\)",
+    ):
         writer.append(**good(x=np.zeros((5, 4))))
     with pytest.raises(StoreError, match=r"x: expected shape .*got \(15,\)"):
         writer.append(**good(x=np.zeros(15)))
 
 
 def test_wrong_shape_of_weights(writer):
-    with pytest.raises(StoreError, match=r"weights: expected shape \(n_events, 3\) for "
-                                         r"benchmarks \['sm', 'bsm1', 'bsm2'\], got \(5, 2\)"):
+    with pytest.raises(
+        StoreError,
+        match=r"weights: expected shape \(n_events, 3\) for "
+        r"benchmarks \['sm', 'bsm1', 'bsm2'\], got \(5, 2\)",
+    ):
         writer.append(**good(weights=np.ones((5, 2))))
     with pytest.raises(StoreError, match=r"x and weights: .*same number of rows.*got 5 and 4"):
         writer.append(**good(weights=np.ones((4, 3))))
@@ -342,11 +353,9 @@ def test_bad_create_arguments(tmp_path):
     with pytest.raises(StoreError, match="benchmarks: expected a non-empty list of distinct"):
         EventStore.create(tmp_path / "a.h5", observables=OBS, benchmarks=["sm", "sm"])
     with pytest.raises(StoreError, match="config: not JSON-serialisable"):
-        EventStore.create(tmp_path / "a.h5", observables=OBS, benchmarks=BENCH,
-                          config={"f": object()})
+        EventStore.create(tmp_path / "a.h5", observables=OBS, benchmarks=BENCH, config={"f": object()})
     with pytest.raises(StoreError, match="extras: expected name"):
-        EventStore.create(tmp_path / "a.h5", observables=OBS, benchmarks=BENCH,
-                          extras={"a/b": (2,)})
+        EventStore.create(tmp_path / "a.h5", observables=OBS, benchmarks=BENCH, extras={"a/b": (2,)})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -395,8 +404,11 @@ def test_missing_dataset(events):
 
 def test_length_mismatch(events):
     edit(events, lambda f: f["weights"].resize(99, axis=0))
-    with pytest.raises(StoreError, match=r"events\.h5: length mismatch: dataset 'weights' has "
-                                         r"99 events but 'observables' has 100"):
+    with pytest.raises(
+        StoreError,
+        match=r"events\.h5: length mismatch: dataset 'weights' has "
+        r"99 events but 'observables' has 100",
+    ):
         EventStore(events)
 
 
@@ -420,15 +432,21 @@ def test_unfinished_file(events):
 
 def test_malformed_json_metadata(events):
     edit(events, lambda f: f.attrs.__setitem__("parameters", "{'names': [cHW"))
-    with pytest.raises(StoreError, match=r"events\.h5: metadata attribute 'parameters' is not "
-                                         r"valid JSON"):
+    with pytest.raises(
+        StoreError,
+        match=r"events\.h5: metadata attribute 'parameters' is not "
+        r"valid JSON",
+    ):
         EventStore(events)
 
 
 def test_metadata_length_mismatch(events):
     edit(events, lambda f: f.attrs.__setitem__("observables", '["pt_j1", "eta_j1"]'))
-    with pytest.raises(StoreError, match=r"dataset 'observables' has 3 columns but metadata "
-                                         r"'observables' has 2 names"):
+    with pytest.raises(
+        StoreError,
+        match=r"dataset 'observables' has 3 columns but metadata "
+        r"'observables' has 2 names",
+    ):
         EventStore(events)
 
 
@@ -436,7 +454,11 @@ def test_wrong_dtype(events):
     def replace(f):
         del f["labels/process"]
         f["labels/process"] = np.zeros(100, dtype=np.float32)
+
     edit(events, replace)
-    with pytest.raises(StoreError, match=r"dataset 'labels/process' has dtype float32 .*"
-                                         r"expected int32"):
+    with pytest.raises(
+        StoreError,
+        match=r"dataset 'labels/process' has dtype float32 .*"
+        r"expected int32",
+    ):
         EventStore(events)

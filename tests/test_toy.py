@@ -75,8 +75,13 @@ def test_cross_section_shapes_and_quadratic_form(toy):
 def test_score_matches_finite_differences(toy):
     x = np.random.default_rng(1).normal(scale=1.5, size=(200, 2))
     h = 1e-5
-    fd = np.stack([(toy.log_likelihood(x, THETA + h * e) - toy.log_likelihood(x, THETA - h * e)) / (2 * h)
-                   for e in np.eye(2)], axis=1)
+    fd = np.stack(
+        [
+            (toy.log_likelihood(x, THETA + h * e) - toy.log_likelihood(x, THETA - h * e)) / (2 * h)
+            for e in np.eye(2)
+        ],
+        axis=1,
+    )
     # central differences: truncation h²/6 |∂³ log p| ~ 1e-10 × O(10), rounding 1e-16·|log p|/h ~ 1e-10
     np.testing.assert_allclose(toy.score(x, THETA), fd, rtol=1e-6, atol=1e-6)
 
@@ -88,13 +93,17 @@ def test_joint_score_and_ratio_match_direct_formulas(toy):
     def log_p(th):  # log p(z|θ) = log dσ(z|θ) − log σ(θ)
         return np.log(toy.dsigma(z, th)[:, 0]) - np.log(toy.cross_section(th))
 
-    np.testing.assert_allclose(toy.joint_log_ratio(z, THETA, theta1), log_p(THETA) - log_p(theta1),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        toy.joint_log_ratio(z, THETA, theta1), log_p(THETA) - log_p(theta1), rtol=1e-12, atol=1e-12
+    )
     h = 1e-5
     fd = np.stack([(log_p(THETA + h * e) - log_p(THETA - h * e)) / (2 * h) for e in np.eye(2)], axis=1)
     np.testing.assert_allclose(toy.joint_score(z, THETA), fd, rtol=1e-6, atol=1e-6)  # as for the score
-    np.testing.assert_allclose(toy.log_ratio(z, THETA, theta1),
-                               toy.log_likelihood(z, THETA) - toy.log_likelihood(z, theta1), rtol=1e-14)
+    np.testing.assert_allclose(
+        toy.log_ratio(z, THETA, theta1),
+        toy.log_likelihood(z, THETA) - toy.log_likelihood(z, theta1),
+        rtol=1e-14,
+    )
 
 
 # ---- the sampler -------------------------------------------------------------------------
@@ -109,8 +118,9 @@ def test_simulate_shapes_and_labels(toy, sample):
 def test_latent_and_observed_marginals_follow_exact_cdf(toy, sample, dim):
     # z ~ p(z|θ): mixture with width s; x = z + N(0, δ²): width sqrt(s² + δ²)
     p_z = stats.kstest(sample.z[:, dim], mixture_cdf(toy, THETA, dim, toy.width)).pvalue
-    p_x = stats.kstest(sample.x[:, dim], mixture_cdf(toy, THETA, dim,
-                                                     np.hypot(toy.width, toy.smearing))).pvalue
+    p_x = stats.kstest(
+        sample.x[:, dim], mixture_cdf(toy, THETA, dim, np.hypot(toy.width, toy.smearing))
+    ).pvalue
     assert p_z > P_MIN and p_x > P_MIN
 
 

@@ -161,8 +161,10 @@ def test_bad_weight_shape_raises(morpher, shape):
 
 
 # ---- split -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("n_events", "fractions"), [(1000, (0.6, 0.2, 0.2)), (999, (0.5, 0.25, 0.25)),
-                                                     (10, (1.0, 0.0, 0.0)), (7, (0.0, 0.5, 0.5))])
+@pytest.mark.parametrize(
+    ("n_events", "fractions"),
+    [(1000, (0.6, 0.2, 0.2)), (999, (0.5, 0.25, 0.25)), (10, (1.0, 0.0, 0.0)), (7, (0.0, 0.5, 0.5))],
+)
 def test_split_events_partitions(n_events, fractions):
     split = split_events(n_events, fractions, np.random.default_rng(0))
     parts = [split.train, split.validation, split.test]

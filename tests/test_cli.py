@@ -1,0 +1,165 @@
+"""Tests of the ``assay`` command line through typer's CLI runner."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from assay import __version__
+from assay.cli import app
+from assay.store import EventStore
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy.yaml"
+COMMANDS = {"version", "demo", "run", "inspect", "basis"}
+
+SMALL = {
+    "seed": 11,
+    "parameters": [{"name": "cHWW", "range": [-1.0, 1.0]}, {"name": "cWWW", "range": [-1.0, 1.0]}],
+    "morphing": {"max_power": 2, "n_basis_trials": 5},
+    "simulator": {"kind": "gaussian_toy", "n_events": 3_000, "batch_size": 1_000},
+    "sampling": {"sets": [{"name": "sally", "kind": "local_score", "n_samples": 200}]},
+}
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def invoke(runner: CliRunner, *args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def flat(text: str) -> str:
+    """The output with rich's line wrapping undone (runs of whitespace become one space)."""
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def small_run(runner, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-run")
+    config = folder / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL, sort_keys=False))
+    result = invoke(runner, "run", config, "-o", folder / "out", "-q")
+    return folder, result
+
+
+def test_every_command_is_registered():
+    assert set(typer.main.get_command(app).commands) == COMMANDS
+
+
+def test_app_help(runner):
+    result = invoke(runner, "--help")
+    assert result.exit_code == 0
+    assert "Usage: assay" in result.output
+    for command in COMMANDS:
+        assert command in result.output
+
+
+def test_no_arguments_shows_help(runner):
+    result = invoke(runner)
+    assert "Usage: assay" in result.output
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_command_help(runner, command):
+    result = invoke(runner, command, "--help")
+    assert result.exit_code == 0, result.output
+    assert f"Usage: assay {command}" in result.output
+
+
+def test_version(runner):
+    result = invoke(runner, "version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"assay {__version__}"
+
+
+def test_demo(runner, tmp_path):
+    out = tmp_path / "demo"
+    result = invoke(runner, "demo", "-o", out, "--n-events", "20000", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_events"] == 20_000
+    assert summary["checks"]["morphing_closure_max_rel"] < 1e-9
+    text = flat(result.output)
+    assert "morphing_closure_max_rel" in text and "summary written to" in text
+
+
+def test_run_writes_the_outputs(small_run):
+    folder, result = small_run
+    assert result.exit_code == 0, result.output
+    out = folder / "out"
+    for name in ("events.h5", "basis.json", "split.h5", "sets/sally_train.h5", "sets/sally_validation.h5"):
+        assert (out / name).is_file(), name
+    with EventStore(out / "events.h5") as store:
+        assert store.n_events == 3_000
+    assert "training set sally_train" in result.output  # the summary table (paths may be cut)
+
+
+def test_run_with_bad_config_names_the_key_path(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a short relative path keeps the message on few lines
+    bad = json.loads(json.dumps(SMALL))
+    bad["simulator"]["n_events"] = "ten"
+    Path("bad.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+    result = invoke(runner, "run", "bad.yaml", "-q")
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert "error:" in text
+    assert re.search(r"bad\.yaml:\d+: simulator\.n_events:", text), text
+    assert "Traceback" not in result.output
+    assert not Path("assay-run").exists()  # nothing was written
+
+
+def test_run_missing_config_file(runner, tmp_path):
+    result = invoke(runner, "run", tmp_path / "nowhere.yaml")
+    assert result.exit_code == 2
+    assert "nowhere.yaml" in flat(result.output).replace(" ", "")
+
+
+def test_inspect_lists_the_benchmarks(runner, small_run):
+    folder, _ = small_run
+    events = folder / "out" / "events.h5"
+    with EventStore(events) as store:
+        names, n_obs = store.benchmarks, store.n_obs
+    result = invoke(runner, "inspect", events)
+    assert result.exit_code == 0, result.output
+    assert len(names) == 6
+    for name in names:
+        assert re.search(rf"\b{name}\b", result.output), name
+    text = flat(result.output)
+    assert "3,000 events" in text and f"observables ({n_obs})" in text
+
+
+def test_inspect_rejects_a_text_file(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("not an event file\n")
+    result = invoke(runner, "inspect", "notes.txt")
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert "error:" in text and "notes.txt" in text and "HDF5" in text
+    assert "Traceback" not in result.output
+
+
+def test_basis_of_the_example(runner):
+    result = invoke(runner, "basis", EXAMPLE)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if re.match(r"^│ (sm|morph_\d+) ", line)]
+    assert [row.split()[1] for row in rows] == ["sm", *(f"morph_{i}" for i in range(1, 6))]
+    assert "6 components" in flat(result.output)
+
+
+def test_basis_with_bad_config(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = json.loads(json.dumps(SMALL))
+    bad["parameters"][1]["name"] = "cHWW"
+    Path("dup.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+    result = invoke(runner, "basis", "dup.yaml")
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert "error:" in text and "dup.yaml" in text and "parameters: parameter names must be unique" in text

@@ -1,0 +1,254 @@
+"""Tests of assay.config: the example loads, every kind of bad input is one ConfigError naming
+the file, the key path and the line, and the typed config resolves θ specifications."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from assay.config import RunConfig, config_from_dict, load_config
+from assay.exceptions import ConfigError
+from assay.parameters import GaussianPrior, Prior
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy.yaml"
+
+# A small valid config; the bad inputs below are one-line edits of it, so the line of each
+# problem is known (lines are 1-based, as editors show them).
+GOOD = """\
+seed: 1
+parameters:
+  - {name: cHWW, range: [-1.0, 1.0]}
+  - {name: cWWW, range: [-2.0, 2.0]}
+benchmarks:
+  - {name: sm, theta: {}}
+  - name: bsm
+    theta: {cHWW: 0.5, cWWW: -1.0}
+simulator:
+  kind: gaussian_toy
+  n_events: 1000
+  theta_gen: sm
+sampling:
+  split: {train: 0.6, validation: 0.2, test: 0.2}
+  sets:
+    - {name: sally, kind: local_score, theta_ref: sm, n_samples: 100}
+    - name: alices
+      kind: ratio
+      theta0: {kind: gaussian, mean: 0.0, std: 0.4}
+      theta1: bsm
+      n_samples: 200
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def edit(old: str, new: str) -> str:
+    assert GOOD.count(old) == 1, old
+    return GOOD.replace(old, new)
+
+
+def config_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value)
+
+
+def test_good_config_loads(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.parameter_space().names == ["cHWW", "cWWW"]
+    assert cfg.parameter_space().benchmark_names == ["sm", "bsm"]
+    assert cfg.simulator.n_events == 1000
+
+
+def test_example_toy_config_loads():
+    cfg = load_config(EXAMPLE)
+    space = cfg.parameter_space()
+    assert space.names == ["theta_0", "theta_1"]
+    assert space.benchmark_names[0] == "sm"
+    assert cfg.seed == 7 and cfg.simulator.n_events == 200_000
+    assert [s.name for s in cfg.sampling.sets] == ["sally", "alices"]
+    assert cfg.inference.scans[0].parameter == "theta_0"
+
+
+# (edit of GOOD, key path the message must name, line of the offending key)
+BAD = {
+    "unknown parameter in a benchmark": (
+        ("theta: {cHWW: 0.5, cWWW: -1.0}", "theta: {cHWW: 0.5, cWWW: -1.0, cHB: 2.0}"),
+        "benchmarks[1].theta.cHB",
+        8,
+    ),
+    "unknown top-level key": (("seed: 1\n", "seed: 1\nluminosity: 300\n"), "luminosity", 2),
+    "wrong type": (("n_events: 1000", 'n_events: "ten"'), "simulator.n_events", 11),
+    # a missing key has no line of its own: the message points at the enclosing mapping
+    "simulator without n_events": (("  n_events: 1000\n", ""), "simulator.n_events", 10),
+    "parameters missing": (
+        ("parameters:\n  - {name: cHWW, range: [-1.0, 1.0]}\n  - {name: cWWW, range: [-2.0, 2.0]}\n", ""),
+        "parameters",
+        1,
+    ),
+    "unknown benchmark as theta_ref": (
+        ("theta_ref: sm", "theta_ref: bsm2"),
+        "sampling.sets[0].theta_ref",
+        16,
+    ),
+    "unknown benchmark as theta_gen": (("theta_gen: sm", "theta_gen: nope"), "simulator.theta_gen", 12),
+    "prior with unknown kind": (
+        ("seed: 1\n", "seed: 1\nmorphing:\n  basis_prior: {kind: cauchy, scale: 1.0}\n"),
+        "morphing.basis_prior",
+        3,
+    ),
+    "range with low >= high": (("range: [-2.0, 2.0]", "range: [2.0, 2.0]"), "parameters[1]", 4),
+    "split fractions not summing to 1": (("validation: 0.2,", "validation: 0.3,"), "sampling.split", 14),
+    "duplicate parameter names": (("name: cWWW, range", "name: cHWW, range"), "parameters", 3),
+    "duplicate training-set names": (("name: alices", "name: sally"), "sampling.sets", 16),
+    "negative n_samples": (("n_samples: 200", "n_samples: -5"), "sampling.sets[1].n_samples", 21),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_names_file_key_path_and_line(tmp_path, case):
+    (old, new), key_path, line = BAD[case]
+    message = config_error(write(tmp_path, edit(old, new), "bad.yaml"))
+    assert f"bad.yaml:{line}: {key_path}:" in message, message
+
+
+def test_unknown_prior_kind_lists_the_valid_kinds(tmp_path):
+    text = edit("theta0: {kind: gaussian, mean: 0.0, std: 0.4}", "theta0: {kind: cauchy, scale: 1.0}")
+    message = config_error(write(tmp_path, text, "bad.yaml"))
+    assert "bad.yaml:19: sampling.sets[1].theta0" in message
+    assert "'cauchy'" in message
+    for kind in ("gaussian", "uniform", "grid", "fixed"):
+        assert kind in message
+
+
+def resolve(data, key_path: str):
+    """The value at ``a.b[1].c`` in parsed YAML; KeyError/IndexError if the file has no such key."""
+    for name, index in re.findall(r"\.?([^.\[\]]+)|\[(\d+)\]", key_path):
+        data = data[int(index)] if index else data[name]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("theta_ref: sm", "theta_ref: {kind: gaussian, std: 1.0}"),  # a prior where a point is expected
+        ("theta1: bsm", "theta1: 3"),  # neither a name, a point nor a prior
+    ],
+    ids=["prior-for-point", "number-for-theta"],
+)
+def test_error_key_paths_are_keys_of_the_file(tmp_path, old, new):
+    # pydantic reports union errors per member (loc ending in 'str', 'dict[str,float]', ...);
+    # the message must show key paths that exist in the file, not those member tags.
+    text = edit(old, new)
+    message = config_error(write(tmp_path, text, "bad.yaml"))
+    paths = re.findall(r"bad\.yaml:\d+: (\S+):", message)
+    assert paths, message
+    data = yaml.safe_load(text)
+    for key_path in paths:
+        try:
+            resolve(data, key_path)
+        except (KeyError, IndexError, TypeError):
+            pytest.fail(f"{key_path!r} is not a key path of the file:\n{message}")
+
+
+def test_several_problems_are_reported_together(tmp_path):
+    text = edit("n_events: 1000", 'n_events: "ten"') + "extra_section: {}\n"
+    message = config_error(write(tmp_path, text))
+    assert "simulator.n_events" in message and "extra_section" in message
+
+
+@pytest.mark.parametrize(
+    "text", ["- seed: 1\n- parameters: []\n", "just a string\n", ""], ids=["list", "string", "empty"]
+)
+def test_not_a_mapping(tmp_path, text):
+    message = config_error(write(tmp_path, text, "list.yaml"))
+    assert "list.yaml" in message and "mapping" in message
+
+
+def test_invalid_yaml_syntax_names_file_and_line(tmp_path):
+    message = config_error(write(tmp_path, GOOD + "inference: {scans: [\n", "broken.yaml"))
+    assert "broken.yaml" in message and "not valid YAML" in message
+    assert re.search(r"line 2[23]", message), message
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: cannot read config") as info:
+        load_config(path)
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_config_error_is_a_value_error_and_chains_the_pydantic_cause(tmp_path):
+    with pytest.raises(ValueError) as info:
+        load_config(write(tmp_path, edit("n_events: 1000", "n_events: 0")))
+    assert isinstance(info.value, ConfigError)
+    assert info.value.__cause__ is not None
+
+
+def test_config_from_dict_without_a_file_names_the_source():
+    data = yaml.safe_load(edit("n_events: 1000", "n_events: ten"))
+    with pytest.raises(ConfigError, match=r"<config>: simulator\.n_events"):
+        config_from_dict(data)
+    with pytest.raises(ConfigError, match=r"demo: simulator\.n_events"):
+        config_from_dict(data, source="demo")
+
+
+@pytest.mark.parametrize("source", ["good", "example"])
+def test_json_round_trip(tmp_path, source):
+    cfg = load_config(EXAMPLE if source == "example" else write(tmp_path, GOOD))
+    again = config_from_dict(cfg.model_dump(mode="json"))
+    assert again == cfg
+    assert again.model_dump(mode="json") == cfg.model_dump(mode="json")
+
+
+def test_config_is_frozen(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    with pytest.raises(ValueError):
+        cfg.seed = 2
+
+
+def test_sm_benchmark_is_added_when_absent(tmp_path):
+    text = edit("  - {name: sm, theta: {}}\n", "")
+    space = load_config(write(tmp_path, text)).parameter_space()
+    assert space.benchmark_names == ["sm", "bsm"]
+    np.testing.assert_array_equal(space.theta("sm"), [0.0, 0.0])
+
+
+def test_theta_or_prior(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    alices = cfg.sampling.sets[1]
+    prior = cfg.theta_or_prior(alices.theta0, "sampling.sets[1].theta0")
+    assert isinstance(prior, Prior) and isinstance(prior, GaussianPrior)
+    assert prior.sample(5, np.random.default_rng(0)).shape == (5, 2)
+    by_name = cfg.theta_or_prior(alices.theta1, "sampling.sets[1].theta1")
+    assert isinstance(by_name, np.ndarray)
+    np.testing.assert_array_equal(by_name, [0.5, -1.0])
+    # a point: missing parameters take their SM value (0)
+    np.testing.assert_array_equal(cfg.theta_or_prior({"cWWW": 1.5}, "here"), [0.0, 1.5])
+    with pytest.raises(ConfigError, match="here: unknown benchmark 'nope'"):
+        cfg.theta_or_prior("nope", "here")
+
+
+def test_basis_prior_defaults_to_uniform_over_the_ranges(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    samples = cfg.basis_prior().sample(2000, np.random.default_rng(0))
+    assert samples.shape == (2000, 2)
+    assert np.all(np.abs(samples[:, 0]) <= 1.0) and np.all(np.abs(samples[:, 1]) <= 2.0)
+    assert samples[:, 1].max() > 1.5  # the second range really is [-2, 2]
+
+
+def test_run_config_validates_without_a_file():
+    cfg = RunConfig.model_validate(
+        {
+            "parameters": [{"name": "a", "range": [-1, 1]}],
+            "simulator": {"kind": "gaussian_toy", "n_events": 10},
+        }
+    )
+    assert cfg.simulator.batch_size == 100_000 and cfg.sampling.split.train == 0.6
