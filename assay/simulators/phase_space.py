@@ -44,7 +44,7 @@ def two_body_momentum(m2: np.ndarray, m1_sq: np.ndarray | float, m2_sq: np.ndarr
 
 
 def boost(p: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """Lorentz boost of ``p (n, 4)`` by velocity ``beta (n, 3)`` (rest frame → frame where it moves with β)."""
+    """Boost ``p (n, 4)`` by velocity ``beta (n, 3)``: from a rest frame to one where it moves with β."""
     b2 = np.sum(beta * beta, axis=-1)
     gamma = 1.0 / np.sqrt(1.0 - b2)
     bp = np.sum(beta * p[..., 1:], axis=-1)

@@ -261,8 +261,9 @@ class WHSimulator:
         for i in range(3):  # loop over coupling structures, not events
             for j in range(i, 3):
                 expo = tuple(np.add(_STRUCTURE_EXPONENTS[i], _STRUCTURE_EXPONENTS[j]))
-                term = (1 if i == j else 2) * (lum_a.sum(1) * np.real(amp_a[i] * amp_a[j].conj())
-                                               + lum_b.sum(1) * np.real(amp_b[i] * amp_b[j].conj()))  # fmt: skip
+                interference_a = np.real(amp_a[i] * amp_a[j].conj())
+                interference_b = np.real(amp_b[i] * amp_b[j].conj())
+                term = (1 if i == j else 2) * (lum_a.sum(1) * interference_a + lum_b.sum(1) * interference_b)
                 components[:, _COMPONENTS.index(expo)] += factor * term
         g = couplings(self.benchmarks)  # (n_bench, 3)
         weights = factor[:, None] * (lum_a.sum(1)[:, None] * np.abs(amp_a.T @ g.T) ** 2

@@ -30,7 +30,7 @@ import numpy as np
 
 from assay.simulators.phase_space import METRIC, dot
 
-__all__ = ["EWInputs", "LEVI_CIVITA", "amplitude_structures", "current", "vertex_structures"]
+__all__ = ["LEVI_CIVITA", "EWInputs", "amplitude_structures", "current", "vertex_structures"]
 
 
 @dataclass(frozen=True)
