@@ -125,7 +125,33 @@ class GaussianToyConfig(_Model):
     batch_size: int = Field(100_000, gt=0)
 
 
-SimulatorConfig = Annotated[GaussianToyConfig, Field(discriminator="kind")]
+class DetectorConfig(_Model):
+    """Parametrised detector and seed 000's selection (:class:`assay.simulators.detector.DetectorModel`)."""
+
+    ideal: bool = Field(False, description="no smearing, all objects identified (selection still applied)")
+    b_tag_efficiency: float = Field(0.77, ge=0, le=1)
+    lepton_efficiency: float = Field(0.95, ge=0, le=1)
+    met_soft_resolution: float = Field(10.0, ge=0, description="GeV per MET component")
+
+
+class WHConfig(_Model):
+    """Embedded p p → W h → ℓ ν b b̄ simulator (seed 000), exact LO matrix element."""
+
+    kind: Literal["wh"]
+    n_events: int = Field(gt=0)
+    theta_gen: str | dict[str, float] = Field("sm", description="benchmark name or point for VEGAS")
+    sqrt_s: float = Field(13000.0, gt=0, description="GeV")
+    charges: list[Literal[1, -1]] = [1, -1]
+    lepton_flavours: list[Literal[11, 13]] = [11, 13]
+    ud_only: bool = Field(False, description="only u d̄ / d ū initial states (seed 000 validation)")
+    scale: Literal["shat", "mt_min", "ht_half"] = "shat"
+    br_h_bb: float = Field(0.5824, gt=0, le=1)
+    lambda_np: float = Field(1000.0, gt=0, description="Λ in GeV")
+    detector: DetectorConfig | None = Field(None, description="None: parton level, all momenta observed")
+    batch_size: int = Field(100_000, gt=0)
+
+
+SimulatorConfig = Annotated[GaussianToyConfig | WHConfig, Field(discriminator="kind")]
 
 
 # ---- sampling ----------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Chunked, resumable, deterministic event generation into an EventStore.
 
 A simulator is anything with ``observables``, ``extras_shapes`` and
-``batch(n_events, rng) -> EventBatch`` whose weights sum to the cross section (pb).
+``batch(n_events, rng) -> EventBatch`` whose weights sum to the cross section (pb); a
+batch may return fewer events than generated (a selection), its weights then sum to
+σ × efficiency.
 :func:`generate` calls it batch by batch, each batch with its own generator
 ``default_rng([seed, batch_index])``, so the output is the same whatever the batch at
 which a run was interrupted and resumed. Each batch is an independent estimate of σ,
@@ -126,17 +128,18 @@ def generate(
             f"{exc}\n(an interrupted run with other settings (seed, n_events, batch_size, config) "
             f"left {path}.partial; rerun with those settings, or delete it to start over)"
         ) from exc
-    done = writer.n_events
+    done = writer.checkpoint  # batches completed by an interrupted run
     try:
         with tqdm(
-            total=n_events, initial=done, unit="ev", desc=f"generate {path.name}", disable=not progress
-        ) as bar:
-            for index in range(done // batch_size, -(-n_events // batch_size)):
+            total=n_events, initial=min(done * batch_size, n_events), unit="ev", desc=f"generate {path.name}",
+            disable=not progress,
+        ) as bar:  # fmt: skip
+            for index in range(done, -(-n_events // batch_size)):
                 n = min(batch_size, n_events - index * batch_size)
                 b = simulator.batch(n, np.random.default_rng([seed, index]))
-                writer.append(
-                    b.x, b.weights * (n / n_events), process=b.process, benchmark=b.benchmark, extras=b.extras
-                )
+                scaled = b.weights * (n / n_events)
+                labels = {"process": b.process, "benchmark": b.benchmark}
+                writer.append(b.x, scaled, **labels, extras=b.extras, checkpoint=index + 1)
                 bar.update(n)
     except BaseException:
         writer.close()  # keep the partial file: a rerun resumes after the last full batch

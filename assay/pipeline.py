@@ -26,15 +26,18 @@ import h5py
 import numpy as np
 
 from assay.config import GaussianToyConfig, LocalScoreSetConfig, PlainSetConfig, RatioSetConfig, RunConfig
-from assay.generation import ToyBatchSimulator, generate
+from assay.generation import BatchSimulator, ToyBatchSimulator, generate
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
 from assay.sampling import EventSource, local_score_training_set, plain_training_set, ratio_training_set
+from assay.simulators.detector import CutFlow
 from assay.simulators.toys import GaussianToy
+from assay.simulators.wh_batch import wh_batch_simulator
+from assay.store import EventStore
 from assay.training_set import TrainingSet
 from assay.unweighting import EventSplit, split_events
 
-__all__ = ["PipelineResult", "build_basis", "run_pipeline"]
+__all__ = ["GeneratedEvents", "PipelineResult", "build_basis", "generate_events", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class PipelineResult:
     split: EventSplit
     training_sets: dict[str, Path]
     timings_s: dict[str, float] = field(default_factory=dict)
+    cut_flow: CutFlow | None = None
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -74,13 +78,13 @@ def build_basis(cfg: RunConfig, rng: np.random.Generator) -> tuple[ParameterSpac
     return space, Morpher(comps, space.benchmark_thetas)
 
 
-def _simulator(cfg: RunConfig, space: ParameterSpace) -> tuple[ToyBatchSimulator, int, int]:
+def _simulator(cfg: RunConfig, space: ParameterSpace) -> tuple[BatchSimulator, int, int]:
     sim = cfg.simulator
+    theta_gen = cfg.theta(sim.theta_gen, "simulator.theta_gen")
     if isinstance(sim, GaussianToyConfig):
         toy = GaussianToy.default(space.n_params, sim.n_obs, smearing=sim.smearing)
-        theta_gen = cfg.theta(sim.theta_gen, "simulator.theta_gen")
         return ToyBatchSimulator(toy, theta_gen, space.benchmark_thetas), sim.n_events, sim.batch_size
-    raise NotImplementedError(f"simulator kind {sim.kind!r}")  # pragma: no cover - union is exhaustive
+    return wh_batch_simulator(sim, space, theta_gen, seed=cfg.seed), sim.n_events, sim.batch_size
 
 
 def _split(path: Path, n_events: int, cfg: RunConfig) -> EventSplit:
@@ -130,43 +134,69 @@ def _training_set(cfg: RunConfig, spec, source: EventSource, rng: np.random.Gene
     raise NotImplementedError(type(spec).__name__)  # pragma: no cover
 
 
-def run_pipeline(
+@dataclass(frozen=True)
+class GeneratedEvents:
+    """Output of :func:`generate_events`."""
+
+    space: ParameterSpace
+    morpher: Morpher
+    store: EventStore
+    cut_flow: CutFlow | None
+    timings_s: dict[str, float]
+
+
+def generate_events(
     cfg: RunConfig, output: str | os.PathLike | None = None, *, progress: bool = True
-) -> PipelineResult:
-    """Run basis → generation → split → training sets for ``cfg`` in ``output`` (default ``cfg.output``)."""
+) -> GeneratedEvents:
+    """Basis → ``events.h5`` (+ ``cutflow.json`` for detector-level simulators) in ``output``."""
     out = Path(output or cfg.output)
-    (out / "sets").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     space, morpher = build_basis(cfg, np.random.default_rng([cfg.seed, 0]))
-    _write_json(
-        out / "basis.json",
-        {
-            "space": space.to_dict(),
-            "morphing": morpher.to_dict(),
-            "condition_number": morpher.condition_number,
-        },
-    )
+    _write_json(out / "basis.json", {"space": space.to_dict(), "morphing": morpher.to_dict(),
+                                     "condition_number": morpher.condition_number})  # fmt: skip
     timings["basis"] = time.perf_counter() - start
 
     start = time.perf_counter()
     simulator, n_events, batch = _simulator(cfg, space)
     store = generate(
-        simulator,
-        out / "events.h5",
-        n_events,
-        seed=cfg.seed,
-        benchmarks=space.benchmark_names,
-        batch_size=batch,
-        progress=progress,
+        simulator, out / "events.h5", n_events, seed=cfg.seed, benchmarks=space.benchmark_names,
+        batch_size=batch, progress=progress,
         metadata={
             "parameters": space.to_dict(),
             "morphing": morpher.to_dict(),
             # only what shapes the events: editing sampling/training/inference keeps them
             "config": cfg.model_dump(mode="json", include=_EVENT_SECTIONS),
         },
-    )
+    )  # fmt: skip
     timings["generation"] = time.perf_counter() - start
+    counter = getattr(simulator, "cut_flow", None)
+    if counter is not None and counter.n_total:
+        flow = counter.cut_flow()
+        _write_json(out / "cutflow.json", {"names": list(flow.names), "n_pass": flow.n_pass.tolist(),
+                                           "efficiency": flow.efficiency.tolist(), "n_total": flow.n_total,
+                                           "total_weight_pb": flow.total_weight})  # fmt: skip
+    flow = _read_cut_flow(out / "cutflow.json")
+    return GeneratedEvents(space, morpher, store, flow, timings)
+
+
+def _read_cut_flow(path: Path) -> CutFlow | None:
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    return CutFlow(tuple(d["names"]), np.array(d["n_pass"]), np.array(d["efficiency"]), d["n_total"],
+                   d["total_weight_pb"])  # fmt: skip
+
+
+def run_pipeline(
+    cfg: RunConfig, output: str | os.PathLike | None = None, *, progress: bool = True
+) -> PipelineResult:
+    """Run basis → generation → split → training sets for ``cfg`` in ``output`` (default ``cfg.output``)."""
+    out = Path(output or cfg.output)
+    (out / "sets").mkdir(parents=True, exist_ok=True)
+    generated = generate_events(cfg, out, progress=progress)
+    space, morpher, store, timings = generated.space, generated.morpher, generated.store, generated.timings_s
 
     split = _split(out / "split.h5", store.n_events, cfg)
     _invalidate_stale_sets(out / "sets", cfg)
@@ -189,4 +219,4 @@ def run_pipeline(
             paths[f"{spec.name}_{partition}"] = path
     timings["sampling"] = time.perf_counter() - start
     logger.info("pipeline done in %s", out)
-    return PipelineResult(space, morpher, store.path, split, paths, timings)
+    return PipelineResult(space, morpher, store.path, split, paths, timings, generated.cut_flow)

@@ -133,6 +133,11 @@ class EventWriter:
         """Number of events committed so far (including those of a resumed run)."""
         return self._n
 
+    @property
+    def checkpoint(self) -> int:
+        """The caller's progress counter stored with the last append (0 if never set)."""
+        return int(self._require_open().attrs.get("checkpoint", 0))
+
     def append(
         self,
         x: np.ndarray,
@@ -141,6 +146,7 @@ class EventWriter:
         process: int | np.ndarray = 0,
         benchmark: int | np.ndarray = -1,
         extras: Mapping[str, np.ndarray] | None = None,
+        checkpoint: int | None = None,
     ) -> None:
         """Validate a batch of events, write it and flush it to disk.
 
@@ -150,6 +156,9 @@ class EventWriter:
             process: scalar or (n,) integer index into the processes, default 0.
             benchmark: scalar or (n,) integer index of the generating benchmark, -1 if none.
             extras: name -> (n, *shape) float arrays, one for every extra declared at create.
+            checkpoint: progress counter committed together with the events (e.g. batches
+                done, which may differ from events when a selection drops some); read it
+                back from :attr:`checkpoint` when resuming.
 
         Raises:
             StoreError: on any shape, dtype, range or finiteness problem (nothing is written),
@@ -170,6 +179,8 @@ class EventWriter:
             file[name].resize(self._n + n, axis=0)
             file[name][self._n :] = values
         file.attrs["n_committed"] = self._n + n
+        if checkpoint is not None:
+            file.attrs["checkpoint"] = int(checkpoint)
         file.flush()
         self._n += n
 

@@ -54,7 +54,30 @@ def run(
     for name, path in result.training_sets.items():
         table.add_row(f"training set {name}", str(path))
     console.print(table)
+    if result.cut_flow is not None:
+        console.print(result.cut_flow.table())
+
+
+def generate(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output folder (default: config's output)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Generate a config's events into OUTPUT/events.h5: chunked, seeded, resumable (rerun to continue)."""
+    from assay.config import load_config
+    from assay.pipeline import generate_events
+
+    with user_errors():
+        cfg = load_config(config)
+        result = generate_events(cfg, output, progress=not quiet)
+    store = result.store
+    console.print(f"{store.path}: {store.n_events:,} events, σ = {store.weights_sum()[0]:.6g} pb at "
+                  f"{store.benchmarks[0]} ({result.timings_s['generation']:.1f} s)")  # fmt: skip
+    if result.cut_flow is not None:
+        console.print(result.cut_flow.table())
 
 
 def register(app: typer.Typer) -> None:
-    register_all(app, demo, run)
+    register_all(app, demo, generate, run)
