@@ -72,6 +72,10 @@ class PDFGrid:
         self._table = np.stack([np.maximum(sp(dense_x, dense_q), 0.0) for sp in splines], axis=-1)
         self._steps = (dense_x[1] - dense_x[0], dense_q[1] - dense_q[0])
 
+    def __getstate__(self) -> dict:
+        """Pickle without the Pythia instance (the interpolation table is all that is used)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_pythia"}
+
     def xf_all(self, x: np.ndarray, q2: np.ndarray) -> np.ndarray:
         """x·f for every flavour of ``FLAVOURS``, ``(n, 11)``; Q² in GeV², clamped to the grid."""
         lx0, lx1, lq0, lq1 = self._bounds

@@ -47,13 +47,18 @@ def _with_cut(flow: CutFlow, name: str, mask: np.ndarray, weights: np.ndarray) -
 
 @dataclass
 class CutFlowCounter:
-    """Cut flow summed over batches (weighted by the first benchmark's weights)."""
+    """Cut flow summed over batches (weighted by the first benchmark's weights), ``generate(on_batch=)``."""
 
     names: tuple[str, ...] = ()
     n_total: int = 0
     n_pass: np.ndarray | None = None
     w_total: float = 0.0
     w_pass: np.ndarray | None = None
+
+    def add_batch(self, batch: EventBatch) -> None:
+        """Add the cut flow of a generated batch (no-op for batches without a selection)."""
+        if batch.cut_flow is not None:
+            self.add(batch.cut_flow)
 
     def add(self, flow: CutFlow) -> None:
         if self.n_pass is None:
@@ -88,7 +93,6 @@ class WHBatchSimulator:
     detector: DetectorModel | None = None
     selection: Selection | None = None
     processes: list[str] = field(default_factory=lambda: ["wh"])
-    cut_flow: CutFlowCounter = field(default_factory=CutFlowCounter)
 
     @property
     def observables(self) -> list[str]:
@@ -111,8 +115,10 @@ class WHBatchSimulator:
                                  reco.charge[mask], reco.identified[mask]).observables()  # fmt: skip
         finite = np.all(np.isfinite(x), axis=1)  # degenerate ν reconstruction (light-like W candidate)
         mask &= finite
-        self.cut_flow.add(_with_cut(flow, "finite observables", mask, ev.weights[:, 0]))
-        return EventBatch(x[mask], ev.weights[mask], extras={k: v[mask] for k, v in extras.items()})
+        flow = _with_cut(flow, "finite observables", mask, ev.weights[:, 0])
+        return EventBatch(
+            x[mask], ev.weights[mask], extras={k: v[mask] for k, v in extras.items()}, cut_flow=flow
+        )
 
 
 def wh_batch_simulator(cfg, space, theta_gen: np.ndarray, *, seed: int) -> WHBatchSimulator:
