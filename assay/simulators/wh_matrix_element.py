@@ -1,9 +1,10 @@
 """Exact LO helicity amplitude for q q̄' → W* → W h, W → ℓ ν with anomalous HWW couplings.
 
-Conventions (Peskin & Schroeder): metric (+, −, −, −), chiral γ matrices,
-σ̄^μ = (1, −σ⃗), ε^{0123} = +1. Fermions are massless and couple V−A, so for each
-process exactly one helicity configuration contributes and the spin sum is one
-amplitude squared.
+Conventions: metric (+, −, −, −), chiral γ matrices and σ̄^μ = (1, −σ⃗) as in Peskin &
+Schroeder, but ε^{0123} = +1 (P&S use −1). With it the spin-summed current obeys
+J^μ J^{ν*} = 2(a^μ b^ν + a^ν b^μ − g^{μν} a·b) + 2i ε^{μνρσ} a_ρ b_σ (tested).
+Fermions are massless and couple V−A, so for each process exactly one helicity
+configuration contributes and the spin sum is one amplitude squared.
 
 Fermion currents (``current``): J^μ(a → b) = 2√(E_a E_b) ξ₋(p̂_b)† σ̄^μ ξ₋(p̂_a), the
 spinor sandwich ū(b) γ^μ P_L u(a) (or with v spinors for antiparticles); ξ₋ is the
@@ -89,8 +90,10 @@ _SIGMA_BAR = np.array(
 def _xi_minus(p: np.ndarray) -> np.ndarray:
     """Negative-helicity 2-spinor along p⃗, ``(n, 2)`` complex (phase convention arbitrary)."""
     pabs = np.sqrt(np.sum(p[:, 1:] ** 2, axis=1))
-    plus = pabs + p[:, 3]
-    safe = plus > 1e-12 * np.maximum(pabs, 1e-300)
+    pt2 = p[:, 1] ** 2 + p[:, 2] ** 2
+    # |p| + p_z without cancellation near the −z axis: (|p|² − p_z²)/(|p| − p_z) there
+    plus = np.where(p[:, 3] >= 0, pabs + p[:, 3], pt2 / np.where(p[:, 3] < 0, pabs - p[:, 3], 1.0))
+    safe = plus > 0
     denom = np.sqrt(np.where(safe, 2 * pabs * plus, 1.0))
     upper = np.where(safe, -(p[:, 1] - 1j * p[:, 2]) / denom, -1.0)
     lower = np.where(safe, np.sqrt(np.where(safe, plus / (2 * pabs), 0.0)), 0.0)

@@ -1,0 +1,99 @@
+"""Benchmark: WH event generation (issue: embedded WH simulator).
+
+Measures, on this machine,
+- ``parton_events_per_s``: parton-level W h → ℓ ν b b̄ events (exact |M|² at 6 benchmarks,
+  dσ polynomial coefficients, VEGAS phase space) per second on all cores, batches run
+  on a Dask LocalCluster with one single-threaded worker per core;
+- ``parton_events_per_s_1core``: the same in one process;
+- ``generate_to_store_events_per_s``: parton events + seed-000 observables written to an
+  EventStore by ``assay.generation.generate`` (one process);
+- ``shower_events_per_s``: Pythia 8 shower + hadronisation + anti-kT jets of WH events,
+  if ``assay.simulators.pythia`` is available (reported, no target).
+Prints a table and writes benchmarks/results/generation.json.
+
+Usage: python benchmarks/generation.py [--n-events 2000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from assay.generation import generate
+from assay.simulators.wh import WHSimulator
+from assay.simulators.wh_batch import WHBatchSimulator
+
+BENCHMARKS = np.array([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1], [1, 1.0]]) * 0.5
+
+
+def _simulate(sim: WHSimulator, n: int, seed: int) -> int:
+    return len(sim.simulate(n, np.random.default_rng(seed)))
+
+
+def parton_rate(sim: WHSimulator, n_events: int, batch: int, n_workers: int) -> float:
+    """Events per second of ``WHSimulator.simulate`` on ``n_workers`` Dask worker processes."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+        remote = c.scatter(sim, broadcast=True)
+        c.gather([c.submit(_simulate, remote, 1000, -1 - i, pure=False) for i in range(n_workers)])  # warm up
+        start = time.perf_counter()
+        futures = [c.submit(_simulate, remote, batch, i, pure=False) for i in range(n_events // batch)]
+        total = sum(c.gather(futures))
+        return total / (time.perf_counter() - start)
+
+
+def shower_rate(n_events: int) -> float | None:
+    try:
+        from assay.simulators import pythia
+    except ImportError:
+        return None
+    runner = getattr(pythia, "benchmark_shower_rate", None)
+    return None if runner is None else float(runner(n_events))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-events", type=int, default=2_000_000)
+    parser.add_argument("--batch", type=int, default=100_000)
+    parser.add_argument("--shower-events", type=int, default=2_000)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "generation.json")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    sim = WHSimulator(BENCHMARKS)
+    results: dict[str, float | int | None] = {"cores": cores, "n_events": args.n_events}
+
+    start = time.perf_counter()
+    n = _simulate(sim, args.batch * 4, 0)
+    results["parton_events_per_s_1core"] = n / (time.perf_counter() - start)
+    results["parton_events_per_s"] = parton_rate(sim, args.n_events, args.batch, cores)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        store = generate(WHBatchSimulator(sim), Path(tmp) / "wh.h5", args.batch * 4, seed=1,
+                         benchmarks=[f"b{i}" for i in range(len(BENCHMARKS))], batch_size=args.batch,
+                         progress=False)  # fmt: skip
+        results["generate_to_store_events_per_s"] = store.n_events / (time.perf_counter() - start)
+        store.close()
+    results["shower_events_per_s"] = shower_rate(args.shower_events)
+
+    width = max(map(len, results))
+    for key, value in results.items():
+        shown = "n/a (assay.simulators.pythia missing)" if value is None else (
+            f"{value:,.0f}" if isinstance(value, float) else str(value))  # fmt: skip
+        print(f"{key:<{width}}  {shown}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.output.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp_out, args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
