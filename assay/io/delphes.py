@@ -8,6 +8,20 @@ b-jets, the missing transverse momentum and the event weight. The file is read i
 Branches are looked up under Delphes' names (``Jet.PT``) and, failing that, under the flat names
 ``uproot`` writes for jagged records (``Jet_PT``), so small test files written with uproot read the
 same way as real Delphes output.
+
+Example:
+    >>> import tempfile, awkward as ak, uproot
+    >>> path = tempfile.mkdtemp() + "/delphes.root"
+    >>> branches = {"Electron": {"PT": [[40.0]], "Eta": [[0.0]], "Phi": [[0.0]], "Charge": [[-1]]},
+    ...     "Muon": {"PT": [[]], "Eta": [[]], "Phi": [[]], "Charge": [[]]}, "MissingET": {"MET": [[30.0]],
+    ...     "Phi": [[0.0]]}, "Jet": {"PT": [[90.0, 60.0]], "Eta": [[0.0, 0.0]], "Phi": [[0.0, 0.0]],
+    ...     "Mass": [[0.0, 0.0]], "BTag": [[1, 1]]}}
+    >>> data = {f"{c}.{k}": ak.Array(v) for c, d in branches.items() for k, v in d.items()}
+    >>> with uproot.recreate(path) as f:
+    ...     f.mktree("Delphes", {k: v.type for k, v in data.items()}).extend(data)
+    >>> events = read_delphes(path)
+    >>> events.lepton.round(6).tolist(), events.b2.tolist(), events.met_xy.tolist(), events.weight.tolist()
+    ([[40.0, 40.0, 0.0, 0.0]], [[60.0, 60.0, 0.0, 0.0]], [[30.0, 0.0]], [1.0])
 """
 
 from __future__ import annotations
@@ -32,7 +46,7 @@ BRANCHES = (
 WEIGHT = "Event.Weight"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DelphesEvents:
     """Selected reconstructed events; four-vectors are (E, px, py, pz) in GeV.
 
@@ -41,7 +55,7 @@ class DelphesEvents:
         charge: (n,) its charge, ±1.
         b1, b2: (n, 4) leading and subleading b-tagged jet (by p_T).
         met_xy: (n, 2) missing transverse momentum (x, y) in GeV.
-        weight: (n,) event weight: ``Event.Weight`` if the file has it, else 1/n_read.
+        weight: (n,) ``Event.Weight`` as the generator set it, else 1/n_read (the file sums to 1).
         selected: (n_read,) bool, events with ≥1 lepton and ≥2 b-jets, in file order.
         n_read: number of events read from the file.
     """
@@ -117,7 +131,8 @@ def _open_tree(uproot, path: Path, tree: str):
     try:
         file = uproot.open(path)
     except Exception as exc:
-        raise StoreError(f"{path} is not a readable ROOT file: {exc}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"{path} is not a readable ROOT file ({first}); expected Delphes output") from exc
     try:
         ttree = file[tree]
     except KeyError as exc:
@@ -142,46 +157,42 @@ def _branch_name(ttree, path: Path, tree: str, name: str, *, required: bool = Tr
     )
 
 
-def _four_vectors(ak, pt, eta, phi, mass) -> np.ndarray:
-    """(E, px, py, pz) in GeV from p_T, η, φ and mass (one object per event), (n, 4)."""
-    pt, eta, phi, mass = (np.asarray(ak.to_numpy(x), float) for x in (pt, eta, phi, mass))
+def _four_vectors(obj) -> np.ndarray:
+    """(E, px, py, pz) in GeV of one object per event (a record with pt, eta, phi, m), (n, 4)."""
+    pt, eta, phi, mass = (np.asarray(obj[k], float) for k in ("pt", "eta", "phi", "m"))
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-    energy = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
-    return np.stack([energy, px, py, pz], axis=1)
+    return np.stack([np.sqrt(px**2 + py**2 + pz**2 + mass**2), px, py, pz], axis=1)
+
+
+def _leading(ak, objects):
+    """The objects of each event sorted by decreasing p_T (ties keep their order)."""
+    return objects[ak.argsort(objects.pt, axis=1, ascending=False, stable=True)]
 
 
 def _select(ak, a: dict, lepton_mass: tuple[float, float]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Leading lepton, two leading b-jets, MET and weight of the events of one step."""
+    fields = {"pt": "PT", "eta": "Eta", "phi": "Phi", "q": "Charge"}
     leptons = [
-        ak.zip(
-            {
-                "pt": a[f"{c}.PT"],
-                "eta": a[f"{c}.Eta"],
-                "phi": a[f"{c}.Phi"],
-                "q": a[f"{c}.Charge"],
-                "m": ak.ones_like(a[f"{c}.PT"]) * m,
-            }
-        )
+        ak.zip({k: a[f"{c}.{f}"] for k, f in fields.items()} | {"m": ak.ones_like(a[f"{c}.PT"]) * m})
         for c, m in zip(("Electron", "Muon"), lepton_mass)
     ]
-    leptons = ak.concatenate(leptons, axis=1)
-    leptons = leptons[ak.argsort(leptons.pt, axis=1, ascending=False, stable=True)]
-    jets = ak.zip({"pt": a["Jet.PT"], "eta": a["Jet.Eta"], "phi": a["Jet.Phi"], "m": a["Jet.Mass"]})
-    bjets = jets[(a["Jet.BTag"] & 1) != 0]
-    bjets = bjets[ak.argsort(bjets.pt, axis=1, ascending=False, stable=True)]
-    mask = ak.to_numpy((ak.num(leptons, axis=1) >= 1) & (ak.num(bjets, axis=1) >= 2))
-    lep, b1, b2 = leptons[mask][:, 0], bjets[mask][:, 0], bjets[mask][:, 1]
+    leptons = _leading(ak, ak.concatenate(leptons, axis=1))  # electrons first: they win p_T ties
+    jets = ak.zip(
+        {k: a[f"Jet.{f}"] for k, f in (("pt", "PT"), ("eta", "Eta"), ("phi", "Phi"), ("m", "Mass"))}
+    )
+    bjets = _leading(ak, jets[(a["Jet.BTag"] & 1) != 0])
+    mask = np.asarray(ak.to_numpy((ak.num(leptons, axis=1) >= 1) & (ak.num(bjets, axis=1) >= 2)), bool)
+    lep, b1, b2 = (ak.to_numpy(x) for x in (leptons[mask][:, 0], bjets[mask][:, 0], bjets[mask][:, 1]))
     met, met_phi = (_per_event(ak, a[k])[mask] for k in ("MissingET.MET", "MissingET.Phi"))
-    weight = _per_event(ak, a[WEIGHT])[mask] if WEIGHT in a else np.zeros(int(mask.sum()))
     out = {
-        "lepton": _four_vectors(ak, lep.pt, lep.eta, lep.phi, lep.m),
-        "charge": np.asarray(ak.to_numpy(lep.q), float),
-        "b1": _four_vectors(ak, b1.pt, b1.eta, b1.phi, b1.m),
-        "b2": _four_vectors(ak, b2.pt, b2.eta, b2.phi, b2.m),
+        "lepton": _four_vectors(lep),
+        "charge": np.asarray(lep["q"], float),
+        "b1": _four_vectors(b1),
+        "b2": _four_vectors(b2),
         "met_xy": np.stack([met * np.cos(met_phi), met * np.sin(met_phi)], axis=1),
-        "weight": weight,
+        "weight": _per_event(ak, a[WEIGHT])[mask] if WEIGHT in a else np.zeros(int(mask.sum())),  # 1/n later
     }
-    return out, mask.astype(bool)
+    return out, mask
 
 
 def _per_event(ak, x) -> np.ndarray:

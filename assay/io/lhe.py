@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import math
 import os
@@ -46,7 +45,6 @@ _PARTICLE_DTYPE = np.dtype([("ints", np.int64, (6,)), ("floats", np.float64, (7,
 _WGT = re.compile(r"""<wgt\s+id\s*=\s*['"]([^'"]*)['"]\s*>([^<]*)</wgt>""")
 _WEIGHT_ID = re.compile(r"""<weight\b[^>]*?\bid\s*=\s*(['"])(.*?)\1""")
 _INIT_TAG = re.compile(r"\s*<init[\s>]")
-_SAFE_ID = re.compile(r"""[^\s'"<>&%]+""")
 _STRATEGY = "'includeIdInWeightName'"
 _F = "%.17g"  # 17 significant digits: every float64 reads back bit-exactly
 _SHAPES = dict(pdgid=(), status=(), mothers=(2,), colors=(2,), momenta=(4,), masses=(), spins=())
@@ -89,6 +87,8 @@ class LHEEvents:
         for name, shape in expected.items():
             if ((got := getattr(self, name)) is not None and got.shape != shape) or (got is None and shape):
                 raise LHEError(f"LHEEvents.{name} has shape {getattr(got, 'shape', None)}; expected {shape}")
+        if len(set(self.rwgt_ids)) != len(self.rwgt_ids):
+            raise LHEError(f"rwgt_ids {self.rwgt_ids} repeat an id; expected unique ids")
 
     @property
     def n_events(self) -> int:
@@ -115,9 +115,8 @@ class LHEInit:
             if len(value := tuple(map(kind, getattr(self, name)))) != 2:
                 raise LHEError(f"LHEInit.{name} has {len(value)} entries; expected 2, one per beam")
             object.__setattr__(self, name, value)
-        object.__setattr__(
-            self, "processes", tuple((float(s), float(e), float(m), int(i)) for s, e, m, i in self.processes)
-        )
+        procs = tuple((float(s), float(e), float(m), int(i)) for s, e, m, i in self.processes)
+        object.__setattr__(self, "processes", procs)
         object.__setattr__(self, "weighting_strategy", int(self.weighting_strategy))
 
     @classmethod
@@ -157,7 +156,7 @@ def write_lhe(
         if (value := getattr(events, name)) is not None and not np.isfinite(value).all():
             bad = int(np.argwhere(~np.isfinite(value))[0][0])
             raise LHEError(f"{path}: events.{name} of event {bad} is not finite; expected finite numbers")
-    if bad_ids := [i for i in events.rwgt_ids if not _SAFE_ID.fullmatch(i)]:
+    if bad_ids := [i for i in events.rwgt_ids if not re.fullmatch(r"""[^\s'"<>&%]+""", i)]:
         raise LHEError(f"{path}: rwgt ids {bad_ids} are empty or contain spaces, quotes, <, >, & or %")
     if rwgt_info is not None and set(rwgt_info) != set(events.rwgt_ids):
         raise LHEError(f"{path}: rwgt_info has ids {sorted(rwgt_info)}; expected events.rwgt_ids")
@@ -205,9 +204,9 @@ def _event_rows(ev: LHEEvents) -> tuple[str, np.ndarray]:
     head = np.stack([np.full(n, ev.n_particles), ev.process_id, ev.weight, ev.scale, ev.aqed, ev.aqcd], 1)
     pup = ev.momenta[..., [1, 2, 3, 0]]  # (E, px, py, pz) -> LHE's px py pz E
     cols = [ev.pdgid[..., None], ev.status[..., None], ev.mothers, ev.colors, pup, ev.masses[..., None]]
-    particles = np.concatenate([*cols, ev.spins[..., None]], axis=2, dtype=float).reshape(n, -1)
+    particles = np.concatenate([*cols, ev.spins[..., None]], axis=2, dtype=float)
     rwgt = ev.rwgt if ev.rwgt is not None else np.empty((n, 0))
-    return fmt, np.concatenate([head, particles, rwgt], axis=1)
+    return fmt, np.concatenate([head, particles.reshape(n, 12 * ev.n_particles), rwgt], axis=1)
 
 
 def read_lhe(path: str | os.PathLike, *, rwgt_ids: Sequence[str] | None = None) -> tuple[LHEEvents, LHEInit]:
@@ -239,12 +238,9 @@ def read_lhe(path: str | os.PathLike, *, rwgt_ids: Sequence[str] | None = None) 
             if missing := [i for i in wanted if i not in declared]:
                 msg = f"requested rwgt_ids {missing} are not declared in <initrwgt>; declared: {declared}"
                 raise reader.error(msg, reader.rwgt_line)
-            events = reader.events(declared)
+            events = reader.events(declared, wanted)
         except EOFError as exc:  # gzip stream cut short
             raise reader.error(f"truncated: the compressed data ends early ({exc})") from exc
-    if events.rwgt is not None:
-        rwgt = events.rwgt[:, [declared.index(i) for i in wanted]] if wanted else None
-        events = dataclasses.replace(events, rwgt=rwgt, rwgt_ids=wanted)
     return events, init
 
 
@@ -253,12 +249,11 @@ class _Reader:
     time, and converted by numpy at once; only if that fails are lines checked one by one."""
 
     def __init__(self, path: Path, f) -> None:
-        self.path, self.it, self.n, self.start = path, iter(f), 0, 0
+        self.path, self.it, self.n = path, iter(f), 0
 
     def next(self) -> str:
         if (line := next(self.it, None)) is None:
-            inside = f"the event at line {self.start} (no </event>)" if self.start else "</LesHouchesEvents>"
-            raise self.error(f"truncated: the file ends here, before {inside}")
+            raise self.error("truncated: the file ends here; expected the rest up to </LesHouchesEvents>")
         self.n += 1
         return line
 
@@ -281,10 +276,8 @@ class _Reader:
 
     def header(self) -> tuple[str, ...]:
         """Skip to ``<init>``; return the ids declared in ``<initrwgt>``, in order."""
-        first = self.next()
-        if first.strip()[:1] not in ("<", ""):
-            raise self.error(f'expected <LesHouchesEvents version="3.0">, got {first.strip()[:40]!r}')
-        lines = [first]
+        if (lines := [self.next()])[0].strip()[:1] not in ("<", ""):
+            raise self.error(f'expected <LesHouchesEvents version="3.0">, got {lines[0].strip()[:40]!r}')
         while not _INIT_TAG.match(lines[-1]):
             lines.append(self.next())
         text = "".join(lines)
@@ -298,13 +291,10 @@ class _Reader:
         procs = [self.numbers(self.next().split(), _PROCESS_FIELDS, "fffi", self.n) for _ in range(int(b[9]))]
         while not self.next().lstrip().startswith("</init"):
             pass
-        return LHEInit(
-            beam_ids=b[:2], beam_energies=b[2:4], pdf_group=b[4:6], pdf_set=b[6:8],
-            weighting_strategy=int(b[8]), processes=procs,
-        )  # fmt: skip
+        beams = dict(beam_ids=b[:2], beam_energies=b[2:4], pdf_group=b[4:6], pdf_set=b[6:8])
+        return LHEInit(**beams, weighting_strategy=int(b[8]), processes=procs)
 
-    def events(self, declared: tuple[str, ...]) -> LHEEvents:
-        """Read all events up to ``</LesHouchesEvents>``."""
+    def events(self, declared: tuple[str, ...], wanted: tuple[str, ...]) -> LHEEvents:
         self.declared, self.index = declared, {k: i for i, k in enumerate(declared)}
         self.n_particles, chunks, more = None, [], True
         while more:
@@ -320,12 +310,14 @@ class _Reader:
             if self.info or not chunks:
                 chunks.append(self._arrays())
         arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-        return LHEEvents(**arrays | {"rwgt": arrays["rwgt"] if declared else None}, rwgt_ids=declared)
+        rwgt = arrays["rwgt"][:, [declared.index(i) for i in wanted]] if wanted else None
+        return LHEEvents(**arrays | {"rwgt": rwgt}, rwgt_ids=wanted)
 
     def _event(self, start: int) -> None:
-        self.start, words = start, self.next().split()
+        words = self.next().split()
         if len(words) != 6 or not words[0].isdigit():
             self.numbers(words, EVENT_FIELDS, "iiffff", self.n)
+            raise self.error(f"NUP is {words[0]!r}; expected a non-negative integer")
         nup = int(words[0])
         self.n_particles = nup if self.n_particles is None else self.n_particles
         if nup != self.n_particles:
@@ -343,7 +335,6 @@ class _Reader:
         self.first.append(self.n - nup + 1)
         self.particles += got
         self._tail(start, nup)
-        self.start = 0
 
     def _tail(self, start: int, nup: int) -> None:
         """Lines after the particles up to ``</event>``: reads ``<wgt>`` weights, skips other lines."""
@@ -355,9 +346,7 @@ class _Reader:
                 self.n = n
                 if None in row:
                     missing = [w for w, v in zip(self.declared, row) if v is None]
-                    raise self.error(
-                        f"missing reweighting weights {missing} in this event (<initrwgt> ids)", start
-                    )
+                    raise self.error(f"missing reweighting weights {missing} (ids of <initrwgt>)", start)
                 self.rwgt.append(row)
                 return
             if "<wgt" in text:
@@ -366,10 +355,8 @@ class _Reader:
                 self.n = n
                 if text.startswith(("<event", "</LesHouchesEvents")):
                     raise self.error(f"truncated: the event at line {start} has no </event> before this line")
-                got = f"got {text.strip()[:40]!r}: more particles than NUP?"
-                raise self.error(
-                    f"expected </event>, a tag or a # comment after NUP={nup} particle lines, {got}"
-                )
+                got = f"got {text.strip()[:40]!r} (more particles than NUP?)"
+                raise self.error(f"expected </event>, a tag or # comment after NUP={nup} particles, {got}")
         self.n = n
         self.next()  # raises: truncated
 
@@ -402,7 +389,10 @@ class _Reader:
         for wid, value in _WGT.findall(text):  # a malformed tag leaves its weight missing
             if (k := self.index.get(wid)) is None:
                 raise self.error(f"unknown reweighting id {wid!r}; declared: {list(self.declared)}", line)
-            with suppress(ValueError):
-                row[k] = float(value)
-            if row[k] is None or not math.isfinite(row[k]):
-                raise self.error(f"weight {wid!r} is {value.strip()!r}; expected a finite number", line)
+            try:
+                value = float(value)
+            except ValueError:  # reported below
+                pass
+            if not isinstance(value, float) or not math.isfinite(value):
+                raise self.error(f"weight {wid!r} is {str(value).strip()!r}; expected a finite number", line)
+            row[k] = value
