@@ -53,5 +53,25 @@ def basis(
     console.print(table)
 
 
+def import_lhe(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML config with the benchmarks."),
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="LHE files (.lhe/.lhe.gz)."),
+    output: Path = typer.Option(..., "--output", "-o", help="EventStore file to write."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it exists."),
+) -> None:
+    """Read WH LHE files with MadGraph <rwgt> weights (one id per config benchmark) into an EventStore."""
+    from assay.config import load_config
+    from assay.io.wh_lhe import import_lhe as run_import
+    from assay.morphing import Morpher, morphing_components
+
+    with user_errors():
+        cfg = load_config(config)
+        space = cfg.parameter_space()
+        comps = morphing_components(space.n_params, cfg.morphing.max_power, cfg.morphing.max_overall_power)
+        store = run_import(files, output, space, Morpher(comps, space.benchmark_thetas), overwrite=overwrite)
+    console.print(f"{output}: {store.n_events:,} events from {len(files)} file(s), "
+                  f"σ = {store.weights_sum()[0]:.6g} pb at {store.benchmarks[0]}")  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
-    register_all(app, inspect, basis)
+    register_all(app, inspect, basis, import_lhe)
