@@ -26,7 +26,7 @@ from assay.exceptions import StoreError
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
 
-__all__ = ["BatchSimulator", "EventBatch", "ToyBatchSimulator", "generate"]
+__all__ = ["BatchSimulator", "EventBatch", "ToyBatchSimulator", "generate", "merge_stores"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class EventBatch:
     benchmark: np.ndarray | int = -1
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     cut_flow: Any = None  # optional CutFlow of the selection that made this batch
+    weight_like: tuple[str, ...] = ()  # extras in pb per event: normalised together with the weights
 
 
 class BatchSimulator(Protocol):
@@ -147,9 +148,10 @@ def generate(
         ) as bar:  # fmt: skip
             sizes = [min(batch_size, n_events - i * batch_size) for i in range(-(-n_events // batch_size))]
             for index, b in _batches(simulator, seed, sizes, done, client):
-                scaled = b.weights * (sizes[index] / n_events)
+                norm = sizes[index] / n_events
+                extras = {k: v * norm if k in b.weight_like else v for k, v in b.extras.items()}
                 labels = {"process": b.process, "benchmark": b.benchmark}
-                writer.append(b.x, scaled, **labels, extras=b.extras, checkpoint=index + 1)
+                writer.append(b.x, b.weights * norm, **labels, extras=extras, checkpoint=index + 1)
                 if on_batch is not None:
                     on_batch(b)
                 bar.update(sizes[index])
@@ -181,3 +183,48 @@ def _batches(
             yield first, pending.pop(first).result()
     for index in sorted(pending):
         yield index, pending.pop(index).result()
+
+
+def merge_stores(
+    paths: list[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    processes: list[str],
+    chunk_size: int = 200_000,
+) -> EventStore:
+    """Concatenate event files of different processes (same observables, benchmarks, extras) into one.
+
+    Each input's weights already sum to its own σ × efficiency, so the merged weights sum to the
+    total. Process labels are mapped by name onto ``processes``. The merged file is rebuilt only
+    when an input changed (their ``config`` is recorded).
+    """
+    stores = [EventStore(p) for p in paths]
+    first = stores[0]
+    config = {"merged": {str(s.path): s.config for s in stores}}
+    if Path(output).exists():
+        with EventStore(output) as old:
+            if old.config == config:
+                return EventStore(output)
+    for s in stores[1:]:
+        if (s.observables, s.benchmarks, s.extras_names) != (
+            first.observables,
+            first.benchmarks,
+            first.extras_names,
+        ):
+            raise StoreError(
+                f"{s.path}: observables/benchmarks/extras differ from {first.path}; cannot merge"
+            )
+    writer = EventStore.create(
+        output, observables=first.observables, benchmarks=first.benchmarks, processes=processes,
+        parameters=first.parameters, morphing=first.morphing, config=config, extras=first.extras_shapes,
+        overwrite=True, compression="lzf",
+    )  # fmt: skip
+    with writer:
+        for s in stores:
+            mapping = np.array([processes.index(name) for name in s.processes])
+            for chunk in s.iter_chunks(chunk_size, extras=True):
+                labels = {"process": mapping[chunk.process], "benchmark": chunk.benchmark}
+                writer.append(chunk.x, chunk.weights, **labels, extras=chunk.extras)
+    for s in stores:
+        s.close()
+    return EventStore(output)

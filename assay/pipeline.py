@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from assay.config import GaussianToyConfig, LocalScoreSetConfig, PlainSetConfig, RatioSetConfig, RunConfig
-from assay.generation import BatchSimulator, ToyBatchSimulator, generate
+from assay.generation import BatchSimulator, ToyBatchSimulator, generate, merge_stores
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
 from assay.sampling import EventSource, local_score_training_set, plain_training_set, ratio_training_set
@@ -166,16 +166,20 @@ def generate_events(
     start = time.perf_counter()
     simulator, n_events, batch = _simulator(cfg, space)
     counter = CutFlowCounter()
+    metadata = {
+        "parameters": space.to_dict(),
+        "morphing": morpher.to_dict(),
+        # only what shapes the events: editing sampling/training/inference keeps them
+        "config": cfg.model_dump(mode="json", include=_EVENT_SECTIONS),
+    }
+    backgrounds = getattr(cfg.simulator, "backgrounds", [])
+    signal_path = out / ("events_wh.h5" if backgrounds else "events.h5")
     store = generate(
-        simulator, out / "events.h5", n_events, seed=cfg.seed, benchmarks=space.benchmark_names,
-        batch_size=batch, progress=progress, client=client, on_batch=counter.add_batch,
-        metadata={
-            "parameters": space.to_dict(),
-            "morphing": morpher.to_dict(),
-            # only what shapes the events: editing sampling/training/inference keeps them
-            "config": cfg.model_dump(mode="json", include=_EVENT_SECTIONS),
-        },
+        simulator, signal_path, n_events, seed=cfg.seed, benchmarks=space.benchmark_names,
+        batch_size=batch, progress=progress, client=client, on_batch=counter.add_batch, metadata=metadata,
     )  # fmt: skip
+    if backgrounds:
+        store = _with_backgrounds(cfg, store, backgrounds, out, metadata, progress=progress, client=client)
     timings["generation"] = time.perf_counter() - start
     if counter.n_total:
         flow = counter.cut_flow()
@@ -184,6 +188,24 @@ def generate_events(
                                            "total_weight_pb": flow.total_weight})  # fmt: skip
     flow = _read_cut_flow(out / "cutflow.json")
     return GeneratedEvents(space, morpher, store, flow, timings)
+
+
+def _with_backgrounds(
+    cfg, signal: EventStore, backgrounds, out: Path, metadata: dict, **kwargs
+) -> EventStore:
+    """Generate each background (Pythia) into its own file and merge everything into events.h5."""
+    from assay.simulators.pythia import PROCESSES, BackgroundBatchSimulator
+
+    paths = [signal.path]
+    signal.close()
+    for k, bkg in enumerate(backgrounds, start=1):
+        sim = BackgroundBatchSimulator(bkg.process, len(signal.benchmarks), mpi=bkg.mpi)
+        store = generate(sim, out / f"events_{bkg.process}.h5", bkg.n_events, seed=cfg.seed * 1000 + k,
+                         benchmarks=signal.benchmarks, batch_size=bkg.batch_size, metadata=metadata,
+                         **kwargs)  # fmt: skip
+        paths.append(store.path)
+        store.close()
+    return merge_stores(paths, out / "events.h5", processes=list(PROCESSES))
 
 
 def _read_cut_flow(path: Path) -> CutFlow | None:

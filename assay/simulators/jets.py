@@ -112,6 +112,13 @@ class Reconstructed:
     def __len__(self) -> int:
         return len(self.lepton)
 
+    def leading_light_jet_pt(self, eta_max: float = 2.5) -> np.ndarray:
+        """p_T of the hardest jet without a b-label within |η| < ``eta_max``, 0 if none; (n_events,) GeV."""
+        import awkward as ak
+
+        light = self.jets[~self.jet_is_b & (abs(self.jets.eta) < eta_max)]
+        return ak.to_numpy(ak.fill_none(ak.max(light.pt, axis=1), 0.0)).astype(float)
+
     def detector_events(self, identified: np.ndarray | None = None) -> DetectorEvents:
         """These objects as :class:`DetectorEvents`; ``identified`` (n_events,) bool, default ``complete``."""
         identified = self.complete if identified is None else np.asarray(identified, dtype=bool)

@@ -38,10 +38,10 @@ from assay.generation import EventBatch
 from assay.io.lhe import write_lhe
 from assay.io.wh_lhe import wh_to_lhe
 from assay.observables import WH_OBSERVABLES
-from assay.simulators.detector import CutFlow, DetectorEvents, Selection
+from assay.simulators.detector import Selection
 from assay.simulators.jets import JetReconstruction, Reconstructed, is_b_hadron
 from assay.simulators.wh import WHEvents, WHSimulator
-from assay.simulators.wh_batch import WH_EXTRAS, _with_cut, truth_extras
+from assay.simulators.wh_batch import WEIGHT_LIKE_EXTRAS, WH_EXTRAS, select_and_observe, truth_extras
 
 __all__ = [
     "BACKGROUNDS",
@@ -215,18 +215,6 @@ def _identified(reco: Reconstructed, rng: np.random.Generator, b_tag: float, lep
     return reco.complete & (reco.n_leptons == 1) & np.all(u < [lepton, b_tag, b_tag], axis=1)
 
 
-def _select(
-    det: DetectorEvents, weights: np.ndarray, selection: Selection
-) -> tuple[np.ndarray, np.ndarray, CutFlow]:
-    """Selection and observables of the survivors: ``(x (n_pass, n_obs), mask (n_events,), cut flow)``."""
-    mask, flow = selection.apply(det, weights)
-    x = np.full((len(det), len(WH_OBSERVABLES)), np.nan)
-    parts = ("lepton", "b1", "b2", "met_xy", "charge", "identified")
-    x[mask] = DetectorEvents(*(getattr(det, name)[mask] for name in parts)).observables()
-    mask &= np.all(np.isfinite(x), axis=1)  # degenerate ν reconstruction
-    return x[mask], mask, _with_cut(flow, "finite observables", mask, weights)
-
-
 @dataclass
 class PythiaWHBatchSimulator:
     """WH events at hadron level: parton-level WH → Pythia shower → jets → efficiencies → selection.
@@ -268,9 +256,10 @@ class PythiaWHBatchSimulator:
         )  # fmt: skip
         weights = ev.weights[index] * (n_events / len(index))
         identified = _identified(reco, rng, self.b_tag_efficiency, self.lepton_efficiency)
-        x, mask, flow = _select(reco.detector_events(identified), weights[:, 0], self.selection)
+        x, mask, flow = select_and_observe(reco.detector_events(identified), weights[:, 0], self.selection,
+                                           light_jet_pt=reco.leading_light_jet_pt())  # fmt: skip
         extras = {k: v[index][mask] for k, v in truth_extras(ev).items()}
-        return EventBatch(x, weights[mask], extras=extras, cut_flow=flow)
+        return EventBatch(x, weights[mask], extras=extras, cut_flow=flow, weight_like=WEIGHT_LIKE_EXTRAS)
 
 
 @dataclass
@@ -336,9 +325,12 @@ class BackgroundBatchSimulator:
         n = len(reco)
         weight = np.full(n, sigma / n)
         identified = _identified(reco, rng, self.b_tag_efficiency, self.lepton_efficiency)
-        x, _, flow = _select(reco.detector_events(identified), weight, self.selection)
+        x, _, flow = select_and_observe(reco.detector_events(identified), weight, self.selection,
+                                        light_jet_pt=reco.leading_light_jet_pt())  # fmt: skip
         extras = {k: np.zeros((len(x), *shape)) for k, shape in WH_EXTRAS.items()}
         extras["components"][:, 0] = sigma / n
         weights = np.full((len(x), self.n_benchmarks), sigma / n)
         label = self.processes.index(self.process)
-        return EventBatch(x, weights, process=label, extras=extras, cut_flow=flow)
+        return EventBatch(
+            x, weights, process=label, extras=extras, cut_flow=flow, weight_like=WEIGHT_LIKE_EXTRAS
+        )

@@ -17,7 +17,14 @@ from assay.simulators.detector import CutFlow, DetectorEvents, DetectorModel, Se
 from assay.simulators.wh import WHEvents, WHSimulator
 from assay.simulators.wh_matrix_element import EWInputs
 
-__all__ = ["WH_EXTRAS", "CutFlowCounter", "WHBatchSimulator", "truth_extras", "wh_batch_simulator"]
+__all__ = [
+    "WEIGHT_LIKE_EXTRAS",
+    "WH_EXTRAS",
+    "CutFlowCounter",
+    "WHBatchSimulator",
+    "truth_extras",
+    "wh_batch_simulator",
+]
 
 WH_EXTRAS: dict[str, tuple[int, ...]] = {
     "p1": (4,), "p2": (4,), "lepton": (4,), "neutrino": (4,), "b": (4,), "bbar": (4,),
@@ -25,6 +32,7 @@ WH_EXTRAS: dict[str, tuple[int, ...]] = {
     "x1_x2_q": (3,),  # momentum fractions and factorisation scale Q in GeV
     "components": (6,),  # dσ coefficients (pb) in the monomial basis of (cHW, cHWtilde)
 }  # fmt: skip
+WEIGHT_LIKE_EXTRAS = ("components",)  # pb per event, normalised like the weights
 
 
 def truth_extras(ev: WHEvents) -> dict[str, np.ndarray]:
@@ -35,6 +43,39 @@ def truth_extras(ev: WHEvents) -> dict[str, np.ndarray]:
         "x1_x2_q": np.column_stack([ev.x1, ev.x2, ev.scale]),
         "components": ev.components,
     }  # fmt: skip
+
+
+def select_and_observe(
+    det: DetectorEvents,
+    weights: np.ndarray,
+    selection: Selection,
+    *,
+    light_jet_pt: np.ndarray | None = None,
+    light_jet_pt_max: float = 30.0,
+) -> tuple[np.ndarray, np.ndarray, CutFlow]:
+    """Seed 000's selection and the observables of the survivors.
+
+    Args:
+        det: reconstructed events.
+        weights: (n_events,) weights for the cut flow (pb).
+        selection: the cuts.
+        light_jet_pt: (n_events,) p_T of the hardest light jet (GeV) where jets exist (shower level):
+            seed 000's "p_T,j < 30 GeV" light-jet veto is then applied.
+        light_jet_pt_max: the veto threshold in GeV.
+
+    Returns:
+        ``(x (n_pass, n_obs), mask (n_events,), cut flow)``; events whose neutrino reconstruction is
+        degenerate (light-like W candidate, NaN observables) fail a last "finite observables" cut.
+    """
+    mask, flow = selection.apply(det, weights)
+    if light_jet_pt is not None:
+        mask = mask & (light_jet_pt < light_jet_pt_max)
+        flow = _with_cut(flow, f"pT(light jets) < {light_jet_pt_max:g} GeV", mask, weights)
+    x = np.full((len(det), len(WH_OBSERVABLES)), np.nan)
+    parts = ("lepton", "b1", "b2", "met_xy", "charge", "identified")
+    x[mask] = DetectorEvents(*(getattr(det, name)[mask] for name in parts)).observables()
+    mask &= np.all(np.isfinite(x), axis=1)
+    return x[mask], mask, _with_cut(flow, "finite observables", mask, weights)
 
 
 def _with_cut(flow: CutFlow, name: str, mask: np.ndarray, weights: np.ndarray) -> CutFlow:
@@ -107,18 +148,11 @@ class WHBatchSimulator:
         extras = truth_extras(ev)
         if self.detector is None:
             x = wh_observables(ev.lepton, ev.b, ev.bbar, ev.neutrino, ev.charge)
-            return EventBatch(x, ev.weights, extras=extras)
+            return EventBatch(x, ev.weights, extras=extras, weight_like=WEIGHT_LIKE_EXTRAS)
         reco = self.detector.simulate(ev.lepton, ev.b, ev.bbar, ev.neutrino, ev.charge, rng)
-        mask, flow = (self.selection or Selection()).apply(reco, ev.weights[:, 0])
-        x = np.full((n_events, len(WH_OBSERVABLES)), np.nan)
-        x[mask] = DetectorEvents(reco.lepton[mask], reco.b1[mask], reco.b2[mask], reco.met_xy[mask],
-                                 reco.charge[mask], reco.identified[mask]).observables()  # fmt: skip
-        finite = np.all(np.isfinite(x), axis=1)  # degenerate ν reconstruction (light-like W candidate)
-        mask &= finite
-        flow = _with_cut(flow, "finite observables", mask, ev.weights[:, 0])
-        return EventBatch(
-            x[mask], ev.weights[mask], extras={k: v[mask] for k, v in extras.items()}, cut_flow=flow
-        )
+        x, mask, flow = select_and_observe(reco, ev.weights[:, 0], self.selection or Selection())
+        kept = {k: v[mask] for k, v in extras.items()}
+        return EventBatch(x, ev.weights[mask], extras=kept, cut_flow=flow, weight_like=WEIGHT_LIKE_EXTRAS)
 
 
 def wh_batch_simulator(cfg, space, theta_gen: np.ndarray, *, seed: int) -> WHBatchSimulator:
@@ -130,6 +164,12 @@ def wh_batch_simulator(cfg, space, theta_gen: np.ndarray, *, seed: int) -> WHBat
         lepton_flavours=tuple(cfg.lepton_flavours), ud_only=cfg.ud_only, ew=EWInputs(lambda_np=cfg.lambda_np),
         br_h_bb=cfg.br_h_bb, scale=cfg.scale, vegas_seed=seed,
     )  # fmt: skip
+    if cfg.shower is not None:
+        from assay.simulators.pythia import PROCESSES, PythiaWHBatchSimulator
+
+        b_tag = cfg.detector.b_tag_efficiency if cfg.detector else 0.77
+        return PythiaWHBatchSimulator(simulator, b_tag_efficiency=b_tag, mpi=cfg.shower.mpi,
+                                      hadronize=cfg.shower.hadronize, processes=list(PROCESSES))  # fmt: skip
     if cfg.detector is None:
         return WHBatchSimulator(simulator)
     d = cfg.detector

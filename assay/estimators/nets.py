@@ -1,0 +1,118 @@
+"""Network building blocks shared by every torch estimator: MLPs and input standardization.
+
+Activations are chosen by name through the one lookup table :data:`ACTIVATIONS`; the
+architectures of seed 000 ("Training settings") are ``MLP(n, m, (50,), "relu")`` and
+``MLP(n, m, (100, 100), "tanh")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from assay.exceptions import ConfigError
+
+__all__ = ["ACTIVATIONS", "MLP", "Standardizer", "make_activation"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "softplus": nn.Softplus,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation layer by name.
+
+    Raises:
+        ConfigError: unknown name (the message lists the valid ones).
+
+    Example:
+        >>> make_activation("tanh")
+        Tanh()
+    """
+    try:
+        return ACTIVATIONS[name]()
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"activation: unknown name {name!r}; valid names are {sorted(ACTIVATIONS)}"
+        ) from None
+
+
+class MLP(nn.Sequential):
+    """Fully connected network ``n_inputs → hidden… → n_outputs`` (linear output layer).
+
+    Args:
+        n_inputs: input features.
+        n_outputs: outputs.
+        hidden: widths of the hidden layers (empty: a linear model).
+        activation: name in :data:`ACTIVATIONS`, applied after every hidden layer.
+
+    Example:
+        >>> net = MLP(3, 2, hidden=(8,), activation="relu")
+        >>> net(torch.zeros(5, 3)).shape
+        torch.Size([5, 2])
+    """
+
+    def __init__(
+        self, n_inputs: int, n_outputs: int, hidden: Sequence[int] = (100, 100), activation: str = "tanh"
+    ):
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for h in hidden:
+            layers += [nn.Linear(width, int(h)), make_activation(activation)]
+            width = int(h)
+        layers.append(nn.Linear(width, n_outputs))
+        super().__init__(*layers)
+
+
+class Standardizer(nn.Module):
+    """Affine map to zero mean and unit variance, ``(x − mean) / std`` (seed 000 "Standardize inputs").
+
+    The mean and std are buffers, so they travel with ``state_dict``. Columns with
+    zero spread (std = 0, e.g. a parameter that never varies) get std = 1.
+
+    Args:
+        n_features: number of columns.
+
+    Example:
+        >>> s = Standardizer(2).fit(np.array([[0.0, 1.0], [2.0, 1.0]]))
+        >>> s(torch.tensor([[1.0, 1.0]])).tolist()
+        [[0.0, 0.0]]
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    def fit(self, data: np.ndarray, weights: np.ndarray | None = None) -> Standardizer:
+        """Set mean and std from ``data (n_samples, n_features)``, optionally weighted ``(n_samples,)``."""
+        data = np.asarray(data, dtype=float)
+        if data.ndim != 2 or data.shape[1] != len(self.mean):
+            raise ValueError(f"data: expected shape (n_samples, {len(self.mean)}), got {data.shape}")
+        mean = np.average(data, axis=0, weights=weights)
+        std = np.sqrt(np.average((data - mean) ** 2, axis=0, weights=weights))
+        std = np.where(std > 0, std, 1.0)
+        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(std, dtype=self.std.dtype))
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-able mean and std (for humans; the weights file holds the same numbers)."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}

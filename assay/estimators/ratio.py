@@ -1,0 +1,400 @@
+"""Likelihood-ratio estimators: CARL, ROLR, ALICE, ALICES, RASCAL, CASCAL (seed 001, Table I).
+
+All six train one parameterized function g(x, θ) and define
+
+    log r̂(x|θ0, θ1) = g(x, θ0) − g(x, θ1),
+
+which is exactly antisymmetric, gives r̂(x|θ, θ) = 1, and serves singly (θ1 fixed) and
+doubly parameterized training sets (θ1 varying) alike. The estimated scores come from
+autograd: t̂(x|θ0) = ∇θ g(x, θ)|θ0 = ∇θ0 log r̂ and t̂(x|θ1) = ∇θ g(x, θ)|θ1 = −∇θ1 log r̂
+(arXiv:1805.00020, 1805.12244). Note the sign of the latter: the training sets' t1 is the joint
+score at θ1, ∇θ log p(x,z|θ)|θ1, which is −∇θ1 log r(x,z|θ0,θ1).
+With s = 1/(1 + r) (probability that x came from θ1; MadMiner's convention, y = 1 for θ1):
+
+- CARL:   BCE(ŝ, y)                                                     (seed 001 Table I, [39])
+- ROLR:   MSE((1−y)/r̂, (1−y)/r) + MSE(y r̂, y r)                       (arXiv:1805.12244, 1805.00020)
+- ALICE:  BCE(ŝ, s(x,z)), s(x,z) = 1/(1 + r(x,z|θ0,θ1))               (seed 001 ratio_augmented_xe)
+- ALICES, RASCAL, CASCAL: ALICE, ROLR, CARL + α · MSE((1−y) t̂0, (1−y) t0) (seed 001
+  ratio_score_mse_num; seed 000 "ALICES") + α · MSE(y t̂1, y t1) for doubly parameterized sets.
+
+Each per-sample loss is multiplied by the sample weight (±1) before averaging.
+
+With ``morphing=`` a :class:`~assay.morphing.Morpher`, g becomes morphing-aware
+(arXiv:2410.07315): the network outputs one positive function f_k(x) = softplus(a_k(x))
+per benchmark and learnable rates ρ_k = softplus(b_k), and
+
+    g(x, θ) = log Σ_k c_k(θ) f_k(x) − log Σ_k c_k(θ) ρ_k,
+
+the form of log p(x|θ) + const(x) when p(x|θ) = Σ_k c_k(θ) σ_k p(x|θ_k) / σ(θ): the
+θ-dependence of r̂ is exactly that of the morphing polynomial. The rate term is needed
+because σ(θ) = Σ_k c_k(θ) σ_k varies with θ; without it r̂ would carry a spurious
+σ(θ0)/σ(θ1). Since c_k(θ) can be negative, both sums are clamped to ≥ :data:`MORPHING_EPS`
+(a guard only: where it acts, log r̂ saturates and its gradient vanishes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from assay.estimators.base import Estimator
+from assay.estimators.nets import MLP, Standardizer
+from assay.morphing import Morpher, _as_thetas
+from assay.training_set import TrainingSet
+
+__all__ = [
+    "ALICE",
+    "ALICES",
+    "CARL",
+    "CASCAL",
+    "LOG_R_CLIP",
+    "MORPHING_EPS",
+    "RASCAL",
+    "ROLR",
+    "MorphingRatioNet",
+    "RatioEstimator",
+    "RatioNet",
+    "RatioPrediction",
+]
+
+LOG_R_CLIP = 10.0  # |log r| clip in the ROLR-type MSE losses (MadMiner's log_r_clip): r ≤ e¹⁰
+MORPHING_EPS = 1e-12  # lower bound of the morphed sums in MorphingRatioNet
+_RATIO_FIELDS = ("x", "theta0", "theta1", "y")
+
+
+class RatioPrediction(NamedTuple):
+    """Output of :meth:`RatioEstimator.evaluate_log_ratio`.
+
+    Attributes:
+        log_r: log r̂(x|θ0, θ1), ``(n_theta, n_events)``.
+        score: t̂(x|θ0) = ∇θ0 log r̂, ``(n_theta, n_events, n_params)``; None if not requested.
+    """
+
+    log_r: np.ndarray
+    score: np.ndarray | None
+
+
+class RatioNet(nn.Module):
+    """g(x, θ): an MLP on the standardized ``[x, θ]``."""
+
+    def __init__(self, n_obs: int, n_params: int, hidden: Sequence[int], activation: str):
+        super().__init__()
+        self.x_scaler = Standardizer(n_obs)
+        self.theta_scaler = Standardizer(n_params)
+        self.mlp = MLP(n_obs + n_params, 1, hidden, activation)
+
+    def fit_scalers(self, data: TrainingSet) -> None:
+        self.x_scaler.fit(data.x)
+        self.theta_scaler.fit(np.concatenate([data.theta0, data.theta1]))
+
+    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """g for x ``(m, n_obs)`` and θ ``(k, m, n_params)`` (row j of x with θ[:, j]) → ``(k, m)``."""
+        xs = self.x_scaler(x).expand(theta.shape[0], -1, -1)
+        return self.mlp(torch.cat([xs, self.theta_scaler(theta)], dim=-1)).squeeze(-1)
+
+
+class MorphingRatioNet(nn.Module):
+    """Morphing-aware g(x, θ) = log Σ_k c_k(θ) f_k(x) − log Σ_k c_k(θ) ρ_k (arXiv:2410.07315)."""
+
+    components: torch.Tensor
+    inverse: torch.Tensor
+
+    def __init__(self, n_obs: int, morpher: Morpher, hidden: Sequence[int], activation: str):
+        super().__init__()
+        self.x_scaler = Standardizer(n_obs)
+        self.mlp = MLP(n_obs, morpher.n_benchmarks, hidden, activation)
+        self.rate_logits = nn.Parameter(torch.zeros(morpher.n_benchmarks))
+        self.register_buffer("components", torch.as_tensor(morpher.components, dtype=torch.long))
+        self.register_buffer("inverse", torch.as_tensor(np.linalg.pinv(morpher.matrix), dtype=torch.float32))
+
+    def fit_scalers(self, data: TrainingSet) -> None:
+        self.x_scaler.fit(data.x)
+
+    def coefficients(self, theta: torch.Tensor) -> torch.Tensor:
+        """Morphing weights c_k(θ) ``(..., n_benchmarks)`` for θ ``(..., n_params)`` (differentiable)."""
+        # φ_c(θ) = Π_a θ_a^p_ca by repeated products: ``theta ** p`` has a NaN second
+        # derivative at θ_a = 0 (0 · 0⁻¹), which the score loss differentiates through.
+        max_power = int(self.components.max()) if self.components.numel() else 0
+        powers = [torch.ones_like(theta)]
+        for _ in range(max_power):
+            powers.append(powers[-1] * theta)
+        table = torch.stack(powers, dim=-2)  # (..., max_power + 1, n_params)
+        monomials = torch.ones((*theta.shape[:-1], len(self.components)), dtype=theta.dtype, device=theta.device)
+        for a in range(theta.shape[-1]):
+            monomials = monomials * table[..., self.components[:, a], a]
+        return monomials @ self.inverse
+
+    def benchmark_densities(self, x: torch.Tensor) -> torch.Tensor:
+        """f_k(x) = softplus(a_k(x)) > 0, ``(m, n_benchmarks)``."""
+        return F.softplus(self.mlp(self.x_scaler(x)))
+
+    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """g for x ``(m, n_obs)`` and θ ``(k, m, n_params)`` → ``(k, m)``."""
+        c = self.coefficients(theta)
+        numerator = (c * self.benchmark_densities(x)).sum(-1)
+        rate = c @ F.softplus(self.rate_logits)
+        return torch.log(numerator.clamp_min(MORPHING_EPS)) - torch.log(rate.clamp_min(MORPHING_EPS))
+
+
+def log_ratio_and_scores(
+    net: nn.Module, x: torch.Tensor, theta0: torch.Tensor, theta1: torch.Tensor, *, t0: bool, t1: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """log r̂ = g(x, θ0) − g(x, θ1) and, on request, the scores t̂0 = ∇θ g|θ0, t̂1 = ∇θ g|θ1.
+
+    Args:
+        net: a :class:`RatioNet` or :class:`MorphingRatioNet`.
+        x: ``(m, n_obs)``.
+        theta0: ``(k, m, n_params)``.
+        theta1: ``(k, m, n_params)`` or ``(1, m, n_params)``.
+        t0, t1: whether to compute the scores at θ0 / θ1.
+
+    Returns:
+        log r̂ ``(k, m)``, t̂0 ``(k, m, n_params)`` and t̂1 (θ1's shape) or None. Under ``torch.no_grad``
+        the outputs are detached; otherwise the score graph is kept for training.
+    """
+    outer = torch.is_grad_enabled()
+    k = theta0.shape[0]
+    with torch.set_grad_enabled(outer or t0 or t1):
+        thetas = torch.cat([theta0, theta1]).detach().requires_grad_(t0 or t1)  # one forward pass
+        g = net(x, thetas)
+        g0, g1 = g[:k], g[k:]
+        log_r = g0 - g1
+        grad = torch.autograd.grad(g.sum(), thetas, create_graph=outer)[0] if t0 or t1 else None
+        s0 = grad[:k] if t0 else None
+        s1 = grad[k:] if t1 else None
+    if not outer:
+        log_r, s0, s1 = (v.detach() if v is not None else None for v in (log_r, s0, s1))
+    return log_r, s0, s1
+
+
+class RatioEstimator(Estimator):
+    """Base of the likelihood-ratio estimators; subclasses define :meth:`_terms`.
+
+    Args:
+        morphing: a :class:`~assay.morphing.Morpher` (or its ``to_dict()``) for the
+            morphing-aware model; None: a plain network g(x, θ).
+        **kwargs: see :class:`~assay.estimators.base.Estimator` (``hidden``, ``activation``,
+            trainer settings).
+    """
+
+    required_fields: ClassVar[tuple[str, ...]] = _RATIO_FIELDS
+    uses_score: ClassVar[bool] = False
+
+    def __init__(self, *, morphing: Morpher | Mapping | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.morphing = Morpher.from_dict(morphing) if isinstance(morphing, Mapping) else morphing
+
+    def _own_params(self) -> dict[str, Any]:
+        morphing = self.morphing.to_dict() if self.morphing is not None else None
+        return {**super()._own_params(), "morphing": morphing}
+
+    def _prepare(self, train_set: TrainingSet) -> None:
+        self.doubly_ = bool(np.any(train_set.theta1 != train_set.theta1[:1]))
+        if self.uses_score and self.doubly_ and train_set.t1 is None:
+            raise ValueError(f"train_set: θ1 varies, so {type(self).__name__} needs t1, which is missing")
+        if self.morphing is not None and self.morphing.n_params != len(train_set.parameters):
+            raise ValueError(
+                f"morphing has n_params={self.morphing.n_params}, the training set "
+                f"{len(train_set.parameters)} parameters {list(train_set.parameters)}"
+            )
+
+    def _fitted_state(self) -> dict[str, Any]:
+        return {"doubly": self.doubly_}
+
+    def _restore_state(self, state: Mapping[str, Any]) -> None:
+        self.doubly_ = bool(state["doubly"])
+
+    def _build(self, n_obs: int, n_params: int) -> nn.Module:
+        if self.morphing is None:
+            return RatioNet(n_obs, n_params, self.hidden, self.activation)
+        return MorphingRatioNet(n_obs, self.morphing, self.hidden, self.activation)
+
+    def _arrays(self, data: TrainingSet) -> dict[str, np.ndarray]:
+        names = [*self.required_fields, *(["t1"] if self.uses_score and self.doubly_ else [])]
+        weight = data.sample_weight if data.sample_weight is not None else np.ones(len(data))
+        return {**{name: getattr(data, name) for name in names}, "w": weight}
+
+    def _terms(self, out: _Outputs, batch: dict[str, torch.Tensor]) -> dict[str, tuple[float, torch.Tensor]]:
+        """Named (coefficient, per-sample loss ``(batch,)``) pairs."""
+        raise NotImplementedError
+
+    def _loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        want_t1 = self.uses_score and self.doubly_
+        log_r, t0, t1 = log_ratio_and_scores(
+            net, batch["x"], batch["theta0"][None], batch["theta1"][None], t0=self.uses_score, t1=want_t1
+        )
+        out = _Outputs(log_r[0], t0[0] if t0 is not None else None, t1[0] if t1 is not None else None)
+        terms = self._terms(out, batch)
+        means = {name: (batch["w"] * per_sample).mean() for name, (_, per_sample) in terms.items()}
+        total = sum(coef * means[name] for name, (coef, _) in terms.items())
+        return total, means
+
+    def evaluate_log_ratio(
+        self,
+        x: np.ndarray,
+        theta0: np.ndarray,
+        theta1: np.ndarray,
+        *,
+        score: bool = True,
+        chunk_size: int = 1_000_000,
+    ) -> RatioPrediction:
+        """log r̂(x|θ0, θ1) for every (θ0, event) pair, batched over the θ × events product.
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta0: numerator points ``(n_theta, n_params)`` or ``(n_params,)`` (n_theta = 1).
+            theta1: denominator point ``(n_params,)`` shared by all θ0, or ``(n_theta, n_params)``
+                paired with θ0.
+            score: also return t̂(x|θ0) by autograd (costs about one extra backward pass).
+            chunk_size: rows of the (θ, event) product evaluated at once (memory bound);
+                the product is evaluated in one go when it fits.
+
+        Returns:
+            :class:`RatioPrediction` with ``log_r (n_theta, n_events)`` and
+            ``score (n_theta, n_events, n_params)`` (None if ``score=False``), float64.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: shapes do not match the fitted observables / parameters.
+        """
+        net = self._fitted_net()
+        x = self._check_x(x)
+        n_params = len(self.parameters_)
+        th0 = _as_thetas(theta0, n_params, "theta0")
+        th1 = _as_thetas(theta1, n_params, "theta1")
+        if len(th1) not in (1, len(th0)):
+            raise ValueError(
+                f"theta1: expected one point or {len(th0)} points paired with theta0, got {len(th1)}"
+            )
+        k_step = max(1, min(len(th0), chunk_size))
+        n_step = max(1, chunk_size // k_step)
+        log_r = np.empty((len(th0), len(x)))
+        scores = np.empty((len(th0), len(x), n_params)) if score else None
+        for a in range(0, len(th0), k_step):
+            t1_rows = th1 if len(th1) == 1 else th1[a : a + k_step]
+            for b in range(0, len(x), n_step):
+                lr, t0 = self._chunk(net, x[b : b + n_step], th0[a : a + k_step], t1_rows, score)
+                log_r[a : a + k_step, b : b + n_step] = lr
+                if scores is not None:
+                    scores[a : a + k_step, b : b + n_step] = t0
+        return RatioPrediction(log_r, scores)
+
+    def _chunk(
+        self, net: nn.Module, x: np.ndarray, theta0: np.ndarray, theta1: np.ndarray, score: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        m = len(x)
+        th0 = self._tensor(theta0)[:, None, :].expand(-1, m, -1)
+        th1 = self._tensor(theta1)[:, None, :].expand(-1, m, -1)
+        with torch.no_grad():
+            log_r, t0, _ = log_ratio_and_scores(net, self._tensor(x), th0, th1, t0=score, t1=False)
+        return log_r.double().cpu().numpy(), (t0.double().cpu().numpy() if t0 is not None else None)
+
+
+class _Outputs(NamedTuple):
+    """Per-sample network outputs in a training batch: log r̂ ``(batch,)``, t̂0, t̂1 ``(batch, n_params)``."""
+
+    log_r: torch.Tensor
+    t0: torch.Tensor | None
+    t1: torch.Tensor | None
+
+
+def _cross_entropy(log_r_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE(ŝ, target) with ŝ = 1/(1 + r̂) = sigmoid(−log r̂), computed stably from the logit."""
+    return F.binary_cross_entropy_with_logits(-log_r_hat, target, reduction="none")
+
+
+class CARL(RatioEstimator):
+    """Calibrated classifier: cross-entropy on the labels y (seed 001 Table I; arXiv:1506.02169).
+
+    Example:
+        >>> CARL(hidden=(32, 32), epochs=20, seed=1)
+        CARL(n_params=None, hidden=[32, 32], activation='tanh', morphing=None, epochs=20, ...)
+    """
+
+    def _terms(self, out, batch):
+        return {"xe": (1.0, _cross_entropy(out.log_r, batch["y"]))}
+
+
+class ROLR(RatioEstimator):
+    """Regression on the joint likelihood ratio (arXiv:1805.12244, 1805.00020; MadMiner ``ratio_mse``).
+
+    ``(1−y)(1/r̂ − 1/r)² + y(r̂ − r)²`` with log r̂ and log r clipped to ±:data:`LOG_R_CLIP`
+    before exponentiating, so single events with huge r neither overflow float32 nor dominate.
+    """
+
+    required_fields = (*_RATIO_FIELDS, "log_r")
+
+    def _terms(self, out, batch):
+        y = batch["y"]
+        log_r_hat = out.log_r.clamp(-LOG_R_CLIP, LOG_R_CLIP)
+        log_r = batch["log_r"].clamp(-LOG_R_CLIP, LOG_R_CLIP)
+        return {
+            "mse_num": (1.0, ((1 - y) * (torch.exp(-log_r_hat) - torch.exp(-log_r))) ** 2),
+            "mse_den": (1.0, (y * (torch.exp(log_r_hat) - torch.exp(log_r))) ** 2),
+        }
+
+
+class ALICE(RatioEstimator):
+    """Improved cross-entropy on s(x,z) = 1/(1 + r(x,z)) (seed 001 ``ratio_augmented_xe``).
+
+    References: arXiv:1808.00973 (ALICE), 1805.00020.
+    """
+
+    required_fields = (*_RATIO_FIELDS, "log_r")
+
+    def _terms(self, out, batch):
+        return {"xe_augmented": (1.0, _cross_entropy(out.log_r, torch.sigmoid(-batch["log_r"])))}
+
+
+class _ScoreAugmented(RatioEstimator):
+    """Adds α · MSE between t̂ and the joint score: at θ0 on y = 0 samples (seed 001
+    ``ratio_score_mse_num``) and, for doubly parameterized sets, at θ1 on y = 1 samples.
+
+    Args:
+        alpha: weight of the score terms (seed 000 "Training settings": α = 5; 10 in the 2D S+B study).
+    """
+
+    uses_score = True
+
+    def __init__(self, *, alpha: float = 5.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.alpha = float(alpha)
+
+    def _own_params(self) -> dict[str, Any]:
+        return {**super()._own_params(), "alpha": self.alpha}
+
+    def _terms(self, out, batch):
+        y = batch["y"]
+        terms = super()._terms(out, batch)
+        terms["score_mse_0"] = (self.alpha, (1 - y) ** 2 * ((out.t0 - batch["t0"]) ** 2).mean(-1))
+        if out.t1 is not None:
+            terms["score_mse_1"] = (self.alpha, y**2 * ((out.t1 - batch["t1"]) ** 2).mean(-1))
+        return terms
+
+
+class ALICES(_ScoreAugmented, ALICE):
+    """ALICE + α · score MSE (seed 000 "ALICES"; arXiv:1808.00973).
+
+    Example:
+        >>> ALICES(n_params=2, hidden=(100, 100), alpha=5.0, epochs=50, lr=(1e-3, 1e-4)).alpha
+        5.0
+    """
+
+    required_fields = (*ALICE.required_fields, "t0")
+
+
+class RASCAL(_ScoreAugmented, ROLR):
+    """ROLR + α · score MSE (arXiv:1805.12244, 1805.00020)."""
+
+    required_fields = (*ROLR.required_fields, "t0")
+
+
+class CASCAL(_ScoreAugmented, CARL):
+    """CARL + α · score MSE (arXiv:1805.12244, 1805.00020)."""
+
+    required_fields = (*CARL.required_fields, "t0")

@@ -1,0 +1,367 @@
+"""The one trainer of every torch estimator (seed 000 "Training settings").
+
+:class:`Trainer` minimises ``loss_fn(model, batch) -> (total, terms)`` over mini-batches
+of a dict of tensors with AMSGrad (or Adam / NAdam), an exponentially decaying learning
+rate from ``lr[0]`` to ``lr[1]`` (seed 000: 10⁻³ → 10⁻⁴), early stopping on the
+validation loss with the best epoch's weights restored, a tqdm progress bar, and seeded
+shuffling. It knows nothing about physics: estimators bring the model and the loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from assay.exceptions import AssayError, ConfigError
+
+__all__ = ["OPTIMIZERS", "History", "LossFn", "Trainer", "lr_schedule", "seeded"]
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "amsgrad": lambda params, lr: torch.optim.Adam(params, lr=lr, amsgrad=True),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+    "nadam": lambda params, lr: torch.optim.NAdam(params, lr=lr),
+}
+DEVICES = ("auto", "cpu", "cuda")
+_EVAL_BATCH = 8192
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run a block (e.g. weight initialisation) with torch's CPU RNG seeded, restoring it afterwards."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def lr_schedule(lr: tuple[float, float], epochs: int) -> np.ndarray:
+    """Learning rate of each epoch, lr0 · (lr1/lr0)^(e/(epochs−1)), shape ``(epochs,)``.
+
+    Example:
+        >>> lr_schedule((1e-3, 1e-4), 3).round(8).tolist()
+        [0.001, 0.00031623, 0.0001]
+    """
+    if epochs == 1:
+        return np.array([lr[0]])
+    return lr[0] * (lr[1] / lr[0]) ** (np.arange(epochs) / (epochs - 1))
+
+
+@dataclass(frozen=True)
+class History:
+    """Per-epoch record of a fit.
+
+    Attributes:
+        train_loss: mean training loss per epoch.
+        val_loss: mean validation loss per epoch (empty without validation data).
+        train_terms: per named loss term (unweighted by its coefficient), one value per epoch.
+        val_terms: the same on the validation data.
+        lr: learning rate the optimizer used in each epoch.
+        best_epoch: index of the epoch whose weights were kept.
+    """
+
+    train_loss: tuple[float, ...]
+    val_loss: tuple[float, ...]
+    train_terms: Mapping[str, tuple[float, ...]]
+    val_terms: Mapping[str, tuple[float, ...]]
+    lr: tuple[float, ...]
+    best_epoch: int
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> History:
+        def curves(d: Mapping) -> dict[str, tuple[float, ...]]:
+            return {k: tuple(map(float, v)) for k, v in d.items()}
+
+        return cls(
+            train_loss=tuple(map(float, data["train_loss"])),
+            val_loss=tuple(map(float, data["val_loss"])),
+            train_terms=curves(data["train_terms"]),
+            val_terms=curves(data["val_terms"]),
+            lr=tuple(map(float, data["lr"])),
+            best_epoch=int(data["best_epoch"]),
+        )
+
+
+@dataclass
+class _Curves:
+    """Mutable accumulator behind :class:`History`."""
+
+    train: list[float] = field(default_factory=list)
+    val: list[float] = field(default_factory=list)
+    train_terms: dict[str, list[float]] = field(default_factory=dict)
+    val_terms: dict[str, list[float]] = field(default_factory=dict)
+    lr: list[float] = field(default_factory=list)
+
+    def add(self, train: tuple[float, dict], val: tuple[float, dict] | None, lr: float) -> None:
+        self.train.append(train[0])
+        self.lr.append(lr)
+        for k, v in train[1].items():
+            self.train_terms.setdefault(k, []).append(v)
+        if val is not None:
+            self.val.append(val[0])
+            for k, v in val[1].items():
+                self.val_terms.setdefault(k, []).append(v)
+
+    def history(self, best_epoch: int) -> History:
+        return History(
+            tuple(self.train),
+            tuple(self.val),
+            {k: tuple(v) for k, v in self.train_terms.items()},
+            {k: tuple(v) for k, v in self.val_terms.items()},
+            tuple(self.lr),
+            best_epoch,
+        )
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """Mini-batch training loop shared by all estimators (seed 000 "Training settings").
+
+    Args:
+        epochs: maximal number of passes over the training data.
+        batch_size: samples per gradient step.
+        lr: (initial, final) learning rate; decays geometrically between them over ``epochs``.
+        optimizer: name in :data:`OPTIMIZERS` ("amsgrad", "adam", "nadam").
+        validation_split: fraction of the samples held out for validation when no
+            validation data is passed to :meth:`fit` (0: none).
+        early_stopping: keep the weights of the epoch with the lowest validation loss (the
+            training loss without validation data) and stop after ``patience`` epochs without
+            improvement.
+        patience: epochs without improvement before stopping.
+        clip_grad_norm: clip the global gradient norm to this value (None: no clipping).
+        device: "auto" (cuda if available, else cpu), "cpu" or "cuda".
+        seed: seeds the shuffling, the validation split and (through :func:`seeded`) the
+            estimators' weight initialisation; None: fresh randomness.
+        progress: show a tqdm progress bar with the train / validation loss.
+
+    Raises:
+        ConfigError: an invalid setting (unknown names list the valid ones).
+    """
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: tuple[float, float] = (1e-3, 1e-4)
+    optimizer: str = "amsgrad"
+    validation_split: float = 0.25
+    early_stopping: bool = True
+    patience: int = 10
+    clip_grad_norm: float | None = None
+    device: str = "auto"
+    seed: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        lr = tuple(float(v) for v in np.ravel(self.lr))
+        object.__setattr__(self, "lr", lr)
+        checks = {
+            "epochs": (self.epochs >= 1, "an integer >= 1"),
+            "batch_size": (self.batch_size >= 1, "an integer >= 1"),
+            "lr": (len(lr) == 2 and all(math.isfinite(v) and v > 0 for v in lr), "two positive numbers"),
+            "validation_split": (0 <= self.validation_split < 1, "a fraction in [0, 1)"),
+            "patience": (self.patience >= 1, "an integer >= 1"),
+            "clip_grad_norm": (self.clip_grad_norm is None or self.clip_grad_norm > 0, "None or > 0"),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise ConfigError(f"Trainer.{name}: expected {expected}, got {getattr(self, name)!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"Trainer.optimizer: unknown name {self.optimizer!r}; valid names are {sorted(OPTIMIZERS)}"
+            )
+        if self.device not in DEVICES:
+            raise ConfigError(
+                f"Trainer.device: unknown name {self.device!r}; valid names are {list(DEVICES)}"
+            )
+
+    def to_dict(self) -> dict:
+        """JSON-able settings (the constructor's keyword arguments)."""
+        return {**asdict(self), "lr": list(self.lr)}
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device training runs on ("auto" resolved)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def fit(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        tensors: Mapping[str, torch.Tensor | np.ndarray],
+        *,
+        validation: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+    ) -> History:
+        """Train ``model`` in place.
+
+        Args:
+            model: the module to train (moved to :attr:`torch_device`).
+            loss_fn: ``loss_fn(model, batch) -> (total, terms)``; ``batch`` holds the rows of
+                every tensor for one mini-batch, on the device; ``total`` is the scalar to
+                minimise, ``terms`` named scalars to record.
+            tensors: training arrays, all with the same first dimension ``n_samples``
+                (floating arrays are cast to float32).
+            validation: validation arrays with the same keys; None: hold out
+                ``validation_split`` of ``tensors``.
+
+        Returns:
+            :class:`History`; the model ends with the best epoch's weights if
+            ``early_stopping``, else with the last epoch's.
+
+        Raises:
+            AssayError: the loss became NaN or infinite (lower the learning rate or clip gradients).
+        """
+        generator = torch.Generator()
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
+        train = _as_tensors(tensors, "tensors")
+        val = _as_tensors(validation, "validation") if validation is not None else None
+        if val is None and self.validation_split > 0:
+            train, val = _split(train, self.validation_split, generator)
+        device = self.torch_device
+        model.to(device)
+        optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr[0])
+        curves, best = _Curves(), (math.inf, 0, None)
+        bar = tqdm(lr_schedule(self.lr, self.epochs), disable=not self.progress, unit="epoch", leave=False)
+        for epoch, lr in enumerate(bar):
+            for group in optimizer.param_groups:
+                group["lr"] = float(lr)
+            model.train()
+            train_loss = self._epoch(model, loss_fn, train, optimizer, generator, epoch)
+            val_loss = _evaluate(model, loss_fn, val, device) if val is not None else None
+            curves.add(train_loss, val_loss, optimizer.param_groups[0]["lr"])
+            monitored = (val_loss or train_loss)[0]
+            bar.set_postfix(train=f"{train_loss[0]:.4g}", val=f"{val_loss[0]:.4g}" if val_loss else "-")
+            if monitored < best[0]:
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best = (monitored, epoch, state)
+            elif self.early_stopping and epoch - best[1] >= self.patience:
+                break
+        bar.close()
+        if self.early_stopping and best[2] is not None:
+            model.load_state_dict(best[2])
+        best_epoch = best[1] if self.early_stopping else len(curves.train) - 1
+        model.eval()
+        logger.info(
+            "trained %d epochs; kept epoch %d (train loss %.4g, validation loss %s)",
+            len(curves.train),
+            best_epoch,
+            curves.train[best_epoch],
+            f"{curves.val[best_epoch]:.4g}" if curves.val else "n/a",
+        )
+        return curves.history(best_epoch)
+
+    def _epoch(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: dict[str, torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        epoch: int,
+    ) -> tuple[float, dict[str, float]]:
+        """One pass over shuffled mini-batches; returns the sample-averaged total and terms."""
+        device = self.torch_device
+        n = _length(data)
+        order = torch.randperm(n, generator=generator)
+        sums = _Sums()
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = {k: v[idx].to(device, non_blocking=True) for k, v in data.items()}
+            optimizer.zero_grad(set_to_none=True)
+            total, terms = loss_fn(model, batch)
+            total.backward()
+            if self.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad_norm)
+            optimizer.step()
+            sums.add(total, terms, len(idx))
+        total_mean, term_means = sums.means(n)
+        if not math.isfinite(total_mean):
+            raise AssayError(
+                f"training loss is {total_mean} in epoch {epoch} (terms {term_means}); "
+                f"lower lr or set clip_grad_norm"
+            )
+        return total_mean, term_means
+
+
+class _Sums:
+    """Sample-weighted sums of the loss and its terms, kept on the device (one sync per epoch)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | float = 0.0
+        self.terms: dict[str, torch.Tensor | float] = {}
+
+    def add(self, total: torch.Tensor, terms: Mapping[str, torch.Tensor], n: int) -> None:
+        self.total = self.total + total.detach() * n
+        for k, v in terms.items():
+            self.terms[k] = self.terms.get(k, 0.0) + v.detach() * n
+
+    def means(self, n: int) -> tuple[float, dict[str, float]]:
+        return float(self.total) / n, {k: float(v) / n for k, v in self.terms.items()}
+
+
+def _as_tensors(data: Mapping[str, torch.Tensor | np.ndarray], name: str) -> dict[str, torch.Tensor]:
+    """Tensors on the CPU, floating ones as float32, all with the same length."""
+    out = {}
+    for key, value in data.items():
+        t = torch.as_tensor(value)
+        out[key] = t.float() if t.is_floating_point() else t
+    lengths = {k: len(v) for k, v in out.items()}
+    if not out or len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ValueError(f"{name}: expected non-empty arrays of equal length, got lengths {lengths}")
+    return out
+
+
+def _length(data: Mapping[str, torch.Tensor]) -> int:
+    return len(next(iter(data.values())))
+
+
+def _split(
+    data: dict[str, torch.Tensor], fraction: float, generator: torch.Generator
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Random (train, validation) split holding out ``fraction`` of the rows (at least one each)."""
+    n = _length(data)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    if n_val < 1:
+        raise ValueError(f"cannot hold out a validation fraction of {fraction} from {n} samples")
+    perm = torch.randperm(n, generator=generator)
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    return {k: v[train_idx] for k, v in data.items()}, {k: v[val_idx] for k, v in data.items()}
+
+
+def _evaluate(
+    model: nn.Module, loss_fn: LossFn, data: dict[str, torch.Tensor], device: torch.device
+) -> tuple[float, dict[str, float]]:
+    """Sample-averaged loss and terms over ``data`` without building a graph for the weights."""
+    model.eval()
+    n = _length(data)
+    sums = _Sums()
+    with torch.no_grad():
+        for start in range(0, n, _EVAL_BATCH):
+            batch = {k: v[start : start + _EVAL_BATCH].to(device, non_blocking=True) for k, v in data.items()}
+            total, terms = loss_fn(model, batch)
+            sums.add(total, terms, len(next(iter(batch.values()))))
+    return sums.means(n)
