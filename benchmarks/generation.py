@@ -7,8 +7,8 @@ Measures, on this machine,
 - ``parton_events_per_s_1core``: the same in one process;
 - ``generate_to_store_events_per_s``: parton events + seed-000 observables written to an
   EventStore by ``assay.generation.generate`` (one process);
-- ``shower_events_per_s``: Pythia 8 shower + hadronisation + anti-kT jets of WH events,
-  if ``assay.simulators.pythia`` is available (reported, no target).
+- ``shower_events_per_s`` (MPI on) and ``shower_events_per_s_no_mpi``: Pythia 8 shower +
+  hadronisation + anti-kT jets of WH events in one process (reported, no target).
 Prints a table and writes benchmarks/results/generation.json.
 
 Usage: python benchmarks/generation.py [--n-events 2000000]
@@ -40,22 +40,27 @@ def parton_rate(sim: WHSimulator, n_events: int, batch: int, n_workers: int) -> 
     """Events per second of ``WHSimulator.simulate`` on ``n_workers`` Dask worker processes."""
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True) as cluster, Client(cluster) as c:
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True)
+    with cluster, Client(cluster) as c:
         remote = c.scatter(sim, broadcast=True)
-        c.gather([c.submit(_simulate, remote, 1000, -1 - i, pure=False) for i in range(n_workers)])  # warm up
+        warm_up = [c.submit(_simulate, remote, 1000, 10_000 + i, pure=False) for i in range(n_workers)]
+        c.gather(warm_up)
         start = time.perf_counter()
         futures = [c.submit(_simulate, remote, batch, i, pure=False) for i in range(n_events // batch)]
         total = sum(c.gather(futures))
         return total / (time.perf_counter() - start)
 
 
-def shower_rate(n_events: int) -> float | None:
+def shower_rate(sim: WHSimulator, n_events: int, *, mpi: bool) -> float | None:
+    """Events per second of Pythia shower + hadronisation + anti-kT jets of WH events (one process)."""
     try:
-        from assay.simulators import pythia
-    except ImportError:
+        from assay.simulators.pythia import showered_wh_batch
+    except ImportError:  # fastjet missing: install assay[jets]
         return None
-    runner = getattr(pythia, "benchmark_shower_rate", None)
-    return None if runner is None else float(runner(n_events))
+    events = sim.simulate(n_events, np.random.default_rng(5))
+    start = time.perf_counter()
+    reco, _ = showered_wh_batch(events, seed=1, mpi=mpi)
+    return len(reco) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -81,11 +86,12 @@ def main() -> None:
                          progress=False)  # fmt: skip
         results["generate_to_store_events_per_s"] = store.n_events / (time.perf_counter() - start)
         store.close()
-    results["shower_events_per_s"] = shower_rate(args.shower_events)
+    results["shower_events_per_s"] = shower_rate(sim, args.shower_events, mpi=True)
+    results["shower_events_per_s_no_mpi"] = shower_rate(sim, args.shower_events, mpi=False)
 
     width = max(map(len, results))
     for key, value in results.items():
-        shown = "n/a (assay.simulators.pythia missing)" if value is None else (
+        shown = "n/a (install assay[jets])" if value is None else (
             f"{value:,.0f}" if isinstance(value, float) else str(value))  # fmt: skip
         print(f"{key:<{width}}  {shown}")
     args.output.parent.mkdir(parents=True, exist_ok=True)

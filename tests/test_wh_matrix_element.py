@@ -241,3 +241,17 @@ def test_current_is_exact_near_the_minus_z_axis():
     # float64 allows ~1e-14 relative; 1e-12 leaves headroom. Near −z, |p| + p_z cancels: computed as
     # p_T²/(|p| − p_z) it is exact, computed directly its relative error is 1e-16/angle².
     np.testing.assert_allclose(current(a, a), 2 * a, rtol=0, atol=1e-12 * 200.0)
+
+
+@pytest.mark.parametrize("quark_on_w_plus", [True, False])
+def test_written_out_contractions_equal_the_vertex_tensors(quark_on_w_plus):
+    # amplitude_structures writes the contractions out (determinant for ε); they must equal J·V_a·J'
+    rng = np.random.default_rng(11)
+    ew = EWInputs()
+    j1 = rng.normal(size=(50, 4)) + 1j * rng.normal(size=(50, 4))
+    j2 = rng.normal(size=(50, 4)) + 1j * rng.normal(size=(50, 4))
+    k1, k2 = rng.normal(scale=100, size=(50, 4)), rng.normal(scale=100, size=(50, 4))
+    got = amplitude_structures(j1, j2, k1, k2, ew, quark_on_w_plus=quark_on_w_plus)
+    plus, minus = (j1, j2) if quark_on_w_plus else (j2, j1)
+    expected = np.einsum("nm,anmv,nv->an", plus @ METRIC, vertex_structures(k1, k2, ew), minus @ METRIC)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())

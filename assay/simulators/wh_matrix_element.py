@@ -128,7 +128,11 @@ def amplitude_structures(
     *,
     quark_on_w_plus: bool,
 ) -> np.ndarray:
-    """Reduced amplitudes A_a = J_q · V_a · J_ℓ for the three structures, ``(3, n)`` complex.
+    """Reduced amplitudes A_a = J_μ V_a^{μν} J'_ν for the three structures, ``(3, n)`` complex.
+
+    The contractions are written out (equal to contracting :func:`vertex_structures`, tested):
+    A_SM = (2m_W²/v) J·J', A_HW = s [(k1·k2)(J·J') − (J·k2)(J'·k1)], A_HW̃ = s ε^{μνρσ} J_μ J'_ν k1_ρ k2_σ
+    with s = −4v/Λ², J on the W⁺ leg (index μ) and J' on the W⁻ leg.
 
     Args:
         j_quark, j_lepton: currents ``(n, 4)`` (upper index).
@@ -137,8 +141,11 @@ def amplitude_structures(
         quark_on_w_plus: True if the quark current attaches to the W⁺ leg (index μ),
             i.e. W⁺ production; False for W⁻ production.
     """
-    v = vertex_structures(k1, k2, ew)
-    jq_low, jl_low = j_quark @ METRIC, j_lepton @ METRIC
-    if quark_on_w_plus:
-        return np.einsum("nm,anmv,nv->an", jq_low, v, jl_low)
-    return np.einsum("nm,anmv,nv->an", jl_low, v, jq_low)
+    j_plus, j_minus = (j_quark, j_lepton) if quark_on_w_plus else (j_lepton, j_quark)
+    scale = -4.0 * ew.vev / ew.lambda_np**2
+    jj = dot(j_plus, j_minus)
+    sm = (2 * ew.m_w**2 / ew.vev) * jj
+    even = scale * (dot(k1, k2) * jj - dot(j_plus, k2) * dot(j_minus, k1))
+    rows = np.stack([j_plus @ METRIC, j_minus @ METRIC, k1 @ METRIC, k2 @ METRIC], axis=1)
+    odd = scale * np.linalg.det(rows)  # ε^{μνρσ} a_μ b_ν c_ρ d_σ = det[a; b; c; d] for ε^{0123} = +1
+    return np.stack([sm, even, odd])
