@@ -74,6 +74,7 @@ def _levi_civita() -> np.ndarray:
     return eps
 
 
+_LOWER = np.array([1.0, -1.0, -1.0, -1.0])
 LEVI_CIVITA = _levi_civita()  # ε^{μνρσ} with upper indices, ε^{0123} = +1
 
 _SIGMA_BAR = np.array(
@@ -146,6 +147,6 @@ def amplitude_structures(
     jj = dot(j_plus, j_minus)
     sm = (2 * ew.m_w**2 / ew.vev) * jj
     even = scale * (dot(k1, k2) * jj - dot(j_plus, k2) * dot(j_minus, k1))
-    rows = np.stack([j_plus @ METRIC, j_minus @ METRIC, k1 @ METRIC, k2 @ METRIC], axis=1)
+    rows = np.stack([j_plus, j_minus, k1, k2], axis=1) * _LOWER  # lower indices: (n, 4 vectors, 4)
     odd = scale * np.linalg.det(rows)  # ε^{μνρσ} a_μ b_ν c_ρ d_σ = det[a; b; c; d] for ε^{0123} = +1
     return np.stack([sm, even, odd])
