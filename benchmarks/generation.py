@@ -17,13 +17,13 @@ Usage: python benchmarks/generation.py [--n-events 2000000]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import write_results
 
 from assay.generation import generate
 from assay.simulators.wh import WHSimulator
@@ -89,16 +89,7 @@ def main() -> None:
     results["shower_events_per_s"] = shower_rate(sim, args.shower_events, mpi=True)
     results["shower_events_per_s_no_mpi"] = shower_rate(sim, args.shower_events, mpi=False)
 
-    width = max(map(len, results))
-    for key, value in results.items():
-        shown = "n/a (install assay[jets])" if value is None else (
-            f"{value:,.0f}" if isinstance(value, float) else str(value))  # fmt: skip
-        print(f"{key:<{width}}  {shown}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.output.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp_out, args.output)
-    print(f"wrote {args.output}")
+    write_results(results, args.output)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Usage: python benchmarks/sampling.py [--n-events 1000000]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import tempfile
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _report import write_results
 
 from assay.generation import ToyBatchSimulator, generate
 from assay.morphing import Morpher, morphing_components, optimize_basis
@@ -106,15 +106,7 @@ def main() -> None:
     results["peak_rss_gb"] = _peak_rss_gb()
     results["cpu_count"] = os.cpu_count() or 0
 
-    width = max(map(len, results))
-    print(f"{'key':<{width}}  value")
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value:.3f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.output.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp_out, args.output)
-    print(f"wrote {args.output}")
+    write_results(results, args.output)
 
 
 if __name__ == "__main__":

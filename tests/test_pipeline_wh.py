@@ -20,7 +20,9 @@ def wh_config(**simulator) -> dict:
         "parameters": [{"name": "cHW", "range": [-1, 1]}, {"name": "cHWtilde", "range": [-1.2, 1.2]}],
         "morphing": {"n_basis_trials": 20},
         "simulator": {"kind": "wh", "n_events": 4000, "batch_size": 2000, **simulator},
-        "sampling": {"sets": [{"name": "sally", "kind": "local_score", "n_samples": 500, "partitions": ["train"]}]},
+        "sampling": {
+            "sets": [{"name": "sally", "kind": "local_score", "n_samples": 500, "partitions": ["train"]}]
+        },
     }
 
 
@@ -30,7 +32,8 @@ def test_parton_level_run_has_exact_truth(tmp_path):
         chunk = store.read()
         assert store.n_events == 4000 and store.processes == ["wh"]
         # the stored dσ polynomial reproduces the benchmark weights exactly (θ-monomials of the basis)
-        phi = np.array([[1, t[1], t[0], t[1] ** 2, t[0] * t[1], t[0] ** 2] for t in result.morpher.benchmarks])
+        c, ct = result.morpher.benchmarks.T  # monomials of morphing_components(2, 2): 1, c̃, c, c̃², c c̃, c²
+        phi = np.column_stack([np.ones_like(c), ct, c, ct**2, c * ct, c**2])
         np.testing.assert_allclose(chunk.extras["components"] @ phi.T, chunk.weights, rtol=1e-10)
     sally = TrainingSet.load(result.training_sets["sally_train"])
     assert sally.t0.shape == (500, 2) and np.all(np.isfinite(sally.t0))
@@ -41,7 +44,7 @@ def test_detector_level_applies_the_selection(tmp_path):
     result = generate_events(config_from_dict(wh_config(detector={})), tmp_path, progress=False)
     flow = result.cut_flow
     assert flow.n_total == 4000 and result.store.n_events == flow.n_pass[-1] < 4000
-    assert np.all(np.diff(flow.efficiency) <= 0)
+    assert np.all(np.diff(flow.efficiency) <= 1e-12)  # cumulative (rounding of different sums aside)
     x = result.store.read().x
     m_bb = x[:, result.store.observables.index("m_bb")]
     assert m_bb.min() > 80 and m_bb.max() < 160  # seed 000's m_bb window
@@ -55,12 +58,10 @@ def test_shower_and_backgrounds_are_merged_with_process_labels(tmp_path):
     with EventStore(tmp_path / "events.h5") as store:
         chunk = store.read()
         assert store.processes[:2] == ["wh", "ttbar"]
-        for label, name in enumerate(store.processes):
-            sel = chunk.process == label
-            with EventStore(tmp_path / f"events_{name}.h5") if (tmp_path / f"events_{name}.h5").exists() else (
-                    EventStore(tmp_path / "events_wh.h5")) as part:  # fmt: skip
-                if name in ("wh", "ttbar"):
-                    np.testing.assert_allclose(chunk.weights[sel].sum(0), part.weights_sum(), rtol=1e-12)
+        for label, name in enumerate(["wh", "ttbar"]):
+            with EventStore(tmp_path / f"events_{name}.h5") as part:
+                merged = chunk.weights[chunk.process == label].sum(0)
+                np.testing.assert_allclose(merged, part.weights_sum(), rtol=1e-12)
         # backgrounds do not depend on θ: identical weights in every benchmark column
         bkg = chunk.weights[chunk.process == 1]
         np.testing.assert_array_equal(bkg, np.repeat(bkg[:, :1], bkg.shape[1], axis=1))

@@ -12,6 +12,10 @@ from assay.exceptions import AssayError
 
 console = Console()
 
+CONFIG = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration.")
+OUTPUT = typer.Option(None, "--output", "-o", help="Output folder (default: the config's output).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from assay.cli._common import console, register_all, user_errors
+from assay.cli._common import CONFIG, OUTPUT, QUIET, console, register_all, user_errors
 
 
 def demo(
@@ -34,11 +34,9 @@ def demo(
 
 
 def run(
-    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration."),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Output folder (default: config's output)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    config: Path = CONFIG,
+    output: Path | None = OUTPUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Run a configured analysis: morphing basis, events, split, training sets. Resumes if interrupted."""
     from assay.config import load_config
@@ -59,11 +57,9 @@ def run(
 
 
 def generate(
-    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="YAML run configuration."),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Output folder (default: config's output)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    config: Path = CONFIG,
+    output: Path | None = OUTPUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Generate a config's events into OUTPUT/events.h5: chunked, seeded, resumable (rerun to continue)."""
     from assay.config import load_config

@@ -37,11 +37,16 @@ import numpy as np
 from assay.generation import EventBatch
 from assay.io.lhe import write_lhe
 from assay.io.wh_lhe import wh_to_lhe
-from assay.observables import WH_OBSERVABLES
 from assay.simulators.detector import Selection
 from assay.simulators.jets import JetReconstruction, Reconstructed, is_b_hadron
 from assay.simulators.wh import WHEvents, WHSimulator
-from assay.simulators.wh_batch import WEIGHT_LIKE_EXTRAS, WH_EXTRAS, select_and_observe, truth_extras
+from assay.simulators.wh_batch import (
+    WEIGHT_LIKE_EXTRAS,
+    WH_EXTRAS,
+    WHLayout,
+    select_and_observe,
+    truth_extras,
+)
 
 __all__ = [
     "BACKGROUNDS",
@@ -216,7 +221,7 @@ def _identified(reco: Reconstructed, rng: np.random.Generator, b_tag: float, lep
 
 
 @dataclass
-class PythiaWHBatchSimulator:
+class PythiaWHBatchSimulator(WHLayout):
     """WH events at hadron level: parton-level WH → Pythia shower → jets → efficiencies → selection.
 
     Weights are the parton-level weights at every benchmark (the shower is unitary), scaled by
@@ -240,14 +245,6 @@ class PythiaWHBatchSimulator:
     settings: tuple[str, ...] = ()
     processes: list[str] = field(default_factory=lambda: ["wh"])
 
-    @property
-    def observables(self) -> list[str]:
-        return list(WH_OBSERVABLES)
-
-    @property
-    def extras_shapes(self) -> dict[str, tuple[int, ...]]:
-        return dict(WH_EXTRAS)
-
     def batch(self, n_events: int, rng: np.random.Generator) -> EventBatch:
         ev = self.simulator.simulate(n_events, rng)
         reco, index = showered_wh_batch(
@@ -263,7 +260,7 @@ class PythiaWHBatchSimulator:
 
 
 @dataclass
-class BackgroundBatchSimulator:
+class BackgroundBatchSimulator(WHLayout):
     """A background of :data:`BACKGROUNDS` generated, showered and hadronized by Pythia, then selected.
 
     Every event weighs σ_Pythia / N in every benchmark column (backgrounds do not depend on θ; morphing
@@ -301,14 +298,6 @@ class BackgroundBatchSimulator:
             raise ValueError(f"process: expected one of {sorted(BACKGROUNDS)}, got {self.process!r}")
         if self.process not in self.processes:
             raise ValueError(f"processes {self.processes} must contain the process {self.process!r}")
-
-    @property
-    def observables(self) -> list[str]:
-        return list(WH_OBSERVABLES)
-
-    @property
-    def extras_shapes(self) -> dict[str, tuple[int, ...]]:
-        return dict(WH_EXTRAS)
 
     def generate(self, n_events: int, seed: int) -> tuple[Reconstructed, float]:
         """Generate and reconstruct ``n_events``; returns ``(reco, σ in pb)``."""

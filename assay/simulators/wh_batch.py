@@ -120,8 +120,20 @@ class CutFlowCounter:
         return CutFlow(self.names, self.n_pass, self.w_pass / self.w_total, self.n_total, self.w_total)
 
 
+class WHLayout:
+    """Columns of every WH event file: the seed-000 observables and the parton truth extras."""
+
+    @property
+    def observables(self) -> list[str]:
+        return list(WH_OBSERVABLES)
+
+    @property
+    def extras_shapes(self) -> dict[str, tuple[int, ...]]:
+        return dict(WH_EXTRAS)
+
+
 @dataclass
-class WHBatchSimulator:
+class WHBatchSimulator(WHLayout):
     """Batches of WH events; with a ``detector`` they are smeared and ``selection`` is applied.
 
     Args:
@@ -134,14 +146,6 @@ class WHBatchSimulator:
     detector: DetectorModel | None = None
     selection: Selection | None = None
     processes: list[str] = field(default_factory=lambda: ["wh"])
-
-    @property
-    def observables(self) -> list[str]:
-        return list(WH_OBSERVABLES)
-
-    @property
-    def extras_shapes(self) -> dict[str, tuple[int, ...]]:
-        return dict(WH_EXTRAS)
 
     def batch(self, n_events: int, rng: np.random.Generator) -> EventBatch:
         ev = self.simulator.simulate(n_events, rng)
