@@ -17,11 +17,10 @@ from assay.estimators.ratio import (
     CASCAL,
     RASCAL,
     ROLR,
-    MorphingRatioNet,
     RatioEstimator,
-    RatioNet,
     RatioPrediction,
 )
+from assay.estimators.ratio_models import MorphingRatioNet, RatioNet
 from assay.estimators.registry import ESTIMATORS, load_estimator
 from assay.estimators.score import SALLINO, SALLY, ScoreNet
 from assay.estimators.train import OPTIMIZERS, History, Trainer

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from assay import __version__
 from assay.estimators.nets import Standardizer, make_activation
 from assay.estimators.train import History, Trainer, seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
@@ -170,7 +172,7 @@ class Estimator:
         return next(self._fitted_net().parameters()).device
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self._device())
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=self._device())
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -195,8 +197,6 @@ class Estimator:
         net = self._fitted_net()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        from assay import __version__
-
         scalers = {name: m.to_dict() for name, m in net.named_modules() if isinstance(m, Standardizer)}
         meta = {
             "format": FORMAT,
@@ -309,12 +309,15 @@ def _load_weights(file: Path) -> dict[str, torch.Tensor]:
     if not file.is_file():
         raise StoreError(f"{file}: missing weights file")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the protocol of plain pickles it then refuses
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... here
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if "nsupported" in ln or "GLOBAL" in ln]
         raise StoreError(
-            f"{file}: refused to load: not a plain tensor state_dict readable with weights_only=True "
-            f"({type(exc).__name__}: {reason})"
+            f"{file}: refused to load: not a plain tensor state_dict readable with "
+            f"torch.load(weights_only=True) ({type(exc).__name__}{': ' + lines[0] if lines else ''}). "
+            f"It may hold pickled code; re-save the estimator with Estimator.save"
         ) from exc
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()

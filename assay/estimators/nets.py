@@ -56,6 +56,7 @@ class MLP(nn.Sequential):
         n_outputs: outputs.
         hidden: widths of the hidden layers (empty: a linear model).
         activation: name in :data:`ACTIVATIONS`, applied after every hidden layer.
+        output_bias: give the output layer a bias (off where it would cancel, e.g. in g(x,θ0) − g(x,θ1)).
 
     Example:
         >>> net = MLP(3, 2, hidden=(8,), activation="relu")
@@ -64,14 +65,20 @@ class MLP(nn.Sequential):
     """
 
     def __init__(
-        self, n_inputs: int, n_outputs: int, hidden: Sequence[int] = (100, 100), activation: str = "tanh"
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        hidden: Sequence[int] = (100, 100),
+        activation: str = "tanh",
+        *,
+        output_bias: bool = True,
     ):
         layers: list[nn.Module] = []
         width = n_inputs
         for h in hidden:
             layers += [nn.Linear(width, int(h)), make_activation(activation)]
             width = int(h)
-        layers.append(nn.Linear(width, n_outputs))
+        layers.append(nn.Linear(width, n_outputs, bias=output_bias))
         super().__init__(*layers)
 
 

@@ -134,6 +134,20 @@ class _Curves:
         )
 
 
+@dataclass
+class _Best:
+    """The epoch with the lowest monitored loss so far, and (for early stopping) its weights."""
+
+    loss: float = math.inf
+    epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
+
+    def update(self, loss: float, epoch: int, model: nn.Module | None) -> None:
+        self.loss, self.epoch = loss, epoch
+        if model is not None:
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 @dataclass(frozen=True)
 class Trainer:
     """Mini-batch training loop shared by all estimators (seed 000 "Training settings").
@@ -241,29 +255,11 @@ class Trainer:
         val = _as_tensors(validation, "validation") if validation is not None else None
         if val is None and self.validation_split > 0:
             train, val = _split(train, self.validation_split, generator)
-        device = self.torch_device
-        model.to(device)
-        optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr[0])
-        curves, best = _Curves(), (math.inf, 0, None)
-        bar = tqdm(lr_schedule(self.lr, self.epochs), disable=not self.progress, unit="epoch", leave=False)
-        for epoch, lr in enumerate(bar):
-            for group in optimizer.param_groups:
-                group["lr"] = float(lr)
-            model.train()
-            train_loss = self._epoch(model, loss_fn, train, optimizer, generator, epoch)
-            val_loss = _evaluate(model, loss_fn, val, device) if val is not None else None
-            curves.add(train_loss, val_loss, optimizer.param_groups[0]["lr"])
-            monitored = (val_loss or train_loss)[0]
-            bar.set_postfix(train=f"{train_loss[0]:.4g}", val=f"{val_loss[0]:.4g}" if val_loss else "-")
-            if monitored < best[0]:
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best = (monitored, epoch, state)
-            elif self.early_stopping and epoch - best[1] >= self.patience:
-                break
-        bar.close()
-        if self.early_stopping and best[2] is not None:
-            model.load_state_dict(best[2])
-        best_epoch = best[1] if self.early_stopping else len(curves.train) - 1
+        model.to(self.torch_device)
+        curves, best = self._run(model, loss_fn, train, val, generator)
+        if self.early_stopping and best.state is not None:
+            model.load_state_dict(best.state)
+        best_epoch = best.epoch if self.early_stopping else len(curves.train) - 1
         model.eval()
         logger.info(
             "trained %d epochs; kept epoch %d (train loss %.4g, validation loss %s)",
@@ -273,6 +269,34 @@ class Trainer:
             f"{curves.val[best_epoch]:.4g}" if curves.val else "n/a",
         )
         return curves.history(best_epoch)
+
+    def _run(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        train: dict[str, torch.Tensor],
+        val: dict[str, torch.Tensor] | None,
+        generator: torch.Generator,
+    ) -> tuple[_Curves, _Best]:
+        """The epoch loop: lr schedule, one pass, validation, progress bar, early stopping."""
+        optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr[0])
+        curves, best = _Curves(), _Best()
+        bar = tqdm(lr_schedule(self.lr, self.epochs), disable=not self.progress, unit="epoch", leave=False)
+        for epoch, lr in enumerate(bar):
+            for group in optimizer.param_groups:
+                group["lr"] = float(lr)
+            model.train()
+            train_loss = self._epoch(model, loss_fn, train, optimizer, generator, epoch)
+            val_loss = _evaluate(model, loss_fn, val, self.torch_device) if val is not None else None
+            curves.add(train_loss, val_loss, optimizer.param_groups[0]["lr"])
+            bar.set_postfix(train=f"{train_loss[0]:.4g}", val=f"{val_loss[0]:.4g}" if val_loss else "-")
+            monitored = (val_loss or train_loss)[0]
+            if monitored < best.loss:
+                best.update(monitored, epoch, model if self.early_stopping else None)
+            elif self.early_stopping and epoch - best.epoch >= self.patience:
+                break
+        bar.close()
+        return curves, best
 
     def _epoch(
         self,
