@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from assay import store as store_module
+from assay import store_layout
 from assay.exceptions import StoreError
 from assay.store import EventStore
 
@@ -115,7 +115,7 @@ def test_iter_chunks_covers_every_event_once_in_order(events, data):
 
 @pytest.mark.parametrize("block_bytes", [64, 8 * 2**20])  # many small blocks / one block
 def test_take_matches_fancy_indexing(events, data, monkeypatch, block_bytes):
-    monkeypatch.setattr(store_module, "_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(store_layout, "_BLOCK_BYTES", block_bytes)
     expected = concat(data)
     idx = np.random.default_rng(2).integers(0, 100, size=500)  # unsorted, repeated
     with EventStore(events) as store:
