@@ -224,8 +224,16 @@ class SamplingConfig(_Model):
 
 # ---- training and inference -------------------------------------------------------
 class TrainingConfig(_Model):
-    method: str = "alices"
-    training_set: str | None = None
+    """Estimator and trainer settings (``assay train``; :mod:`assay.training`)."""
+
+    method: str = Field(
+        "alices", description="estimator name, case-insensitive (assay.estimators.ESTIMATORS)"
+    )
+    training_set: str | list[str] | None = Field(
+        None,
+        description="sampling set name; a list of n_ensemble names trains one member per set; "
+        "None: the set named like the method, or the only set",
+    )
     hidden: list[int] = [100, 100]
     activation: Literal["relu", "tanh", "silu", "swish", "softplus"] = "tanh"
     alpha: float = Field(5.0, ge=0)
@@ -235,9 +243,24 @@ class TrainingConfig(_Model):
     optimizer: Literal["amsgrad", "adam", "nadam"] = "amsgrad"
     validation_split: float = Field(0.25, ge=0, lt=1)
     early_stopping: bool = True
+    patience: int = Field(10, ge=1)
+    clip_grad_norm: Annotated[float, Field(gt=0)] | Literal["auto"] | None = Field(
+        "auto", description="auto: 1.0 for score-augmented methods (ALICES, RASCAL, CASCAL), else none"
+    )
     n_ensemble: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(
+        None, ge=1, description="torch threads; None: torch's default, 1 per Dask worker for ensembles"
+    )
+
+    @model_validator(mode="after")
+    def _one_set_per_member(self) -> TrainingConfig:
+        if isinstance(self.training_set, list) and len(self.training_set) != self.n_ensemble:
+            raise ValueError(
+                f"training_set lists {len(self.training_set)} sets; a list needs one per member "
+                f"(n_ensemble = {self.n_ensemble})"
+            )
+        return self
 
 
 class ScanConfig(_Model):

@@ -1,7 +1,7 @@
 """The ``assay`` command line: a thin layer over the public API.
 
-One module per command group: :mod:`assay.cli.run` (demo, run), :mod:`assay.cli.data`
-(inspect, basis). Every command has ``--help``.
+One module per command group: :mod:`assay.cli.run` (demo, generate, run), :mod:`assay.cli.data`
+(inspect, basis, import-lhe), :mod:`assay.cli.train` (train). Every command has ``--help``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import typer
 
 from assay import __version__
-from assay.cli import data, run
+from assay.cli import data, run, train
 
 app = typer.Typer(
     name="assay",
@@ -39,6 +39,7 @@ def version() -> None:
 
 run.register(app)
 data.register(app)
+train.register(app)
 
 
 def main() -> None:

@@ -3,12 +3,15 @@
 - :class:`SALLY`, :class:`SALLINO`: score estimators (local, near θ_ref).
 - :class:`CARL`, :class:`ROLR`, :class:`ALICE`, :class:`ALICES`, :class:`RASCAL`, :class:`CASCAL`:
   likelihood-ratio estimators, singly or doubly parameterized, optionally morphing-aware.
-- :class:`Trainer`: the one training loop; :func:`load_estimator` reads saved estimators.
+- :class:`Ensemble`: members trained on resampled data (bootstrap or separate sets, in
+  parallel through Dask), predictions with their spread and the expectation check.
+- :class:`Trainer`: the one training loop; :func:`load_estimator` reads saved estimators and ensembles.
 """
 
 from __future__ import annotations
 
 from assay.estimators.base import Estimator
+from assay.estimators.ensemble import Ensemble, EnsemblePrediction, ExpectationCheck, poisson_bootstrap
 from assay.estimators.nets import ACTIVATIONS, MLP, Standardizer
 from assay.estimators.ratio import (
     ALICE,
@@ -38,7 +41,10 @@ __all__ = [
     "ROLR",
     "SALLINO",
     "SALLY",
+    "Ensemble",
+    "EnsemblePrediction",
     "Estimator",
+    "ExpectationCheck",
     "History",
     "MorphingRatioNet",
     "RatioEstimator",
@@ -48,4 +54,5 @@ __all__ = [
     "Standardizer",
     "Trainer",
     "load_estimator",
+    "poisson_bootstrap",
 ]

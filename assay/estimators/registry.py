@@ -1,4 +1,4 @@
-"""Loading saved estimators: one registry from class names to classes."""
+"""Loading saved estimators: one registry from class names to classes; ensembles are recognised too."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from assay.estimators.base import Estimator, read_metadata
+from assay.estimators.ensemble import ENSEMBLE_FILE, Ensemble, read_ensemble_metadata
 from assay.estimators.ratio import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR
 from assay.estimators.score import SALLY
 from assay.exceptions import StoreError
@@ -17,14 +18,16 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 }
 
 
-def load_estimator(path: str | os.PathLike) -> Estimator:
-    """Read an estimator written by :meth:`Estimator.save <assay.estimators.base.Estimator.save>`.
+def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble:
+    """Read an estimator written by :meth:`Estimator.save <assay.estimators.base.Estimator.save>`
+    or an ensemble written by :meth:`Ensemble.save <assay.estimators.ensemble.Ensemble.save>`.
 
     Args:
-        path: the directory holding ``estimator.json`` and ``weights.pt``.
+        path: the directory holding ``estimator.json`` and ``weights.pt``, or ``ensemble.json``
+            and one such directory per member.
 
     Returns:
-        The fitted estimator (on the CPU).
+        The fitted estimator or :class:`~assay.estimators.ensemble.Ensemble` (on the CPU).
 
     Raises:
         StoreError: missing or corrupt files, an unknown class name, weights that are not a
@@ -32,6 +35,12 @@ def load_estimator(path: str | os.PathLike) -> Estimator:
             match the architecture in the metadata.
     """
     path = Path(path)
+    if (path / ENSEMBLE_FILE).is_file():
+        ensemble = read_ensemble_metadata(path)
+        members = [load_estimator(path / name) for name in ensemble["members"]]
+        if not all(isinstance(m, Estimator) for m in members):
+            raise StoreError(f"{path / ENSEMBLE_FILE}: a member is itself an ensemble")
+        return Ensemble._from_saved(members, ensemble)
     meta = read_metadata(path)
     cls = ESTIMATORS.get(meta["class"])
     if cls is None:
