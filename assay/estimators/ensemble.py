@@ -1,0 +1,509 @@
+"""Ensembles of estimators: the mean and spread of members trained on resampled data.
+
+Each member is an ordinary estimator (ALICES, SALLY, …) trained on its own resampling
+of the data, so the spread over members estimates the variance of the estimator
+(seed 000 "Calibration and diagnostics"; seed 003):
+
+- ``resampling="sets"``: one training set per member, e.g. unweighted with different
+  seeds (seed 000: a different unweighted dataset per member);
+- ``resampling="bootstrap"``: one training set, each member's sample weights multiplied
+  by Poisson(1) counts (seed 003; the Poisson bootstrap of Hanley & MacGibbon 2006).
+
+Members train in parallel through Dask: a ``LocalCluster`` with one worker process per
+member (at most one per CPU core, one thread each) by default, or any
+``dask.distributed.Client`` passed in (e.g. dask-jobqueue on SLURM). Fitted members come
+back in memory; nothing pickled is ever written to disk. Every member is seeded from
+``seed``, so a fit is reproducible and does not depend on where it ran.
+
+A saved ensemble is a directory with ``ensemble.json`` and one saved estimator per
+member (``member_0/``, ``member_1/``, …); :func:`assay.estimators.load_estimator` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from assay import __version__
+from assay.estimators.base import Estimator
+from assay.exceptions import NotFittedError, StoreError
+from assay.morphing import _as_thetas
+from assay.training_set import TrainingSet
+
+__all__ = [
+    "ENSEMBLE_FILE",
+    "RESAMPLINGS",
+    "Ensemble",
+    "EnsemblePrediction",
+    "ExpectationCheck",
+    "poisson_bootstrap",
+    "read_ensemble_metadata",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "assay.Ensemble"
+SCHEMA_VERSION = 1
+ENSEMBLE_FILE = "ensemble.json"
+RESAMPLINGS = ("bootstrap", "sets")
+# torch seeds weight initialisation through its global RNG (Estimator.fit → seeded), so
+# members sharing one process (threaded Dask workers) train one at a time to stay reproducible.
+_ONE_AT_A_TIME = threading.Lock()
+
+
+@dataclass(frozen=True)
+class EnsemblePrediction:
+    """Mean and spread of the members' predictions.
+
+    Attributes:
+        mean: mean over members, e.g. log r̂ ``(n_theta, n_events)`` or t̂ ``(n_events, n_params)``.
+        variance: unbiased variance over members (ddof = 1), shaped like ``mean``.
+        members: every member's prediction, ``(n_members, *mean.shape)``.
+    """
+
+    mean: np.ndarray
+    variance: np.ndarray
+    members: np.ndarray
+
+    @property
+    def std(self) -> np.ndarray:
+        """Standard deviation over members, shaped like ``mean``."""
+        return np.sqrt(self.variance)
+
+
+@dataclass(frozen=True)
+class ExpectationCheck:
+    """R̂(θ) = E_x~θ1[r̂(x|θ, θ1)] per θ; exactly 1 for the true ratio (seed 000 "Calibration and diagnostics").
+
+    Attributes:
+        theta: the θ points ``(n_theta, n_params)``.
+        theta1: the reference point the events were drawn from ``(n_params,)``.
+        ratio_mean: R̂(θ), the (weighted) mean of r̂ over the events, ``(n_theta,)``.
+        standard_error: its Monte Carlo standard error ``(n_theta,)``.
+    """
+
+    theta: np.ndarray
+    theta1: np.ndarray
+    ratio_mean: np.ndarray
+    standard_error: np.ndarray
+
+    @property
+    def pulls(self) -> np.ndarray:
+        """(R̂ − 1) / standard error, ``(n_theta,)``."""
+        return (self.ratio_mean - 1.0) / self.standard_error
+
+
+def poisson_bootstrap(data: TrainingSet, rng: np.random.Generator) -> TrainingSet:
+    """``data`` with its sample weights multiplied by independent Poisson(1) counts (seed 003).
+
+    Args:
+        data: the training set; missing sample weights count as 1.
+        rng: source of the counts.
+
+    Returns:
+        A new set sharing ``data``'s arrays except ``sample_weight (n_samples,)``.
+
+    Example:
+        >>> x = np.zeros((4, 1))
+        >>> s = TrainingSet(x=x, observables=("x",), parameters=("c",), kind="plain")
+        >>> poisson_bootstrap(s, np.random.default_rng(0)).sample_weight.tolist()
+        [1.0, 0.0, 0.0, 3.0]
+    """
+    counts = rng.poisson(1.0, len(data))
+    weight = data.sample_weight if data.sample_weight is not None else np.ones(len(data))
+    return replace(data, sample_weight=weight * counts)
+
+
+@dataclass(frozen=True)
+class _MemberJob:
+    """Everything a worker needs to fit one member besides the data."""
+
+    cls: type[Estimator]
+    params: dict[str, Any]
+    bootstrap: np.random.SeedSequence | None  # seeds the Poisson counts; None: use the set as is
+    threads: int
+
+
+def _fit_member(
+    job: _MemberJob, train_set: TrainingSet, validation_set: TrainingSet | None
+) -> tuple[Estimator, float]:
+    """Fit one member (runs on a Dask worker or in this process); returns it and its fit time in s."""
+    with _ONE_AT_A_TIME:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(job.threads)  # TOOLCHAIN "Threads": one per worker when cores are shared
+        try:
+            start = time.perf_counter()
+            data = train_set
+            if job.bootstrap is not None:
+                data = poisson_bootstrap(train_set, np.random.default_rng(job.bootstrap))
+            est = job.cls(**job.params).fit(data, validation_set=validation_set)
+            return est, time.perf_counter() - start
+        finally:
+            torch.set_num_threads(previous)
+
+
+def _per_member(sets: TrainingSet | Sequence[TrainingSet] | None, n: int, name: str) -> list:
+    """One set (or None) per member: a single set is shared, a sequence must have ``n`` entries."""
+    if sets is None or isinstance(sets, TrainingSet):
+        return [sets] * n
+    sets = list(sets)
+    if len(sets) == 1:
+        return sets * n
+    if len(sets) != n or not all(isinstance(s, TrainingSet) for s in sets):
+        raise ValueError(f"{name}: expected one TrainingSet or {n} (one per member), got {len(sets)} items")
+    return sets
+
+
+class Ensemble:
+    """Members of one kind of estimator trained on resampled data; predictions with their spread.
+
+    Args:
+        members: at least two estimators (their hyper-parameters are kept; ``fit`` trains
+            seeded copies). If every member is already fitted, the ensemble is ready to evaluate.
+
+    Attributes:
+        members_: the fitted members.
+        fit_seconds_: each member's training time in s (NaN after loading an older file).
+        resampling_: how the members' data were resampled.
+
+    Example:
+        >>> from assay.estimators import ALICES
+        >>> ens = Ensemble.from_estimator(ALICES(hidden=(32, 32), epochs=5), 3)
+        >>> [m.hidden for m in ens.members]
+        [(32, 32), (32, 32), (32, 32)]
+    """
+
+    def __init__(self, members: Sequence[Estimator]):
+        members = list(members)
+        if len(members) < 2 or not all(isinstance(m, Estimator) for m in members):
+            kinds = [type(m).__name__ for m in members]
+            raise ValueError(f"members: expected at least two estimators, got {kinds}")
+        self.members = members
+        if all(hasattr(m, "net_") for m in members):
+            self._set_fitted(members, [float("nan")] * len(members), "unknown")
+
+    @classmethod
+    def from_estimator(cls, estimator: Estimator, n_members: int) -> Ensemble:
+        """``n_members`` unfitted copies of ``estimator``'s hyper-parameters."""
+        if n_members < 2:
+            raise ValueError(f"n_members: expected >= 2, got {n_members}")
+        return cls([type(estimator)(**estimator.get_params()) for _ in range(n_members)])
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        return f"Ensemble({self.n_members} × {self.members[0]!r})"
+
+    # ---- fitting ----------------------------------------------------------------------
+    def fit(
+        self,
+        training_sets: TrainingSet | Sequence[TrainingSet],
+        *,
+        validation_set: TrainingSet | Sequence[TrainingSet] | None = None,
+        resampling: str = "bootstrap",
+        client: Any = None,
+        n_workers: int | None = None,
+        threads: int = 1,
+        seed: int | None = 0,
+        progress: bool = False,
+    ) -> Ensemble:
+        """Train every member on its resampling of the data, in parallel.
+
+        Args:
+            training_sets: one set (``"bootstrap"``) or one per member (``"sets"``; with
+                ``"bootstrap"`` each member's own set is bootstrapped).
+            validation_set: for early stopping, one shared set or one per member (not
+                resampled); None: each member holds out its trainer's ``validation_split``.
+            resampling: ``"bootstrap"`` (sample weights × Poisson(1), seed 003) or ``"sets"``
+                (the sets as given, seed 000).
+            client: a ``dask.distributed.Client`` to train on; None: a ``LocalCluster`` with
+                ``n_workers`` single-threaded worker processes, started and closed here.
+            n_workers: workers of that cluster (default min(n_members, CPU count)); 1 trains
+                the members one after the other in this process, without Dask.
+            threads: torch threads per member (TOOLCHAIN "Threads": 1 when members share cores).
+            seed: seeds each member's weights, shuffling and bootstrap counts
+                (``SeedSequence(seed).spawn``); the members' own ``seed`` settings are replaced.
+                None: fresh randomness.
+            progress: show a progress bar over members (members train without their own bars).
+
+        Returns:
+            ``self``, fitted (``members_``, ``fit_seconds_``, ``resampling_``).
+
+        Raises:
+            ValueError: an unknown ``resampling`` (the message lists the valid ones), or the
+                wrong number of training / validation sets.
+        """
+        if resampling not in RESAMPLINGS:
+            raise ValueError(f"resampling: unknown name {resampling!r}; valid names are {list(RESAMPLINGS)}")
+        n_sets = 1 if isinstance(training_sets, TrainingSet) else len(training_sets)
+        if resampling == "sets" and n_sets != self.n_members:
+            raise ValueError(
+                f"training_sets: resampling='sets' needs one set per member ({self.n_members}), got {n_sets}"
+            )
+        sets = _per_member(training_sets, self.n_members, "training_sets")
+        validation = _per_member(validation_set, self.n_members, "validation_set")
+        children = np.random.SeedSequence(seed).spawn(self.n_members)
+        jobs = []
+        for member, child in zip(self.members, children):
+            torch_seed, data_seed = child.spawn(2)
+            params = {**member.get_params(), "seed": int(torch_seed.generate_state(1)[0]), "progress": False}
+            bootstrap = data_seed if resampling == "bootstrap" else None
+            jobs.append(_MemberJob(type(member), params, bootstrap, threads))
+        if client is None and (n_workers or min(self.n_members, os.cpu_count() or 1)) == 1:
+            bar = tqdm(zip(jobs, sets, validation), total=len(jobs), unit="member", disable=not progress)
+            results = [_fit_member(*args) for args in bar]
+        elif client is None:
+            results = _on_local_cluster(jobs, sets, validation, n_workers, progress)
+        else:
+            results = _fit_remote(client, jobs, sets, validation, progress)
+        self._set_fitted([est for est, _ in results], [s for _, s in results], resampling)
+        logger.info("trained %d members (%s) in %.1f s of member time", self.n_members, resampling,
+                    sum(self.fit_seconds_))  # fmt: skip
+        return self
+
+    def _set_fitted(self, members: list[Estimator], seconds: list[float], resampling: str) -> None:
+        names = {(tuple(m.observables_), tuple(m.parameters_)) for m in members}
+        if len(names) != 1:
+            raise ValueError(f"members: fitted on different observables / parameters: {sorted(names)}")
+        self.members_ = members
+        self.fit_seconds_ = tuple(float(s) for s in seconds)
+        self.resampling_ = resampling
+
+    def _fitted(self, method: str) -> list[Estimator]:
+        if not hasattr(self, "members_"):
+            raise NotFittedError("this Ensemble is not fitted yet: call fit(...) or load_estimator(path)")
+        lacking = sorted({type(m).__name__ for m in self.members_ if not hasattr(m, method)})
+        if lacking:
+            raise TypeError(f"Ensemble.{method}: members of type {lacking} have no {method}()")
+        return self.members_
+
+    # ---- predictions ------------------------------------------------------------------
+    def evaluate_log_ratio(
+        self, x: np.ndarray, theta0: np.ndarray, theta1: np.ndarray, *, chunk_size: int = 1_000_000
+    ) -> EnsemblePrediction:
+        """log r̂(x|θ0, θ1) of every member, their mean and variance.
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta0: ``(n_theta, n_params)`` or ``(n_params,)``.
+            theta1: ``(n_params,)`` or ``(n_theta, n_params)`` paired with θ0.
+            chunk_size: see :meth:`RatioEstimator.evaluate_log_ratio
+                <assay.estimators.ratio.RatioEstimator.evaluate_log_ratio>`.
+
+        Returns:
+            :class:`EnsemblePrediction` of log r̂, ``mean (n_theta, n_events)``; ``members``
+            holds ``n_members`` times that (mind the memory for large grids).
+
+        Raises:
+            NotFittedError: before ``fit``.
+            TypeError: the members are not likelihood-ratio estimators.
+        """
+        members = self._fitted("evaluate_log_ratio")
+        kwargs = {"score": False, "chunk_size": chunk_size}
+        return _summarise([m.evaluate_log_ratio(x, theta0, theta1, **kwargs).log_r for m in members])
+
+    def evaluate_score(self, x: np.ndarray, *, chunk_size: int = 1_000_000) -> EnsemblePrediction:
+        """t̂(x|θ_ref) of every member (SALLY ensembles): ``mean (n_events, n_params)``.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            TypeError: the members are not score estimators.
+        """
+        members = self._fitted("evaluate_score")
+        return _summarise([m.evaluate_score(x, chunk_size=chunk_size) for m in members])
+
+    def expectation_check(
+        self,
+        x_theta1: np.ndarray,
+        theta: np.ndarray,
+        theta1: np.ndarray,
+        *,
+        weights: np.ndarray | None = None,
+    ) -> ExpectationCheck:
+        """R̂(θ) = mean over events x ~ p(x|θ1) of r̂(x|θ, θ1), with r̂ from the mean log r̂.
+
+        For the true ratio E_θ1[r(x|θ, θ1)] = ∫ p(x|θ) dx = 1 at every θ, so a deviation of R̂
+        from 1 beyond its standard error signals a mis-trained (uncalibrated) estimator
+        (seed 000 "Calibration and diagnostics").
+
+        Args:
+            x_theta1: events drawn from θ1 (not used in training), ``(n_events, n_obs)``.
+            theta: points to check ``(n_theta, n_params)`` or ``(n_params,)``.
+            theta1: the point the events come from ``(n_params,)``.
+            weights: event weights ``(n_events,)`` if ``x_theta1`` is weighted (e.g. pb at θ1);
+                None: unweighted.
+
+        Returns:
+            :class:`ExpectationCheck`; the standard error is √(Σ w² (r̂ − R̂)²) / Σ w.
+        """
+        log_r = self.evaluate_log_ratio(x_theta1, theta, theta1).mean
+        w = np.ones(log_r.shape[1]) if weights is None else np.asarray(weights, dtype=float)
+        if w.shape != (log_r.shape[1],):
+            raise ValueError(f"weights: expected shape ({log_r.shape[1]},) like x_theta1, got {w.shape}")
+        r = np.exp(log_r)
+        mean = r @ w / w.sum()
+        error = np.sqrt(((r - mean[:, None]) ** 2) @ w**2) / w.sum()
+        n_params = len(self.members_[0].parameters_)
+        thetas, ref = _as_thetas(theta, n_params, "theta"), _as_thetas(theta1, n_params, "theta1")
+        if len(ref) != 1:
+            raise ValueError(f"theta1: expected one point (n_params,), got {len(ref)} points")
+        return ExpectationCheck(thetas, ref[0], mean, error)
+
+    def calibrated_log_ratio(self, x: np.ndarray, check: ExpectationCheck) -> EnsemblePrediction:
+        """log r̂(x|θ, θ1) − log R̂(θ) at the points of ``check`` (θ0 = ``check.theta``, θ1 = ``check.theta1``).
+
+        Dividing by R̂(θ) restores the normalisation E_θ1[r̂] = 1 (seed 000 "Calibration and
+        diagnostics"); every member is shifted by the same log R̂, so the variance is unchanged.
+
+        Returns:
+            :class:`EnsemblePrediction` with ``mean (n_theta, n_events)``.
+        """
+        raw = self.evaluate_log_ratio(x, check.theta, check.theta1)
+        shift = np.log(check.ratio_mean)[:, None]
+        return EnsemblePrediction(raw.mean - shift, raw.variance, raw.members - shift)
+
+    # ---- persistence ------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``ensemble.json`` and ``member_<i>/`` (:meth:`Estimator.save`) into ``path``, atomically.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            StoreError: ``path`` exists and is not a saved ensemble or estimator.
+        """
+        members = self._fitted("save")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        names = [f"member_{i}" for i in range(len(members))]
+        meta = {
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "assay_version": __version__,
+            "members": names,
+            "resampling": self.resampling_,
+            "fit_seconds": list(self.fit_seconds_),
+        }
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        try:
+            for name, member in zip(names, members):
+                member.save(tmp / name)
+            (tmp / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=1))
+            _replace_saved_model(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def _from_saved(cls, members: list[Estimator], meta: dict[str, Any]) -> Ensemble:
+        """An ensemble of loaded members with the fit record of :func:`read_ensemble_metadata`."""
+        ens = cls(members)
+        seconds = meta.get("fit_seconds", [float("nan")] * len(members))
+        ens._set_fitted(members, seconds, str(meta.get("resampling", "unknown")))
+        return ens
+
+
+def _summarise(predictions: list[np.ndarray]) -> EnsemblePrediction:
+    stacked = np.stack(predictions)
+    return EnsemblePrediction(stacked.mean(axis=0), stacked.var(axis=0, ddof=1), stacked)
+
+
+def _fit_remote(client: Any, jobs, sets, validation, progress: bool) -> list[tuple[Estimator, float]]:
+    """Submit one task per member; each distinct set is scattered once (shared sets to every worker)."""
+    from dask.distributed import as_completed
+
+    remote: dict[int, Any] = {}
+    for data in (*sets, *validation):
+        if data is not None and id(data) not in remote:
+            shared = sum(d is data for d in (*sets, *validation)) > 1
+            remote[id(data)] = client.scatter(data, broadcast=shared, hash=False)
+    futures = [
+        client.submit(_fit_member, job, remote[id(s)], None if v is None else remote[id(v)], pure=False)
+        for job, s, v in zip(jobs, sets, validation)
+    ]
+    for _ in tqdm(as_completed(futures), total=len(futures), unit="member", disable=not progress):
+        pass
+    return client.gather(futures)
+
+
+def _on_local_cluster(jobs, sets, validation, n_workers: int | None, progress: bool):
+    """Train on a fresh ``LocalCluster`` of single-threaded worker processes."""
+    from dask.distributed import Client, LocalCluster
+
+    n = min(n_workers or os.cpu_count() or 1, len(jobs))
+    scheduler_log = logging.getLogger("distributed")  # its INFO lines would reach the root handlers
+    level = scheduler_log.level
+    scheduler_log.setLevel(logging.ERROR)
+    try:
+        options = dict(threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR)
+        with LocalCluster(n_workers=n, **options) as cluster, Client(cluster) as client:
+            return _fit_remote(client, jobs, sets, validation, progress)
+    finally:
+        scheduler_log.setLevel(level)
+
+
+def read_ensemble_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked ``ensemble.json`` of a saved ensemble.
+
+    Returns:
+        The metadata; ``members`` is a list of member directory names inside ``path``.
+
+    Raises:
+        StoreError: missing or invalid file, wrong format, newer schema, or member names
+            that are not plain directory names inside ``path``.
+    """
+    source = Path(path) / ENSEMBLE_FILE
+    try:
+        meta = json.loads(source.read_text())
+    except FileNotFoundError as exc:
+        raise StoreError(f"{source}: missing; is {path} a saved ensemble?") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{source}: cannot read the metadata ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise StoreError(f"{source}: field 'format' is {got!r}, expected {FORMAT!r}")
+    version = meta.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StoreError(f"{source}: field 'schema_version' is {version!r}, expected <= {SCHEMA_VERSION}")
+    names = meta.get("members")
+    if not isinstance(names, list) or len(names) < 2 or not all(_plain_name(n) for n in names):
+        raise StoreError(f"{source}: field 'members' should list >= 2 member directory names, got {names!r}")
+    return meta
+
+
+def _plain_name(name: Any) -> bool:
+    """A directory name without separators or leading dots (no escaping the ensemble directory)."""
+    return isinstance(name, str) and name == Path(name).name and not name.startswith(".")
+
+
+def _replace_saved_model(new: Path, path: Path) -> None:
+    """Move directory ``new`` to ``path``, replacing a saved ensemble or estimator (or an empty folder)."""
+    if path.exists():
+        markers = (ENSEMBLE_FILE, "estimator.json")
+        if not path.is_dir() or (any(path.iterdir()) and not any((path / m).is_file() for m in markers)):
+            raise StoreError(f"{path}: exists and is not a saved ensemble or estimator; not overwriting it")
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / "previous")
+        try:
+            os.replace(new, path)
+        except BaseException:
+            os.replace(old / "previous", path)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, path)

@@ -1,0 +1,166 @@
+"""Benchmark: training an ALICES ensemble and evaluating log r̂ on a θ grid.
+
+(a) A 5-member ALICES ensemble (hidden [100, 100], tanh, α = 5, batch 128, AMSGrad, 25%
+    validation) on 1M pairs for 50 epochs, the seed-000 setting. Measured on a fraction
+    (default 100k pairs × 2 epochs per member, all members in parallel on a Dask LocalCluster
+    of single-threaded workers, one per core) and extrapolated linearly in pairs × epochs:
+    every epoch is the same number of equal-sized steps, and without early stopping all 50
+    epochs run, so the extrapolation is an upper bound. Cluster start-up, the one-time cost of
+    the first fit in each worker process (warmed up before timing) and the transfer of the
+    data are reported separately; the transfer is scaled with the pairs only.
+(b) log r̂(x|θ, θ_SM) of one trained ALICES ([100, 100]) for 100k events on a 35 × 35 θ
+    grid (seed 000's 2D scan), log r only, torch using every core, with the default
+    ``chunk_size`` (1M rows of the θ × events product) and with 16k rows. Measured directly when a
+    probe on 5k events predicts < 90 s, else on 10k events and extrapolated (the key says so).
+(c) For reference, one member's samples/s on one thread at batch 128 and 512: the step cost
+    hardly depends on the batch size at these widths (overhead-bound).
+
+Data: random, of WH's width: x ~ N(0, 1) with 43 observables (len(WH_OBSERVABLES)), 2
+parameters, θ0 ~ N(0, 0.4²) from 1,000 values, θ1 = SM, and random joint log r and scores;
+step costs do not depend on the values. Prints a table and writes benchmarks/results/training.json.
+
+Usage: python benchmarks/training.py [--pairs 100000] [--epochs 2] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _report import write_results
+
+from assay.estimators import ALICES, Ensemble
+from assay.observables import WH_OBSERVABLES
+from assay.training_set import TrainingSet
+
+N_OBS = len(WH_OBSERVABLES)
+N_PARAMS = 2
+SEED_000 = dict(hidden=(100, 100), activation="tanh", alpha=5.0, batch_size=128, optimizer="amsgrad")
+
+
+def random_ratio_set(n_pairs: int, rng: np.random.Generator) -> TrainingSet:
+    """An ALICES training set of random numbers with the WH shapes (see the module docstring)."""
+    thetas = rng.normal(0.0, 0.4, (1000, N_PARAMS))
+    return TrainingSet(
+        x=rng.normal(size=(n_pairs, N_OBS)),
+        observables=tuple(WH_OBSERVABLES),
+        parameters=("cHW", "cHWtilde"),
+        kind="ratio",
+        theta0=thetas[rng.integers(0, len(thetas), n_pairs)],
+        theta1=np.zeros((n_pairs, N_PARAMS)),
+        y=rng.integers(0, 2, n_pairs).astype(float),
+        log_r=rng.normal(0.0, 0.5, n_pairs),
+        t0=rng.normal(0.0, 1.0, (n_pairs, N_PARAMS)),
+        t1=rng.normal(0.0, 1.0, (n_pairs, N_PARAMS)),
+        sample_weight=np.ones(n_pairs),
+    )
+
+
+def warm_up() -> float:
+    """Fit a tiny ALICES once: the first fit in a process costs ~2 s extra (torch/MKL lazy set-up)."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    ALICES(**SEED_000, epochs=1, progress=False).fit(random_ratio_set(1_000, np.random.default_rng(9)))
+    return time.perf_counter() - start
+
+
+def bench_ensemble(args: argparse.Namespace) -> dict:
+    from dask.distributed import Client, LocalCluster
+
+    data = random_ratio_set(args.pairs, np.random.default_rng(0))
+    proto = ALICES(**SEED_000, epochs=args.epochs, early_stopping=False, progress=False)
+    start = time.perf_counter()
+    options = dict(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
+    with LocalCluster(**options) as cluster, Client(cluster) as client:
+        client.run(warm_up)  # on every worker: the first fit in a process pays a one-time start-up
+        started = time.perf_counter()
+        remote = client.scatter(data, broadcast=True, hash=False)  # what Ensemble.fit sends first
+        client.submit(len, remote).result()
+        scatter = time.perf_counter() - started
+        del remote
+        begin = time.perf_counter()
+        ensemble = Ensemble.from_estimator(proto, args.members).fit(data, client=client, seed=0)
+        wall = time.perf_counter() - begin
+    pairs_scale = args.target_pairs / args.pairs
+    scale = pairs_scale * args.target_epochs / args.epochs
+    n_train = round(args.pairs * (1 - proto.trainer.validation_split))
+    member_s = float(np.mean(ensemble.fit_seconds_))
+    label = f"{args.pairs // 1000}k_pairs_{args.epochs}ep"
+    target = f"alices_ensemble{args.members}_{args.target_pairs // 1_000_000}M_{args.target_epochs}ep"
+    return {
+        # training scales with pairs × epochs, the data transfer with pairs only
+        f"{target}_s_extrapolated_from_{label}": (wall - scatter) * scale + scatter * pairs_scale,
+        f"{target}_target_s": 1800.0,
+        f"alices_ensemble{args.members}_{label}_wall_s": wall,
+        f"alices_member_{label}_mean_s": member_s,
+        "alices_train_samples_per_s_per_member": n_train * args.epochs / member_s,
+        "alices_train_samples_per_s_all_workers": args.members * n_train * args.epochs / wall,
+        "dask_workers": args.workers,
+        "dask_cluster_start_and_warm_up_s": started - start,
+        f"dask_scatter_{args.pairs // 1000}k_pairs_s": scatter,
+    }
+
+
+def bench_evaluation(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(os.cpu_count() or 1)
+    rng = np.random.default_rng(1)
+    est = ALICES(**SEED_000, epochs=1, progress=False, seed=0).fit(random_ratio_set(5_000, rng))
+    axis = [np.linspace(-1.0, 1.0, 35), np.linspace(-1.2, 1.2, 35)]  # seed 000's 2D scan ranges
+    grid = np.stack(np.meshgrid(*axis, indexing="ij"), axis=-1).reshape(-1, N_PARAMS)
+    x = rng.normal(size=(args.eval_events, N_OBS))
+    n_k, grid_n = args.eval_events // 1000, len(grid)
+    results: dict = {f"eval_{n_k}k_x_{grid_n}_target_s": 60.0, "eval_torch_threads": torch.get_num_threads()}
+    for chunk, name in ((1_000_000, ""), (16_384, "_chunk16k")):  # the default chunk_size, and a smaller one
+
+        def timed(n: int, chunk: int = chunk) -> float:
+            start = time.perf_counter()
+            sm = np.zeros(N_PARAMS)
+            log_r = est.evaluate_log_ratio(x[:n], grid, sm, score=False, chunk_size=chunk).log_r
+            assert log_r.shape == (len(grid), n) and np.all(np.isfinite(log_r))
+            return time.perf_counter() - start
+
+        if timed(5_000) * args.eval_events / 5_000 < 90:
+            seconds, key = timed(args.eval_events), f"eval_{n_k}k_x_{grid_n}{name}_s"
+        else:
+            seconds = timed(10_000) * args.eval_events / 10_000
+            key = f"eval_{n_k}k_x_{grid_n}{name}_s_extrapolated_from_10k"
+        results |= {key: seconds, f"eval{name}_log_r_per_s": args.eval_events * grid_n / seconds}
+    return results
+
+
+def bench_batch_size(batch_size: int) -> dict:
+    """Samples/s of one ALICES member, one thread, in this process: how the step overhead scales."""
+    warm_up()
+    data = random_ratio_set(20_000, np.random.default_rng(2))
+    est = ALICES(**{**SEED_000, "batch_size": batch_size}, epochs=1, validation_split=0.0, progress=False)
+    start = time.perf_counter()
+    est.fit(data)
+    rate = len(data) / (time.perf_counter() - start)
+    return {f"alices_train_samples_per_s_one_thread_batch{batch_size}": rate}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=100_000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--target-pairs", type=int, default=1_000_000)
+    parser.add_argument("--target-epochs", type=int, default=50)
+    parser.add_argument("--eval-events", type=int, default=100_000)
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
+    args = parser.parse_args()
+    results = {"data": f"random, {N_OBS} observables, {N_PARAMS} parameters", "cpu_count": os.cpu_count()}
+    results |= {"first_fit_in_a_process_s": warm_up()}
+    results |= bench_ensemble(args)
+    results |= bench_batch_size(128) | bench_batch_size(512)
+    results |= bench_evaluation(args)
+    write_results(results, args.output)
+
+
+if __name__ == "__main__":
+    main()

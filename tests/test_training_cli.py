@@ -1,0 +1,136 @@
+"""``assay train`` through typer's CLI runner: a tiny toy run (4,000 events, 2 epochs) → models/."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from assay.cli import app
+from assay.config import config_from_dict
+from assay.estimators import ALICES, SALLY, Ensemble, load_estimator
+from assay.exceptions import ConfigError
+from assay.training import build_estimator, estimator_class
+from assay.training_set import TrainingSet
+
+torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
+
+CONFIG = {
+    "seed": 5,
+    "parameters": [{"name": "c", "range": [-1.0, 1.0]}],
+    "morphing": {"max_power": 2, "n_basis_trials": 5},
+    "simulator": {"kind": "gaussian_toy", "n_events": 4_000, "n_obs": 2, "batch_size": 2_000},
+    "sampling": {
+        "sets": [
+            {"name": "sally", "kind": "local_score", "n_samples": 1_000},
+            {
+                "name": "alices",
+                "kind": "ratio",
+                "theta0": {"kind": "gaussian", "std": 0.4},
+                "n_samples": 2_000,
+            },
+        ]
+    },
+    "training": {"method": "alices", "hidden": [16], "epochs": 2, "batch_size": 128, "threads": 1},
+}
+
+
+def flat(text: str) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def write_config(folder, **training) -> str:
+    cfg = json.loads(json.dumps(CONFIG))
+    cfg["training"].update(training)
+    path = folder / f"config_{len(list(folder.glob('config_*')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def invoke(*args) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """``assay run`` once: events and the sally / alices training and validation sets."""
+    folder = tmp_path_factory.mktemp("train-cli")
+    result = invoke("run", write_config(folder), "-o", folder / "out", "-q")
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.mark.parametrize("method", ["alices", "SALLY"])
+def test_train_writes_a_model_that_evaluates(run_folder, method):
+    out = run_folder / "out"
+    result = invoke("train", write_config(run_folder, method=method), "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert method.upper() in text and "saved to" in text and "train loss" in text and "val loss" in text
+    est = load_estimator(out / "models" / method.lower())
+    x = TrainingSet.load(out / "sets" / f"{method.lower()}_validation.h5").x[:50]
+    if isinstance(est, ALICES):
+        assert est.trainer.clip_grad_norm == 1.0 and est.alpha == 5.0  # "auto" clipping for score terms
+        assert len(est.history_.val_loss) == 2  # validated on sets/alices_validation.h5
+        log_r = est.evaluate_log_ratio(x, np.array([[0.2], [-0.3]]), np.zeros(1)).log_r
+        assert log_r.shape == (2, 50) and np.all(np.isfinite(log_r))
+    else:
+        assert isinstance(est, SALLY) and est.trainer.clip_grad_norm is None
+        assert np.all(np.isfinite(est.evaluate_score(x)))
+
+
+def test_train_an_ensemble_and_replace_it(run_folder):
+    out = run_folder / "out"
+    result = invoke("train", write_config(run_folder, n_ensemble=2), "-o", out, "--workers", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert "2 members" in flat(result.output)
+    ens = load_estimator(out / "models" / "alices")
+    assert isinstance(ens, Ensemble) and ens.n_members == 2 and ens.resampling_ == "bootstrap"
+    x = TrainingSet.load(out / "sets" / "alices_validation.h5").x[:20]
+    prediction = ens.evaluate_log_ratio(x, np.array([0.3]), np.zeros(1))
+    assert prediction.members.shape == (2, 1, 20) and np.all(prediction.variance > 0)
+    # a single estimator trained afterwards replaces the ensemble directory
+    assert invoke("train", write_config(run_folder), "-o", out, "-q").exit_code == 0
+    assert isinstance(load_estimator(out / "models" / "alices"), ALICES)
+
+
+def test_unknown_method_lists_the_valid_names(run_folder):
+    result = invoke("train", write_config(run_folder, method="nope"), "-o", run_folder / "out", "-q")
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert "training.method: unknown method 'nope'" in text
+    for name in ("alices", "sally", "carl", "rascal"):
+        assert f"'{name}'" in text
+    assert "Traceback" not in result.output
+
+
+def test_alices_on_a_local_score_set_names_the_missing_field(run_folder):
+    result = invoke("train", write_config(run_folder, training_set="sally"), "-o", run_folder / "out", "-q")
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert "training set 'sally'" in text and "'local_score'" in text
+    assert "lacks the field(s) ['theta1', 'y', 'log_r'] that ALICES needs" in text
+
+
+def test_missing_training_set_file(run_folder, tmp_path):
+    result = invoke("train", write_config(run_folder), "-o", tmp_path / "empty", "-q")
+    assert result.exit_code == 2
+    text = flat(result.output).replace(" ", "")
+    assert "alices_train.h5" in text and "assayrunCONFIG" in text
+
+
+def test_config_glue():
+    """Names map through the one registry, case-insensitively; clipping and alpha follow the method."""
+    assert estimator_class("Alices") is ALICES and estimator_class("sally") is SALLY
+    with pytest.raises(ConfigError, match="valid names are"):
+        estimator_class("madminer")
+    cfg = config_from_dict({**CONFIG, "training": {"method": "carl", "clip_grad_norm": 0.5, "patience": 3}})
+    carl = build_estimator(cfg.training, seed=1)
+    assert carl.trainer.clip_grad_norm == 0.5 and carl.trainer.patience == 3 and not hasattr(carl, "alpha")
+    with pytest.raises(ConfigError, match="one per member"):
+        config_from_dict({**CONFIG, "training": {"training_set": ["alices", "sally"], "n_ensemble": 3}})
