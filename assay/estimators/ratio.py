@@ -138,7 +138,7 @@ class RatioEstimator(Estimator):
         theta1: np.ndarray,
         *,
         score: bool = True,
-        chunk_size: int = 1_000_000,
+        chunk_size: int = 16_384,
     ) -> RatioPrediction:
         """log r̂(x|θ0, θ1) for every (θ0, event) pair, batched over the θ × events product.
 
@@ -148,7 +148,8 @@ class RatioEstimator(Estimator):
             theta1: denominator point ``(n_params,)`` shared by all θ0, or ``(n_theta, n_params)``
                 paired with θ0.
             score: also return t̂(x|θ0) by autograd (costs about one extra backward pass).
-            chunk_size: rows of the (θ, event) product evaluated at once (memory bound);
+            chunk_size: rows of the (θ, event) product evaluated at once; 16k rows keep the
+                activations in cache (about 2× faster than 1M on a 2-core CPU, benchmarks/training.py);
                 the product is evaluated in one go when it fits.
 
         Returns:
