@@ -9,7 +9,6 @@ that names the file and the field.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from assay import __version__
 from assay.bit.tree import RegressionTree
 from assay.exceptions import StoreError
+from assay.saving import replace_directory
 
 __all__ = [
     "FORMAT",
@@ -141,22 +141,12 @@ def _read_json(source: Path) -> dict:
 
 def _write_directory(path: Path, text: str) -> Path:
     """Write ``text`` to ``path/estimator.json`` via a temporary sibling directory and a rename."""
-    if path.exists() and (
-        not path.is_dir() or (any(path.iterdir()) and not (path / METADATA_FILE).is_file())
-    ):
-        raise StoreError(f"{path}: exists and is not a saved estimator; refusing to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = path.parent / f"{tmp.name}.old"
     try:
         (tmp / METADATA_FILE).write_text(text)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
+        replace_directory(tmp, path, markers=(METADATA_FILE,))
     except BaseException:
-        if old.exists() and not path.exists():
-            os.replace(old, path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
     return path

@@ -33,6 +33,7 @@ from assay import __version__
 from assay.estimators.nets import Standardizer, make_activation
 from assay.estimators.train import History, Trainer, seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
+from assay.saving import replace_directory
 from assay.training_set import TrainingSet
 
 __all__ = ["FORMAT", "METADATA_FILE", "WEIGHTS_FILE", "Estimator", "read_metadata"]
@@ -218,7 +219,7 @@ class Estimator:
         try:
             torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / WEIGHTS_FILE)
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=1))
-            _replace_directory(tmp, path)
+            replace_directory(tmp, path, markers=(METADATA_FILE,))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -326,21 +327,3 @@ def _load_weights(file: Path) -> dict[str, torch.Tensor]:
             f"{file}: refused to load: expected a dict of named tensors, got {type(state).__name__}"
         )
     return state
-
-
-def _replace_directory(new: Path, path: Path) -> None:
-    """Move directory ``new`` to ``path``, replacing a previously saved estimator there."""
-    if path.exists():
-        if not path.is_dir() or (any(path.iterdir()) and not (path / METADATA_FILE).is_file()):
-            raise StoreError(f"{path}: exists and is not a saved estimator; refusing to overwrite it")
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.replace(path, old / "previous")
-        try:
-            os.replace(new, path)
-        except BaseException:
-            os.replace(old / "previous", path)
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, path)

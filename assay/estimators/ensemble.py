@@ -41,6 +41,7 @@ from assay import __version__
 from assay.estimators.base import Estimator
 from assay.exceptions import NotFittedError, StoreError
 from assay.morphing import _as_thetas
+from assay.saving import replace_directory
 from assay.training_set import TrainingSet
 
 __all__ = [
@@ -402,7 +403,9 @@ class Ensemble:
             for name, member in zip(names, members):
                 member.save(tmp / name)
             (tmp / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=1))
-            _replace_saved_model(tmp, path)
+            replace_directory(
+                tmp, path, markers=(ENSEMBLE_FILE, "estimator.json"), what="ensemble or estimator"
+            )
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -488,22 +491,3 @@ def read_ensemble_metadata(path: str | os.PathLike) -> dict[str, Any]:
 def _plain_name(name: Any) -> bool:
     """A directory name without separators or leading dots (no escaping the ensemble directory)."""
     return isinstance(name, str) and name == Path(name).name and not name.startswith(".")
-
-
-def _replace_saved_model(new: Path, path: Path) -> None:
-    """Move directory ``new`` to ``path``, replacing a saved ensemble or estimator (or an empty folder)."""
-    if path.exists():
-        markers = (ENSEMBLE_FILE, "estimator.json")
-        if not path.is_dir() or (any(path.iterdir()) and not any((path / m).is_file() for m in markers)):
-            raise StoreError(f"{path}: exists and is not a saved ensemble or estimator; not overwriting it")
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        os.replace(path, old / "previous")
-        try:
-            os.replace(new, path)
-        except BaseException:
-            os.replace(old / "previous", path)
-            raise
-        finally:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, path)

@@ -1,0 +1,40 @@
+"""Atomic replacement of saved-model directories (estimators, ensembles, BIT); torch-free."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from assay.exceptions import StoreError
+
+__all__ = ["replace_directory"]
+
+
+def replace_directory(new: Path, path: Path, *, markers: Sequence[str], what: str = "estimator") -> None:
+    """Move the finished directory ``new`` to ``path``.
+
+    An existing ``path`` is replaced only if it is empty or holds a saved model (one of the
+    ``markers`` files); the old copy is restored if the final rename fails.
+
+    ``what`` names the kind of model in the error message.
+
+    Raises:
+        StoreError: ``path`` exists and is something else (never overwritten).
+    """
+    if not path.exists():
+        os.replace(new, path)
+        return
+    if not path.is_dir() or (any(path.iterdir()) and not any((path / m).is_file() for m in markers)):
+        raise StoreError(f"{path}: exists and is not a saved {what}; refusing to overwrite it")
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.replace(path, old / "previous")
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old / "previous", path)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
