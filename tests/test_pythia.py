@@ -5,6 +5,7 @@ Kept small (tens to a few hundred events, MPI off): the whole module runs in a f
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 
 import awkward as ak
@@ -26,6 +27,7 @@ from assay.simulators.pythia import (
 from assay.simulators.wh import WHSimulator
 from assay.simulators.wh_batch import WH_EXTRAS
 
+needs_fastjet = pytest.mark.skipif(importlib.util.find_spec("fastjet") is None, reason="install assay[jets]")
 BENCHMARKS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]])
 N_LHE = 20
 # The lepton leaves the hard process untouched when nothing can recoil against it or radiate from it.
@@ -159,6 +161,7 @@ def test_bad_pythia_options(lhe_path, options, match):
         next(shower_lhe(lhe_path, 1, **options))
 
 
+@needs_fastjet
 def test_showered_wh_batch_keeps_every_event_and_its_charge(wh_events):
     reco, index = showered_wh_batch(wh_events, seed=2, mpi=False)
     np.testing.assert_array_equal(index, np.arange(N_LHE))
@@ -173,6 +176,7 @@ def signal_batch(wh_simulator):
     return simulator, simulator.batch(200, np.random.default_rng(5))
 
 
+@needs_fastjet
 def test_pythia_wh_batch_simulator(signal_batch, wh_simulator):
     simulator, batch = signal_batch
     assert pickle.loads(pickle.dumps(simulator)).mpi is False  # Dask ships simulators to workers
@@ -196,6 +200,7 @@ def ttbar_batch():
     )
 
 
+@needs_fastjet
 def test_ttbar_background_weights_cross_section_and_labels(ttbar_batch):
     sigma = ttbar_batch.cut_flow.total_weight
     # TOOLCHAIN.md: σ(gg + qq̄ → tt̄) = 508 pb (Pythia LO, 13 TeV); both W forced to e/μ ν or quarks,
@@ -209,6 +214,7 @@ def test_ttbar_background_weights_cross_section_and_labels(ttbar_batch):
     assert not components[:, 1:].any() and not ttbar_batch.extras["lepton"].any()
 
 
+@needs_fastjet
 def test_wjets_selected_far_less_than_signal(signal_batch):
     """Seed 000 cut flow: W + jets 0.46% vs signal 34%; two b-tags remove W + light jets."""
     _, signal = signal_batch
@@ -217,6 +223,7 @@ def test_wjets_selected_far_less_than_signal(signal_batch):
     assert wjets.cut_flow.total_weight > 1000.0  # σ(W → eν/μν + jet, p̂_T > 20 GeV) ≈ 7.5 nb measured
 
 
+@needs_fastjet
 def test_background_is_reproducible_from_the_rng():
     simulator = BackgroundBatchSimulator("single_top_s", n_benchmarks=2)
     first, second = (simulator.batch(100, np.random.default_rng(4)) for _ in range(2))
@@ -232,6 +239,7 @@ def test_background_configuration_errors():
     assert set(BACKGROUNDS) == {"ttbar", "single_top_s", "single_top_t", "wjets"}
 
 
+@needs_fastjet
 def test_background_batches_fill_an_event_store(tmp_path):
     """generate() accepts the simulator: labels, every WH extra, weights summing to σ × efficiency."""
     from assay.generation import generate
