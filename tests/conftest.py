@@ -12,7 +12,9 @@ import pytest
 from scipy import stats
 
 from assay.morphing import Morpher, morphing_components
+from assay.parameters import Parameter, ParameterSpace
 from assay.simulators.toys import GaussianToy, ToyEvents
+from assay.store import EventStore
 
 # Hand-chosen quadratic basis for 2 parameters: the four axis points fix the linear and
 # square terms, (1, 1) fixes the mixed term; condition number ≈ 8.
@@ -54,3 +56,21 @@ def chi2_pvalue(observed: np.ndarray, expected: np.ndarray, min_expected: float 
         observed = np.append(observed[keep], observed[~keep].sum())
         expected = np.append(expected[keep], expected[~keep].sum())
     return float(stats.chisquare(observed, expected).pvalue)
+
+
+BASIS_1D = np.array([[0.0], [1.0], [-1.0]])  # sm, plus, minus: a well-conditioned 1-parameter basis
+
+
+def write_toy_store_1d(path, toy: GaussianToy, n_events: int, seed: int):
+    """A 1-parameter toy EventStore (generated at θ = 0, weights at BASIS_1D) for estimator tests."""
+    events = toy.simulate(n_events, np.zeros(1), BASIS_1D, np.random.default_rng(seed))
+    names = ["sm", "plus", "minus"]
+    space = ParameterSpace.from_dict(
+        [Parameter("c", (-1.0, 1.0))], {n: {"c": t[0]} for n, t in zip(names, BASIS_1D)}
+    )
+    morpher = Morpher(morphing_components(1, 2), BASIS_1D)
+    with EventStore.create(
+        path, observables=["x"], benchmarks=names, morphing=morpher.to_dict(), parameters=space.to_dict()
+    ) as writer:
+        writer.append(events.x, events.weights)
+    return path

@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import write_toy_store_1d
 
 from assay.estimators import (
     ALICES,
@@ -26,8 +27,7 @@ from assay.estimators import (
     poisson_bootstrap,
 )
 from assay.exceptions import NotFittedError, StoreError
-from assay.morphing import Morpher, morphing_components
-from assay.parameters import GaussianPrior, Parameter, ParameterSpace
+from assay.parameters import GaussianPrior
 from assay.sampling import EventSource, local_score_training_set, ratio_training_set, unweight
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
@@ -36,7 +36,6 @@ from assay.unweighting import split_events
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
 
-BASIS_1D = np.array([[0.0], [1.0], [-1.0]])
 N_EVENTS = 60_000
 SM = np.zeros(1)
 PRIOR = GaussianPrior(mean=0.0, std=0.8, n_params=1)
@@ -54,17 +53,7 @@ def toy1() -> GaussianToy:
 
 @pytest.fixture(scope="module")
 def store1(tmp_path_factory, toy1):
-    events = toy1.simulate(N_EVENTS, SM, BASIS_1D, np.random.default_rng(1))
-    names = ["sm", "plus", "minus"]
-    space = ParameterSpace.from_dict(
-        [Parameter("c", (-1.0, 1.0))], {n: {"c": t[0]} for n, t in zip(names, BASIS_1D)}
-    )
-    morpher = Morpher(morphing_components(1, 2), BASIS_1D)
-    path = tmp_path_factory.mktemp("ensemble") / "toy1.h5"
-    with EventStore.create(
-        path, observables=["x"], benchmarks=names, morphing=morpher.to_dict(), parameters=space.to_dict()
-    ) as writer:
-        writer.append(events.x, events.weights)
+    path = write_toy_store_1d(tmp_path_factory.mktemp("ensemble") / "toy1.h5", toy1, N_EVENTS, seed=1)
     with EventStore(path) as store:
         yield store
 

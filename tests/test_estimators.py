@@ -19,11 +19,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import BASIS_1D, write_toy_store_1d
 
 from assay.estimators import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR, SALLINO, SALLY
 from assay.exceptions import NotFittedError
 from assay.morphing import Morpher, morphing_components
-from assay.parameters import GaussianPrior, Parameter, ParameterSpace
+from assay.parameters import GaussianPrior
 from assay.sampling import EventSource, local_score_training_set, ratio_training_set, unweight
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
@@ -31,7 +32,6 @@ from assay.unweighting import split_events
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
 
-BASIS_1D = np.array([[0.0], [1.0], [-1.0]])
 N_EVENTS = 60_000
 N_SAMPLES = 40_000
 PRIOR = GaussianPrior(mean=0.0, std=0.8, n_params=1)
@@ -56,17 +56,8 @@ def morpher1() -> Morpher:
 
 
 @pytest.fixture(scope="module")
-def store1(tmp_path_factory, toy1, morpher1):
-    events = toy1.simulate(N_EVENTS, SM, BASIS_1D, np.random.default_rng(1))
-    names = ["sm", "plus", "minus"]
-    space = ParameterSpace.from_dict(
-        [Parameter("c", (-1.0, 1.0))], {n: {"c": t[0]} for n, t in zip(names, BASIS_1D)}
-    )
-    path = tmp_path_factory.mktemp("estimators") / "toy1.h5"
-    with EventStore.create(
-        path, observables=["x"], benchmarks=names, morphing=morpher1.to_dict(), parameters=space.to_dict()
-    ) as writer:
-        writer.append(events.x, events.weights)
+def store1(tmp_path_factory, toy1):
+    path = write_toy_store_1d(tmp_path_factory.mktemp("estimators") / "toy1.h5", toy1, N_EVENTS, seed=1)
     with EventStore(path) as store:
         yield store
 
