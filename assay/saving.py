@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from assay.exceptions import StoreError
 
-__all__ = ["replace_directory"]
+__all__ = ["read_json", "replace_directory"]
 
 
 def replace_directory(new: Path, path: Path, *, markers: Sequence[str], what: str = "estimator") -> None:
@@ -38,3 +40,17 @@ def replace_directory(new: Path, path: Path, *, markers: Sequence[str], what: st
         raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def read_json(source: Path, *, missing: str, unreadable: str = "cannot read the metadata") -> Any:
+    """Parse the JSON file ``source``; a missing or unreadable file is a StoreError naming it.
+
+    ``missing`` and ``unreadable`` complete the message (``"<source>: <missing>"``,
+    ``"<source>: <unreadable> (<reason>)"``).
+    """
+    try:
+        return json.loads(source.read_text())
+    except FileNotFoundError as exc:
+        raise StoreError(f"{source}: {missing}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{source}: {unreadable} ({exc})") from exc

@@ -20,7 +20,7 @@ import numpy as np
 from assay import __version__
 from assay.bit.tree import RegressionTree
 from assay.exceptions import StoreError
-from assay.saving import replace_directory
+from assay.saving import read_json, replace_directory
 
 __all__ = [
     "FORMAT",
@@ -126,14 +126,11 @@ def _read_json(source: Path) -> dict:
         raise StoreError(
             f"{source.parent}: no saved estimator here (expected a directory with {METADATA_FILE})"
         )
-    try:
-        meta = json.loads(source.read_text())
-    except FileNotFoundError as exc:
-        raise StoreError(
-            f"{source}: missing file; is {source.parent} a saved BoostedInformationTree?"
-        ) from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{source}: not valid JSON ({exc})") from exc
+    meta = read_json(
+        source,
+        missing=f"missing file; is {source.parent} a saved BoostedInformationTree?",
+        unreadable="not valid JSON",
+    )
     if not isinstance(meta, dict):
         raise StoreError(f"{source}: expected a JSON object, got {type(meta).__name__}")
     return meta

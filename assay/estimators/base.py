@@ -33,7 +33,7 @@ from assay import __version__
 from assay.estimators.nets import Standardizer, make_activation
 from assay.estimators.train import History, Trainer, seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
-from assay.saving import replace_directory
+from assay.saving import read_json, replace_directory
 from assay.training_set import TrainingSet
 
 __all__ = ["FORMAT", "METADATA_FILE", "WEIGHTS_FILE", "Estimator", "read_metadata"]
@@ -288,12 +288,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     source = Path(path) / METADATA_FILE
     if not Path(path).is_dir():
         raise StoreError(f"{path}: no saved estimator here (expected a directory with {METADATA_FILE})")
-    try:
-        meta = json.loads(source.read_text())
-    except FileNotFoundError as exc:
-        raise StoreError(f"{source}: missing metadata file; is {path} a saved estimator?") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{source}: cannot read the metadata ({exc})") from exc
+    meta = read_json(source, missing=f"missing metadata file; is {path} a saved estimator?")
     if _field(meta, "format", source, str) != FORMAT:
         raise StoreError(f"{source}: field 'format' is {meta['format']!r}, expected {FORMAT!r}")
     if _field(meta, "schema_version", source, int) > SCHEMA_VERSION:

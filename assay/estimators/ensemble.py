@@ -41,7 +41,7 @@ from assay import __version__
 from assay.estimators.base import Estimator
 from assay.exceptions import NotFittedError, StoreError
 from assay.morphing import _as_thetas
-from assay.saving import replace_directory
+from assay.saving import read_json, replace_directory
 from assay.training_set import TrainingSet
 
 __all__ = [
@@ -470,12 +470,7 @@ def read_ensemble_metadata(path: str | os.PathLike) -> dict[str, Any]:
             that are not plain directory names inside ``path``.
     """
     source = Path(path) / ENSEMBLE_FILE
-    try:
-        meta = json.loads(source.read_text())
-    except FileNotFoundError as exc:
-        raise StoreError(f"{source}: missing; is {path} a saved ensemble?") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{source}: cannot read the metadata ({exc})") from exc
+    meta = read_json(source, missing=f"missing; is {path} a saved ensemble?")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise StoreError(f"{source}: field 'format' is {got!r}, expected {FORMAT!r}")
