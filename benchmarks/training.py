@@ -1,7 +1,9 @@
 """Benchmark: training an ALICES ensemble and evaluating log r̂ on a θ grid.
 
-(a) A 5-member ALICES ensemble (hidden [100, 100], tanh, α = 5, batch 128, AMSGrad, 25%
-    validation) on 1M pairs for 50 epochs, the seed-000 setting. Measured on a fraction
+(a) A 5-member ALICES ensemble (hidden [100, 100], tanh, α = 5, AMSGrad, 25% validation) on
+    1M pairs for 50 epochs, in three variants: the seed-000 setting (plain g(x, θ), batch 128),
+    the plain network at batch 512, and the morphing-aware network (arXiv:2410.07315; θ enters
+    through the 6 morphing weights of a quadratic 2-parameter basis) at batch 512. Measured on a fraction
     (default 100k pairs × 2 epochs per member, all members in parallel on a Dask LocalCluster
     of single-threaded workers, one per core) and extrapolated linearly in pairs × epochs:
     every epoch is the same number of equal-sized steps, and without early stopping all 50
@@ -9,11 +11,12 @@
     the first fit in each worker process (warmed up before timing) and the transfer of the
     data are reported separately; the transfer is scaled with the pairs only.
 (b) log r̂(x|θ, θ_SM) of one trained ALICES ([100, 100]) for 100k events on a 35 × 35 θ
-    grid (seed 000's 2D scan), log r only, torch using every core, with the default
-    ``chunk_size`` (1M rows of the θ × events product) and with 16k rows. Measured directly when a
-    probe on 5k events predicts < 90 s, else on 10k events and extrapolated (the key says so).
-(c) For reference, one member's samples/s on one thread at batch 128 and 512: the step cost
-    hardly depends on the batch size at these widths (overhead-bound).
+    grid (seed 000's 2D scan), log r only, torch using every core, default ``chunk_size``, for
+    the plain and the morphing-aware network (the latter needs one pass over the events: θ
+    enters through c_k(θ)). Measured directly when a probe on 5k events predicts < 90 s, else
+    on 10k events and extrapolated (the key says so).
+(c) For reference, one member's samples/s on one thread at batch 128 and 512 (plain network):
+    at these widths a step at batch 128 is dominated by per-step overhead.
 
 Data: random, of WH's width: x ~ N(0, 1) with 43 observables (len(WH_OBSERVABLES)), 2
 parameters, θ0 ~ N(0, 0.4²) from 1,000 values, θ1 = SM, and random joint log r and scores;
@@ -34,12 +37,22 @@ import torch
 from _report import write_results
 
 from assay.estimators import ALICES, Ensemble
+from assay.morphing import Morpher, morphing_components
 from assay.observables import WH_OBSERVABLES
 from assay.training_set import TrainingSet
 
 N_OBS = len(WH_OBSERVABLES)
 N_PARAMS = 2
 SEED_000 = dict(hidden=(100, 100), activation="tanh", alpha=5.0, batch_size=128, optimizer="amsgrad")
+# quadratic morphing in (cHW, cHWtilde): 6 benchmarks on the scale of the seed-000 priors
+MORPHER = Morpher(
+    morphing_components(N_PARAMS, 2), 0.5 * np.array([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1], [1, 1]])
+)
+VARIANTS = {
+    "": {},  # seed 000: plain network, batch 128
+    "_batch512": {"batch_size": 512},
+    "_morphing_batch512": {"batch_size": 512, "morphing": MORPHER},
+}
 
 
 def random_ratio_set(n_pairs: int, rng: np.random.Generator) -> TrainingSet:
@@ -68,11 +81,12 @@ def warm_up() -> float:
     return time.perf_counter() - start
 
 
-def bench_ensemble(args: argparse.Namespace) -> dict:
+def bench_ensemble(args: argparse.Namespace, variant: str) -> dict:
     from dask.distributed import Client, LocalCluster
 
     data = random_ratio_set(args.pairs, np.random.default_rng(0))
-    proto = ALICES(**SEED_000, epochs=args.epochs, early_stopping=False, progress=False)
+    settings = {**SEED_000, **VARIANTS[variant]}
+    proto = ALICES(**settings, epochs=args.epochs, early_stopping=False, progress=False)
     start = time.perf_counter()
     options = dict(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
     with LocalCluster(**options) as cluster, Client(cluster) as client:
@@ -93,43 +107,38 @@ def bench_ensemble(args: argparse.Namespace) -> dict:
     target = f"alices_ensemble{args.members}_{args.target_pairs // 1_000_000}M_{args.target_epochs}ep"
     return {
         # training scales with pairs × epochs, the data transfer with pairs only
-        f"{target}_s_extrapolated_from_{label}": (wall - scatter) * scale + scatter * pairs_scale,
-        f"{target}_target_s": 1800.0,
-        f"alices_ensemble{args.members}_{label}_wall_s": wall,
-        f"alices_member_{label}_mean_s": member_s,
-        "alices_train_samples_per_s_per_member": n_train * args.epochs / member_s,
-        "alices_train_samples_per_s_all_workers": args.members * n_train * args.epochs / wall,
-        "dask_workers": args.workers,
-        "dask_cluster_start_and_warm_up_s": started - start,
-        f"dask_scatter_{args.pairs // 1000}k_pairs_s": scatter,
+        f"{target}{variant}_s_extrapolated_from_{label}": (wall - scatter) * scale + scatter * pairs_scale,
+        f"alices_ensemble{args.members}_{label}{variant}_wall_s": wall,
+        f"alices_member_{label}{variant}_mean_s": member_s,
+        f"alices_train_samples_per_s_per_member{variant}": n_train * args.epochs / member_s,
+        f"alices_train_samples_per_s_all_workers{variant}": args.members * n_train * args.epochs / wall,
+        f"dask_cluster_start_and_warm_up{variant}_s": started - start,
+        f"dask_scatter_{args.pairs // 1000}k_pairs{variant}_s": scatter,
     }
 
 
-def bench_evaluation(args: argparse.Namespace) -> dict:
+def bench_evaluation(args: argparse.Namespace, variant: str) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(1)
-    est = ALICES(**SEED_000, epochs=1, progress=False, seed=0).fit(random_ratio_set(5_000, rng))
+    settings = {**SEED_000, **VARIANTS[variant]}
+    est = ALICES(**settings, epochs=1, progress=False, seed=0).fit(random_ratio_set(5_000, rng))
     axis = [np.linspace(-1.0, 1.0, 35), np.linspace(-1.2, 1.2, 35)]  # seed 000's 2D scan ranges
     grid = np.stack(np.meshgrid(*axis, indexing="ij"), axis=-1).reshape(-1, N_PARAMS)
     x = rng.normal(size=(args.eval_events, N_OBS))
     n_k, grid_n = args.eval_events // 1000, len(grid)
-    results: dict = {f"eval_{n_k}k_x_{grid_n}_target_s": 60.0, "eval_torch_threads": torch.get_num_threads()}
-    for chunk, name in ((1_000_000, ""), (16_384, "_chunk16k")):  # the default chunk_size, and a smaller one
 
-        def timed(n: int, chunk: int = chunk) -> float:
-            start = time.perf_counter()
-            sm = np.zeros(N_PARAMS)
-            log_r = est.evaluate_log_ratio(x[:n], grid, sm, score=False, chunk_size=chunk).log_r
-            assert log_r.shape == (len(grid), n) and np.all(np.isfinite(log_r))
-            return time.perf_counter() - start
+    def timed(n: int) -> float:
+        start = time.perf_counter()
+        log_r = est.evaluate_log_ratio(x[:n], grid, np.zeros(N_PARAMS), score=False).log_r
+        assert log_r.shape == (len(grid), n) and np.all(np.isfinite(log_r))
+        return time.perf_counter() - start
 
-        if timed(5_000) * args.eval_events / 5_000 < 90:
-            seconds, key = timed(args.eval_events), f"eval_{n_k}k_x_{grid_n}{name}_s"
-        else:
-            seconds = timed(10_000) * args.eval_events / 10_000
-            key = f"eval_{n_k}k_x_{grid_n}{name}_s_extrapolated_from_10k"
-        results |= {key: seconds, f"eval{name}_log_r_per_s": args.eval_events * grid_n / seconds}
-    return results
+    if timed(5_000) * args.eval_events / 5_000 < 90:
+        seconds, key = timed(args.eval_events), f"eval_{n_k}k_x_{grid_n}{variant}_s"
+    else:
+        seconds = timed(10_000) * args.eval_events / 10_000
+        key = f"eval_{n_k}k_x_{grid_n}{variant}_s_extrapolated_from_10k"
+    return {key: seconds, f"eval{variant}_log_r_per_s": args.eval_events * grid_n / seconds}
 
 
 def bench_batch_size(batch_size: int) -> dict:
@@ -155,10 +164,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
     args = parser.parse_args()
     results = {"data": f"random, {N_OBS} observables, {N_PARAMS} parameters", "cpu_count": os.cpu_count()}
-    results |= {"first_fit_in_a_process_s": warm_up()}
-    results |= bench_ensemble(args)
+    results |= {"first_fit_in_a_process_s": warm_up(), "dask_workers": args.workers}
+    results |= {"alices_ensemble5_1M_50ep_target_s": 1800.0, "eval_100k_x_1225_target_s": 60.0}
+    for variant in VARIANTS:
+        results |= bench_ensemble(args, variant)
     results |= bench_batch_size(128) | bench_batch_size(512)
-    results |= bench_evaluation(args)
+    results |= {"eval_torch_threads": os.cpu_count() or 1}
+    for variant in ("", "_morphing_batch512"):
+        results |= bench_evaluation(args, variant)
     write_results(results, args.output)
 
 

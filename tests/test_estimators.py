@@ -21,7 +21,8 @@ import pytest
 import torch
 from conftest import BASIS_1D, write_toy_store_1d
 
-from assay.estimators import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR, SALLINO, SALLY
+from assay.estimators import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR, SALLINO, SALLY, RatioNet
+from assay.estimators.nets import ACTIVATIONS
 from assay.exceptions import NotFittedError
 from assay.morphing import Morpher, morphing_components
 from assay.parameters import GaussianPrior
@@ -132,6 +133,9 @@ def test_morphing_aware_alices(ratio_set, test_points, morpher1):
     design = np.vander(grid[:, 0], 3)
     coef, *_ = np.linalg.lstsq(design, numerator, rcond=None)
     assert np.abs(design @ coef - numerator).max() < 1e-5 * np.abs(numerator).max()  # float32 rounding
+    # the grid path (one pass over x, used without scores) equals the per-θ path used with scores
+    with_score = est.evaluate_log_ratio(x[:50], grid, SM, score=True).log_r
+    np.testing.assert_allclose(log_r, with_score, atol=1e-4 * (1 + np.abs(log_r).max()))
 
 
 def test_log_ratio_identities(ratio_set, test_points):
@@ -180,3 +184,35 @@ def test_sallino_approximates_log_r_near_sm(sally, store1, split, test_points, m
         # amplitude interferes destructively (θ < 0)
         assert relative_mse(estimate, toy1.log_ratio(x, th, SM)) < 0.25
     np.testing.assert_array_equal(sallino.evaluate_log_ratio(x, SM), 0.0)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("hidden", [(), (7,), (5, 6)])
+def test_tangent_propagation_matches_autograd(activation, hidden):
+    """RatioNet's forward-mode ∇θ g (used in training and evaluation) equals autograd's, for every
+    activation and depth, with non-trivial standardization and θ shared by all events."""
+    torch.manual_seed(0)
+    net = RatioNet(3, 2, hidden, activation).double()
+    net.theta_scaler.mean.fill_(0.1)
+    net.theta_scaler.std.fill_(0.7)
+    net.x_scaler.std.fill_(2.0)
+    x = torch.randn(4, 3, dtype=torch.double)
+    for theta in (torch.randn(3, 4, 2, dtype=torch.double), torch.randn(3, 1, 2, dtype=torch.double)):
+        theta.requires_grad_(True)
+        inputs = torch.cat([net.x_scaler(x).expand(3, -1, -1), net.theta_scaler(theta).expand(-1, 4, -1)], -1)
+        reference = net.mlp(inputs).squeeze(-1)
+        value, grad = net.value_and_theta_grad(x, theta, slice(1, None))
+        expected = (
+            torch.autograd.grad(reference[1:].sum(), theta)[0][1:].expand(-1, 4, -1)
+            if theta.shape[1] == 4
+            else None
+        )
+        torch.testing.assert_close(value, reference)
+        if expected is not None:  # with θ shared by all events autograd would sum over them
+            torch.testing.assert_close(grad, expected)
+        else:
+            per_event = [
+                torch.autograd.grad(reference[1:, j].sum(), theta, retain_graph=True)[0][1:, 0]
+                for j in range(4)
+            ]
+            torch.testing.assert_close(grad, torch.stack(per_event, 1))

@@ -169,6 +169,12 @@ class RatioEstimator(Estimator):
             raise ValueError(
                 f"theta1: expected one point or {len(th0)} points paired with theta0, got {len(th1)}"
             )
+        if isinstance(net, MorphingRatioNet) and not score:  # θ enters through c_k(θ): one pass over x
+            with torch.no_grad():
+                t0, t1 = self._tensor(th0), self._tensor(th1)
+                chunks = range(0, len(x), chunk_size)
+                table = [net.log_ratio_table(self._tensor(x[b : b + chunk_size]), t0, t1) for b in chunks]
+            return RatioPrediction(torch.cat(table, dim=1).double().cpu().numpy(), None)
         k_step = max(1, min(len(th0), chunk_size))
         n_step = max(1, chunk_size // k_step)
         log_r = np.empty((len(th0), len(x)))
@@ -185,9 +191,8 @@ class RatioEstimator(Estimator):
     def _chunk(
         self, net: nn.Module, x: np.ndarray, theta0: np.ndarray, theta1: np.ndarray, score: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        m = len(x)
-        th0 = self._tensor(theta0)[:, None, :].expand(-1, m, -1)
-        th1 = self._tensor(theta1)[:, None, :].expand(-1, m, -1)
+        th0 = self._tensor(theta0)[:, None, :]  # shared by the m events
+        th1 = self._tensor(theta1)[:, None, :]
         with torch.no_grad():
             log_r, t0, _ = log_ratio_and_scores(net, self._tensor(x), th0, th1, t0=score, t1=False)
         return log_r.double().cpu().numpy(), (t0.double().cpu().numpy() if t0 is not None else None)
