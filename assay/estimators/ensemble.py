@@ -295,7 +295,13 @@ class Ensemble:
 
     # ---- predictions ------------------------------------------------------------------
     def evaluate_log_ratio(
-        self, x: np.ndarray, theta0: np.ndarray, theta1: np.ndarray, *, chunk_size: int = 1_000_000
+        self,
+        x: np.ndarray,
+        theta0: np.ndarray,
+        theta1: np.ndarray,
+        *,
+        score: bool = False,
+        chunk_size: int = 16_384,
     ) -> EnsemblePrediction:
         """log r̂(x|θ0, θ1) of every member, their mean and variance.
 
@@ -303,6 +309,8 @@ class Ensemble:
             x: events ``(n_events, n_obs)``.
             theta0: ``(n_theta, n_params)`` or ``(n_params,)``.
             theta1: ``(n_params,)`` or ``(n_theta, n_params)`` paired with θ0.
+            score: must be False (the members' scores are not combined); accepted so that an
+                ensemble is a drop-in for a single estimator.
             chunk_size: see :meth:`RatioEstimator.evaluate_log_ratio
                 <assay.estimators.ratio.RatioEstimator.evaluate_log_ratio>`.
 
@@ -314,6 +322,8 @@ class Ensemble:
             NotFittedError: before ``fit``.
             TypeError: the members are not likelihood-ratio estimators.
         """
+        if score:
+            raise NotImplementedError("Ensemble.evaluate_log_ratio: score=True; evaluate the members' scores")
         members = self._fitted("evaluate_log_ratio")
         kwargs = {"score": False, "chunk_size": chunk_size}
         return _summarise([m.evaluate_log_ratio(x, theta0, theta1, **kwargs).log_r for m in members])

@@ -320,7 +320,8 @@ def log_ratio_function(estimator: Any, x: np.ndarray, theta_ref: np.ndarray) -> 
 
     Args:
         estimator: anything with ``evaluate_log_ratio(x, theta0, theta1, score=False)`` returning
-            an object with ``log_r (n_theta, n_events)`` (the :mod:`assay.estimators.ratio` family).
+            an object with ``log_r (n_theta, n_events)`` (the :mod:`assay.estimators.ratio` family)
+            or ``mean`` (an :class:`~assay.estimators.Ensemble`: the members' mean log r̂).
         x: events ``(n_events, n_obs)``.
         theta_ref: reference point ``(n_params,)``.
 
@@ -330,6 +331,7 @@ def log_ratio_function(estimator: Any, x: np.ndarray, theta_ref: np.ndarray) -> 
     ref = _as_thetas(theta_ref, np.shape(theta_ref)[-1], "theta_ref")[0]
 
     def log_r(theta: np.ndarray) -> np.ndarray:
-        return estimator.evaluate_log_ratio(x, theta, ref, score=False).log_r
+        prediction = estimator.evaluate_log_ratio(x, theta, ref, score=False)
+        return prediction.mean if hasattr(prediction, "mean") else prediction.log_r  # ensemble or single
 
     return log_r
