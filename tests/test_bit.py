@@ -3,6 +3,7 @@ positivity, persistence and bad input."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -18,7 +19,9 @@ from assay.bit import (
     ratio_design,
     weight_derivatives,
 )
+from assay.estimators.ratio import RatioPrediction
 from assay.exceptions import ConfigError, NotFittedError, StoreError
+from assay.inference.likelihood import expected_scan, log_ratio_function
 from assay.morphing import Morpher, morphing_components
 
 ETA = 0.2
@@ -169,6 +172,116 @@ def test_log_ratio_shapes_and_reference(amplitude_fit):
     expected = np.log(1 + bit.predict_coefficients(x[:100]) @ ratio_design(thetas[1], 2)[0])
     np.testing.assert_allclose(log_r[1], expected, rtol=1e-12)
     np.testing.assert_array_equal(bit.score(x[:100]), bit.predict_coefficients(x[:100])[:, :2])
+
+
+# ---- the ratio-estimator interface: normalised log r̂, score, likelihood scans ---------------
+def amplitude_cross_section(theta: np.ndarray) -> np.ndarray:
+    """Exact σ(θ)/σ(0) = E_0[R(x|θ)] of :func:`amplitude_sample`, ``(n_theta,)`` (σ(0) = 1 pb).
+
+    Gauss-Legendre in each half of x_0 (R_01 holds |x_0|) and in x_1: exact to rounding for the
+    polynomial parts, and to ~1e-15 for tanh.
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(64)
+    x0 = np.concatenate([(nodes - 1) / 2, (nodes + 1) / 2])
+    w0 = np.concatenate([weights, weights]) / 2 * (1 + 0.5 * x0) / 4  # density (1 + x_0/2)/4
+    x1, w1 = np.polynomial.legendre.leggauss(128)
+    x = np.stack(np.meshgrid(x0, x1, indexing="ij"), axis=-1).reshape(-1, 2)
+    mean_coefficients = np.outer(w0, w1).ravel() @ amplitude_truth(x)
+    return 1 + ratio_design(theta, 2) @ mean_coefficients
+
+
+def amplitude_log_r(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Exact log r(x|θ, 0) = log R(x|θ) − log(σ(θ)/σ(0)), ``(n_theta, n_events)``."""
+    ratio = 1 + ratio_design(theta, 2) @ amplitude_truth(x).T
+    return np.log(ratio) - np.log(amplitude_cross_section(theta))[:, None]
+
+
+def test_normalised_log_ratio_identities(amplitude_fit):
+    """log r̂(x|θ, θ) = 0, antisymmetry, log r̂(θ0, θ1) = log r̂(θ0, ref) − log r̂(θ1, ref), and
+    log r̂ = log R − log σ-ratio; θ1 as one point or paired rows."""
+    bit, (x, _, _), _ = amplitude_fit
+    x = x[:200]
+    rng = np.random.default_rng(17)
+    theta0, theta1 = rng.normal(0, 0.5, size=(4, 2)), rng.normal(0, 0.5, size=(4, 2))
+    ref = np.zeros(2)
+    same = bit.evaluate_log_ratio(x, theta0, theta0)
+    assert isinstance(same, RatioPrediction) and same.score is None
+    np.testing.assert_array_equal(same.log_r, 0.0)
+    forward = bit.evaluate_log_ratio(x, theta0, theta1).log_r
+    assert forward.shape == (4, 200)
+    np.testing.assert_allclose(forward, -bit.evaluate_log_ratio(x, theta1, theta0).log_r, atol=1e-12)
+    to_ref = bit.evaluate_log_ratio(x, np.vstack([theta0, theta1]), ref).log_r
+    np.testing.assert_allclose(forward, to_ref[:4] - to_ref[4:], atol=1e-12)
+    expected = bit.log_ratio(x, theta0) - np.log(bit.cross_section_ratio(theta0))[:, None]
+    np.testing.assert_allclose(to_ref[:4], expected, rtol=1e-13, atol=1e-13)
+    one = bit.evaluate_log_ratio(x, theta0[1], theta1[1]).log_r
+    np.testing.assert_allclose(one, forward[1:2], atol=1e-13)
+    with pytest.raises(ValueError, match="theta1: expected one point or 4 points"):
+        bit.evaluate_log_ratio(x, theta0, theta1[:2])
+    with pytest.raises(ValueError, match="theta0: expected shape"):
+        bit.evaluate_log_ratio(x, np.zeros(3), ref)
+    broken = copy.copy(bit)  # a σ(θ) polynomial that turns negative: 1 − 2 θ_0
+    broken.cross_section_coefficients_ = np.array([-2.0, 0.0, 0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"theta=\[1.0, 0.0\]: .* <= 0"):
+        broken.evaluate_log_ratio(x, np.array([[0.1, 0.0], [1.0, 0.0]]), ref)
+
+
+def test_score_is_the_gradient_of_the_normalised_log_ratio(amplitude_fit):
+    """Analytic t̂(x|θ0) against central differences of log r̂ (truncation h² ∂³ log r̂ ~ 1e-10,
+    rounding 1e-16 / h ~ 1e-11); at θ_ref it is R_a − ∂_a σ/σ."""
+    bit, (x, _, _), _ = amplitude_fit
+    x, h = x[:300], 1e-5
+    theta0 = np.array([[0.0, 0.0], [0.4, -0.3], [-0.8, 0.6]])
+    theta1 = np.array([0.2, 0.1])
+    prediction = bit.evaluate_log_ratio(x, theta0, theta1, score=True)
+    assert prediction.score.shape == (3, 300, 2)
+    numeric = np.stack(
+        [
+            (
+                bit.evaluate_log_ratio(x, theta0 + h * e, theta1).log_r
+                - bit.evaluate_log_ratio(x, theta0 - h * e, theta1).log_r
+            )
+            / (2 * h)
+            for e in np.eye(2)
+        ],
+        axis=-1,
+    )
+    np.testing.assert_allclose(prediction.score, numeric, rtol=1e-6, atol=1e-6)
+    at_ref = bit.score(x) - bit.cross_section_coefficients_[:2]
+    np.testing.assert_allclose(prediction.score[0], at_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_expected_scan_with_bit_matches_the_exact_likelihood(amplitude_fit):
+    """Asimov −2Δlog L at θ_true = (0.1, −0.1), N = L σ(θ_true) ≈ 1000 events, log r̂ from BIT
+    through ``log_ratio_function`` (unchanged), against the closed-form log r; both scans use the
+    exact σ(θ) in the Poisson term. BIT's normalisation σ̂(θ)/σ̂(0) is the training sample's
+    (20k events), so q_BIT − q_exact = 2N [ℓ(θ) − ℓ(θ̂)] + (coefficient error), ℓ = log σ̂/σ:
+    - ℓ is a Monte-Carlo estimate: measured max |ℓ| = 0.14-0.26% where q < 25 (fit seeds 11-14;
+      standard error sqrt(Var_0 R / n_eff) <= 0.19%); bound 1% (5 standard errors). It moves q by
+      up to 1.9-3.3 there, as it would for any estimator normalised on 20k training events;
+    - the rest comes from the learned R_a, R_ab (relative MSE 0.02-0.07%): measured
+      max |Δq| = 0.023-0.050 where q < 25 (fit seeds 11-14), bound 0.1."""
+    bit, _, (x_test, w_test, _) = amplitude_fit
+    x, w = x_test[:20_000], w_test[:20_000]
+    theta_true = np.array([0.1, -0.1])
+    w_true = w * (1 + ratio_design(theta_true, 2) @ amplitude_truth(x).T)[0]
+    axis = np.linspace(-0.3, 0.5, 17)
+    grid = np.stack(np.meshgrid(axis, axis - 0.2, indexing="ij"), axis=-1).reshape(-1, 2)
+    lumi = 1.0  # fb⁻¹: N = 1000 σ(θ_true)/pb
+    xsec_true = float(amplitude_cross_section(theta_true)[0])
+    kwargs = dict(cross_section=amplitude_cross_section, luminosity=lumi, xsec_true=xsec_true)
+    scan = expected_scan(grid, log_ratio_function(bit, x, np.zeros(2)), w_true, **kwargs)
+    exact = expected_scan(grid, lambda theta: amplitude_log_r(x, theta), w_true, **kwargs)
+    q, q_exact = scan.minus_2_delta_log_l, exact.minus_2_delta_log_l
+    np.testing.assert_allclose(scan.mle, theta_true, atol=1e-12)
+    np.testing.assert_array_equal(scan.mle, exact.mle)
+    inside = q_exact < 25
+    assert 20 < inside.sum() < len(grid) and q_exact.max() > 100  # the grid spans the interesting region
+    ell = np.log(bit.cross_section_ratio(grid) / amplitude_cross_section(grid))
+    assert np.abs(ell[inside]).max() < 0.01
+    n_events = 1000 * xsec_true
+    normalisation = 2 * n_events * (ell - ell[np.argmin(q_exact)])
+    assert np.abs(q - q_exact - normalisation)[inside].max() < 0.1
 
 
 # ---- positivity ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,11 +34,15 @@ from assay.bit.polynomial import (
     n_params_from_coefficients,
     positive_coefficients,
     ratio_design,
+    ratio_design_gradient,
     weight_derivatives,
 )
 from assay.bit.tree import SortedEvents, grow_tree, predict_forest
 from assay.exceptions import ConfigError, NotFittedError, StoreError
-from assay.morphing import Morpher
+from assay.morphing import Morpher, _as_thetas
+
+if TYPE_CHECKING:
+    from assay.estimators.ratio import RatioPrediction
 
 __all__ = ["MIN_RATIO", "POSITIVE_FLOOR", "BoostedInformationTree"]
 
@@ -241,15 +245,91 @@ class BoostedInformationTree:
         Returns:
             ``(n_events,)`` for one θ, ``(n_theta, n_events)`` for many.
         """
-        coefficients = self.predict_coefficients(x)
-        ratio = 1.0 + ratio_design(theta, self.n_params_, self.theta_ref_) @ coefficients.T
+        out = self._log_ratio_of(self.predict_coefficients(x), theta)
+        return out[0] if np.ndim(theta) == 1 else out
+
+    def _ratio_of(self, coefficients: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """R(x|θ) ``(n_theta, n_events)``; coefficients ``(n_events, n_coef)``, θ ``(n_theta, n_params)``."""
+        return 1.0 + ratio_design(theta, self.n_params_, self.theta_ref_) @ coefficients.T
+
+    def _log_ratio_of(self, coefficients: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """log max(R(x|θ), MIN_RATIO) ``(n_theta, n_events)`` (seed 002's polynomial R)."""
+        ratio = self._ratio_of(coefficients, theta)
         n_clipped = int(np.sum(ratio < MIN_RATIO))
         if n_clipped:
             logger.debug(
                 "BIT log_ratio: %d values of R <= %g clipped (use positive=True)", n_clipped, MIN_RATIO
             )
-        out = np.log(np.maximum(ratio, MIN_RATIO))
-        return out[0] if np.ndim(theta) == 1 else out
+        return np.log(np.maximum(ratio, MIN_RATIO))
+
+    def evaluate_log_ratio(
+        self, x: np.ndarray, theta0: np.ndarray, theta1: np.ndarray, *, score: bool = False
+    ) -> RatioPrediction:
+        """The normalised log r̂(x|θ0, θ1) = log p̂(x|θ0) − log p̂(x|θ1), like the ratio estimators.
+
+        With R(x|θ) = dσ(x|θ)/dσ(x|θ_ref) (seed 002 "Learning more with trees", the polynomial
+        of the module docstring) and σ(θ)/σ(θ_ref) from :meth:`cross_section_ratio`,
+
+            log r̂(x|θ0, θ1) = log R(x|θ0) − log R(x|θ1) − log(σ(θ0)/σ(θ1)),
+
+        so ``assay.inference.likelihood.log_ratio_function`` and the scans take a BIT as they
+        take a :class:`~assay.estimators.ratio.RatioEstimator`. The coefficients are predicted
+        once for all θ. R is clipped at :data:`MIN_RATIO` as in :meth:`log_ratio`.
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta0: numerator points ``(n_theta, n_params)`` or ``(n_params,)`` (n_theta = 1).
+            theta1: denominator point ``(n_params,)`` shared by all θ0, or ``(n_theta, n_params)``
+                paired with θ0.
+            score: also return the analytic t̂(x|θ0) = ∇θ0 log r̂ = ∇R(x|θ0)/R(x|θ0) − ∇σ(θ0)/σ(θ0),
+                with ∂_a R = R_a + Σ_b R_ab Δ_b (0 where R is clipped).
+
+        Returns:
+            :class:`~assay.estimators.ratio.RatioPrediction` with ``log_r (n_theta, n_events)`` and
+            ``score (n_theta, n_events, n_params)`` (None if ``score=False``), float64.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: shapes that do not match the fitted observables / parameters, or a θ where
+                the training sample's σ(θ) ≤ 0 (outside the range of the quadratic σ).
+        """
+        from assay.estimators.ratio import RatioPrediction  # torch: only when used like an estimator
+
+        coefficients = self.predict_coefficients(x)
+        th0 = _as_thetas(theta0, self.n_params_, "theta0")
+        th1 = _as_thetas(theta1, self.n_params_, "theta1")
+        if len(th1) not in (1, len(th0)):
+            raise ValueError(
+                f"theta1: expected one point or {len(th0)} points paired with theta0, got {len(th1)}"
+            )
+        sigma0, sigma1 = self._positive_cross_section_ratio(th0), self._positive_cross_section_ratio(th1)
+        log_r = self._log_ratio_of(coefficients, th0) - self._log_ratio_of(coefficients, th1)
+        log_r -= np.log(sigma0 / sigma1)[:, None]
+        t0 = self._score_of(coefficients, th0, sigma0) if score else None
+        return RatioPrediction(log_r, t0)
+
+    def _positive_cross_section_ratio(self, theta: np.ndarray) -> np.ndarray:
+        """σ(θ)/σ(θ_ref) ``(n_theta,)`` for θ ``(n_theta, n_params)``; ValueError where it is ≤ 0."""
+        ratio = self.cross_section_ratio(theta)
+        bad = ~(ratio > 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"theta={theta[i].tolist()}: the training sample's sigma(theta)/sigma(theta_ref) = "
+                f"{ratio[i]:.6g} <= 0; log r is undefined there"
+            )
+        return ratio
+
+    def _score_of(self, coefficients: np.ndarray, theta: np.ndarray, sigma_ratio: np.ndarray) -> np.ndarray:
+        """t̂(x|θ) = ∇R/R − ∇σ/σ ``(n_theta, n_events, n_params)``; ∇ log R = 0 where R is clipped."""
+        gradient = ratio_design_gradient(theta, self.n_params_, self.theta_ref_)  # (n_θ, n_params, n_coef)
+        ratio = self._ratio_of(coefficients, theta)
+        clipped = ratio < MIN_RATIO
+        safe = np.where(clipped, 1.0, ratio)[..., None]
+        kinematic = np.einsum("tac,nc->tna", gradient, coefficients) / safe
+        kinematic[clipped] = 0.0
+        rate = gradient @ self.cross_section_coefficients_ / sigma_ratio[:, None]  # (n_theta, n_params)
+        return kinematic - rate[:, None, :]
 
     def cross_section_ratio(self, theta: np.ndarray) -> np.ndarray:
         """σ(θ)/σ(θ_ref) from the training weights (exact for the training sample), ``(n_theta,)``

@@ -27,6 +27,7 @@ __all__ = [
     "n_params_from_coefficients",
     "positive_coefficients",
     "ratio_design",
+    "ratio_design_gradient",
     "weight_derivatives",
 ]
 
@@ -86,6 +87,34 @@ def ratio_design(theta: np.ndarray, n_params: int, theta_ref: np.ndarray | None 
     rows, cols = _quadratic_index(n_params)
     quad = delta[:, rows] * delta[:, cols] * np.where(rows == cols, 0.5, 1.0)
     return np.concatenate([delta, quad], axis=1)
+
+
+def ratio_design_gradient(
+    theta: np.ndarray, n_params: int, theta_ref: np.ndarray | None = None
+) -> np.ndarray:
+    """∂Φ(θ)/∂θ_a, so that ∂_a R(x|θ) = R_a(x) + Σ_b R_ab(x) Δ_b = ``gradient[:, a] · coefficients(x)``.
+
+    Args:
+        theta: ``(n_params,)`` or ``(n_theta, n_params)``.
+        n_params: number of parameters.
+        theta_ref: expansion point ``(n_params,)``; zeros by default.
+
+    Returns:
+        ``(n_theta, n_params, n_coef)``: δ_ac for the linear coefficients R_c, δ_ab Δ_b for R_bb
+        and δ_ab Δ_c + δ_ac Δ_b for R_bc with b < c (derivatives of :func:`ratio_design`).
+
+    Example:
+        >>> ratio_design_gradient(np.array([2.0]), 1)[0].tolist()  # Φ = (Δ, ½ Δ²)
+        [[1.0, 2.0]]
+    """
+    thetas = _as_thetas(theta, n_params)
+    delta = thetas - (0.0 if theta_ref is None else np.asarray(theta_ref, dtype=float))
+    rows, cols = _quadratic_index(n_params)
+    scale = np.where(rows == cols, 0.5, 1.0)
+    eye = np.eye(n_params)
+    quad = scale * (eye[:, rows] * delta[:, None, cols] + eye[:, cols] * delta[:, None, rows])
+    linear = np.broadcast_to(eye, (len(thetas), n_params, n_params))
+    return np.concatenate([linear, quad], axis=2)
 
 
 def _monomial_derivatives(theta: np.ndarray, components: np.ndarray) -> tuple[np.ndarray, ...]:
