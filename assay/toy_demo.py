@@ -1,4 +1,4 @@
-"""``assay demo``: everything that exists so far, end to end, on the Gaussian toy.
+"""``assay demo --toy``: the data chain end to end on the Gaussian toy, checked against its exact likelihood.
 
 Builds an optimised morphing basis, generates weighted toy events into an EventStore,
 splits them by event, builds SALLY and ALICES training sets, and checks every
@@ -23,7 +23,7 @@ from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
 from assay.training_set import TrainingSet
 
-__all__ = ["demo_config", "run_demo"]
+__all__ = ["demo_config", "run_toy_demo"]
 
 DEMO_CONFIG = {
     "seed": 2026,
@@ -98,7 +98,7 @@ def _checks(cfg: RunConfig, result: PipelineResult) -> dict[str, float]:
     }
 
 
-def run_demo(
+def run_toy_demo(
     output: str | os.PathLike = "assay-demo", *, n_events: int | None = None, progress: bool = True
 ) -> dict:
     """Run the demo into ``output`` and return (and write) its summary."""

@@ -80,9 +80,9 @@ def test_version(runner):
     assert result.output.strip() == f"assay {__version__}"
 
 
-def test_demo(runner, tmp_path):
+def test_toy_demo(runner, tmp_path):
     out = tmp_path / "demo"
-    result = invoke(runner, "demo", "-o", out, "--n-events", "20000", "-q")
+    result = invoke(runner, "demo", "--toy", "-o", out, "--n-events", "20000", "-q")
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_events"] == 20_000

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from assay.config import config_from_dict
-from assay.demo import run_demo
+from assay.toy_demo import run_toy_demo as run_demo
 from assay.generation import ToyBatchSimulator
 from assay.joint import JointQuantities
 from assay.pipeline import build_basis, run_pipeline
