@@ -1,7 +1,8 @@
 """The ``assay`` command line: a thin layer over the public API.
 
 One module per command group: :mod:`assay.cli.run` (demo, generate, run), :mod:`assay.cli.data`
-(inspect, basis, import-lhe), :mod:`assay.cli.train` (train). Every command has ``--help``.
+(inspect, basis, import-lhe), :mod:`assay.cli.train` (train), :mod:`assay.cli.report` (report).
+Every command has ``--help``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import typer
 
 from assay import __version__
-from assay.cli import data, run, train
+from assay.cli import data, report, run, train
 
 app = typer.Typer(
     name="assay",
@@ -40,6 +41,7 @@ def version() -> None:
 run.register(app)
 data.register(app)
 train.register(app)
+report.register(app)
 
 
 def main() -> None:
