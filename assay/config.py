@@ -223,11 +223,33 @@ class SamplingConfig(_Model):
 
 
 # ---- training and inference -------------------------------------------------------
+class BITConfig(_Model):
+    """Boosted Information Trees (``training.method: bit``; :class:`assay.bit.BoostedInformationTree`).
+
+    BIT fits the weighted events of the train partition of ``events.h5`` (no training set).
+    """
+
+    n_trees: int = Field(100, ge=1, description="boosting iterations")
+    max_depth: int = Field(4, ge=1, le=14, description="depth of each tree (seed 002: 4)")
+    learning_rate: float = Field(0.2, gt=0, le=1, description="η, the weight of each tree")
+    min_size: int = Field(50, ge=1, description="minimal number of events in a leaf")
+    min_weight: float = Field(0.0, ge=0, description="minimal Σ w in a leaf, pb")
+    positive: bool = Field(False, description="seed 002's positivity option: R(x|θ) > 0 for every θ")
+    theta_ref: str | dict[str, float] = Field(
+        "sm", description="expansion point θ_ref of R(x|θ): benchmark name or point"
+    )
+    max_events: int | None = Field(
+        None, gt=0, description="fit at most this many train events (a seeded random subset); None: all"
+    )
+
+
 class TrainingConfig(_Model):
     """Estimator and trainer settings (``assay train``; :mod:`assay.training`)."""
 
     method: str = Field(
-        "alices", description="estimator name, case-insensitive (assay.estimators.ESTIMATORS)"
+        "alices",
+        description="estimator name, case-insensitive (assay.estimators.ESTIMATORS), or 'bit' for "
+        "Boosted Information Trees (settings in `bit`)",
     )
     training_set: str | list[str] | None = Field(
         None,
@@ -252,6 +274,7 @@ class TrainingConfig(_Model):
     threads: int | None = Field(
         None, ge=1, description="torch threads; None: torch's default, 1 per Dask worker for ensembles"
     )
+    bit: BITConfig = BITConfig()
 
     @model_validator(mode="after")
     def _one_set_per_member(self) -> TrainingConfig:
@@ -261,6 +284,10 @@ class TrainingConfig(_Model):
                 f"(n_ensemble = {self.n_ensemble})"
             )
         return self
+
+    def is_bit(self) -> bool:
+        """True for ``method: bit`` (any case)."""
+        return self.method.lower() == "bit"
 
 
 class ScanConfig(_Model):
@@ -346,6 +373,8 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
             )
 
     check_theta(cfg.simulator.theta_gen, ("simulator", "theta_gen"))
+    check_theta(cfg.training.bit.theta_ref, ("training", "bit", "theta_ref"))
+    errors.extend(_bit_errors(cfg.training))
     for i, s in enumerate(cfg.sampling.sets):
         for attr in ("theta_ref", "theta0", "theta1", "theta"):
             if hasattr(s, attr):
@@ -356,6 +385,20 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
     for i, scan in enumerate(cfg.inference.scans):
         if scan.parameter not in names:
             errors.append((("inference", "scans", i, "parameter"), f"unknown parameter {scan.parameter!r}"))
+    return errors
+
+
+def _bit_errors(training: TrainingConfig) -> list[tuple[tuple, str]]:
+    """``method: bit`` fits the train events of events.h5: no training set, no ensemble."""
+    if not training.is_bit():
+        return []
+    errors: list[tuple[tuple, str]] = []
+    if training.training_set is not None:
+        message = "method 'bit' fits the weighted events of the train partition, not a training set"
+        errors.append((("training", "training_set"), f"{message}; remove training_set"))
+    if training.n_ensemble != 1:
+        message = f"method 'bit' trains one model, not an ensemble; got {training.n_ensemble}"
+        errors.append((("training", "n_ensemble"), message))
     return errors
 
 

@@ -6,6 +6,10 @@ builds the configured estimator through the one registry
 :data:`~assay.estimators.ESTIMATORS` (names case-insensitive: ``alices`` → ALICES),
 trains it (an :class:`~assay.estimators.Ensemble` when ``n_ensemble > 1``, in parallel
 through Dask) and saves it to ``OUTPUT/models/<method>/``.
+
+``method: bit`` fits a :class:`~assay.bit.BoostedInformationTree` (seed 002) instead, on the
+weighted events of the train partition (``events.h5`` rows listed in ``split.h5``) with the
+morphing basis of ``basis.json``, and saves it as JSON to ``OUTPUT/models/bit/``.
 """
 
 from __future__ import annotations
@@ -18,19 +22,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from assay.bit import BoostedInformationTree
 from assay.config import RunConfig, TrainingConfig
 from assay.estimators import ESTIMATORS, Ensemble, Estimator, History
 from assay.estimators.ensemble import ENSEMBLE_FILE
 from assay.exceptions import ConfigError, StoreError
+from assay.morphing import Morpher
+from assay.parameters import ParameterSpace
+from assay.pipeline import _split
+from assay.saving import read_json
+from assay.store import EventStore
 from assay.training_set import TrainingSet
 
-__all__ = ["MODELS_DIR", "TrainingResult", "build_estimator", "estimator_class", "train"]
+__all__ = [
+    "BIT_METHOD",
+    "MODELS_DIR",
+    "BITEvents",
+    "TrainingResult",
+    "bit_training_events",
+    "build_bit",
+    "build_estimator",
+    "estimator_class",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = "models"
+BIT_METHOD = "bit"  # training.method of Boosted Information Trees; models/bit/
 _SETS_DIR = "sets"
 _CLIP_FOR_SCORE_TERMS = 1.0  # ALICES/RASCAL/CASCAL: huge joint scores stall AMSGrad unclipped (ratio.py)
 
@@ -41,21 +63,29 @@ class TrainingResult:
 
     Attributes:
         method: the estimator's class name.
-        training_sets: the set name(s) it was trained on.
+        training_sets: the set name(s) it was trained on; ``("train",)``, the partition, for BIT.
         path: the saved model directory.
-        estimator: the fitted estimator or ensemble.
-        histories: one training history per member (one for a single estimator).
-        member_s: training time of each member in s.
-        wall_s: wall time of the whole training in s.
+        estimator: the fitted estimator, ensemble or BIT.
+        histories: one training history per member (one for a single estimator); empty for BIT,
+            whose loss per tree is ``estimator.history_``.
+        member_s: training time of each member in s; for BIT, the time of ``fit`` alone.
+        wall_s: wall time of the whole training in s (for BIT including reading the events).
+        n_events: events BIT was fitted on; None for the neural estimators.
     """
 
     method: str
     training_sets: tuple[str, ...]
     path: Path
-    estimator: Estimator | Ensemble
+    estimator: Estimator | Ensemble | BoostedInformationTree
     histories: tuple[History, ...]
     member_s: tuple[float, ...]
     wall_s: float
+    n_events: int | None = None
+
+    @property
+    def fit_s(self) -> float:
+        """Training time in s: the slowest member (= the fit for a single estimator or BIT)."""
+        return max(self.member_s)
 
 
 def estimator_class(method: str) -> type[Estimator]:
@@ -69,11 +99,13 @@ def estimator_class(method: str) -> type[Estimator]:
         'ALICES'
     """
     methods = {name.lower(): cls for name, cls in ESTIMATORS.items()}
+    if method.lower() == BIT_METHOD:
+        raise ConfigError("training.method: 'bit' is not a neural estimator class; build it with build_bit")
     try:
         return methods[method.lower()]
     except KeyError:
         raise ConfigError(
-            f"training.method: unknown method {method!r}; valid names are {sorted(methods)}"
+            f"training.method: unknown method {method!r}; valid names are {sorted([*methods, BIT_METHOD])}"
         ) from None
 
 
@@ -138,6 +170,102 @@ def _load(folder: Path, name: str, cls: type[Estimator]) -> tuple[TrainingSet, T
     return sets
 
 
+def build_bit(training: TrainingConfig, *, progress: bool = True) -> BoostedInformationTree:
+    """An unfitted :class:`~assay.bit.BoostedInformationTree` with the settings of ``training.bit``."""
+    bit = training.bit
+    return BoostedInformationTree(
+        n_trees=bit.n_trees, max_depth=bit.max_depth, learning_rate=bit.learning_rate,
+        min_size=bit.min_size, min_weight=bit.min_weight, positive=bit.positive, progress=progress,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BITEvents:
+    """The weighted events BIT is fitted on (:func:`bit_training_events`).
+
+    Attributes:
+        x: observables ``(n_events, n_obs)``.
+        weights: benchmark weights ``(n_events, n_benchmarks)`` in pb.
+        morpher: the morphing basis of the weights (``basis.json``).
+        theta_ref: the expansion point ``(n_params,)``.
+        indices: the rows of ``events.h5``, ``(n_events,)``, sorted.
+    """
+
+    x: np.ndarray
+    weights: np.ndarray
+    morpher: Morpher
+    theta_ref: np.ndarray
+    indices: np.ndarray
+
+
+def _read_basis(path: Path, store: EventStore) -> tuple[ParameterSpace, Morpher]:
+    """The space and morpher of ``basis.json``, checked against the event file's morphing."""
+    basis = read_json(
+        path, missing="morphing basis not found; run `assay run CONFIG` first",
+        unreadable="cannot read the morphing basis",
+    )  # fmt: skip
+    try:
+        space, morpher = ParameterSpace.from_json(basis["space"]), Morpher.from_dict(basis["morphing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: not a morphing basis written by `assay run` ({exc!r})") from exc
+    if store.morphing is not None and basis["morphing"] != store.morphing:
+        raise StoreError(
+            f"{path}: the morphing basis differs from the one of {store.path}; rerun `assay run CONFIG`"
+        )
+    return space, morpher
+
+
+def _theta_ref(cfg: RunConfig, space: ParameterSpace) -> np.ndarray:
+    """``training.bit.theta_ref``: a benchmark of the basis (optimised ones included) or a point."""
+    spec = cfg.training.bit.theta_ref
+    if isinstance(spec, str) and spec in space.benchmark_names:
+        return space.theta(spec)
+    return cfg.theta(spec, "training.bit.theta_ref")
+
+
+def bit_training_events(cfg: RunConfig, output: str | os.PathLike | None = None) -> BITEvents:
+    """The train partition of ``OUTPUT/events.h5`` (``split.h5``), at most ``training.bit.max_events``.
+
+    A subset, when ``max_events`` asks for one, is drawn without replacement with the config's
+    seed. Weights keep their scale (BIT only uses ratios of them).
+
+    Raises:
+        StoreError: ``events.h5`` or ``basis.json`` missing or unreadable, or they disagree.
+    """
+    out = Path(output or cfg.output)
+    path = out / "events.h5"
+    if not path.is_file():
+        raise StoreError(f"{path}: event file not found; run `assay run CONFIG` first")
+    with EventStore(path) as store:
+        space, morpher = _read_basis(out / "basis.json", store)
+        rows = _split(out / "split.h5", store.n_events, cfg).train
+        limit = cfg.training.bit.max_events
+        if limit is not None and limit < len(rows):
+            rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(rows, limit, replace=False))
+        events = store.take(rows, fields=("x", "weights"))
+    return BITEvents(events.x, events.weights, morpher, _theta_ref(cfg, space), rows)
+
+
+def _train_bit(cfg: RunConfig, out: Path, progress: bool) -> TrainingResult:
+    """Fit BIT on the train events (seed 002) and save it to ``out/models/bit/``."""
+    start = time.perf_counter()
+    events = bit_training_events(cfg, out)
+    if len(events.x) == 0:
+        raise ConfigError("sampling.split.train: the train partition holds no events; BIT needs some")
+    bit = build_bit(cfg.training, progress=progress)
+    fit_start = time.perf_counter()
+    bit.fit(events.x, events.weights, morpher=events.morpher, theta_ref=events.theta_ref)
+    fit_s = time.perf_counter() - fit_start
+    path = bit.save(out / MODELS_DIR / BIT_METHOD)
+    wall = time.perf_counter() - start
+    logger.info(
+        "trained BIT on %d train events in %.1f s (fit %.1f s) → %s", len(events.x), wall, fit_s, path
+    )
+    return TrainingResult(
+        type(bit).__name__, ("train",), path, bit, (), (fit_s,), wall, n_events=len(events.x)
+    )
+
+
 def train(
     cfg: RunConfig,
     output: str | os.PathLike | None = None,
@@ -150,8 +278,9 @@ def train(
 
     Args:
         cfg: the run configuration (``training`` section; ``seed`` seeds the training).
-        output: the run folder (default ``cfg.output``) holding ``sets/``; the model goes to
-            ``models/<method>/`` there, replacing an earlier one.
+        output: the run folder (default ``cfg.output``) holding ``sets/`` (for BIT: ``events.h5``,
+            ``split.h5``, ``basis.json``); the model goes to ``models/<method>/`` there, replacing
+            an earlier one.
         n_workers: Dask workers for an ensemble (default min(n_ensemble, CPU count); 1: serial).
         client: a ``dask.distributed.Client`` for the ensemble instead of a local cluster.
         progress: show progress bars.
@@ -161,10 +290,12 @@ def train(
 
     Raises:
         ConfigError: unknown method or set name, or a set lacking fields the method needs.
-        StoreError: a training set file is missing or unreadable.
+        StoreError: a training set file (for BIT: the event file or basis) is missing or unreadable.
     """
     training = cfg.training
     out = Path(output or cfg.output)
+    if training.is_bit():
+        return _train_bit(cfg, out, progress)
     cls = estimator_class(training.method)
     names = _set_names(cfg)
     data = [_load(out / _SETS_DIR, name, cls) for name in names]

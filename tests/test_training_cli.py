@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
 
+from assay.bit import BoostedInformationTree
 from assay.cli import app
-from assay.config import config_from_dict
+from assay.config import config_from_dict, load_config
 from assay.estimators import ALICES, SALLY, Ensemble, load_estimator
 from assay.exceptions import ConfigError
-from assay.training import build_estimator, estimator_class
+from assay.training import bit_training_events, build_estimator, estimator_class, train
 from assay.training_set import TrainingSet
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
@@ -104,7 +106,7 @@ def test_unknown_method_lists_the_valid_names(run_folder):
     assert result.exit_code == 2
     text = flat(result.output)
     assert "training.method: unknown method 'nope'" in text
-    for name in ("alices", "sally", "carl", "rascal"):
+    for name in ("alices", "sally", "carl", "rascal", "bit"):
         assert f"'{name}'" in text
     assert "Traceback" not in result.output
 
@@ -134,3 +136,77 @@ def test_config_glue():
     assert carl.trainer.clip_grad_norm == 0.5 and carl.trainer.patience == 3 and not hasattr(carl, "alpha")
     with pytest.raises(ConfigError, match="one per member"):
         config_from_dict({**CONFIG, "training": {"training_set": ["alices", "sally"], "n_ensemble": 3}})
+
+
+# ---- method: bit (Boosted Information Trees on the weighted train events) ------------------
+BIT = {"n_trees": 15, "max_depth": 3, "min_size": 20}
+
+
+def test_train_bit_writes_a_model_that_loads(run_folder):
+    """`assay train` with method bit fits the train partition of events.h5 and saves JSON that
+    loads to the same predictions as the in-memory model of ``assay.training.train``."""
+    out = run_folder / "out"
+    path = write_config(run_folder, method="bit", bit=BIT)
+    result = invoke("train", path, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert "BIT on the train partition: 2400 events" in text and "saved to" in text
+    cfg = load_config(path)
+    trained = train(cfg, out, progress=False)
+    assert trained.method == "BoostedInformationTree" and trained.training_sets == ("train",)
+    assert trained.n_events == 2400 and trained.histories == () and 0 < trained.fit_s <= trained.wall_s
+    bit = trained.estimator
+    assert (bit.n_trees, bit.max_depth, bit.min_size, bit.learning_rate) == (15, 3, 20, 0.2)
+    loaded = BoostedInformationTree.load(out / "models" / "bit")
+    assert trained.path == out / "models" / "bit"
+    events = bit_training_events(cfg, out)
+    with h5py.File(out / "split.h5", "r") as f:
+        np.testing.assert_array_equal(events.indices, f["train"][()])
+    np.testing.assert_array_equal(events.theta_ref, np.zeros(1))
+    x = events.x[:100]
+    np.testing.assert_array_equal(loaded.predict_coefficients(x), bit.predict_coefficients(x))
+    theta = np.array([[0.3], [-0.5]])
+    np.testing.assert_array_equal(
+        loaded.evaluate_log_ratio(x, theta, np.zeros(1)).log_r,
+        bit.evaluate_log_ratio(x, theta, np.zeros(1)).log_r,
+    )
+    again = BoostedInformationTree(**bit.get_params()).fit(events.x, events.weights, morpher=events.morpher)
+    np.testing.assert_array_equal(again.predict_coefficients(x), bit.predict_coefficients(x))
+
+
+def test_bit_max_events_takes_a_seeded_subset(run_folder):
+    out = run_folder / "out"
+    cfg = load_config(write_config(run_folder, method="bit", bit={**BIT, "max_events": 500}))
+    first, second = bit_training_events(cfg, out), bit_training_events(cfg, out)
+    assert len(first.x) == 500 and np.all(np.diff(first.indices) > 0)
+    np.testing.assert_array_equal(first.indices, second.indices)
+    with h5py.File(out / "split.h5", "r") as f:
+        assert np.isin(first.indices, f["train"][()]).all()
+
+
+@pytest.mark.parametrize(
+    ("training", "where"),
+    [
+        ({"bit": {"max_depth": 20}}, "training.bit.max_depth: Input should be less than or equal to 14"),
+        ({"bit": {"learning_rate": 0}}, "training.bit.learning_rate: Input should be greater than 0"),
+        ({"bit": {"n_tree": 5}}, "training.bit.n_tree: Extra inputs are not permitted"),
+        ({"bit": {"max_events": -1}}, "training.bit.max_events: Input should be greater than 0"),
+        ({"bit": {"theta_ref": "bsm"}}, "training.bit.theta_ref: unknown benchmark 'bsm'"),
+        ({"n_ensemble": 2}, "training.n_ensemble: method 'bit' trains one model, not an ensemble"),
+        ({"training_set": "sally"}, "training.training_set: method 'bit' fits the weighted events"),
+    ],
+)
+def test_bad_bit_settings_name_the_field(run_folder, training, where):
+    result = invoke(
+        "train", write_config(run_folder, method="bit", **training), "-o", run_folder / "out", "-q"
+    )
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert where in text and text.count("training.") == 1 and "Traceback" not in result.output
+
+
+def test_train_bit_without_events_says_run_first(run_folder, tmp_path):
+    result = invoke("train", write_config(run_folder, method="bit"), "-o", tmp_path / "empty", "-q")
+    assert result.exit_code == 2
+    text = flat(result.output).replace(" ", "")
+    assert "events.h5:eventfilenotfound" in text and "assayrunCONFIG" in text

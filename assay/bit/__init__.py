@@ -1,6 +1,7 @@
 """Boosted Information Trees (seed 002; arXiv:2107.10859, arXiv:2205.12976).
 
-- :class:`BoostedInformationTree`: the estimator of R(x|θ) = 1 + Δ·R_a(x) + ½ Δᵀ R_ab(x) Δ.
+- :class:`BoostedInformationTree`: the estimator of R(x|θ) = 1 + Δ·R_a(x) + ½ Δᵀ R_ab(x) Δ;
+  ``evaluate_log_ratio`` gives the normalised log r̂(x|θ0, θ1) like the ratio estimators.
 - :func:`fit_tree`, :class:`RegressionTree`: the Fisher-information regression tree it boosts.
 - :func:`weight_derivatives`: the per-event training targets from benchmark weights (morphing).
 """
@@ -14,6 +15,7 @@ from assay.bit.polynomial import (
     n_params_from_coefficients,
     positive_coefficients,
     ratio_design,
+    ratio_design_gradient,
     weight_derivatives,
 )
 from assay.bit.tree import RegressionTree, SortedEvents, TreeFit, fit_tree, grow_tree, predict_forest
@@ -33,5 +35,6 @@ __all__ = [
     "positive_coefficients",
     "predict_forest",
     "ratio_design",
+    "ratio_design_gradient",
     "weight_derivatives",
 ]

@@ -19,13 +19,19 @@ def train(
     ),
     quiet: bool = QUIET,
 ) -> None:
-    """Train the config's `training` method on OUTPUT/sets/<set>_train.h5; save to OUTPUT/models/<method>/."""
+    """Train the config's `training` method on OUTPUT/sets/<set>_train.h5; save to OUTPUT/models/<method>/.
+
+    `method: bit` fits Boosted Information Trees on the weighted train events of OUTPUT/events.h5.
+    """
     from assay.config import load_config
     from assay.training import train as run_training
 
     with user_errors():
         cfg = load_config(config)
         result = run_training(cfg, output, n_workers=workers, progress=not quiet)
+    if result.n_events is not None:
+        _print_bit(result)
+        return
     n = len(result.histories)
     table = Table(title=f"{result.method} on {', '.join(result.training_sets)}: "
                         f"{n} member{'s' if n > 1 else ''}, {result.wall_s:.1f} s")  # fmt: skip
@@ -37,6 +43,19 @@ def train(
         losses = (f"{history.train_loss[best]:.5g}", val)
         time_s = f"{seconds:.1f}" if math.isfinite(seconds) else "-"
         table.add_row(str(i), str(history.n_epochs), str(best), *losses, time_s)
+    console.print(table)
+    console.print(f"saved to {result.path}")
+
+
+def _print_bit(result) -> None:
+    """One row for a Boosted Information Tree: size, seed 002's loss after the last tree, fit time."""
+    bit = result.estimator
+    table = Table(title=f"BIT on the train partition: {result.n_events} events, {result.wall_s:.1f} s")
+    for column in ("trees", "depth", "coefficients", "loss (pb)", "fit (s)"):
+        table.add_column(column, justify="right")
+    n_coef = bit.trees_[0].n_coef
+    loss = f"{bit.history_[-1]:.5g}"
+    table.add_row(str(len(bit.trees_)), str(bit.max_depth), str(n_coef), loss, f"{result.fit_s:.1f}")
     console.print(table)
     console.print(f"saved to {result.path}")
 
