@@ -44,6 +44,7 @@ __all__ = [
 
 CL_1D = (1.0, 3.84)  # q_crit of 68% and 95% CL, one parameter
 CL_2D = (2.30, 5.99)  # q_crit of 68% and 95% CL, two parameters
+_RANK_ONE = 1e-9  # eigenvalue ratio below which an information counts as rank one (rate only)
 _EMPTY = "assay:empty"  # figure label of a figure with nothing drawn
 _COLORS = {
     "truth": "black",
@@ -75,10 +76,14 @@ _NAMES = {
 # --- helpers ----------------------------------------------------------------------------------------
 
 
+_STYLE = {**mplhep.style.ATLAS, "axes.formatter.limits": (-4, 5)}  # 0.005 stays 0.005, no × 10⁻³
+_LEGEND_INSIDE = 4  # more entries than this go to the right of the axes
+
+
 @contextmanager
 def style() -> Iterator[None]:
     """The mplhep ATLAS style for the duration of the block (the global rcParams are left alone)."""
-    with matplotlib.rc_context(mplhep.style.ATLAS):
+    with matplotlib.rc_context(_STYLE):
         yield
 
 
@@ -152,7 +157,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle, style():
-            fig.savefig(handle, format="png", dpi=100)
+            fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -163,11 +168,13 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 
 
 def _legend(ax: Axes, handles: list | None = None, **kwargs: Any) -> None:
-    """A small legend from ``handles`` or, without them, from the labelled artists (if any)."""
-    if handles is not None:
-        ax.legend(handles=handles, fontsize="small", **kwargs)
-    elif ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small", **kwargs)
+    """A small legend from ``handles`` or else the labelled artists (if any); long ones outside, right."""
+    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
+    if not handles:
+        return
+    if len(handles) > _LEGEND_INSIDE:
+        kwargs |= {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
+    ax.legend(handles=handles, fontsize="small", **kwargs)
 
 
 # --- 1D scans ---------------------------------------------------------------------------------------
@@ -461,12 +468,31 @@ def calibration_figure(calibration: Mapping) -> Figure:
 # --- Fisher information -----------------------------------------------------------------------------
 
 
+def _profiled(info: np.ndarray) -> np.ndarray | None:
+    """The 2×2 information of the first two parameters, the others profiled; None if singular."""
+    if len(info) == 2:
+        return 0.5 * (info + info.T)
+    try:
+        return np.linalg.inv(np.linalg.inv(info)[:2, :2])
+    except np.linalg.LinAlgError:
+        return None
+
+
 def _band(info: np.ndarray, q: float) -> tuple[np.ndarray, float] | None:
-    """For a rank-one 2×2 information: (unit normal v, half-width w) of the band |v·δ| ≤ w."""
-    values, vectors = np.linalg.eigh(0.5 * (info + info.T))
-    if not values[1] > 0 or abs(values[0]) > 1e-6 * values[1]:
+    """For a (numerically) rank-one 2×2 information: (unit normal v, half-width w) of |v·δ| ≤ w."""
+    values, vectors = np.linalg.eigh(info)
+    if not values[1] > 0 or abs(values[0]) > _RANK_ONE * values[1]:
         return None
     return vectors[:, 1], math.sqrt(q / values[1])
+
+
+def _window(ellipses: Mapping[str, np.ndarray], center: np.ndarray) -> np.ndarray | None:
+    """Half-widths (x, y) showing every ellipse, at most 4× the reference one (truth, else the smallest)."""
+    if not ellipses:
+        return None
+    extents = {m: np.abs(xy - center).max(axis=0) for m, xy in ellipses.items()}
+    reference = extents.get("truth", min(extents.values(), key=lambda e: e[0] * e[1]))
+    return 1.1 * np.minimum(np.max(list(extents.values()), axis=0), 4 * reference)
 
 
 def fisher_ellipses_figure(fisher: Mapping, labels: Sequence[str], q: float = CL_2D[0]) -> Figure:
@@ -480,6 +506,7 @@ def fisher_ellipses_figure(fisher: Mapping, labels: Sequence[str], q: float = CL
 
     Returns:
         The figure; a rank-one information (rate only) is drawn as the band between two dashed lines.
+        The window shows every ellipse, up to 4× the size of the truth ellipse (else the smallest).
     """
     from scipy import stats
 
@@ -496,12 +523,15 @@ def fisher_ellipses_figure(fisher: Mapping, labels: Sequence[str], q: float = CL
         info = _array(values, 2)
         if info is None or info.shape[0] != info.shape[1] or info.shape[0] < 2 or not np.isfinite(info).all():
             continue
+        block = _profiled(info)
+        band = None if block is None else _band(block, q)
+        if band is not None:
+            bands[method] = band
+            continue
         try:
             ellipses[method] = information_ellipse(info, cl, center=center)
         except ValueError:
-            band = _band(info, q) if len(info) == 2 else None
-            if band is not None:
-                bands[method] = band
+            continue  # not positive semi-definite: nothing sensible to draw
     if not ellipses and not bands:
         return _mark_empty(fig, ax, "Fisher information")
     colors = _colors(list(ellipses) + list(bands))
@@ -510,10 +540,11 @@ def fisher_ellipses_figure(fisher: Mapping, labels: Sequence[str], q: float = CL
             xy = ellipses[method]
             ax.plot(xy[:, 0], xy[:, 1], color=colors[method], lw=2.0 if method == "truth" else 1.5,
                     label=method_label(method))  # fmt: skip
-        if not ellipses:  # only bands: a window a few half-widths wide
-            w = max(width for _, width in bands.values())
-            ax.set_xlim(center[0] - 4 * w, center[0] + 4 * w)
-            ax.set_ylim(center[1] - 4 * w, center[1] + 4 * w)
+        window = _window(ellipses, center)
+        if window is None:  # only bands: a few half-widths
+            window = np.full(2, 4 * max(width for _, width in bands.values()))
+        ax.set_xlim(center[0] - window[0], center[0] + window[0])
+        ax.set_ylim(center[1] - window[1], center[1] + window[1])
         for method, (normal, w) in bands.items():
             along = np.array([-normal[1], normal[0]])
             for sign in (1.0, -1.0):

@@ -263,11 +263,9 @@ def _number(value: Any) -> float | None:
 
 
 def _fmt(value: Any) -> str:
-    """Three decimals (``-0.123``); small numbers in exponent form; ``—`` when not a finite number."""
+    """Three significant digits, zeros kept (``-0.123``, ``0.00486``, ``1.00``); ``—`` if not finite."""
     x = _number(value)
-    if x is None:
-        return _MISSING
-    return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2e}"
+    return _MISSING if x is None else f"{x:#.3g}"
 
 
 def _numbers(value: Any) -> str:

@@ -100,13 +100,13 @@ def test_report_has_the_intervals_and_valid_plots(full_run):
     page = path.read_text()
     assert "synthetic &lt;run&gt;" in page  # escaped
     for a in METHODS.values():
-        assert f"[{-np.sqrt(1 / a):.3f}, {np.sqrt(1 / a):.3f}]" in page
-        assert f"[{-np.sqrt(3.84 / a):.3f}, {np.sqrt(3.84 / a):.3f}]" in page
+        assert f"[{-np.sqrt(1 / a):#.3g}, {np.sqrt(1 / a):#.3g}]" in page  # e.g. [-0.577, 0.577]
+        assert f"[{-np.sqrt(3.84 / a):#.3g}, {np.sqrt(3.84 / a):#.3g}]" in page
     for column in ("cHW_68", "cHW_95", "cHWtilde_68", "cHWtilde_95", "width cHW_68 / truth"):
         assert f"<th>{column}</th>" in page
     assert f"<td>{np.sqrt(4.0 / 3.0):.2f}</td>" in page  # sally width / truth = sqrt(a_truth / a_sally)
     sigma = np.sqrt(np.diag(np.linalg.inv(2 * A)))
-    assert f"<td>{sigma[0]:.3f}</td>" in page and "<td>∞</td>" in page  # rate: rank one
+    assert f"<td>{sigma[0]:#.3g}</td>" in page and "<td>∞</td>" in page  # rate: rank one
     assert "parton_generation" in page and "sigma_sm_pb" in page and "<td>20.00</td>" in page
     assert "<script" not in page and "http" not in page
     images = referenced_images(page)
@@ -172,7 +172,8 @@ def test_unreadable_summary_is_reported_not_fatal(tmp_path):
 
 def test_format_interval():
     assert format_interval([-0.1234, 0.1451]) == "[-0.123, 0.145]"
-    assert format_interval([[-1, -0.5], [0.5, None]]) == "[-1.000, -0.500] ∪ [0.500, —]"
+    assert format_interval([-0.0048612, 0.013]) == "[-0.00486, 0.0130]"
+    assert format_interval([[-1, -0.5], [0.5, None]]) == "[-1.00, -0.500] ∪ [0.500, —]"
     assert format_interval("junk") == "—"
 
 
