@@ -16,7 +16,7 @@ from assay.cli import app
 from assay.store import EventStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy.yaml"
-COMMANDS = {"version", "demo", "generate", "run", "inspect", "basis", "import-lhe", "train"}
+COMMANDS = {"version", "demo", "generate", "run", "inspect", "basis", "import-lhe", "train", "report"}
 
 SMALL = {
     "seed": 11,
