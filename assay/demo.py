@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from assay.config import RunConfig, config_from_dict
-from assay.inference.asimov import AsimovSample, interval_summary
+from assay.inference.asimov import AsimovSample, interval_summary, normalised
 from assay.inference.asymptotic import SEED_RANGES, theta_grid
 from assay.inference.fisher import (
     histogram_fisher_information,
@@ -68,18 +68,19 @@ class DemoSize:
         detector_events: generated events before the detector-level selection (~19% pass).
         sally_samples, alices_samples: training samples per level (train partition; the
             validation partition gets a quarter of that).
-        epochs: training epochs of every network.
+        sally_epochs, alices_epochs: training epochs.
         members: ensemble members per method.
         bit_trees: boosting iterations of BIT (depth 4, seed 002).
         points_1d: points of each 1D scan.
         points_2d: points per axis of the 2D grid.
     """
 
-    parton_events: int = 120_000
+    parton_events: int = 200_000
     detector_events: int = 400_000
-    sally_samples: int = 50_000
+    sally_samples: int = 100_000
     alices_samples: int = 100_000
-    epochs: int = 20
+    sally_epochs: int = 50
+    alices_epochs: int = 20
     members: int = 2
     bit_trees: int = 100
     points_1d: int = 121
@@ -124,7 +125,7 @@ def level_config(level: str, size: DemoSize, seed: int = 2026) -> RunConfig:
             "training": {
                 "hidden": [50],
                 "activation": "relu",
-                "epochs": size.epochs,
+                "epochs": size.alices_epochs,  # per method in _prepare_level
                 "batch_size": 256,
                 "n_ensemble": size.members,
                 "threads": 1,
@@ -186,26 +187,19 @@ def _prepare_level(name: str, size: DemoSize, folder: Path, client: Any, progres
         pipeline = run_pipeline(cfg, folder, progress=progress)
     models = {}
     for method in ("sally", "alices"):
-        method_cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"method": method})})
+        epochs = size.sally_epochs if method == "sally" else size.alices_epochs
+        training = cfg.training.model_copy(update={"method": method, "epochs": epochs})
+        method_cfg = cfg.model_copy(update={"training": training})
         with _timed(timings, f"train_{method}"):
             models[method] = train(method_cfg, folder, client=client, progress=progress)
     sample = AsimovSample.from_store(pipeline.events, pipeline.split.test, pipeline.morpher,
                                      theta_true=np.zeros(2), luminosity=LUMINOSITY_IFB)  # fmt: skip
+    # BIT on the weighted train events (seed 002: depth 4, learning rate 0.2)
+    bit_settings = cfg.training.bit.model_copy(update={"n_trees": size.bit_trees})
+    training = cfg.training.model_copy(update={"method": "bit", "bit": bit_settings})
     with _timed(timings, "train_bit"):
-        bit = _fit_bit(pipeline, size, progress)
+        bit = train(cfg.model_copy(update={"training": training}), folder, progress=progress).estimator
     return _Level(name, cfg, folder, pipeline, sample, models, bit, timings)
-
-
-def _fit_bit(pipeline: PipelineResult, size: DemoSize, progress: bool):
-    """BIT on the weighted train events (seed 002: depth 4, learning rate 0.2)."""
-    from assay.bit import BoostedInformationTree
-    from assay.store import EventStore
-
-    with EventStore(pipeline.events) as store:
-        train = store.take(np.sort(pipeline.split.train), fields=("x", "weights"))
-    bit = BoostedInformationTree(n_trees=size.bit_trees, max_depth=4, learning_rate=0.2, min_size=50,
-                                 progress=progress)  # fmt: skip
-    return bit.fit(train.x, train.weights, morpher=pipeline.morpher, theta_ref=np.zeros(2))
 
 
 def _bit_log_ratio(bit: Any, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -251,8 +245,9 @@ def _level_results(level: _Level, size: DemoSize) -> tuple[dict, dict]:
     ratio_methods: dict[str, Callable] = {}
     if level.name == "parton":
         ratio_methods["truth"] = sample.truth_log_ratio
-    ratio_methods["alices"] = log_ratio_function(level.models["alices"].estimator, x, np.zeros(2))
-    ratio_methods["bit"] = _bit_log_ratio(level.bit, x)
+    raw = {"alices": log_ratio_function(level.models["alices"].estimator, x, np.zeros(2)),
+           "bit": _bit_log_ratio(level.bit, x)}  # fmt: skip
+    ratio_methods |= {name: normalised(sample, log_r) for name, log_r in raw.items()}
     # histogram methods: templates
     with _timed(timings, "sally_score"):
         t_hat = level.models["sally"].estimator.evaluate_score(x)
@@ -279,6 +274,8 @@ def _level_results(level: _Level, size: DemoSize) -> tuple[dict, dict]:
         scan_2d["hist_ql_cos_delta_plus_x_mt_tot"] = sample.binned_scan(
             grid, histograms["ql_cos_delta_plus x mt_tot"]
         )
+    with _timed(timings, "pyhf"):
+        pyhf_check = _export_pyhf(level, sample, histograms, thetas_1d, scans_1d)
     methods = list(scans_1d[PARAMETERS[0]])
     intervals = {m: interval_summary({p: scans_1d[p][m] for p in PARAMETERS}) for m in methods}
 
@@ -302,8 +299,10 @@ def _level_results(level: _Level, size: DemoSize) -> tuple[dict, dict]:
     # calibration: R̂(θ) = E_SM[r̂(x|θ, SM)] on points of the 2D grid
     check_points = grid[:: max(1, len(grid) // 25)]
     calibration = {}
-    for method in ("alices", "bit", *(["truth"] if level.name == "parton" else [])):
-        r_hat = sample.expectation_check(ratio_methods[method](check_points))
+    for method, log_r in (
+        raw | ({"truth": sample.truth_log_ratio} if level.name == "parton" else {})
+    ).items():
+        r_hat = sample.expectation_check(log_r(check_points))  # before normalisation
         calibration[method] = {"theta": check_points, "r_hat_mean": r_hat, "r_hat_std": np.zeros_like(r_hat)}
 
     results = {
@@ -325,8 +324,33 @@ def _level_results(level: _Level, size: DemoSize) -> tuple[dict, dict]:
         "calibration": calibration,
         "distributions": _distributions(sample),
         "cut_flow": _cut_flow(level.pipeline),
+        "checks": pyhf_check,
     }  # fmt: skip
     return results, intervals
+
+
+def _export_pyhf(
+    level: _Level, sample: AsimovSample, histograms: dict, thetas_1d: dict, scans_1d: dict
+) -> dict:
+    """Write each histogram analysis as a pyhf workspace (Asimov data, normfactors c_k(θ)) into
+    ``<level>/pyhf/``, and rescan one with pyhf: returns the largest |Δq| against assay's scan."""
+    from assay.inference.pyhf_export import pyhf_scan, pyhf_workspace, to_pyhf_spec
+
+    folder = level.folder / "pyhf"
+    folder.mkdir(exist_ok=True)
+    specs = {}
+    for name, templates in histograms.items():
+        asimov = templates.expected(sample.theta_true, LUMINOSITY_IFB)
+        specs[name] = spec = to_pyhf_spec(templates, LUMINOSITY_IFB, asimov, channel=_key(name))
+        pyhf_workspace(spec)  # validates against pyhf's schema
+        _write_json(folder / f"hist_{_key(name)}.json", spec)
+    name, p = "ql_cos_delta_plus", "cHWtilde"
+    q_pyhf = pyhf_scan(specs[name], sample.joint.morpher, thetas_1d[p]).minus_2_delta_log_l
+    q_assay = scans_1d[p][f"hist_{name}"].minus_2_delta_log_l
+    return {
+        "pyhf_vs_assay_max_abs_dq": float(np.max(np.abs(q_pyhf - q_assay))),
+        "pyhf_scan": f"hist_{name}, {p}",
+    }
 
 
 def _one_d(scan: Scan, a: int) -> Scan:

@@ -25,7 +25,7 @@ def width(interval: list[float]) -> float:
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    size = replace(demo_size(0.05), epochs=2, bit_trees=10, points_1d=21, points_2d=9)
+    size = replace(demo_size(0.05), sally_epochs=2, alices_epochs=2, bit_trees=10, points_1d=21, points_2d=9)
     return out, run_demo(out, size=size, progress=False)
 
 
@@ -56,7 +56,12 @@ def test_summary_layout(tiny_demo):
     # truth Fisher information ≥ every other analysis (the information inequality)
     info = {k: np.asarray(v) for k, v in parton["fisher"]["information"].items()}
     for name in ("rate", "hist_pt_w", "hist_ql_cos_delta_plus", "hist_mt_tot"):
-        assert np.linalg.eigvalsh(info["truth"] - info[name]).min() > -1e-9 * np.abs(info["truth"]).max(), name
+        assert np.linalg.eigvalsh(info["truth"] - info[name]).min() > -1e-9 * np.abs(info["truth"]).max(), (
+            name
+        )
+    # the histogram analyses also run in pyhf, with the same −2Δlog L
+    assert (out / "detector" / "pyhf" / "hist_ql_cos_delta_plus_x_mt_tot.json").is_file()
+    assert parton["checks"]["pyhf_vs_assay_max_abs_dq"] < 1e-4
     assert (out / "report.html").is_file()
 
 

@@ -29,7 +29,7 @@ from assay.joint import JointQuantities
 from assay.morphing import Morpher, _as_thetas
 from assay.store import EventStore
 
-__all__ = ["AsimovSample", "interval_summary"]
+__all__ = ["AsimovSample", "interval_summary", "normalised"]
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays
@@ -161,6 +161,26 @@ class AsimovSample:
         """
         w = self.weights
         return np.exp(np.asarray(log_r, dtype=float)) @ w / w.sum()
+
+
+def normalised(
+    sample: AsimovSample, log_r: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """log r̂(x|θ, θ_true) − log R̂(θ), with R̂(θ) = :meth:`AsimovSample.expectation_check` on the sample itself.
+
+    An estimated r̂ integrates to 1 over p(x|θ_true) only approximately; in the extended likelihood
+    the error enters as N log R̂(θ), a term linear in θ near θ_true that is multiplied by the number
+    of events (tens of thousands) and shifts the expected best fit by about
+    R̂'/I. Dividing by R̂ measured on the Asimov events restores E[r̂] = 1 there, as the exact r
+    has it by construction (seed 000 "Calibration and diagnostics"; the same normalisation the
+    partition's σ(θ) gives the truth, :meth:`AsimovSample.cross_section`).
+    """
+
+    def calibrated(theta: np.ndarray) -> np.ndarray:
+        values = np.asarray(log_r(theta), dtype=float)
+        return values - np.log(sample.expectation_check(values))[:, None]
+
+    return calibrated
 
 
 def interval_summary(scans: Mapping[str, Scan], cls: Sequence[float] = DEFAULT_CLS) -> dict[str, list[float]]:
