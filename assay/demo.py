@@ -215,9 +215,13 @@ def _bit_log_ratio(bit: Any, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray
 
 
 def _score_binnings(t_hat: np.ndarray, weights: np.ndarray) -> dict[str, Binning]:
-    """SALLY's histograms (seed 000): 25 quantile bins of each t̂ component, 8 × 8 of both."""
-    one_d = {p: score_binning(t_hat[:, a], weights, name=f"t_hat_{p}") for a, p in enumerate(PARAMETERS)}
-    coarse = [score_binning(t_hat[:, a], weights, n_bins=8).edges[0] for a in range(2)]
+    """SALLY's histograms (seed 000): 25 bins of each t̂ component, 8 × 8 of both; edges balanced
+    between events and Fisher information (the c_HW̃ score has heavy tails)."""
+    one_d = {
+        p: score_binning(t_hat[:, a], weights, name=f"t_hat_{p}", balance="information")
+        for a, p in enumerate(PARAMETERS)
+    }
+    coarse = [score_binning(t_hat[:, a], weights, n_bins=8, balance="information").edges[0] for a in range(2)]
     return {**one_d, "2d": Binning(tuple(f"t_hat_{p}" for p in PARAMETERS), tuple(coarse))}
 
 

