@@ -122,12 +122,18 @@ class AsimovSample:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(density) - np.log(reference)[None, :]
 
-    def ratio_scan(self, theta: np.ndarray, log_r: Callable[[np.ndarray], np.ndarray] | np.ndarray) -> Scan:
+    def ratio_scan(
+        self,
+        theta: np.ndarray,
+        log_r: Callable[[np.ndarray], np.ndarray] | np.ndarray,
+        *,
+        theta_chunk: int = 32,
+    ) -> Scan:
         """Expected −2Δlog L of a likelihood-ratio method: log r̂(x_i|θ, θ_true) ``(n_theta, n_events)``
-        or a callable of θ (evaluated in chunks)."""
+        or a callable of θ, called with ``theta_chunk`` points at a time (memory ∝ chunk × n_events)."""
         return expected_scan(
             theta, log_r, self.weights, self.cross_section, self.luminosity,
-            xsec_true=float(self.joint.cross_section(self.theta_true)),
+            xsec_true=float(self.joint.cross_section(self.theta_true)), theta_chunk=theta_chunk,
         )  # fmt: skip
 
     # ---- histograms -----------------------------------------------------------------------
