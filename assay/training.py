@@ -31,7 +31,6 @@ from assay.estimators import ESTIMATORS, Ensemble, Estimator, History
 from assay.estimators.ensemble import ENSEMBLE_FILE
 from assay.exceptions import ConfigError, StoreError
 from assay.morphing import Morpher
-from assay.parameters import ParameterSpace
 from assay.pipeline import _split
 from assay.saving import read_json
 from assay.store import EventStore
@@ -198,29 +197,21 @@ class BITEvents:
     indices: np.ndarray
 
 
-def _read_basis(path: Path, store: EventStore) -> tuple[ParameterSpace, Morpher]:
-    """The space and morpher of ``basis.json``, checked against the event file's morphing."""
+def _read_basis(path: Path, store: EventStore) -> Morpher:
+    """The morpher of ``basis.json``, checked against the event file's morphing."""
     basis = read_json(
         path, missing="morphing basis not found; run `assay run CONFIG` first",
         unreadable="cannot read the morphing basis",
     )  # fmt: skip
     try:
-        space, morpher = ParameterSpace.from_json(basis["space"]), Morpher.from_dict(basis["morphing"])
+        morpher = Morpher.from_dict(basis["morphing"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"{path}: not a morphing basis written by `assay run` ({exc!r})") from exc
     if store.morphing is not None and basis["morphing"] != store.morphing:
         raise StoreError(
             f"{path}: the morphing basis differs from the one of {store.path}; rerun `assay run CONFIG`"
         )
-    return space, morpher
-
-
-def _theta_ref(cfg: RunConfig, space: ParameterSpace) -> np.ndarray:
-    """``training.bit.theta_ref``: a benchmark of the basis (optimised ones included) or a point."""
-    spec = cfg.training.bit.theta_ref
-    if isinstance(spec, str) and spec in space.benchmark_names:
-        return space.theta(spec)
-    return cfg.theta(spec, "training.bit.theta_ref")
+    return morpher
 
 
 def bit_training_events(cfg: RunConfig, output: str | os.PathLike | None = None) -> BITEvents:
@@ -237,13 +228,14 @@ def bit_training_events(cfg: RunConfig, output: str | os.PathLike | None = None)
     if not path.is_file():
         raise StoreError(f"{path}: event file not found; run `assay run CONFIG` first")
     with EventStore(path) as store:
-        space, morpher = _read_basis(out / "basis.json", store)
+        morpher = _read_basis(out / "basis.json", store)
         rows = _split(out / "split.h5", store.n_events, cfg).train
         limit = cfg.training.bit.max_events
         if limit is not None and limit < len(rows):
             rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(rows, limit, replace=False))
         events = store.take(rows, fields=("x", "weights"))
-    return BITEvents(events.x, events.weights, morpher, _theta_ref(cfg, space), rows)
+    theta_ref = cfg.theta(cfg.training.bit.theta_ref, "training.bit.theta_ref")
+    return BITEvents(events.x, events.weights, morpher, theta_ref, rows)
 
 
 def _train_bit(cfg: RunConfig, out: Path, progress: bool) -> TrainingResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -205,8 +206,19 @@ def test_bad_bit_settings_name_the_field(run_folder, training, where):
     assert where in text and text.count("training.") == 1 and "Traceback" not in result.output
 
 
-def test_train_bit_without_events_says_run_first(run_folder, tmp_path):
+def test_train_bit_without_events_or_basis_says_run_first(run_folder, tmp_path):
     result = invoke("train", write_config(run_folder, method="bit"), "-o", tmp_path / "empty", "-q")
     assert result.exit_code == 2
     text = flat(result.output).replace(" ", "")
     assert "events.h5:eventfilenotfound" in text and "assayrunCONFIG" in text
+    (tmp_path / "partial").mkdir()
+    shutil.copy(run_folder / "out" / "events.h5", tmp_path / "partial" / "events.h5")
+    result = invoke("train", write_config(run_folder, method="bit"), "-o", tmp_path / "partial", "-q")
+    assert result.exit_code == 2
+    assert "basis.json:morphingbasisnotfound" in flat(result.output).replace(" ", "")
+
+
+def test_bit_theta_ref_as_a_point(run_folder):
+    cfg = load_config(write_config(run_folder, method="bit", bit={**BIT, "theta_ref": {"c": 0.25}}))
+    events = bit_training_events(cfg, run_folder / "out")
+    np.testing.assert_array_equal(events.theta_ref, [0.25])
