@@ -73,6 +73,8 @@ class DemoSize:
         bit_trees: boosting iterations of BIT (depth 4, seed 002).
         points_1d: points of each 1D scan.
         points_2d: points per axis of the 2D grid.
+        asimov_events: at most this many test events form the Asimov data (a random subset;
+            ALICES' cost is events × θ points × members).
     """
 
     parton_events: int = 200_000
@@ -85,6 +87,7 @@ class DemoSize:
     bit_trees: int = 100
     points_1d: int = 121
     points_2d: int = 35
+    asimov_events: int = 25_000
 
     def level_events(self, level: str) -> int:
         return self.parton_events if level == "parton" else self.detector_events
@@ -194,7 +197,10 @@ def _prepare_level(name: str, size: DemoSize, folder: Path, client: Any, progres
         method_cfg = cfg.model_copy(update={"training": training})
         with _timed(timings, f"train_{method}"):
             models[method] = train(method_cfg, folder, client=client, progress=progress)
-    sample = AsimovSample.from_store(pipeline.events, pipeline.split.test, pipeline.morpher,
+    test = pipeline.split.test
+    if len(test) > size.asimov_events:
+        test = np.random.default_rng([cfg.seed, 7]).choice(test, size.asimov_events, replace=False)
+    sample = AsimovSample.from_store(pipeline.events, test, pipeline.morpher,
                                      theta_true=np.zeros(2), luminosity=LUMINOSITY_IFB)  # fmt: skip
     # BIT on the weighted train events (seed 002: depth 4, learning rate 0.2)
     bit_settings = cfg.training.bit.model_copy(update={"n_trees": size.bit_trees})
@@ -202,18 +208,6 @@ def _prepare_level(name: str, size: DemoSize, folder: Path, client: Any, progres
     with _timed(timings, "train_bit"):
         bit = train(cfg.model_copy(update={"training": training}), folder, progress=progress).estimator
     return _Level(name, cfg, folder, pipeline, sample, models, bit, timings)
-
-
-def _bit_log_ratio(bit: Any, x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Normalised log r̂(x|θ, SM) = log R(x|θ) − log σ(θ)/σ(SM) of a fitted BIT."""
-
-    def log_r(theta: np.ndarray) -> np.ndarray:
-        return (
-            np.atleast_2d(bit.log_ratio(x, theta))
-            - np.log(np.atleast_1d(bit.cross_section_ratio(theta)))[:, None]
-        )
-
-    return log_r
 
 
 def _score_binnings(t_hat: np.ndarray, weights: np.ndarray) -> dict[str, Binning]:
@@ -252,7 +246,7 @@ def _level_results(level: _Level, size: DemoSize) -> tuple[dict, dict]:
     if level.name == "parton":
         ratio_methods["truth"] = sample.truth_log_ratio
     raw = {"alices": log_ratio_function(level.models["alices"].estimator, x, np.zeros(2)),
-           "bit": _bit_log_ratio(level.bit, x)}  # fmt: skip
+           "bit": log_ratio_function(level.bit, x, np.zeros(2))}  # fmt: skip
     ratio_methods |= {name: normalised(sample, log_r) for name, log_r in raw.items()}
     # histogram methods: templates
     with _timed(timings, "sally_score"):
