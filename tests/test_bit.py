@@ -19,6 +19,7 @@ from assay.bit import (
     ratio_design,
     weight_derivatives,
 )
+from assay.estimators import load_estimator
 from assay.estimators.ratio import RatioPrediction
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.inference.likelihood import expected_scan, log_ratio_function
@@ -330,6 +331,9 @@ def test_save_load_predicts_identically(amplitude_fit, tmp_path):
     assert again.get_params() == bit.get_params()
     assert again.cross_section_ratio(np.ones(2)) == bit.cross_section_ratio(np.ones(2))
     bit.save(path)  # replacing a saved estimator is allowed
+    generic = load_estimator(path)  # the one loader recognises BIT by its format tag
+    assert isinstance(generic, BoostedInformationTree)
+    np.testing.assert_array_equal(generic.predict_coefficients(x), bit.predict_coefficients(x))
 
 
 def _corrupt(meta: dict, what: str) -> str:

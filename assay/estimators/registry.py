@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assay.estimators.base import Estimator, read_metadata
 from assay.estimators.ensemble import ENSEMBLE_FILE, Ensemble, read_ensemble_metadata
 from assay.estimators.ratio import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR
 from assay.estimators.score import SALLY
 from assay.exceptions import StoreError
+
+if TYPE_CHECKING:
+    from assay.bit import BoostedInformationTree
 
 __all__ = ["ESTIMATORS", "load_estimator"]
 
@@ -18,9 +23,10 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 }
 
 
-def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble:
-    """Read an estimator written by :meth:`Estimator.save <assay.estimators.base.Estimator.save>`
-    or an ensemble written by :meth:`Ensemble.save <assay.estimators.ensemble.Ensemble.save>`.
+def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble | BoostedInformationTree:
+    """Read an estimator written by :meth:`Estimator.save <assay.estimators.base.Estimator.save>`,
+    an ensemble written by :meth:`Ensemble.save <assay.estimators.ensemble.Ensemble.save>`, or a
+    :class:`~assay.bit.BoostedInformationTree` (recognised by its format tag).
 
     Args:
         path: the directory holding ``estimator.json`` and ``weights.pt``, or ``ensemble.json``
@@ -41,6 +47,10 @@ def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble:
         if not all(isinstance(m, Estimator) for m in members):
             raise StoreError(f"{path / ENSEMBLE_FILE}: a member is itself an ensemble")
         return Ensemble._from_saved(members, ensemble)
+    if _is_saved_bit(path):
+        from assay.bit import BoostedInformationTree
+
+        return BoostedInformationTree.load(path)
     meta = read_metadata(path)
     cls = ESTIMATORS.get(meta["class"])
     if cls is None:
@@ -49,3 +59,14 @@ def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble:
             f"known: {sorted(ESTIMATORS)}"
         )
     return cls._from_saved(path, meta)
+
+
+def _is_saved_bit(path: Path) -> bool:
+    """Whether ``path/estimator.json`` carries BIT's format tag (read leniently: errors are raised
+    by the loader that applies)."""
+    from assay.bit.persistence import FORMAT as BIT_FORMAT
+
+    try:
+        return json.loads((path / "estimator.json").read_text()).get("format") == BIT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
