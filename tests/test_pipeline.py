@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from assay.config import config_from_dict
-from assay.toy_demo import run_toy_demo as run_demo
 from assay.generation import ToyBatchSimulator
 from assay.joint import JointQuantities
 from assay.pipeline import build_basis, run_pipeline
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
+from assay.toy_demo import run_toy_demo as run_demo
 from assay.training_set import TrainingSet
 
 N_EVENTS = 5_000
