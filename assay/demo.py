@@ -17,7 +17,6 @@ with L = :data:`LUMINOSITY_IFB`. Writes ``summary.json`` (intervals per level an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -40,6 +39,7 @@ from assay.inference.fisher import (
 from assay.inference.histograms import SEED_BINNINGS, Binning, score_binning
 from assay.inference.likelihood import Scan, log_ratio_function
 from assay.pipeline import PipelineResult, run_pipeline
+from assay.saving import write_json
 from assay.training import TrainingResult, train
 
 __all__ = ["LUMINOSITY_IFB", "DemoSize", "run_demo"]
@@ -164,9 +164,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=1))
-    os.replace(tmp, path)
+    write_json(path, _jsonable(data), indent=1)
 
 
 # ---- one level ------------------------------------------------------------------------
@@ -281,13 +279,12 @@ def _level_results(level: _Level, size: DemoSize) -> tuple[dict, dict]:
     intervals = {m: interval_summary({p: scans_1d[p][m] for p in PARAMETERS}) for m in methods}
 
     # Fisher information at the SM
-    joint, lumi = sample.joint, LUMINOSITY_IFB
+    lumi = LUMINOSITY_IFB
     sigma, grad = float(sample.cross_section(np.zeros((1, 2)))[0]), sample.cross_section_gradient(np.zeros(2))
     scale = sample.scale
     fisher = {}
     if level.name == "parton":
-        gradients = joint.morpher.morphing_weight_gradients(np.zeros(2))  # (n_params, n_benchmarks)
-        truth_t = (sample.benchmark_weights @ gradients.T) / w_sm[:, None] - grad / sigma  # exact t(x|SM)
+        truth_t = sample.truth_score()
         fisher["truth"] = score_fisher_information(truth_t, w_sm * scale, lumi, grad, cross_section=sigma)
     fisher["sally"] = score_fisher_information(t_hat, w_sm * scale, lumi, grad, cross_section=sigma)
     bit_t = level.bit.score(x) - grad / sigma
@@ -309,7 +306,7 @@ def _level_results(level: _Level, size: DemoSize) -> tuple[dict, dict]:
     results = {
         "label": "parton level (all momenta observed)" if level.name == "parton"
         else "detector level (smearing, b-tagging, selection; neutrino unobserved)",
-        "n_events": {"generated": level.cfg.simulator.n_events, "stored": _n_events(level),
+        "n_events": {"generated": level.cfg.simulator.n_events, "stored": _n_stored(level.pipeline),
                      "asimov_test_events": len(x)},
         "scans_1d": {
             p: {"theta": thetas_1d[p][:, a], "fixed": {o: 0.0 for o in PARAMETERS if o != p},
@@ -363,11 +360,9 @@ def _key(name: str) -> str:
     return name.replace(" ", "_")
 
 
-def _n_events(level: _Level) -> int:
-    from assay.store import EventStore
-
-    with EventStore(level.pipeline.events) as store:
-        return store.n_events
+def _n_stored(pipeline: PipelineResult) -> int:
+    """Events in the store (after the selection): the split covers every one."""
+    return sum(len(pipeline.split[part]) for part in ("train", "validation", "test"))
 
 
 def _cut_flow(pipeline: PipelineResult) -> dict | None:

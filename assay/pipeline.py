@@ -31,6 +31,7 @@ from assay.generation import BatchSimulator, ToyBatchSimulator, generate, merge_
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
 from assay.sampling import EventSource, local_score_training_set, plain_training_set, ratio_training_set
+from assay.saving import write_json
 from assay.simulators.detector import CutFlow
 from assay.simulators.toys import GaussianToy
 from assay.simulators.wh_batch import CutFlowCounter, wh_batch_simulator
@@ -56,12 +57,6 @@ class PipelineResult:
     training_sets: dict[str, Path]
     timings_s: dict[str, float] = field(default_factory=dict)
     cut_flow: CutFlow | None = None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def build_basis(cfg: RunConfig, rng: np.random.Generator) -> tuple[ParameterSpace, Morpher]:
@@ -112,7 +107,7 @@ def _invalidate_stale_sets(folder: Path, cfg: RunConfig) -> None:
     if manifest.exists() and json.loads(manifest.read_text()) != current:
         for old in folder.glob("*.h5"):
             old.unlink()
-    _write_json(manifest, current)
+    write_json(manifest, current)
 
 
 def _training_set(cfg: RunConfig, spec, source: EventSource, rng: np.random.Generator) -> TrainingSet:
@@ -159,7 +154,7 @@ def generate_events(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     space, morpher = build_basis(cfg, np.random.default_rng([cfg.seed, 0]))
-    _write_json(out / "basis.json", {"space": space.to_dict(), "morphing": morpher.to_dict(),
+    write_json(out / "basis.json", {"space": space.to_dict(), "morphing": morpher.to_dict(),
                                      "condition_number": morpher.condition_number})  # fmt: skip
     timings["basis"] = time.perf_counter() - start
 
@@ -183,7 +178,7 @@ def generate_events(
     timings["generation"] = time.perf_counter() - start
     if counter.n_total:
         flow = counter.cut_flow()
-        _write_json(out / "cutflow.json", {"names": list(flow.names), "n_pass": flow.n_pass.tolist(),
+        write_json(out / "cutflow.json", {"names": list(flow.names), "n_pass": flow.n_pass.tolist(),
                                            "efficiency": flow.efficiency.tolist(), "n_total": flow.n_total,
                                            "total_weight_pb": flow.total_weight})  # fmt: skip
     flow = _read_cut_flow(out / "cutflow.json")

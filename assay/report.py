@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -27,7 +26,7 @@ import numpy as np
 from assay import __version__
 from assay.exceptions import StoreError
 from assay.plots import method_label
-from assay.saving import read_json
+from assay.saving import read_json, write_text
 
 __all__ = ["PLOTS", "REPORT", "RESULTS", "SUMMARY", "format_interval", "load_results", "write_report"]
 
@@ -136,18 +135,6 @@ def _methods(entries: Mapping) -> list[str]:
 # --- files ----------------------------------------------------------------------------------------------
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _safe(name: str) -> str:
     """A file-name-safe version of a level or parameter name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "x"
@@ -171,7 +158,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     (run_dir / PLOTS).mkdir(exist_ok=True)
     plots = _write_plots(results, run_dir)
     path = run_dir / REPORT
-    _write_text(path, _page(results, summary, summary_problem, plots))
+    write_text(path, _page(results, summary, summary_problem, plots))
     return path
 
 

@@ -1,4 +1,4 @@
-"""Atomic replacement of saved-model directories (estimators, ensembles, BIT); torch-free."""
+"""Atomic file writes: text, JSON and saved-model directories (estimators, ensembles, BIT); torch-free."""
 
 from __future__ import annotations
 
@@ -12,7 +12,25 @@ from typing import Any
 
 from assay.exceptions import StoreError
 
-__all__ = ["read_json", "replace_directory"]
+__all__ = ["read_json", "replace_directory", "write_json", "write_text"]
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any, *, indent: int = 2) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=indent))
 
 
 def replace_directory(new: Path, path: Path, *, markers: Sequence[str], what: str = "estimator") -> None:

@@ -19,6 +19,7 @@ from assay.config import RunConfig, config_from_dict
 from assay.joint import JointQuantities
 from assay.pipeline import PipelineResult, run_pipeline
 from assay.sampling import EventSource, unweight
+from assay.saving import write_json
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
 from assay.training_set import TrainingSet
@@ -115,8 +116,5 @@ def run_toy_demo(
         "training_sets": sets,
         "timings_s": {**result.timings_s, "total": time.perf_counter() - start},
     }
-    path = Path(output) / "summary.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
+    write_json(Path(output) / "summary.json", summary)
     return summary

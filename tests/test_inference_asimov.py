@@ -109,8 +109,8 @@ def test_wh_truth_asimov_matches_the_fisher_quadratic_form(tmp_path):
     s = AsimovSample.from_store(tmp_path / "wh.h5", np.arange(20_000), morpher, theta_true=np.zeros(2),
                                 luminosity=300.0)  # fmt: skip
     sigma, grad = s.cross_section(np.zeros((1, 2)))[0], s.cross_section_gradient(np.zeros(2))
-    gradients = morpher.morphing_weight_gradients(np.zeros(2))
-    t = (s.benchmark_weights @ gradients.T) / s.weights[:, None] - grad / sigma
+    t = s.truth_score()
+    np.testing.assert_allclose(s.weights @ t, 0.0, atol=1e-9 * np.abs(s.weights @ np.abs(t)).max())
     info = score_fisher_information(t, s.weights * s.scale, 300.0, grad, cross_section=sigma)
     directions = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, -2.0]])
     directions /= np.sqrt(np.einsum("na,ab,nb->n", directions, info, directions))[:, None]  # uᵀ I u = 1

@@ -122,6 +122,18 @@ class AsimovSample:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(density) - np.log(reference)[None, :]
 
+    def truth_score(self) -> np.ndarray:
+        """Exact t(x_i|θ_true) = ∇w_i/w_i − ∇σ/σ from the event weights, ``(n_events, n_params)``,
+        with this sample's σ(θ) (:meth:`cross_section`), so that Σ_i w_i t_i = 0 exactly.
+
+        The joint score (seed 000 backup); the true score where x fixes the parton configuration,
+        as for :meth:`truth_log_ratio`.
+        """
+        gradients = self.joint.morpher.morphing_weight_gradients(self.theta_true)  # (n_params, n_benchmarks)
+        sigma = self.cross_section(self.theta_true[None])[0]
+        grad = self.cross_section_gradient(self.theta_true)
+        return (self.benchmark_weights @ gradients.T) / self.weights[:, None] - grad / sigma
+
     def ratio_scan(
         self,
         theta: np.ndarray,
