@@ -22,7 +22,8 @@ import torch
 from conftest import BASIS_1D, write_toy_store_1d
 
 from assay.estimators import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR, SALLINO, SALLY, RatioNet
-from assay.estimators.nets import ACTIVATIONS
+from assay.estimators.nets import ACTIVATIONS, Tanh
+from assay.estimators.ratio_models import log_ratio_and_scores
 from assay.exceptions import NotFittedError
 from assay.morphing import Morpher, morphing_components
 from assay.parameters import GaussianPrior
@@ -216,3 +217,33 @@ def test_tangent_propagation_matches_autograd(activation, hidden):
                 for j in range(4)
             ]
             torch.testing.assert_close(grad, torch.stack(per_event, 1))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_scores_at_chosen_events_match_the_full_table(activation):
+    """Training propagates tangents only for the events a score loss uses (y ≠ 1 for t̂0, y ≠ 0
+    for t̂1): those scores equal the full computation, the others are 0, log r̂ is unchanged."""
+    torch.manual_seed(1)
+    net = RatioNet(3, 2, (6, 5), activation).double()
+    x = torch.randn(7, 3, dtype=torch.double)
+    theta0, theta1 = torch.randn(1, 7, 2, dtype=torch.double), torch.randn(1, 7, 2, dtype=torch.double)
+    log_r, s0, s1 = log_ratio_and_scores(net, x, theta0, theta1, t0=True, t1=True)
+    rows0, rows1 = torch.tensor([0, 3, 4]), torch.tensor([1, 2, 4, 6])
+    log_r_e, s0_e, s1_e = log_ratio_and_scores(net, x, theta0, theta1, t0=rows0, t1=rows1)
+    torch.testing.assert_close(log_r_e, log_r)
+    for full, chosen, rows in ((s0, s0_e, rows0), (s1, s1_e, rows1)):
+        torch.testing.assert_close(chosen[0, rows], full[0, rows])
+        others = torch.ones(7, dtype=torch.bool)
+        others[rows] = False
+        assert torch.all(chosen[0, others] == 0)
+    _, only0, none1 = log_ratio_and_scores(net, x, theta0, theta1, t0=rows0, t1=False)
+    torch.testing.assert_close(only0, s0_e)
+    assert none1 is None
+
+
+def test_fast_tanh_matches_torch():
+    z = torch.linspace(-20, 20, 100_001)
+    torch.testing.assert_close(Tanh()(z), torch.tanh(z), atol=3e-7, rtol=0)
+    zd = z.double().requires_grad_(True)
+    Tanh()(zd).sum().backward()
+    torch.testing.assert_close(zd.grad, 1 - torch.tanh(zd.detach()) ** 2)

@@ -15,11 +15,33 @@ from torch import nn
 
 from assay.exceptions import ConfigError
 
-__all__ = ["ACTIVATIONS", "MLP", "Standardizer", "make_activation"]
+__all__ = ["ACTIVATIONS", "MLP", "Standardizer", "Tanh", "make_activation"]
+
+
+class Tanh(nn.Module):
+    """tanh(z) computed as 2 σ(2z) − 1 (absolute error < 3·10⁻⁷ in float32).
+
+    On the CPUs measured here torch's float32 ``tanh`` costs ~4× its ``sigmoid`` (138 vs 33 ns
+    per 100 activations), and seed 000's [100, 100] tanh network spends most of its evaluation
+    time in it: this form makes the 35 × 35 grid evaluation 2.6× faster (benchmarks/training.py).
+    Saved networks carry no activation state, so networks trained with ``nn.Tanh`` load unchanged.
+
+    Example:
+        >>> z = torch.linspace(-5, 5, 11)
+        >>> bool(torch.allclose(Tanh()(z), torch.tanh(z), atol=3e-7))
+        True
+    """
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(2 * z)
+        if torch.is_grad_enabled() and s.requires_grad:
+            return 2 * s - 1  # sigmoid's backward needs its output: no in-place update
+        return s.mul_(2).sub_(1)
+
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
-    "tanh": nn.Tanh,
+    "tanh": Tanh,
     "silu": nn.SiLU,
     "swish": nn.SiLU,
     "softplus": nn.Softplus,

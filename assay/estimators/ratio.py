@@ -121,9 +121,12 @@ class RatioEstimator(Estimator):
         raise NotImplementedError
 
     def _loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        want_t1 = self.uses_score and self.doubly_
+        # the score terms use t̂0 where y ≠ 1 and t̂1 where y ≠ 0: tangents only there (half the work)
+        y = batch["y"]
+        t0_rows = torch.nonzero(y != 1).squeeze(1) if self.uses_score else False
+        t1_rows = torch.nonzero(y != 0).squeeze(1) if self.uses_score and self.doubly_ else False
         log_r, t0, t1 = log_ratio_and_scores(
-            net, batch["x"], batch["theta0"][None], batch["theta1"][None], t0=self.uses_score, t1=want_t1
+            net, batch["x"], batch["theta0"][None], batch["theta1"][None], t0=t0_rows, t1=t1_rows
         )
         out = _Outputs(log_r[0], t0[0] if t0 is not None else None, t1[0] if t1 is not None else None)
         terms = self._terms(out, batch)

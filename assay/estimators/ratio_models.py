@@ -81,15 +81,18 @@ class RatioNet(nn.Module):
         return self.value_and_theta_grad(x, theta, tangents=None)[0]
 
     def value_and_theta_grad(
-        self, x: torch.Tensor, theta: torch.Tensor, tangents: slice | None
+        self, x: torch.Tensor, theta: torch.Tensor, tangents: slice | torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """g(x, θ) ``(k, m)`` and ∇θ g ``(k', m, n_params)`` for the θ rows ``theta[tangents]``.
+        """g(x, θ) ``(k, m)`` and ∇θ g at the rows ``tangents`` of the ``(k, m)`` table.
+
+        ``tangents``: a slice of θ rows (gradient ``(k', m, n_params)``), or indices into the
+        flattened table (gradient ``(len(tangents), n_params)``: training asks only for the
+        events its score loss uses), or None (no gradient).
 
         Forward-mode chain rule through the MLP: with z_l = W_l h_{l−1} + b_l and h_l = φ(z_l),
         the tangents D_l = ∂h_l/∂θ obey D_1 = φ'(z_1) ⊙ W_θ/σ_θ and D_l = φ'(z_l) ⊙ (D_{l−1} W_lᵀ);
         φ' is written in terms of z and h (:data:`ACTIVATION_DERIVATIVES`). Everything stays in
         autograd's graph, so a loss on the scores trains with one ordinary backward pass.
-        None instead of the gradient when ``tangents`` is None.
         """
         layers = list(self.mlp)
         first, rest = layers[0], layers[1:]
@@ -108,15 +111,23 @@ class RatioNet(nn.Module):
             else:
                 h = layer(z)
                 if tangent is not None:
-                    tangent = derivative(z[tangents], h[tangents]).unsqueeze(-2) * tangent
+                    rows_z, rows_h = _table_rows(z, tangents), _table_rows(h, tangents)
+                    tangent = derivative(rows_z, rows_h).unsqueeze(-2) * tangent
                 z = h
         value = z.squeeze(-1)
-        if tangent is not None:  # (P,) for a linear model, else (k', m, P)
-            tangent = torch.broadcast_to(tangent.squeeze(-1), (*value[tangents].shape, theta.shape[-1]))
+        if tangent is not None:  # (P,) for a linear model, else (..., P)
+            shape = (*_table_rows(value, tangents).shape, theta.shape[-1])
+            tangent = torch.broadcast_to(tangent.squeeze(-1), shape)
         return value, tangent
 
     def log_ratio_and_scores(
-        self, x: torch.Tensor, theta0: torch.Tensor, theta1: torch.Tensor, *, t0: bool, t1: bool
+        self,
+        x: torch.Tensor,
+        theta0: torch.Tensor,
+        theta1: torch.Tensor,
+        *,
+        t0: bool | torch.Tensor,
+        t1: bool | torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """See :func:`log_ratio_and_scores` (θ rows of shape ``(k, 1, n_params)`` broadcast over events)."""
         k = theta0.shape[0]
@@ -124,6 +135,8 @@ class RatioNet(nn.Module):
             m = max(theta0.shape[1], theta1.shape[1])
             theta0, theta1 = theta0.expand(-1, m, -1), theta1.expand(-1, m, -1)
         rows = torch.cat([theta0, theta1])
+        if isinstance(t0, torch.Tensor) or isinstance(t1, torch.Tensor):
+            return self._scores_at_events(x, rows, t0, t1)
         tangents = slice(None) if t0 and t1 else slice(0, k) if t0 else slice(k, None) if t1 else None
         g, grad = self.value_and_theta_grad(x, rows, tangents)
         s0 = s1 = None
@@ -131,6 +144,33 @@ class RatioNet(nn.Module):
             s0 = grad[:k] if t0 else None
             s1 = (grad[k:] if t0 else grad) if t1 else None
         return g[:k] - g[k:], s0, s1
+
+    def _scores_at_events(
+        self, x: torch.Tensor, rows: torch.Tensor, t0: bool | torch.Tensor, t1: bool | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """One θ0 and one θ1 row per event (k = 1); tangents only at the requested events."""
+        m = x.shape[0]
+        if rows.shape[:2] != (2, m):
+            raise ValueError(
+                f"scores at chosen events need one θ0 and one θ1 per event, got θ rows {tuple(rows.shape)}"
+            )
+        every = torch.arange(m, device=x.device)
+        events = [every if e is True else e if isinstance(e, torch.Tensor) else None for e in (t0, t1)]
+        wanted = [(block, e) for block, e in enumerate(events) if e is not None]
+        flat = torch.cat([block * m + e for block, e in wanted])
+        g, grad = self.value_and_theta_grad(x, rows, flat)
+        scores: list[torch.Tensor | None] = [None, None]
+        start = 0
+        for block, e in wanted:  # scatter back into (1, m, P); events not asked for get 0
+            part = grad[start : start + len(e)]
+            scores[block] = part.new_zeros(m, part.shape[-1]).index_copy(0, e, part)[None]
+            start += len(e)
+        return g[:1] - g[1:], scores[0], scores[1]
+
+
+def _table_rows(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
+    """Rows of a ``(k, m, ...)`` table: a slice of its θ rows or indices into its flattened (k·m)."""
+    return t[rows] if isinstance(rows, slice) else t.flatten(0, 1)[rows]
 
 
 class MorphingRatioNet(nn.Module):
@@ -193,7 +233,13 @@ class MorphingRatioNet(nn.Module):
 
 
 def log_ratio_and_scores(
-    net: nn.Module, x: torch.Tensor, theta0: torch.Tensor, theta1: torch.Tensor, *, t0: bool, t1: bool
+    net: nn.Module,
+    x: torch.Tensor,
+    theta0: torch.Tensor,
+    theta1: torch.Tensor,
+    *,
+    t0: bool | torch.Tensor,
+    t1: bool | torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """log r̂ = g(x, θ0) − g(x, θ1) and, on request, the scores t̂0 = ∇θ g|θ0, t̂1 = ∇θ g|θ1.
 
@@ -203,7 +249,10 @@ def log_ratio_and_scores(
         x: ``(m, n_obs)``.
         theta0: ``(k, m, n_params)``, or ``(k, 1, n_params)`` for θ points shared by all events.
         theta1: ``(k, m, n_params)``, ``(1, m, n_params)`` or ``(1, 1, n_params)``.
-        t0, t1: whether to compute the scores at θ0 / θ1.
+        t0, t1: whether to compute the scores at θ0 / θ1; with k = 1 also the indices of the
+            events whose score is needed (training: the rows a score loss uses). A
+            :class:`RatioNet` then propagates tangents for those events only and returns 0
+            at the others; a :class:`MorphingRatioNet` computes every score (cheap there).
 
     Returns:
         log r̂ ``(k, m)``, t̂0 ``(k, m, n_params)`` and t̂1 (θ1's shape) or None. Under ``torch.no_grad``
@@ -211,6 +260,7 @@ def log_ratio_and_scores(
     """
     if isinstance(net, RatioNet):
         return net.log_ratio_and_scores(x, theta0, theta1, t0=t0, t1=t1)
+    t0, t1 = t0 is not False, t1 is not False  # event indices: every score is as cheap here
     outer = torch.is_grad_enabled()
     k, m = theta0.shape[0], x.shape[0]
     theta0, theta1 = theta0.expand(-1, m, -1), theta1.expand(-1, m, -1)  # one score per event
