@@ -247,3 +247,19 @@ def test_fast_tanh_matches_torch():
     zd = z.double().requires_grad_(True)
     Tanh()(zd).sum().backward()
     torch.testing.assert_close(zd.grad, 1 - torch.tanh(zd.detach()) ** 2)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("hidden", [(), (7,), (5, 6)])
+def test_log_ratio_table_matches_the_training_forward(activation, hidden):
+    """The scans' buffered, in-place evaluation path gives the training forward's log r̂, for
+    θ1 shared or paired with θ0, with buffers reused across calls of different sizes."""
+    torch.manual_seed(2)
+    net = RatioNet(3, 2, hidden, activation).double()
+    net.theta_scaler.std.fill_(0.5)
+    workspace: dict = {}
+    for m, k, k1 in ((4, 3, 1), (9, 2, 2), (2, 5, 1)):
+        x = torch.randn(m, 3, dtype=torch.double)
+        theta0, theta1 = torch.randn(k, 2, dtype=torch.double), torch.randn(k1, 2, dtype=torch.double)
+        expected, _, _ = log_ratio_and_scores(net, x, theta0[:, None], theta1[:, None], t0=False, t1=False)
+        torch.testing.assert_close(net.log_ratio_table(x, theta0, theta1, workspace), expected.detach())

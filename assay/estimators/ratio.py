@@ -182,18 +182,30 @@ class RatioEstimator(Estimator):
         n_step = max(1, chunk_size // k_step)
         log_r = np.empty((len(th0), len(x)))
         scores = np.empty((len(th0), len(x), n_params)) if score else None
+        workspace: dict = {}  # RatioNet.log_ratio_table's buffers, reused by every chunk
         for a in range(0, len(th0), k_step):
             t1_rows = th1 if len(th1) == 1 else th1[a : a + k_step]
             for b in range(0, len(x), n_step):
-                lr, t0 = self._chunk(net, x[b : b + n_step], th0[a : a + k_step], t1_rows, score)
+                lr, t0 = self._chunk(net, x[b : b + n_step], th0[a : a + k_step], t1_rows, score, workspace)
                 log_r[a : a + k_step, b : b + n_step] = lr
                 if scores is not None:
                     scores[a : a + k_step, b : b + n_step] = t0
         return RatioPrediction(log_r, scores)
 
     def _chunk(
-        self, net: nn.Module, x: np.ndarray, theta0: np.ndarray, theta1: np.ndarray, score: bool
+        self,
+        net: nn.Module,
+        x: np.ndarray,
+        theta0: np.ndarray,
+        theta1: np.ndarray,
+        score: bool,
+        workspace: dict,
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        if isinstance(net, RatioNet) and not score:
+            table = net.log_ratio_table(
+                self._tensor(x), self._tensor(theta0), self._tensor(theta1), workspace
+            )
+            return table.double().cpu().numpy(), None
         th0 = self._tensor(theta0)[:, None, :]  # shared by the m events
         th1 = self._tensor(theta1)[:, None, :]
         with torch.no_grad():

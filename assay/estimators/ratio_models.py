@@ -120,6 +120,48 @@ class RatioNet(nn.Module):
             tangent = torch.broadcast_to(tangent.squeeze(-1), shape)
         return value, tangent
 
+    @torch.no_grad()
+    def log_ratio_table(
+        self, x: torch.Tensor, theta0: torch.Tensor, theta1: torch.Tensor, workspace: dict | None = None
+    ) -> torch.Tensor:
+        """log r̂(x_j|θ0_i, θ1_i) ``(k, m)``; x ``(m, n_obs)``, θ0 ``(k, n_params)``, θ1 ``(k|1, n_params)``.
+
+        The evaluation path of the scans (no gradients): every layer writes into buffers kept
+        in ``workspace`` (a dict the caller passes to each chunk) and activations work in place.
+        Fresh multi-MB tensors per chunk are served by ``mmap`` and page-faulted in on every
+        call, which made the same evaluation 1.5-3× slower and its time erratic.
+        """
+        rows = torch.cat([theta0, theta1])
+        k, n_rows, m = len(theta0), len(rows), len(x)
+        ws = {} if workspace is None else workspace
+        layers = list(self.mlp)
+        first = layers[0]
+        w_x, w_theta = first.weight[:, : self.n_obs], first.weight[:, self.n_obs :]
+        x_part = F.linear(self.x_scaler(x), w_x, first.bias)  # (m, h)
+        theta_part = self.theta_scaler(rows) @ w_theta.T  # (n_rows, h)
+        h = torch.add(
+            theta_part[:, None, :],
+            x_part[None],
+            out=_buffer(ws, "a", (n_rows, m, first.out_features), x_part),
+        )
+        h = h.view(n_rows * m, -1)
+        inplace = _INPLACE_ACTIVATIONS.get(self.activation)
+        spare = "b"
+        for layer in layers[1:]:
+            if isinstance(layer, nn.Linear):
+                out = _buffer(ws, spare, (n_rows * m, layer.out_features), h)
+                if layer.bias is None:
+                    h = torch.mm(h, layer.weight.T, out=out)
+                else:
+                    h = torch.addmm(layer.bias, h, layer.weight.T, out=out)
+                spare = "a" if spare == "b" else "b"
+            elif inplace is not None:
+                inplace(h)
+            else:
+                h.copy_(layer(h))
+        g = h.view(n_rows, m)
+        return g[:k] - g[k:]
+
     def log_ratio_and_scores(
         self,
         x: torch.Tensor,
@@ -166,6 +208,27 @@ class RatioNet(nn.Module):
             scores[block] = part.new_zeros(m, part.shape[-1]).index_copy(0, e, part)[None]
             start += len(e)
         return g[:1] - g[1:], scores[0], scores[1]
+
+
+_INPLACE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], object]] = {
+    "tanh": lambda t: t.mul_(2).sigmoid_().mul_(2).sub_(1),  # as nets.Tanh: 2σ(2z) − 1
+    "relu": torch.relu_,
+    "sigmoid": torch.sigmoid_,
+    "silu": lambda t: F.silu(t, inplace=True),
+    "swish": lambda t: F.silu(t, inplace=True),
+    "elu": lambda t: F.elu(t, inplace=True),
+    "leaky_relu": lambda t: F.leaky_relu(t, inplace=True),
+}
+"""In-place activations for :meth:`RatioNet.log_ratio_table` (others are copied back)."""
+
+
+def _buffer(workspace: dict, key: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A tensor of ``shape`` (dtype and device of ``like``) viewing ``workspace[key]``, grown as needed."""
+    size = math.prod(shape)
+    old = workspace.get(key)
+    if old is None or old.numel() < size or old.dtype != like.dtype or old.device != like.device:
+        workspace[key] = torch.empty(size, dtype=like.dtype, device=like.device)
+    return workspace[key][:size].view(shape)
 
 
 def _table_rows(t: torch.Tensor, rows: slice | torch.Tensor) -> torch.Tensor:
