@@ -422,7 +422,7 @@ def run_demo(
     Returns:
         The summary: ``{"parton": {method: intervals}, "detector": {...}, "timings_s": {...}}``.
     """
-    from dask.distributed import Client, LocalCluster
+    from assay.cluster import local_client
 
     size = size or DemoSize()
     out = Path(output)
@@ -435,11 +435,7 @@ def run_demo(
         "parameters": list(PARAMETERS), "parameter_labels": list(LABELS),
         "luminosity_ifb": LUMINOSITY_IFB, "levels": {},
     }  # fmt: skip
-    n_workers = min(size.members, os.cpu_count() or 1)
-    options = dict(
-        n_workers=n_workers, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
-    )
-    with LocalCluster(**options) as cluster, Client(cluster) as client:
+    with local_client(min(size.members, os.cpu_count() or 1)) as client:
         for name in LEVELS:
             level = _prepare_level(name, size, out / name, client, progress)
             level_results, intervals = _level_results(level, size)

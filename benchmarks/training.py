@@ -2,8 +2,11 @@
 
 (a) A 5-member ALICES ensemble (hidden [100, 100], tanh, α = 5, AMSGrad, 25% validation) on
     1M pairs for 50 epochs, in three variants: the seed-000 setting (plain g(x, θ), batch 128),
-    the plain network at batch 512, and the morphing-aware network (arXiv:2410.07315; θ enters
-    through the 6 morphing weights of a quadratic 2-parameter basis) at batch 512. Measured on a fraction
+    the plain network at batch 512, the morphing-aware network (arXiv:2410.07315; θ enters
+    through the 6 morphing weights of a quadratic 2-parameter basis) at batch 512, and the plain
+    network at batch 512 with the members trained one after another in this process, torch on
+    every core (``Ensemble.fit(n_workers=1, threads=…)``: on 2 vCPUs that share a core, two
+    single-threaded processes are slower than one process with two threads). Measured on a fraction
     (default 100k pairs × 2 epochs per member, all members in parallel on a Dask LocalCluster
     of single-threaded workers, one per core) and extrapolated linearly in pairs × epochs:
     every epoch is the same number of equal-sized steps, and without early stopping all 50
@@ -52,7 +55,10 @@ VARIANTS = {
     "": {},  # seed 000: plain network, batch 128
     "_batch512": {"batch_size": 512},
     "_morphing_batch512": {"batch_size": 512, "morphing": MORPHER},
+    # members one after another in this process, torch on every core (Ensemble.fit(n_workers=1))
+    "_serial_batch512": {"batch_size": 512},
 }
+SERIAL = {"_serial_batch512"}
 
 
 def random_ratio_set(n_pairs: int, rng: np.random.Generator) -> TrainingSet:
@@ -82,14 +88,15 @@ def warm_up() -> float:
 
 
 def bench_ensemble(args: argparse.Namespace, variant: str) -> dict:
-    from dask.distributed import Client, LocalCluster
+    from assay.cluster import local_client
 
     data = random_ratio_set(args.pairs, np.random.default_rng(0))
     settings = {**SEED_000, **VARIANTS[variant]}
     proto = ALICES(**settings, epochs=args.epochs, early_stopping=False, progress=False)
+    if variant in SERIAL:
+        return bench_serial(args, variant, data, proto)
     start = time.perf_counter()
-    options = dict(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
-    with LocalCluster(**options) as cluster, Client(cluster) as client:
+    with local_client(args.workers) as client:  # the workers Ensemble.fit starts itself
         client.run(warm_up)  # on every worker: the first fit in a process pays a one-time start-up
         started = time.perf_counter()
         remote = client.scatter(data, broadcast=True, hash=False)  # what Ensemble.fit sends first
@@ -114,6 +121,23 @@ def bench_ensemble(args: argparse.Namespace, variant: str) -> dict:
         f"alices_train_samples_per_s_all_workers{variant}": args.members * n_train * args.epochs / wall,
         f"dask_cluster_start_and_warm_up{variant}_s": started - start,
         f"dask_scatter_{args.pairs // 1000}k_pairs{variant}_s": scatter,
+    }
+
+
+def bench_serial(args: argparse.Namespace, variant: str, data: TrainingSet, proto: ALICES) -> dict:
+    """The members trained one after another in this process, torch using every core (no Dask)."""
+    threads = os.cpu_count() or 1
+    begin = time.perf_counter()
+    Ensemble.from_estimator(proto, args.members).fit(data, n_workers=1, threads=threads, seed=0)
+    wall = time.perf_counter() - begin
+    scale = args.target_pairs / args.pairs * args.target_epochs / args.epochs
+    n_train = round(args.pairs * (1 - proto.trainer.validation_split))
+    label = f"{args.pairs // 1000}k_pairs_{args.epochs}ep"
+    target = f"alices_ensemble{args.members}_{args.target_pairs // 1_000_000}M_{args.target_epochs}ep"
+    return {
+        f"{target}{variant}_s_extrapolated_from_{label}": wall * scale,
+        f"alices_ensemble{args.members}_{label}{variant}_wall_s": wall,
+        f"alices_train_samples_per_s{variant}_{threads}threads": args.members * n_train * args.epochs / wall,
     }
 
 

@@ -454,19 +454,11 @@ def _fit_remote(client: Any, jobs, sets, validation, progress: bool) -> list[tup
 
 
 def _on_local_cluster(jobs, sets, validation, n_workers: int | None, progress: bool):
-    """Train on a fresh ``LocalCluster`` of single-threaded worker processes."""
-    from dask.distributed import Client, LocalCluster
+    """Train on a fresh local cluster of single-threaded workers (:func:`assay.cluster.local_client`)."""
+    from assay.cluster import local_client
 
-    n = min(n_workers or os.cpu_count() or 1, len(jobs))
-    scheduler_log = logging.getLogger("distributed")  # its INFO lines would reach the root handlers
-    level = scheduler_log.level
-    scheduler_log.setLevel(logging.ERROR)
-    try:
-        options = dict(threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR)
-        with LocalCluster(n_workers=n, **options) as cluster, Client(cluster) as client:
-            return _fit_remote(client, jobs, sets, validation, progress)
-    finally:
-        scheduler_log.setLevel(level)
+    with local_client(min(n_workers or os.cpu_count() or 1, len(jobs))) as client:
+        return _fit_remote(client, jobs, sets, validation, progress)
 
 
 def read_ensemble_metadata(path: str | os.PathLike) -> dict[str, Any]:
