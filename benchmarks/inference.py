@@ -4,7 +4,7 @@
     a trained 5-member ALICES ensemble on 100k Asimov events: the ensemble's mean log r̂ for
     every (θ, event) pair, the weighted sum and the Poisson term
     (:func:`assay.inference.likelihood.expected_scan`), torch using every core. Three networks:
-    the demo's ([50], ReLU), seed 000's S+B network ([100, 100], tanh) and the morphing-aware
+    the demo's ALICES and seed 000's S+B network ([100, 100], tanh), [50] ReLU and the morphing-aware
     [100, 100] tanh network (θ enters through c_k(θ): one pass over the events). The members are
     trained for one epoch on 5k random pairs (the timing does not depend on the weights).
     When a probe predicts more than 120 s, the grid is timed on 10k events and extrapolated
@@ -36,8 +36,8 @@ from assay.inference import expected_scan, log_ratio_function, theta_grid
 from assay.inference.asymptotic import SEED_RANGES
 
 NETWORKS = {
-    "": dict(hidden=(50,), activation="relu"),  # the demo's
-    "_tanh100x100": dict(hidden=(100, 100), activation="tanh"),  # seed 000 S+B
+    "": dict(hidden=(100, 100), activation="tanh"),  # the demo's ALICES, seed 000's S+B network
+    "_relu50": dict(hidden=(50,), activation="relu"),  # seed 000's smaller network
     "_morphing_tanh100x100": dict(hidden=(100, 100), activation="tanh", morphing=MORPHER),
 }
 
