@@ -67,7 +67,7 @@ def test_summary_layout(tiny_demo):
 
 @pytest.fixture(scope="module")
 def full_demo(tmp_path_factory):
-    """The default demo (~6-10 minutes on 2 cores), run once for the slow tests."""
+    """The default demo (~4-5 minutes on 2 cores), run once for the slow tests."""
     return run_demo(tmp_path_factory.mktemp("full"), size=DemoSize(), progress=False, report=False)
 
 
