@@ -258,6 +258,11 @@ class TrainingConfig(_Model):
     )
     hidden: list[int] = [100, 100]
     activation: Literal["relu", "tanh", "silu", "swish", "softplus"] = "tanh"
+    morphing_aware: bool = Field(
+        False,
+        description="likelihood-ratio methods: the morphing-aware network (arXiv:2410.07315), θ "
+        "entering only through the morphing weights of the run's basis.json",
+    )
     alpha: float = Field(5.0, ge=0)
     epochs: int = Field(50, gt=0)
     batch_size: int = Field(128, gt=0)

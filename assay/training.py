@@ -29,6 +29,7 @@ from assay.bit import BoostedInformationTree
 from assay.config import RunConfig, TrainingConfig
 from assay.estimators import ESTIMATORS, Ensemble, Estimator, History
 from assay.estimators.ensemble import ENSEMBLE_FILE
+from assay.estimators.ratio import RatioEstimator
 from assay.exceptions import ConfigError, StoreError
 from assay.morphing import Morpher
 from assay.pipeline import _split
@@ -108,13 +109,30 @@ def estimator_class(method: str) -> type[Estimator]:
         ) from None
 
 
-def build_estimator(training: TrainingConfig, *, seed: int, progress: bool = True) -> Estimator:
+def build_estimator(
+    training: TrainingConfig, *, seed: int, progress: bool = True, morpher: Morpher | None = None
+) -> Estimator:
     """An unfitted estimator with the hyper-parameters of ``training``.
 
     ``alpha`` only reaches score-augmented methods (ALICES, RASCAL, CASCAL); ``clip_grad_norm:
-    auto`` clips those at 1.0 and leaves the others unclipped.
+    auto`` clips those at 1.0 and leaves the others unclipped. ``morphing_aware`` needs a
+    likelihood-ratio method and the run's ``morpher``.
+
+    Raises:
+        ConfigError: ``morphing_aware`` for a method that does not estimate a likelihood ratio.
     """
     cls = estimator_class(training.method)
+    morphing: dict[str, Any] = {}
+    if training.morphing_aware:
+        if not issubclass(cls, RatioEstimator):
+            ratio_methods = sorted(n.lower() for n, c in ESTIMATORS.items() if issubclass(c, RatioEstimator))
+            raise ConfigError(
+                f"training.morphing_aware: {cls.__name__} does not estimate a likelihood ratio; "
+                f"the morphing-aware network needs one of {ratio_methods}"
+            )
+        if morpher is None:
+            raise ValueError("build_estimator: morphing_aware needs the run's morpher (basis.json)")
+        morphing["morphing"] = morpher
     score_terms = getattr(cls, "uses_score", False)
     clip = training.clip_grad_norm
     if clip == "auto":
@@ -127,7 +145,7 @@ def build_estimator(training: TrainingConfig, *, seed: int, progress: bool = Tru
     )  # fmt: skip
     if score_terms:
         kwargs["alpha"] = training.alpha
-    return cls(**kwargs)
+    return cls(**kwargs, **morphing)
 
 
 def _set_names(cfg: RunConfig) -> tuple[str, ...]:
@@ -197,8 +215,8 @@ class BITEvents:
     indices: np.ndarray
 
 
-def _read_basis(path: Path, store: EventStore) -> Morpher:
-    """The morpher of ``basis.json``, checked against the event file's morphing."""
+def _read_basis(path: Path, store: EventStore | None = None) -> Morpher:
+    """The morpher of ``basis.json``, checked against the event file's morphing if given."""
     basis = read_json(
         path, missing="morphing basis not found; run `assay run CONFIG` first",
         unreadable="cannot read the morphing basis",
@@ -207,7 +225,7 @@ def _read_basis(path: Path, store: EventStore) -> Morpher:
         morpher = Morpher.from_dict(basis["morphing"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"{path}: not a morphing basis written by `assay run` ({exc!r})") from exc
-    if store.morphing is not None and basis["morphing"] != store.morphing:
+    if store is not None and store.morphing is not None and basis["morphing"] != store.morphing:
         raise StoreError(
             f"{path}: the morphing basis differs from the one of {store.path}; rerun `assay run CONFIG`"
         )
@@ -292,7 +310,8 @@ def train(
     names = _set_names(cfg)
     data = [_load(out / _SETS_DIR, name, cls) for name in names]
     single = training.n_ensemble == 1
-    estimator = build_estimator(training, seed=cfg.seed, progress=progress and single)
+    morpher = _read_basis(out / "basis.json") if training.morphing_aware else None
+    estimator = build_estimator(training, seed=cfg.seed, progress=progress and single, morpher=morpher)
     start = time.perf_counter()
     if single:
         previous = torch.get_num_threads()

@@ -222,3 +222,30 @@ def test_bit_theta_ref_as_a_point(run_folder):
     cfg = load_config(write_config(run_folder, method="bit", bit={**BIT, "theta_ref": {"c": 0.25}}))
     events = bit_training_events(cfg, run_folder / "out")
     np.testing.assert_array_equal(events.theta_ref, [0.25])
+
+
+def test_morphing_aware_alices_uses_the_run_basis(run_folder):
+    """``training.morphing_aware``: the network of arXiv:2410.07315 with the morpher of basis.json;
+    log r̂ is then exactly a ratio of morphing polynomials in θ, so r̂(x|θ, θ) = 1 and the
+    saved model keeps the basis."""
+    out = run_folder / "out"
+    result = invoke("train", write_config(run_folder, morphing_aware=True), "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    est = load_estimator(out / "models" / "alices")
+    basis = json.loads((out / "basis.json").read_text())["morphing"]
+    assert isinstance(est, ALICES) and est.morphing is not None
+    assert est.morphing.to_dict() == basis
+    x = TrainingSet.load(out / "sets" / "alices_validation.h5").x[:30]
+    log_r = est.evaluate_log_ratio(x, np.array([[0.4], [-0.2]]), np.zeros(1), score=False).log_r
+    assert np.all(np.isfinite(log_r)) and np.any(log_r != 0)
+    same = est.evaluate_log_ratio(x, np.array([[0.4]]), np.array([0.4]), score=False).log_r
+    np.testing.assert_allclose(same, 0.0, atol=1e-6)
+
+
+def test_morphing_aware_needs_a_ratio_method(run_folder):
+    result = invoke(
+        "train", write_config(run_folder, method="sally", morphing_aware=True), "-o", run_folder / "out", "-q"
+    )
+    assert result.exit_code == 2
+    text = flat(result.output)
+    assert "training.morphing_aware: SALLY does not estimate a likelihood ratio" in text and "alices" in text
