@@ -13,8 +13,10 @@ from scipy import stats
 
 from assay.morphing import Morpher, morphing_components
 from assay.parameters import Parameter, ParameterSpace
+from assay.sampling import EventSource
 from assay.simulators.toys import GaussianToy, ToyEvents
 from assay.store import EventStore
+from assay.unweighting import split_events
 
 # Hand-chosen quadratic basis for 2 parameters: the four axis points fix the linear and
 # square terms, (1, 1) fixes the mixed term; condition number ≈ 8.
@@ -74,3 +76,32 @@ def write_toy_store_1d(path, toy: GaussianToy, n_events: int, seed: int):
     ) as writer:
         writer.append(events.x, events.weights)
     return path
+
+
+TOY1_EVENTS = 60_000  # the 1-parameter toy store shared by the estimator and ensemble tests
+
+
+@pytest.fixture(scope="session")
+def toy1() -> GaussianToy:
+    """The 1-parameter, 1-observable Gaussian toy of the estimator tests."""
+    return GaussianToy.default(n_params=1, n_obs=1)
+
+
+@pytest.fixture(scope="session")
+def store1(tmp_path_factory, toy1):
+    """:data:`TOY1_EVENTS` toy events (generated at θ = 0, weights at BASIS_1D), opened once per session."""
+    path = write_toy_store_1d(tmp_path_factory.mktemp("toy1") / "toy1.h5", toy1, TOY1_EVENTS, seed=1)
+    with EventStore(path) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def split():
+    """80% train, 20% test of the toy1 store."""
+    return split_events(TOY1_EVENTS, (0.8, 0.0, 0.2), np.random.default_rng(2))
+
+
+@pytest.fixture(scope="session")
+def source(store1, split) -> EventSource:
+    """The train partition of the toy1 store."""
+    return EventSource(store1, events=split.train)

@@ -16,7 +16,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import write_toy_store_1d
 
 from assay.estimators import (
     ALICES,
@@ -29,14 +28,10 @@ from assay.estimators import (
 from assay.exceptions import NotFittedError, StoreError
 from assay.parameters import GaussianPrior
 from assay.sampling import EventSource, local_score_training_set, ratio_training_set, unweight
-from assay.simulators.toys import GaussianToy
-from assay.store import EventStore
 from assay.training_set import TrainingSet
-from assay.unweighting import split_events
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
 
-N_EVENTS = 60_000
 SM = np.zeros(1)
 PRIOR = GaussianPrior(mean=0.0, std=0.8, n_params=1)
 TRAINING = dict(
@@ -46,28 +41,6 @@ TINY = dict(hidden=(8,), epochs=1, batch_size=256, progress=False)
 
 
 # ---- data (as in tests/test_estimators.py) -------------------------------------------------------
-@pytest.fixture(scope="module")
-def toy1() -> GaussianToy:
-    return GaussianToy.default(n_params=1, n_obs=1)
-
-
-@pytest.fixture(scope="module")
-def store1(tmp_path_factory, toy1):
-    path = write_toy_store_1d(tmp_path_factory.mktemp("ensemble") / "toy1.h5", toy1, N_EVENTS, seed=1)
-    with EventStore(path) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def split():
-    return split_events(N_EVENTS, (0.8, 0.0, 0.2), np.random.default_rng(2))
-
-
-@pytest.fixture(scope="module")
-def source(store1, split) -> EventSource:
-    return EventSource(store1, events=split.train)
-
-
 @pytest.fixture(scope="module")
 def ratio_set(source) -> TrainingSet:
     return ratio_training_set(source, PRIOR, SM, 20_000, n_theta0=1000, rng=np.random.default_rng(3))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import BASIS_1D, write_toy_store_1d
+from conftest import BASIS_1D
 
 from assay.estimators import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR, SALLINO, SALLY, RatioNet
 from assay.estimators.nets import ACTIVATIONS, Tanh
@@ -28,13 +28,9 @@ from assay.exceptions import NotFittedError
 from assay.morphing import Morpher, morphing_components
 from assay.parameters import GaussianPrior
 from assay.sampling import EventSource, local_score_training_set, ratio_training_set, unweight
-from assay.simulators.toys import GaussianToy
-from assay.store import EventStore
-from assay.unweighting import split_events
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
 
-N_EVENTS = 60_000
 N_SAMPLES = 40_000
 PRIOR = GaussianPrior(mean=0.0, std=0.8, n_params=1)
 SM = np.zeros(1)
@@ -48,30 +44,8 @@ RATIO_BOUNDS = {CARL: 0.15, ROLR: 0.15, ALICE: 0.06, ALICES: 0.05, RASCAL: 0.05,
 
 
 @pytest.fixture(scope="module")
-def toy1() -> GaussianToy:
-    return GaussianToy.default(n_params=1, n_obs=1)
-
-
-@pytest.fixture(scope="module")
 def morpher1() -> Morpher:
     return Morpher(morphing_components(1, 2), BASIS_1D)
-
-
-@pytest.fixture(scope="module")
-def store1(tmp_path_factory, toy1):
-    path = write_toy_store_1d(tmp_path_factory.mktemp("estimators") / "toy1.h5", toy1, N_EVENTS, seed=1)
-    with EventStore(path) as store:
-        yield store
-
-
-@pytest.fixture(scope="module")
-def split():
-    return split_events(N_EVENTS, (0.8, 0.0, 0.2), np.random.default_rng(2))
-
-
-@pytest.fixture(scope="module")
-def source(store1, split) -> EventSource:
-    return EventSource(store1, events=split.train)
 
 
 @pytest.fixture(scope="module")
