@@ -199,7 +199,10 @@ class RatioNet(nn.Module):
         every = torch.arange(m, device=x.device)
         events = [every if e is True else e if isinstance(e, torch.Tensor) else None for e in (t0, t1)]
         wanted = [(block, e) for block, e in enumerate(events) if e is not None]
-        flat = torch.cat([block * m + e for block, e in wanted])
+        if len(wanted) == 1 and wanted[0][0] == 0:  # singly parameterized: θ0 rows only
+            flat = wanted[0][1]
+        else:
+            flat = torch.cat([block * m + e for block, e in wanted])
         g, grad = self.value_and_theta_grad(x, rows, flat)
         scores: list[torch.Tensor | None] = [None, None]
         start = 0

@@ -336,19 +336,27 @@ class Trainer:
 
 
 class _Sums:
-    """Sample-weighted sums of the loss and its terms, kept on the device (one sync per epoch)."""
+    """Sample-weighted sums of the loss and its terms, kept on the device (one sync per epoch).
+
+    Each step only appends its detached scalars; the weighted sums are formed once in :meth:`means`.
+    """
 
     def __init__(self) -> None:
-        self.total: torch.Tensor | float = 0.0
-        self.terms: dict[str, torch.Tensor | float] = {}
+        self.values: list[torch.Tensor] = []  # per step: (1 + n_terms,) = total, terms
+        self.sizes: list[int] = []
+        self.names: tuple[str, ...] = ()
 
     def add(self, total: torch.Tensor, terms: Mapping[str, torch.Tensor], n: int) -> None:
-        self.total = self.total + total.detach() * n
-        for k, v in terms.items():
-            self.terms[k] = self.terms.get(k, 0.0) + v.detach() * n
+        self.names = tuple(terms)
+        self.values.append(torch.stack([total.detach(), *(v.detach() for v in terms.values())]))
+        self.sizes.append(n)
 
     def means(self, n: int) -> tuple[float, dict[str, float]]:
-        return float(self.total) / n, {k: float(v) / n for k, v in self.terms.items()}
+        if not self.values:
+            return 0.0, {}
+        sizes = torch.tensor(self.sizes, dtype=self.values[0].dtype, device=self.values[0].device)
+        sums = (sizes @ torch.stack(self.values)).tolist()
+        return sums[0] / n, {k: v / n for k, v in zip(self.names, sums[1:])}
 
 
 def _as_tensors(data: Mapping[str, torch.Tensor | np.ndarray], name: str) -> dict[str, torch.Tensor]:
