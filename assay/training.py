@@ -5,7 +5,9 @@
 builds the configured estimator through the one registry
 :data:`~assay.estimators.ESTIMATORS` (names case-insensitive: ``alices`` → ALICES),
 trains it (an :class:`~assay.estimators.Ensemble` when ``n_ensemble > 1``, in parallel
-through Dask) and saves it to ``OUTPUT/models/<method>/``.
+through Dask) and saves it to ``OUTPUT/models/<method>/``. While it trains, every estimator
+(or member) writes its state after each epoch to ``OUTPUT/models/.checkpoints/<method>/``; the
+same command run again after an interruption resumes there (deleted once the model is saved).
 
 ``method: bit`` fits a :class:`~assay.bit.BoostedInformationTree` (seed 002) instead, on the
 weighted events of the train partition (``events.h5`` rows listed in ``split.h5``) with the
@@ -52,6 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = "models"
+CHECKPOINTS_DIR = ".checkpoints"  # under MODELS_DIR: the per-epoch state of unfinished fits
 BIT_METHOD = "bit"  # training.method of Boosted Information Trees; models/bit/
 _SETS_DIR = "sets"
 _CLIP_FOR_SCORE_TERMS = 1.0  # ALICES/RASCAL/CASCAL: huge joint scores stall AMSGrad unclipped (ratio.py)
@@ -312,12 +315,16 @@ def train(
     single = training.n_ensemble == 1
     morpher = _read_basis(out / "basis.json") if training.morphing_aware else None
     estimator = build_estimator(training, seed=cfg.seed, progress=progress and single, morpher=morpher)
+    # per-epoch state of the unfinished fit: rerunning the same command resumes it
+    checkpoints = out / MODELS_DIR / CHECKPOINTS_DIR / cls.__name__.lower()
     start = time.perf_counter()
     if single:
         previous = torch.get_num_threads()
         torch.set_num_threads(training.threads or previous)
         try:
-            model: Estimator | Ensemble = estimator.fit(data[0][0], validation_set=data[0][1])
+            model: Estimator | Ensemble = estimator.fit(
+                data[0][0], validation_set=data[0][1], checkpoint=checkpoints / "estimator.pt"
+            )
         finally:
             torch.set_num_threads(previous)
         histories, member_s = (model.history_,), (time.perf_counter() - start,)
@@ -326,7 +333,7 @@ def train(
         model = Ensemble.from_estimator(estimator, training.n_ensemble).fit(
             [train for train, _ in data], validation_set=None if None in validation else validation,
             resampling="sets" if len(names) > 1 else "bootstrap", client=client, n_workers=n_workers,
-            threads=training.threads or 1, seed=cfg.seed, progress=progress,
+            threads=training.threads or 1, seed=cfg.seed, progress=progress, checkpoints=checkpoints,
         )  # fmt: skip
         histories = tuple(m.history_ for m in model.members_)
         member_s = model.fit_seconds_
@@ -335,5 +342,6 @@ def train(
     if single and (path / ENSEMBLE_FILE).is_file():
         shutil.rmtree(path)  # an earlier ensemble of this method: Estimator.save would refuse to replace it
     model.save(path)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     logger.info("trained %s on %s in %.1f s → %s", cls.__name__, list(names), wall, path)
     return TrainingResult(cls.__name__, names, path, model, histories, tuple(member_s), wall)

@@ -249,3 +249,30 @@ def test_morphing_aware_needs_a_ratio_method(run_folder):
     assert result.exit_code == 2
     text = flat(result.output)
     assert "training.morphing_aware: SALLY does not estimate a likelihood ratio" in text and "alices" in text
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(run_folder, monkeypatch):
+    """`assay train` run again after an interruption continues the unfinished fit from
+    models/.checkpoints/ and ends as an uninterrupted run; the checkpoints go once the model is saved."""
+    from assay.estimators import train as train_module
+
+    out = run_folder / "out"
+    cfg = load_config(write_config(run_folder, epochs=4))
+    reference = train(cfg, out, progress=False).estimator
+    checkpoint = out / "models" / ".checkpoints" / "alices" / "estimator.pt"
+    original, calls = train_module.Trainer._epoch, []
+
+    def interrupted(self, *args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module.Trainer, "_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out, progress=False)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    resumed = train(cfg, out, progress=False).estimator
+    assert resumed.history_.train_loss == reference.history_.train_loss
+    assert not (out / "models" / ".checkpoints" / "alices").exists()

@@ -117,13 +117,21 @@ class Estimator:
         """Inverse of :meth:`_fitted_state`."""
 
     # ---- fitting ----------------------------------------------------------------------
-    def fit(self, train_set: TrainingSet, *, validation_set: TrainingSet | None = None) -> Estimator:
+    def fit(
+        self,
+        train_set: TrainingSet,
+        *,
+        validation_set: TrainingSet | None = None,
+        checkpoint: str | os.PathLike | None = None,
+    ) -> Estimator:
         """Train on ``train_set``.
 
         Args:
             train_set: samples with at least :attr:`required_fields`.
             validation_set: samples for early stopping; None: hold out the trainer's
                 ``validation_split`` of ``train_set``.
+            checkpoint: a file for the state after every epoch; a fit interrupted there resumes
+                after its last finished epoch (:meth:`Trainer.fit <assay.estimators.train.Trainer.fit>`).
 
         Returns:
             ``self``, fitted.
@@ -145,7 +153,9 @@ class Estimator:
             net = self._build(n_obs, n_params)
         net.fit_scalers(train_set)
         validation = self._arrays(validation_set) if validation_set is not None else None
-        self.history_ = self.trainer.fit(net, self._loss, self._arrays(train_set), validation=validation)
+        self.history_ = self.trainer.fit(
+            net, self._loss, self._arrays(train_set), validation=validation, checkpoint=checkpoint
+        )
         self.net_ = net
         self.observables_ = tuple(train_set.observables)
         self.parameters_ = tuple(train_set.parameters)

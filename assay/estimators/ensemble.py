@@ -136,6 +136,7 @@ class _MemberJob:
     params: dict[str, Any]
     bootstrap: np.random.SeedSequence | None  # seeds the Poisson counts; None: use the set as is
     threads: int
+    checkpoint: str | None = None  # the member's per-epoch state (resumable), on a filesystem the worker sees
 
 
 def _fit_member(
@@ -150,7 +151,7 @@ def _fit_member(
             data = train_set
             if job.bootstrap is not None:
                 data = poisson_bootstrap(train_set, np.random.default_rng(job.bootstrap))
-            est = job.cls(**job.params).fit(data, validation_set=validation_set)
+            est = job.cls(**job.params).fit(data, validation_set=validation_set, checkpoint=job.checkpoint)
             return est, time.perf_counter() - start
         finally:
             torch.set_num_threads(previous)
@@ -222,6 +223,7 @@ class Ensemble:
         threads: int = 1,
         seed: int | None = 0,
         progress: bool = False,
+        checkpoints: str | os.PathLike | None = None,
     ) -> Ensemble:
         """Train every member on its resampling of the data, in parallel.
 
@@ -241,6 +243,9 @@ class Ensemble:
                 (``SeedSequence(seed).spawn``); the members' own ``seed`` settings are replaced.
                 None: fresh randomness.
             progress: show a progress bar over members (members train without their own bars).
+            checkpoints: a folder for each member's per-epoch state (``member_<i>.pt``): a fit
+                interrupted there resumes every member after its last finished epoch. On a
+                cluster the folder must be on a filesystem the workers share. None: no checkpoints.
 
         Returns:
             ``self``, fitted (``members_``, ``fit_seconds_``, ``resampling_``).
@@ -264,7 +269,8 @@ class Ensemble:
             torch_seed, data_seed = child.spawn(2)
             params = {**member.get_params(), "seed": int(torch_seed.generate_state(1)[0]), "progress": False}
             bootstrap = data_seed if resampling == "bootstrap" else None
-            jobs.append(_MemberJob(type(member), params, bootstrap, threads))
+            checkpoint = None if checkpoints is None else str(Path(checkpoints) / f"member_{len(jobs)}.pt")
+            jobs.append(_MemberJob(type(member), params, bootstrap, threads, checkpoint))
         if client is None and (n_workers or min(self.n_members, os.cpu_count() or 1)) == 1:
             bar = tqdm(zip(jobs, sets, validation), total=len(jobs), unit="member", disable=not progress)
             results = [_fit_member(*args) for args in bar]

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from assay.estimators.checkpoint import fingerprint, read_checkpoint, write_checkpoint
 from assay.exceptions import AssayError, ConfigError
 
 __all__ = ["OPTIMIZERS", "History", "LossFn", "Trainer", "lr_schedule", "seeded"]
@@ -227,6 +230,7 @@ class Trainer:
         tensors: Mapping[str, torch.Tensor | np.ndarray],
         *,
         validation: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+        checkpoint: str | os.PathLike | None = None,
     ) -> History:
         """Train ``model`` in place.
 
@@ -239,6 +243,9 @@ class Trainer:
                 (floating arrays are cast to float32).
             validation: validation arrays with the same keys; None: hold out
                 ``validation_split`` of ``tensors``.
+            checkpoint: a file for the state after every epoch (:mod:`assay.estimators.checkpoint`);
+                if it holds an unfinished run of this same fit, training resumes after its last
+                epoch. Deleted when the fit ends. None: no checkpoints.
 
         Returns:
             :class:`History`; the model ends with the best epoch's weights if
@@ -246,6 +253,7 @@ class Trainer:
 
         Raises:
             AssayError: the loss became NaN or infinite (lower the learning rate or clip gradients).
+            StoreError: ``checkpoint`` exists but is not a readable training checkpoint.
         """
         generator = torch.Generator()
         if self.seed is None:
@@ -254,10 +262,20 @@ class Trainer:
             generator.manual_seed(self.seed)
         train = _as_tensors(tensors, "tensors")
         val = _as_tensors(validation, "validation") if validation is not None else None
+        model.to(self.torch_device)
+        saver = None
+        if checkpoint is not None:
+            settings = {k: v for k, v in self.to_dict().items() if k != "progress"}
+            saver = _Checkpoint(Path(checkpoint), fingerprint(settings, model, train, val))
+            saver.resume = read_checkpoint(saver.path, saver.key)
+            if saver.resume is not None:  # the split of the interrupted run (its seed may have been fresh)
+                generator.set_state(saver.resume["initial_generator"])
+            saver.initial_generator = generator.get_state()
         if val is None and self.validation_split > 0:
             train, val = _split(train, self.validation_split, generator)
-        model.to(self.torch_device)
-        curves, best = self._run(model, loss_fn, train, val, generator)
+        curves, best = self._run(model, loss_fn, train, val, generator, saver)
+        if saver is not None:
+            saver.path.unlink(missing_ok=True)
         if self.early_stopping and best.state is not None:
             model.load_state_dict(best.state)
         best_epoch = best.epoch if self.early_stopping else len(curves.train) - 1
@@ -278,23 +296,33 @@ class Trainer:
         train: dict[str, torch.Tensor],
         val: dict[str, torch.Tensor] | None,
         generator: torch.Generator,
+        saver: _Checkpoint | None = None,
     ) -> tuple[_Curves, _Best]:
-        """The epoch loop: lr schedule, one pass, validation, progress bar, early stopping."""
+        """The epoch loop: lr schedule, one pass, validation, progress bar, early stopping, checkpoints."""
         optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr[0])
-        curves, best = _Curves(), _Best()
-        bar = tqdm(lr_schedule(self.lr, self.epochs), disable=not self.progress, unit="epoch", leave=False)
-        for epoch, lr in enumerate(bar):
+        curves, best, start, stopped = _Curves(), _Best(), 0, False
+        if saver is not None and saver.resume is not None:
+            curves, best, start, stopped = saver.restore(model, optimizer, generator)
+        schedule = lr_schedule(self.lr, self.epochs)
+        bar = tqdm(total=self.epochs, initial=start, disable=not self.progress, unit="epoch", leave=False)
+        for epoch in range(start, self.epochs if not stopped else start):
             for group in optimizer.param_groups:
-                group["lr"] = float(lr)
+                group["lr"] = float(schedule[epoch])
             model.train()
             train_loss = self._epoch(model, loss_fn, train, optimizer, generator, epoch)
             val_loss = _evaluate(model, loss_fn, val, self.torch_device) if val is not None else None
             curves.add(train_loss, val_loss, optimizer.param_groups[0]["lr"])
+            bar.update()
             bar.set_postfix(train=f"{train_loss[0]:.4g}", val=f"{val_loss[0]:.4g}" if val_loss else "-")
             monitored = (val_loss or train_loss)[0]
+            stop = False
             if monitored < best.loss:
                 best.update(monitored, epoch, model if self.early_stopping else None)
-            elif self.early_stopping and epoch - best.epoch >= self.patience:
+            else:
+                stop = self.early_stopping and epoch - best.epoch >= self.patience
+            if saver is not None:
+                saver.save(epoch, stop, model, optimizer, generator, curves, best)
+            if stop:
                 break
         bar.close()
         return curves, best
@@ -333,6 +361,46 @@ class Trainer:
                 f"lower lr or set clip_grad_norm"
             )
         return total_mean, term_means
+
+
+@dataclass
+class _Checkpoint:
+    """Where a fit keeps its per-epoch state, its fingerprint, and the state it resumes from."""
+
+    path: Path
+    key: str
+    resume: dict | None = None
+    initial_generator: torch.Tensor | None = None
+
+    def save(
+        self,
+        epoch: int,
+        stopped: bool,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        curves: _Curves,
+        best: _Best,
+    ) -> None:
+        write_checkpoint(self.path, {
+            "fingerprint": self.key, "epoch": epoch, "stopped": stopped,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(), "initial_generator": self.initial_generator,
+            "curves": asdict(curves), "best": {"loss": best.loss, "epoch": best.epoch, "state": best.state},
+        })  # fmt: skip
+
+    def restore(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    ) -> tuple[_Curves, _Best, int, bool]:
+        """Load the saved state into the fit; returns (curves, best, first epoch to run, stopped)."""
+        state = self.resume
+        assert state is not None
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        best = _Best(float(state["best"]["loss"]), int(state["best"]["epoch"]), state["best"]["state"])
+        logger.info("%s: resuming after epoch %d", self.path, state["epoch"])
+        return _Curves(**state["curves"]), best, int(state["epoch"]) + 1, bool(state["stopped"])
 
 
 class _Sums:
