@@ -111,3 +111,14 @@ def test_ensemble_resumes_every_member(tmp_path, monkeypatch):
         assert a.history_.train_loss == b.history_.train_loss
         for wa, wb in zip(weights(a), weights(b)):
             torch.testing.assert_close(wa, wb, rtol=0, atol=0)
+
+
+def test_unwritable_checkpoint_folder_only_warns(local_set, tmp_path, caplog):
+    """A worker that cannot write its checkpoint (no shared filesystem) trains on without one."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    reference = SALLY(**SETTINGS).fit(local_set)
+    with caplog.at_level("WARNING"):
+        est = SALLY(**SETTINGS).fit(local_set, checkpoint=blocker / "sub" / "sally.pt")
+    assert "cannot write the training checkpoint" in caplog.text
+    assert est.history_.train_loss == reference.history_.train_loss

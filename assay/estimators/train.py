@@ -274,8 +274,8 @@ class Trainer:
         if val is None and self.validation_split > 0:
             train, val = _split(train, self.validation_split, generator)
         curves, best = self._run(model, loss_fn, train, val, generator, saver)
-        if saver is not None:
-            saver.path.unlink(missing_ok=True)
+        if saver is not None and saver.path.is_file():
+            saver.path.unlink()
         if self.early_stopping and best.state is not None:
             model.load_state_dict(best.state)
         best_epoch = best.epoch if self.early_stopping else len(curves.train) - 1
@@ -371,8 +371,27 @@ class _Checkpoint:
     key: str
     resume: dict | None = None
     initial_generator: torch.Tensor | None = None
+    disabled: bool = False  # set when the file cannot be written
 
     def save(
+        self,
+        epoch: int,
+        stopped: bool,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        curves: _Curves,
+        best: _Best,
+    ) -> None:
+        if self.disabled:
+            return
+        try:
+            self._write(epoch, stopped, model, optimizer, generator, curves, best)
+        except OSError as exc:  # e.g. a cluster worker without the run folder: train on, unresumable
+            logger.warning("%s: cannot write the training checkpoint (%s); going on without", self.path, exc)
+            self.disabled = True
+
+    def _write(
         self,
         epoch: int,
         stopped: bool,
