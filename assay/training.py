@@ -16,6 +16,7 @@ morphing basis of ``basis.json``, and saves it as JSON to ``OUTPUT/models/bit/``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -343,5 +344,7 @@ def train(
         shutil.rmtree(path)  # an earlier ensemble of this method: Estimator.save would refuse to replace it
     model.save(path)
     shutil.rmtree(checkpoints, ignore_errors=True)
+    with contextlib.suppress(OSError):  # .checkpoints/ itself, once no other method's fit is unfinished
+        checkpoints.parent.rmdir()
     logger.info("trained %s on %s in %.1f s → %s", cls.__name__, list(names), wall, path)
     return TrainingResult(cls.__name__, names, path, model, histories, tuple(member_s), wall)
