@@ -317,7 +317,7 @@ def train(
     morpher = _read_basis(out / "basis.json") if training.morphing_aware else None
     estimator = build_estimator(training, seed=cfg.seed, progress=progress and single, morpher=morpher)
     # per-epoch state of the unfinished fit: rerunning the same command resumes it
-    checkpoints = out / MODELS_DIR / CHECKPOINTS_DIR / cls.__name__.lower()
+    checkpoints = (out / MODELS_DIR / CHECKPOINTS_DIR / cls.__name__.lower()).absolute()  # for any worker
     start = time.perf_counter()
     if single:
         previous = torch.get_num_threads()
