@@ -31,7 +31,7 @@ from assay.generation import BatchSimulator, ToyBatchSimulator, generate, merge_
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
 from assay.sampling import EventSource, local_score_training_set, plain_training_set, ratio_training_set
-from assay.saving import write_json
+from assay.saving import atomic_path, write_json
 from assay.simulators.detector import CutFlow
 from assay.simulators.toys import GaussianToy
 from assay.simulators.wh_batch import CutFlowCounter, wh_batch_simulator
@@ -91,12 +91,10 @@ def _split(path: Path, n_events: int, cfg: RunConfig) -> EventSplit:
             if same and tuple(f.attrs["fractions"]) == fractions:
                 return EventSplit(f["train"][()], f["validation"][()], f["test"][()])
     split = split_events(n_events, fractions, np.random.default_rng([cfg.seed, 1]))
-    tmp = path.with_suffix(".tmp")
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["seed"], f.attrs["n_events"], f.attrs["fractions"] = cfg.seed, n_events, fractions
         for name in ("train", "validation", "test"):
             f.create_dataset(name, data=split[name])
-    os.replace(tmp, path)
     return split
 
 

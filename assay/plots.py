@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +25,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+
+from assay.saving import atomic_path
 
 __all__ = [
     "CL_1D",
@@ -154,14 +155,9 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle, style():
-            fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png.tmp") as tmp, style():
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     finally:
         fig.clear()  # release the artists; the figure is not in pyplot's registry
     return path

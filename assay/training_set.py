@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import h5py
 import numpy as np
 
 from assay.exceptions import StoreError
+from assay.saving import atomic_path
 
 __all__ = ["TrainingSet"]
 
@@ -80,34 +80,27 @@ class TrainingSet:
     def save(self, path: str | os.PathLike) -> Path:
         """Write to HDF5 atomically (temp file + rename)."""
         path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = _FORMAT
-                f.attrs["schema_version"] = _SCHEMA_VERSION
-                f.attrs["meta"] = json.dumps(
-                    {
-                        "observables": list(self.observables),
-                        "parameters": list(self.parameters),
-                        "kind": self.kind,
-                    }
-                )
-                for name in (*_ARRAYS, "event_index"):
-                    value = getattr(self, name)
-                    if value is not None:
-                        f.create_dataset(
-                            name,
-                            data=value,
-                            compression="gzip",
-                            compression_opts=1,
-                            shuffle=True,
-                            chunks=True,
-                        )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = _FORMAT
+            f.attrs["schema_version"] = _SCHEMA_VERSION
+            f.attrs["meta"] = json.dumps(
+                {
+                    "observables": list(self.observables),
+                    "parameters": list(self.parameters),
+                    "kind": self.kind,
+                }
+            )
+            for name in (*_ARRAYS, "event_index"):
+                value = getattr(self, name)
+                if value is not None:
+                    f.create_dataset(
+                        name,
+                        data=value,
+                        compression="gzip",
+                        compression_opts=1,
+                        shuffle=True,
+                        chunks=True,
+                    )
         return path
 
     @classmethod

@@ -3,7 +3,7 @@
 A checkpoint holds the weights, the optimizer's moments, the loss curves, the best epoch so far
 (with its weights, for early stopping) and the shuffling generator's state, so a fit resumed
 from it continues exactly where it stopped: on a CPU the resumed fit ends with the same weights
-as one never interrupted (tests/test_estimators_train.py). It also holds a fingerprint of the
+as one never interrupted (tests/test_checkpoint.py). It also holds a fingerprint of the
 trainer settings, the model's shapes and the data; a checkpoint of another fit is ignored (and
 replaced), never half-applied. Files are written atomically (temporary file + ``os.replace``)
 and read with ``torch.load(weights_only=True)``: no pickled objects.
@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from assay.exceptions import StoreError
+from assay.saving import atomic_path
 
 __all__ = ["fingerprint", "read_checkpoint", "write_checkpoint"]
 
@@ -60,14 +59,8 @@ def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save ``state`` (tensors, numbers, strings, lists and dicts only) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:

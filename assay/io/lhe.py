@@ -22,7 +22,6 @@ import gzip
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from assay.exceptions import AssayError, StoreError
+from assay.saving import atomic_path
 
 __all__ = ["LHEError", "LHEEvents", "LHEInit", "read_lhe", "write_lhe"]
 
@@ -162,20 +162,14 @@ def write_lhe(
         raise LHEError(f"{path}: rwgt_info has ids {sorted(rwgt_info)}; expected events.rwgt_ids")
     head = _header_text(init, {k: (rwgt_info or {}).get(k, "") for k in events.rwgt_ids}, header_comment)
     fmt, table = _event_rows(events)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            gz = gzip.GzipFile(path.name, "wb", 1, raw, mtime=0) if path.suffix == ".gz" else None
-            with gz if gz is not None else nullcontext(raw) as out:
-                out.write(head.encode())
-                for start in range(0, events.n_events, _CHUNK):
-                    rows = table[start : start + _CHUNK].tolist()
-                    out.write("".join([fmt % tuple(row) for row in rows]).encode())
-                out.write(b"</LesHouchesEvents>\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        gz = gzip.GzipFile(path.name, "wb", 1, raw, mtime=0) if path.suffix == ".gz" else None
+        with gz if gz is not None else nullcontext(raw) as out:
+            out.write(head.encode())
+            for start in range(0, events.n_events, _CHUNK):
+                rows = table[start : start + _CHUNK].tolist()
+                out.write("".join([fmt % tuple(row) for row in rows]).encode())
+            out.write(b"</LesHouchesEvents>\n")
     return path
 
 
