@@ -15,7 +15,7 @@ from torch import nn
 
 from assay.exceptions import ConfigError
 
-__all__ = ["ACTIVATIONS", "MLP", "Standardizer", "Tanh", "make_activation"]
+__all__ = ["ACTIVATIONS", "MLP", "Standardizer", "Tanh", "make_activation", "tanh_"]
 
 
 class Tanh(nn.Module):
@@ -33,10 +33,14 @@ class Tanh(nn.Module):
     """
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        s = torch.sigmoid(2 * z)
-        if torch.is_grad_enabled() and s.requires_grad:
-            return 2 * s - 1  # sigmoid's backward needs its output: no in-place update
-        return s.mul_(2).sub_(1)
+        if torch.is_grad_enabled() and z.requires_grad:
+            return 2 * torch.sigmoid(2 * z) - 1  # sigmoid's backward needs its output: not in place
+        return tanh_(z.clone())
+
+
+def tanh_(z: torch.Tensor) -> torch.Tensor:
+    """:class:`Tanh` in place: z ← 2 σ(2z) − 1 (evaluation without gradients)."""
+    return z.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {

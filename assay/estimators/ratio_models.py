@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from assay.estimators.nets import MLP, Standardizer
+from assay.estimators.nets import MLP, Standardizer, tanh_
 from assay.morphing import Morpher
 from assay.training_set import TrainingSet
 
@@ -214,7 +214,7 @@ class RatioNet(nn.Module):
 
 
 _INPLACE_ACTIVATIONS: dict[str, Callable[[torch.Tensor], object]] = {
-    "tanh": lambda t: t.mul_(2).sigmoid_().mul_(2).sub_(1),  # as nets.Tanh: 2σ(2z) − 1
+    "tanh": tanh_,
     "relu": torch.relu_,
     "sigmoid": torch.sigmoid_,
     "silu": lambda t: F.silu(t, inplace=True),

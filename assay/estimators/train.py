@@ -385,28 +385,17 @@ class _Checkpoint:
     ) -> None:
         if self.disabled:
             return
-        try:
-            self._write(epoch, stopped, model, optimizer, generator, curves, best)
-        except OSError as exc:  # e.g. a cluster worker without the run folder: train on, unresumable
-            logger.warning("%s: cannot write the training checkpoint (%s); going on without", self.path, exc)
-            self.disabled = True
-
-    def _write(
-        self,
-        epoch: int,
-        stopped: bool,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        generator: torch.Generator,
-        curves: _Curves,
-        best: _Best,
-    ) -> None:
-        write_checkpoint(self.path, {
+        state = {
             "fingerprint": self.key, "epoch": epoch, "stopped": stopped,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "initial_generator": self.initial_generator,
             "curves": asdict(curves), "best": {"loss": best.loss, "epoch": best.epoch, "state": best.state},
-        })  # fmt: skip
+        }  # fmt: skip
+        try:
+            write_checkpoint(self.path, state)
+        except OSError as exc:  # e.g. a cluster worker without the run folder: train on, unresumable
+            logger.warning("%s: cannot write the training checkpoint (%s); going on without", self.path, exc)
+            self.disabled = True
 
     def restore(
         self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
