@@ -17,39 +17,19 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from assay.exceptions import StoreError
+from assay.simulators.base import BatchSimulator, EventBatch
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
 
 __all__ = ["BatchSimulator", "EventBatch", "ToyBatchSimulator", "generate", "merge_stores"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EventBatch:
-    """Events of one batch: x ``(n, n_obs)``, weights ``(n, n_benchmarks)`` pb, labels and extras."""
-
-    x: np.ndarray
-    weights: np.ndarray
-    process: np.ndarray | int = 0
-    benchmark: np.ndarray | int = -1
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
-    cut_flow: Any = None  # optional CutFlow of the selection that made this batch
-    weight_like: tuple[str, ...] = ()  # extras in pb per event: normalised together with the weights
-
-
-class BatchSimulator(Protocol):
-    observables: list[str]
-    extras_shapes: dict[str, tuple[int, ...]]
-    processes: list[str]
-
-    def batch(self, n_events: int, rng: np.random.Generator) -> EventBatch: ...
 
 
 @dataclass(frozen=True)

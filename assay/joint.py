@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 
 __all__ = ["IndexedThetas", "JointQuantities"]
 
@@ -45,12 +45,12 @@ def _per_event(values_fn, theta: ThetaArg, n_events: int, n_params: int, name: s
     if isinstance(theta, IndexedThetas):
         if len(theta.index) != n_events:
             raise ValueError(f"{name}: expected an index for {n_events} events, got {len(theta.index)}")
-        return values_fn(_as_thetas(theta.points, n_params, name))[theta.index]
+        return values_fn(as_thetas(theta.points, n_params, name))[theta.index]
     theta = np.asarray(theta, dtype=float)
     if theta.ndim == 1:
-        value = values_fn(_as_thetas(theta, n_params, name))[0]
+        value = values_fn(as_thetas(theta, n_params, name))[0]
         return np.broadcast_to(value, (n_events, *value.shape))
-    thetas = _as_thetas(theta, n_params, name)
+    thetas = as_thetas(theta, n_params, name)
     if len(thetas) != n_events:
         raise ValueError(
             f"{name}: expected (n_params,) or ({n_events}, {n_params}) per event, got {theta.shape}"
@@ -116,7 +116,7 @@ class JointQuantities:
     def weights_on_grid(self, weights: np.ndarray, thetas: np.ndarray) -> np.ndarray:
         """w(z|θ_j) for every event and every θ_j: ``(n_events, n_theta)`` in pb."""
         w = self._check_weights(weights)
-        return w @ self.morpher.morphing_weights(_as_thetas(thetas, self.n_params)).T
+        return w @ self.morpher.morphing_weights(as_thetas(thetas, self.n_params)).T
 
     def log_ratio(self, weights: np.ndarray, theta0: ThetaArg, theta1: ThetaArg) -> np.ndarray:
         """Joint log r(x,z|θ0,θ1), ``(n_events,)`` (seed 000 backup)."""

@@ -33,6 +33,7 @@ from assay.exceptions import MorphingError
 __all__ = [
     "IllConditionedMorphingWarning",
     "Morpher",
+    "as_thetas",
     "expected_squared_weights",
     "morphing_components",
     "optimize_basis",
@@ -79,7 +80,16 @@ def morphing_components(
     return np.array(combos, dtype=int).reshape(-1, n_params)
 
 
-def _as_thetas(theta: np.ndarray | Sequence, n_params: int, name: str = "theta") -> np.ndarray:
+def as_thetas(theta: np.ndarray | Sequence, n_params: int, name: str = "theta") -> np.ndarray:
+    """θ as a float array ``(n_theta, n_params)``; one point ``(n_params,)`` becomes one row.
+
+    Raises:
+        ValueError: any other shape (the message names ``name``).
+
+    Example:
+        >>> as_thetas([0.1, 0.2], 2).shape
+        (1, 2)
+    """
     arr = np.asarray(theta, dtype=float)
     arr2 = arr.reshape(1, -1) if arr.ndim == 1 else arr
     if arr2.ndim != 2 or arr2.shape[1] != n_params:
@@ -131,7 +141,7 @@ class Morpher:
 
     def __post_init__(self) -> None:
         comps = np.atleast_2d(np.asarray(self.components, dtype=int))
-        bench = _as_thetas(self.benchmarks, comps.shape[1], "benchmarks")
+        bench = as_thetas(self.benchmarks, comps.shape[1], "benchmarks")
         object.__setattr__(self, "components", comps)
         object.__setattr__(self, "benchmarks", bench)
         if len(bench) < len(comps):
@@ -189,13 +199,13 @@ class Morpher:
         Returns:
             ``(n_benchmarks,)`` or ``(n_theta, n_benchmarks)`` matching the input.
         """
-        thetas = _as_thetas(theta, self.n_params)
+        thetas = as_thetas(theta, self.n_params)
         out = _monomials(thetas, self.components) @ self._inverse  # type: ignore[attr-defined]
         return out[0] if np.ndim(theta) == 1 else out
 
     def morphing_weight_gradients(self, theta: np.ndarray) -> np.ndarray:
         """∇θ c_k(θ), shape ``(n_params, n_benchmarks)`` or ``(n_theta, n_params, n_benchmarks)``."""
-        thetas = _as_thetas(theta, self.n_params)
+        thetas = as_thetas(theta, self.n_params)
         out = _monomial_gradients(thetas, self.components) @ self._inverse  # type: ignore[attr-defined]
         return out[0] if np.ndim(theta) == 1 else out
 
@@ -261,7 +271,7 @@ def optimize_basis(
     components = np.asarray(components, dtype=int)
     ranges = np.asarray(ranges, dtype=float)
     n_params = components.shape[1]
-    fixed = np.zeros((0, n_params)) if fixed is None else _as_thetas(fixed, n_params, "fixed")
+    fixed = np.zeros((0, n_params)) if fixed is None else as_thetas(fixed, n_params, "fixed")
     n_free = len(components) - len(fixed)
     if n_free < 0:
         raise MorphingError(f"{len(fixed)} fixed benchmarks but only {len(components)} components")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assay.joint import IndexedThetas, JointQuantities
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 from assay.parameters import Prior
 from assay.store import EventStore
 from assay.training_set import TrainingSet
@@ -99,14 +99,14 @@ def _thetas(spec: ThetaSpec, n: int, n_params: int, rng: np.random.Generator, na
         if spec.n_params != n_params:
             raise ValueError(f"{name}: prior has n_params={spec.n_params}, the morphing has {n_params}")
         return spec.sample(n, rng)
-    return _as_thetas(spec, n_params, name)
+    return as_thetas(spec, n_params, name)
 
 
 def unweight(
     source: EventSource, theta: np.ndarray, n_samples: int, rng: np.random.Generator
 ) -> UnweightedSample:
     """Draw ``n_samples`` events from p(x|θ) at one θ ``(n_params,)``, reporting n_eff."""
-    theta = _as_thetas(theta, source.morpher.n_params)
+    theta = as_thetas(theta, source.morpher.n_params)
     draw = source.unweighter.draw(theta, n_samples, rng)
     n_eff = float(source.unweighter.effective_sample_size(theta)[0])
     logger.info("unweighted %d events at theta=%s (n_eff = %.0f)", n_samples, theta[0].tolist(), n_eff)
@@ -138,7 +138,7 @@ def local_score_training_set(
     source: EventSource, theta_ref: np.ndarray, n_samples: int, *, rng: np.random.Generator
 ) -> TrainingSet:
     """SALLY / SALLINO set: x ~ p(x|θ_ref) and the joint score t(x,z|θ_ref) ``(n, n_params)``."""
-    theta_ref = _as_thetas(theta_ref, source.morpher.n_params, "theta_ref")
+    theta_ref = as_thetas(theta_ref, source.morpher.n_params, "theta_ref")
     draw = source.unweighter.draw(theta_ref, n_samples, rng)
     local = draw.indices[0]
     return TrainingSet(

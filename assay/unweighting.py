@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assay.exceptions import SamplingError
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 
 __all__ = ["EventSplit", "Unweighter", "split_events"]
 
@@ -128,7 +128,7 @@ class Unweighter:
 
     def effective_sample_size(self, thetas: np.ndarray, chunk_size: int = 50_000) -> np.ndarray:
         """n_eff(θ) = Σ_i w_i(θ) / max_i w_i(θ) = 1 / max normalised weight, ``(n_theta,)``."""
-        coeffs = self.morpher.morphing_weights(_as_thetas(thetas, self.morpher.n_params))
+        coeffs = self.morpher.morphing_weights(as_thetas(thetas, self.morpher.n_params))
         wmax = np.full(len(coeffs), -np.inf)
         for start in range(0, self.n_events, chunk_size):
             wmax = np.maximum(wmax, (self.weights[start : start + chunk_size] @ coeffs.T).max(axis=0))
@@ -149,7 +149,7 @@ class Unweighter:
             SamplingError: σ(θ) ≤ 0, or a negative morphed weight without
                 ``allow_negative_weights``.
         """
-        thetas = _as_thetas(thetas, self.morpher.n_params)
+        thetas = as_thetas(thetas, self.morpher.n_params)
         coeffs = self.morpher.morphing_weights(thetas)
         mass = np.abs(coeffs) * self._totals
         sigma = coeffs @ self._sums

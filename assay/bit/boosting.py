@@ -39,7 +39,7 @@ from assay.bit.polynomial import (
 )
 from assay.bit.tree import SortedEvents, grow_tree, predict_forest
 from assay.exceptions import ConfigError, NotFittedError, StoreError
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 
 if TYPE_CHECKING:
     from assay.estimators.ratio import RatioPrediction
@@ -296,8 +296,8 @@ class BoostedInformationTree:
         from assay.estimators.ratio import RatioPrediction  # torch: only when used like an estimator
 
         coefficients = self.predict_coefficients(x)
-        th0 = _as_thetas(theta0, self.n_params_, "theta0")
-        th1 = _as_thetas(theta1, self.n_params_, "theta1")
+        th0 = as_thetas(theta0, self.n_params_, "theta0")
+        th1 = as_thetas(theta1, self.n_params_, "theta1")
         if len(th1) not in (1, len(th0)):
             raise ValueError(
                 f"theta1: expected one point or {len(th0)} points paired with theta0, got {len(th1)}"

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 
 __all__ = [
     "coefficient_pairs",
@@ -82,7 +82,7 @@ def ratio_design(theta: np.ndarray, n_params: int, theta_ref: np.ndarray | None 
         ``(n_theta, n_coef)``: Δ_a for the linear coefficients, ½ Δ_a² for R_aa and Δ_a Δ_b for
         R_ab with a < b (the ½ of the symmetric double sum cancels against the two orderings).
     """
-    thetas = _as_thetas(theta, n_params)
+    thetas = as_thetas(theta, n_params)
     delta = thetas - (0.0 if theta_ref is None else np.asarray(theta_ref, dtype=float))
     rows, cols = _quadratic_index(n_params)
     quad = delta[:, rows] * delta[:, cols] * np.where(rows == cols, 0.5, 1.0)
@@ -107,7 +107,7 @@ def ratio_design_gradient(
         >>> ratio_design_gradient(np.array([2.0]), 1)[0].tolist()  # Φ = (Δ, ½ Δ²)
         [[1.0, 2.0]]
     """
-    thetas = _as_thetas(theta, n_params)
+    thetas = as_thetas(theta, n_params)
     delta = thetas - (0.0 if theta_ref is None else np.asarray(theta_ref, dtype=float))
     rows, cols = _quadratic_index(n_params)
     scale = np.where(rows == cols, 0.5, 1.0)
@@ -170,7 +170,7 @@ def weight_derivatives(
             UserWarning,
             stacklevel=2,
         )
-    ref = np.zeros(morpher.n_params) if theta_ref is None else _as_thetas(theta_ref, morpher.n_params)[0]
+    ref = np.zeros(morpher.n_params) if theta_ref is None else as_thetas(theta_ref, morpher.n_params)[0]
     phi, grad, hess = _monomial_derivatives(ref, morpher.components)
     amplitudes = morpher.component_values(weights)  # (n_events, n_components)
     return amplitudes @ phi, amplitudes @ np.concatenate([grad, hess]).T

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from assay import __version__
 from assay.estimators.base import Estimator
 from assay.exceptions import NotFittedError, StoreError
-from assay.morphing import _as_thetas
+from assay.morphing import as_thetas
 from assay.saving import read_json, replace_directory
 from assay.training_set import TrainingSet
 
@@ -376,7 +376,7 @@ class Ensemble:
         mean = r @ w / w.sum()
         error = np.sqrt(((r - mean[:, None]) ** 2) @ w**2) / w.sum()
         n_params = len(self.members_[0].parameters_)
-        thetas, ref = _as_thetas(theta, n_params, "theta"), _as_thetas(theta1, n_params, "theta1")
+        thetas, ref = as_thetas(theta, n_params, "theta"), as_thetas(theta1, n_params, "theta1")
         if len(ref) != 1:
             raise ValueError(f"theta1: expected one point (n_params,), got {len(ref)} points")
         return ExpectationCheck(thetas, ref[0], mean, error)

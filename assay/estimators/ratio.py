@@ -38,7 +38,7 @@ from torch import nn
 
 from assay.estimators.base import Estimator
 from assay.estimators.ratio_models import MorphingRatioNet, RatioNet, log_ratio_and_scores
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 from assay.training_set import TrainingSet
 
 __all__ = [
@@ -166,8 +166,8 @@ class RatioEstimator(Estimator):
         net = self._fitted_net()
         x = self._check_x(x)
         n_params = len(self.parameters_)
-        th0 = _as_thetas(theta0, n_params, "theta0")
-        th1 = _as_thetas(theta1, n_params, "theta1")
+        th0 = as_thetas(theta0, n_params, "theta0")
+        th1 = as_thetas(theta1, n_params, "theta1")
         if len(th1) not in (1, len(th0)):
             raise ValueError(
                 f"theta1: expected one point or {len(th0)} points paired with theta0, got {len(th1)}"

@@ -21,7 +21,7 @@ from torch import nn
 from assay.estimators.base import Estimator
 from assay.estimators.nets import MLP, Standardizer
 from assay.exceptions import NotFittedError
-from assay.morphing import _as_thetas
+from assay.morphing import as_thetas
 from assay.training_set import TrainingSet
 
 __all__ = ["SALLINO", "SALLY", "ScoreNet"]
@@ -156,7 +156,7 @@ class SALLINO:
         if ref is None:
             raise ValueError("theta_ref: the SALLY training set has no single θ_ref; pass theta_ref=")
         self.t_ = self.sally.evaluate_score(x)
-        self.theta_ref_ = _as_thetas(ref, self.t_.shape[1], "theta_ref")[0]
+        self.theta_ref_ = as_thetas(ref, self.t_.shape[1], "theta_ref")[0]
         self.weights_ = weights
         self.reference_weights_ = np.asarray(weights(self.theta_ref_), dtype=float)
         return self
@@ -174,7 +174,7 @@ class SALLINO:
         if not hasattr(self, "t_"):
             raise NotFittedError("this SALLINO is not fitted yet: call fit(x, weights)")
         t_x = self.sally.evaluate_score(x)
-        thetas = _as_thetas(theta, self.t_.shape[1], "theta")
+        thetas = as_thetas(theta, self.t_.shape[1], "theta")
         return np.stack([self._log_ratio_at(t_x, th) for th in thetas])
 
     def _log_ratio_at(self, t_x: np.ndarray, theta: np.ndarray) -> np.ndarray:

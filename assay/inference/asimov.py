@@ -26,7 +26,7 @@ from assay.inference.asymptotic import DEFAULT_CLS, ONE_SIGMA, limits_1d
 from assay.inference.histograms import BinnedTemplates, Binning, binned_scan, fill_templates
 from assay.inference.likelihood import Scan, check_luminosity, expected_scan
 from assay.joint import JointQuantities
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 from assay.store import EventStore
 
 __all__ = ["AsimovSample", "interval_summary", "normalised"]
@@ -67,7 +67,7 @@ class AsimovSample:
             chunk = store.take(np.sort(np.asarray(events)), fields=("x", "weights"))
             joint = JointQuantities(morpher, store.weights_sum())
             names = tuple(store.observables)
-        theta = _as_thetas(theta_true, morpher.n_params, "theta_true")[0]
+        theta = as_thetas(theta_true, morpher.n_params, "theta_true")[0]
         return cls(chunk.x, names, chunk.weights, joint, theta, check_luminosity(luminosity))
 
     # ---- weights and cross sections -------------------------------------------------------
@@ -89,12 +89,12 @@ class AsimovSample:
         (its gradient there is scale · Σ_i ∂w_i − scale · Σ_i ∂w_i = 0), whereas the store's
         σ(θ) would add the partition's statistical fluctuation as a linear term ∝ N.
         """
-        thetas = _as_thetas(theta, self.joint.n_params)
+        thetas = as_thetas(theta, self.joint.n_params)
         return self.scale * self.joint.weights_on_grid(self.benchmark_weights, thetas).sum(axis=0)
 
     def cross_section_gradient(self, theta: np.ndarray) -> np.ndarray:
         """∇θ of :meth:`cross_section` at one θ ``(n_params,)``, in pb."""
-        theta = _as_thetas(theta, self.joint.n_params)[0]
+        theta = as_thetas(theta, self.joint.n_params)[0]
         return (
             self.scale
             * self.joint.morpher.morphing_weight_gradients(theta)
@@ -114,7 +114,7 @@ class AsimovSample:
         The joint log r (seed 000 backup); it is the true likelihood ratio only where x fixes the
         θ-dependent part of the parton configuration (parton level with every momentum observed).
         """
-        thetas = _as_thetas(theta, self.joint.n_params)
+        thetas = as_thetas(theta, self.joint.n_params)
         density = (
             self.joint.weights_on_grid(self.benchmark_weights, thetas).T / self.cross_section(thetas)[:, None]
         )

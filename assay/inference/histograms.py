@@ -21,7 +21,7 @@ import numpy as np
 from scipy import special
 
 from assay.inference.likelihood import PB_TO_FB, Scan, check_luminosity
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 
 if TYPE_CHECKING:
     from assay.store import EventStore
@@ -189,7 +189,7 @@ class BinnedTemplates:
     def expected_gradient(self, theta: np.ndarray, luminosity: float) -> np.ndarray:
         """∂ν_b/∂θ_a at one θ ``(n_params,)``, shape ``(n_params, n_bins)``."""
         lumi = check_luminosity(luminosity)
-        theta = _as_thetas(theta, self.morpher.n_params)[0]
+        theta = as_thetas(theta, self.morpher.n_params)[0]
         return (self.morpher.morphing_weight_gradients(theta) @ self.benchmark_sums.T) * lumi * PB_TO_FB
 
 
@@ -273,6 +273,6 @@ def binned_scan(templates: BinnedTemplates, theta: np.ndarray, luminosity: float
     Returns:
         :class:`Scan`.
     """
-    thetas = _as_thetas(theta, templates.morpher.n_params)
+    thetas = as_thetas(theta, templates.morpher.n_params)
     nu = templates.expected(thetas, luminosity)
     return Scan.from_log_likelihood(thetas, binned_log_likelihood(data, nu))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from assay.morphing import _as_thetas
+from assay.morphing import as_thetas
 
 __all__ = [
     "PB_TO_FB",
@@ -328,7 +328,7 @@ def log_ratio_function(estimator: Any, x: np.ndarray, theta_ref: np.ndarray) -> 
     Returns:
         ``θ (n, n_params) → (n, n_events)``.
     """
-    ref = _as_thetas(theta_ref, np.shape(theta_ref)[-1], "theta_ref")[0]
+    ref = as_thetas(theta_ref, np.shape(theta_ref)[-1], "theta_ref")[0]
 
     def log_r(theta: np.ndarray) -> np.ndarray:
         prediction = estimator.evaluate_log_ratio(x, theta, ref, score=False)

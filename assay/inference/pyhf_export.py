@@ -27,7 +27,7 @@ import numpy as np
 
 from assay.inference.histograms import BinnedTemplates
 from assay.inference.likelihood import PB_TO_FB, Scan, check_luminosity
-from assay.morphing import Morpher, _as_thetas
+from assay.morphing import Morpher, as_thetas
 
 __all__ = ["pyhf_parameters", "pyhf_scan", "pyhf_workspace", "to_pyhf_spec"]
 
@@ -116,7 +116,7 @@ def pyhf_parameters(model: Any, morpher: Morpher, theta: np.ndarray) -> np.ndarr
     Returns:
         ``(n_theta, n_model_parameters)``, in ``model.config`` order.
     """
-    coefficients = morpher.morphing_weights(_as_thetas(theta, morpher.n_params))
+    coefficients = morpher.morphing_weights(as_thetas(theta, morpher.n_params))
     pars = np.tile(np.asarray(model.config.suggested_init(), dtype=float), (len(coefficients), 1))
     for k in range(morpher.n_benchmarks):
         pars[:, model.config.par_slice(_name(k))] = coefficients[:, k : k + 1]
@@ -139,6 +139,6 @@ def pyhf_scan(spec: dict[str, Any], morpher: Morpher, theta: np.ndarray) -> Scan
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="pyhf")
         model = workspace.model()
     data = np.asarray(workspace.data(model), dtype=float)
-    thetas = _as_thetas(theta, morpher.n_params)
+    thetas = as_thetas(theta, morpher.n_params)
     log_l = np.array([float(model.logpdf(p, data)[0]) for p in pyhf_parameters(model, morpher, thetas)])
     return Scan.from_log_likelihood(thetas, log_l)

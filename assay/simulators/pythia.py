@@ -34,9 +34,9 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from assay.generation import EventBatch
 from assay.io.lhe import write_lhe
 from assay.io.wh_lhe import wh_to_lhe
+from assay.simulators.base import EventBatch
 from assay.simulators.detector import Selection
 from assay.simulators.jets import JetReconstruction, Reconstructed, is_b_hadron
 from assay.simulators.wh import WHEvents, WHSimulator

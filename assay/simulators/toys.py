@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assay.morphing import _as_thetas
+from assay.morphing import as_thetas
 
 __all__ = ["GaussianToy", "ToyEvents"]
 
@@ -105,7 +105,7 @@ class GaussianToy:
         return self.means.shape[1]
 
     def _theta_tilde(self, theta: np.ndarray) -> np.ndarray:
-        thetas = _as_thetas(theta, self.n_params)
+        thetas = as_thetas(theta, self.n_params)
         return np.concatenate([np.ones((len(thetas), 1)), thetas], axis=1)
 
     def _one_theta_tilde(self, theta: np.ndarray) -> np.ndarray:
@@ -182,13 +182,13 @@ class GaussianToy:
         Returns:
             :class:`ToyEvents` with Σ_events weights[:, k] ≈ σ(θ_k) in pb.
         """
-        gens = _as_thetas(theta_gen, self.n_params, "theta_gen")
+        gens = as_thetas(theta_gen, self.n_params, "theta_gen")
         counts = np.broadcast_to(np.asarray(n_events, dtype=int), (len(gens),))
         z = np.concatenate([self._draw_latent(g, int(c), rng) for g, c in zip(gens, counts)])
         generator = np.repeat(np.arange(len(gens)), counts).astype(np.int32)
         # multi-channel weight: w = dσ(z|θ) / Σ_j N_j p(z|θ_j)
         density = self.dsigma(z, gens) / self.cross_section(gens)[None, :]
-        weights = self.dsigma(z, _as_thetas(benchmarks, self.n_params)) / (density @ counts)[:, None]
+        weights = self.dsigma(z, as_thetas(benchmarks, self.n_params)) / (density @ counts)[:, None]
         x = z + self.smearing * rng.standard_normal(z.shape)
         return ToyEvents(x=x, z=z, weights=weights, generator=generator)
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from assay.generation import EventBatch
 from assay.observables import WH_OBSERVABLES, wh_observables
+from assay.simulators.base import EventBatch
 from assay.simulators.detector import CutFlow, DetectorEvents, DetectorModel, Selection
 from assay.simulators.wh import WHEvents, WHSimulator
 from assay.simulators.wh_matrix_element import EWInputs
