@@ -6,6 +6,8 @@ agrees with the truth-level Fisher-information quadratic form".
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import BASIS_2D
@@ -79,8 +81,20 @@ def test_interval_summary_of_a_parabola():
     theta = np.linspace(-1, 1, 41)[:, None]
     scan = Scan(theta, (theta[:, 0] / 0.2) ** 2, np.zeros(1))  # σ = 0.2
     summary = interval_summary({"c": scan})
+    assert list(summary) == ["c_68", "c_95"]
     np.testing.assert_allclose(summary["c_68"], [-0.2, 0.2], atol=1e-9)
     np.testing.assert_allclose(summary["c_95"], [-0.2 * 1.959964, 0.2 * 1.959964], atol=1e-6)
+
+
+def test_interval_summary_reports_open_ends_as_none():
+    """A σ = 0.1 parabola centred at 0.05, scanned over [−0.15, 0.14]: the upper ends (0.15 and
+    0.246) lie outside the scan and are null, never the edge 0.14; the lower ends are exact."""
+    theta = np.linspace(-0.15, 0.14, 30)[:, None]
+    scan = Scan(theta, ((theta[:, 0] - 0.05) / 0.1) ** 2, np.array([0.05]))
+    summary = interval_summary({"c": scan})
+    assert summary["c_68"] == [pytest.approx(-0.05, abs=1e-9), None]
+    assert summary["c_95"] == [pytest.approx(0.05 - 0.1959964, abs=1e-6), None]
+    assert json.loads(json.dumps(summary))["c_68"][1] is None  # null in JSON
 
 
 def test_wh_truth_asimov_matches_the_fisher_quadratic_form(tmp_path):

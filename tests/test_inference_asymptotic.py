@@ -33,6 +33,7 @@ from assay.inference import (
     spline_1d,
     theta_grid,
 )
+from assay.inference.asymptotic import open_ends  # not yet exported by assay.inference
 
 N_EVENTS = 400
 
@@ -80,7 +81,8 @@ def test_gaussian_1d_intervals_exact(scan_1d: Scan, sample_1d: np.ndarray):
         assert (hi - lo) / 2 == pytest.approx(half_width / np.sqrt(n), rel=1e-6)
         assert (lo + hi) / 2 == pytest.approx(xbar, abs=1e-9)
         assert result.spans[cl] == (lo, hi)
-        assert not result.open_ended[cl]
+        assert result.open[cl] == (False, False)
+        assert result.bounds(cl) == (lo, hi)
     assert result.critical_values[0.95] == pytest.approx(3.841458820694124)
     # the spec's 1e-3 relative check on the rounded 1/√n and 1.96/√n
     assert result.intervals[0.95][0][1] - xbar == pytest.approx(1.96 / np.sqrt(n), rel=1e-3)
@@ -124,10 +126,40 @@ def test_disjoint_intervals_and_merge():
     assert abs(result.best_fit[0]) == pytest.approx(0.5, abs=1e-6)
 
 
-def test_open_ended_interval():
+def test_parabola_inside_the_scan_is_closed():
+    """q = ((θ − 0.1)/0.2)²: 0.1 ± 0.2 and 0.1 ± 0.392, well inside [−1, 1]; nothing is open."""
+    theta = theta_grid([(-1.0, 1.0)], 41)
+    result = limits_1d(Scan(theta, ((theta[:, 0] - 0.1) / 0.2) ** 2, theta[22]))
+    assert result.open == {ONE_SIGMA: (False, False), 0.95: (False, False)}
+    np.testing.assert_allclose(result.bounds(ONE_SIGMA), (-0.1, 0.3), rtol=1e-9)
+    np.testing.assert_allclose(result.bounds(0.95), 0.1 + np.array([-1, 1]) * 0.2 * 1.959963984540054)
+    assert result.scan_range == (-1.0, 1.0)
+    assert open_ends(result, "c") == []
+
+
+def test_open_end_is_reported_not_clipped():
+    """q = 16 (θ − 0.9)² on [−1, 1]: the upper ends (0.9 + 0.25, 0.9 + 0.49) lie outside the scan;
+    the lower ends 0.65 and 0.41 are exact."""
     theta = theta_grid([(-1.0, 1.0)], 51)
-    result = limits_1d(Scan(theta, (theta[:, 0] - 0.9) ** 2, theta[-5]))
-    assert result.open_ended[0.95] and result.intervals[0.95][0][1] == 1.0
+    result = limits_1d(Scan(theta, 16 * (theta[:, 0] - 0.9) ** 2, theta[-5]))
+    assert result.intervals[0.95][0][1] == 1.0  # the region found inside the scan ends at its edge
+    for cl, half_width in ((ONE_SIGMA, 0.25), (0.95, 1.959963984540054 / 4)):
+        assert result.open[cl] == (False, True)
+        lo, hi = result.bounds(cl)
+        assert hi is None and lo == pytest.approx(0.9 - half_width, rel=1e-9)
+    messages = open_ends(result, "c_HW")
+    assert len(messages) == 2 and all("c_HW" in m and "upper end of the scan (1)" in m for m in messages)
+    mirrored = limits_1d(Scan(theta, 16 * (theta[:, 0] + 0.9) ** 2, theta[4]), (0.95,))
+    assert mirrored.open[0.95] == (True, False)
+    assert mirrored.bounds(0.95) == (None, pytest.approx(-0.9 + 1.959963984540054 / 4, rel=1e-9))
+
+
+def test_open_on_both_sides():
+    """A flat-ish q that stays below q_crit everywhere: both ends open, neither is a limit."""
+    theta = theta_grid([(-1.0, 1.0)], 21)
+    result = limits_1d(Scan(theta, theta[:, 0] ** 2, theta[10]), (0.95,))
+    assert result.open[0.95] == (True, True) and result.bounds(0.95) == (None, None)
+    assert len(open_ends(result)) == 2
 
 
 @pytest.fixture(scope="module")

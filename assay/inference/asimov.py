@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assay.inference.asymptotic import DEFAULT_CLS, ONE_SIGMA, limits_1d
+from assay.inference.asymptotic import DEFAULT_CLS, cl_tag, limits_1d
 from assay.inference.histograms import BinnedTemplates, Binning, binned_scan, fill_templates
 from assay.inference.likelihood import Scan, check_luminosity, expected_scan
 from assay.joint import JointQuantities
@@ -201,18 +201,20 @@ def normalised(
     return calibrated
 
 
-def interval_summary(scans: Mapping[str, Scan], cls: Sequence[float] = DEFAULT_CLS) -> dict[str, list[float]]:
+def interval_summary(
+    scans: Mapping[str, Scan], cls: Sequence[float] = DEFAULT_CLS
+) -> dict[str, list[float | None]]:
     """``{"<param>_68": [lo, hi], "<param>_95": [lo, hi]}`` from 1D scans, one per parameter.
 
-    The spans of the CL regions (lowest to highest edge) by :func:`~assay.inference.asymptotic.limits_1d`;
-    a region reaching the edge of the scan reports the edge. "68" stands for one σ (q = 1)
-    with the default ``cls``.
+    The spans of the CL regions (lowest to highest edge) by :func:`~assay.inference.asymptotic.limits_1d`.
+    An end where the region reaches the edge of the scan is ``None`` (JSON null): the limit lies
+    outside the scanned range and the edge is not reported in its place; turn them into warnings
+    (and rescan wider) with :func:`~assay.inference.asymptotic.open_ends`. "68" stands for one σ
+    (q = 1) with the default ``cls`` (:func:`~assay.inference.asymptotic.cl_tag`).
     """
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[float | None]] = {}
     for name, scan in scans.items():
         result = limits_1d(scan, cls)
         for cl in cls:
-            tag = "68" if cl == ONE_SIGMA or round(cl, 2) == 0.68 else f"{round(100 * cl):d}"
-            lo, hi = result.spans[cl]
-            out[f"{name}_{tag}"] = [float(lo), float(hi)]
+            out[f"{name}_{cl_tag(cl)}"] = [None if b is None else float(b) for b in result.bounds(cl)]
     return out

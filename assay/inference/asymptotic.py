@@ -36,10 +36,12 @@ __all__ = [
     "ContourResult",
     "LimitResult",
     "asimov_limits",
+    "cl_tag",
     "contours_2d",
     "critical_value",
     "grid_axes",
     "limits_1d",
+    "open_ends",
     "p_value",
     "profile",
     "spline_1d",
@@ -175,8 +177,11 @@ class LimitResult:
         q_min: spline minimum relative to the grid minimum (≤ 0); intervals use q − q_min.
         critical_values: CL → q_crit.
         intervals: CL → disjoint intervals [(lo, hi), …] where q − q_min < q_crit, sorted.
-        spans: CL → (lowest lo, highest hi), the union span of the intervals.
-        open_ended: CL → True if an interval reaches the edge of the scan (the limit lies outside).
+        spans: CL → (lowest lo, highest hi), the union span of the intervals; an open end is the
+            scan edge, not a limit (see :attr:`open` and :meth:`bounds`).
+        open: CL → (lower, upper): True where the CL region reaches that end of the scan
+            (q − q_min < q_crit at the first / last scanned point), i.e. the limit lies outside.
+        scan_range: (first, last) scanned θ.
     """
 
     best_fit: np.ndarray
@@ -184,7 +189,52 @@ class LimitResult:
     critical_values: dict[float, float]
     intervals: dict[float, list[tuple[float, float]]]
     spans: dict[float, tuple[float, float]]
-    open_ended: dict[float, bool]
+    open: dict[float, tuple[bool, bool]]
+    scan_range: tuple[float, float]
+
+    def bounds(self, cl: float) -> tuple[float | None, float | None]:
+        """The span at ``cl`` with ``None`` for an open end (JSON null): never the scan edge as a limit.
+
+        Example:
+            >>> theta = theta_grid([(-1, 1)], 21)  # q = 16 (θ − 0.9)²: 0.9 ± 0.25, cut at 1
+            >>> lo, hi = limits_1d(Scan(theta, 16 * (theta[:, 0] - 0.9) ** 2, theta[-2])).bounds(ONE_SIGMA)
+            >>> round(lo, 9), hi
+            (0.65, None)
+        """
+        (lo, hi), (lo_open, hi_open) = self.spans[cl], self.open[cl]
+        return (None if lo_open else lo, None if hi_open else hi)
+
+
+def cl_tag(cl: float) -> str:
+    """The key suffix of a CL in interval summaries: "68" for one σ (or 0.68), else the rounded percent.
+
+    Example:
+        >>> cl_tag(ONE_SIGMA), cl_tag(0.68), cl_tag(0.95)
+        ('68', '68', '95')
+    """
+    return "68" if cl == ONE_SIGMA or round(cl, 2) == 0.68 else f"{round(100 * cl):d}"
+
+
+def open_ends(result: LimitResult, parameter: str = "theta") -> list[str]:
+    """One message per CL and open end of ``result``, for the caller to warn with (empty if all closed).
+
+    limits_1d itself does not warn: a driver that can rescan wider (or report the limit as lying
+    outside the range) decides what an open end means.
+
+    Example:
+        >>> theta = theta_grid([(-1, 1)], 21)
+        >>> open_ends(limits_1d(Scan(theta, 16 * (theta[:, 0] - 0.9) ** 2, theta[-2]), (0.95,)), "c")
+        ['c: the 95% CL region reaches the upper end of the scan (1); the limit lies outside, scan wider']
+    """
+    messages = []
+    for cl, ends in result.open.items():
+        for side, is_open, edge in zip(("lower", "upper"), ends, result.scan_range):
+            if is_open:
+                messages.append(
+                    f"{parameter}: the {100 * cl:.4g}% CL region reaches the {side} end of the scan "
+                    f"({edge:g}); the limit lies outside, scan wider"
+                )
+    return messages
 
 
 def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int = 1) -> LimitResult:
@@ -196,26 +246,30 @@ def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int = 1) -
         dof: χ² degrees of freedom for q_crit (1 for one parameter).
 
     Returns:
-        :class:`LimitResult`; disjoint intervals are kept apart.
+        :class:`LimitResult`; disjoint intervals are kept apart. A region that reaches the first
+        or last scanned point is marked open there (:attr:`LimitResult.open`); no warning is
+        issued (see :func:`open_ends`).
 
     Example:
         >>> theta = theta_grid([(-1, 1)], 11)
         >>> res = limits_1d(Scan(theta, 4 * (theta[:, 0] - 0.05) ** 2 - 0.01, theta[5]))
-        >>> [round(v, 6) for v in res.intervals[ONE_SIGMA][0]]
-        [-0.45, 0.55]
+        >>> [round(v, 6) for v in res.intervals[ONE_SIGMA][0]], res.open[ONE_SIGMA]
+        ([-0.45, 0.55], (False, False))
     """
     spline = spline_1d(scan)
     x_best, q_min = _spline_minimum(spline)
     crit = {cl: critical_value(cl, dof) for cl in cls}
     intervals = {cl: _regions_below(spline, q_min + c) for cl, c in crit.items()}
-    lo, hi = spline.x[0], spline.x[-1]
+    lo, hi = float(spline.x[0]), float(spline.x[-1])
+    q_edges = spline(np.array([lo, hi])) - q_min  # the scanned q at the first and last point
     return LimitResult(
         best_fit=np.array([x_best]),
         q_min=q_min,
         critical_values=crit,
         intervals=intervals,
         spans={cl: (iv[0][0], iv[-1][1]) for cl, iv in intervals.items()},
-        open_ended={cl: iv[0][0] <= lo or iv[-1][1] >= hi for cl, iv in intervals.items()},
+        open={cl: (bool(q_edges[0] < c), bool(q_edges[1] < c)) for cl, c in crit.items()},
+        scan_range=(lo, hi),
     )
 
 
