@@ -33,7 +33,7 @@ from assay.inference import (
     spline_1d,
     theta_grid,
 )
-from assay.inference.asymptotic import open_ends  # not yet exported by assay.inference
+from assay.inference.asymptotic import open_ends, scan_p_values  # not yet exported by assay.inference
 
 N_EVENTS = 400
 
@@ -103,12 +103,40 @@ def test_gaussian_1d_expected_asimov_exact():
 def test_wilks_p_values(scan_1d: Scan):
     q = np.linspace(0, 20, 41)
     for dof in (1, 2, 3):
-        np.testing.assert_allclose(p_value(q, dof), 1 - stats.chi2.cdf(q, dof), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(p_value(q, dof=dof), 1 - stats.chi2.cdf(q, dof), rtol=1e-12, atol=1e-15)
     result = limits_1d(scan_1d)
     spline = spline_1d(scan_1d)
     for cl in (ONE_SIGMA, 0.95):
         for edge in result.intervals[cl][0]:
-            assert p_value(spline(edge) - result.q_min, 1) == pytest.approx(1 - cl, rel=1e-8)
+            assert p_value(spline(edge) - result.q_min, dof=1) == pytest.approx(1 - cl, rel=1e-8)
+
+
+def test_dof_is_required_and_follows_the_scan():
+    """p_value has no default dof; a 2D scan's p-values use 2 dof (q = 5.99 ↦ 0.05), a 1D one 1."""
+    with pytest.raises(TypeError):
+        p_value(1.0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        p_value(1.0, 2)  # type: ignore[misc]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="dof: expected an integer >= 1"):
+            p_value(1.0, dof=bad)
+    q_95_2d = stats.chi2.ppf(0.95, 2)  # 5.991
+    theta = theta_grid([(-1, 1), (-1, 1)], 5)
+    scan_2d = Scan(theta, np.full(len(theta), q_95_2d), theta[0])
+    np.testing.assert_allclose(scan_p_values(scan_2d), 0.05, rtol=1e-12)
+    assert scan_p_values(scan_2d, dof=1)[0] == pytest.approx(0.0144, abs=1e-4)  # the 1-dof p, too small
+    scan_1d = Scan(theta[:5, 1:], np.full(5, 3.841458820694124), theta[0, 1:])
+    np.testing.assert_allclose(scan_p_values(scan_1d), 0.05, rtol=1e-12)
+
+
+def test_contour_dof_defaults_to_two():
+    theta = theta_grid(SEED_RANGES, SEED_POINTS_2D)
+    scan = Scan(theta, np.sum(theta**2, axis=1) / 0.04, np.zeros(2))
+    result = contours_2d(scan, (0.95,))
+    assert result.critical_values[0.95] == pytest.approx(5.991464547107979)
+    assert result.profiles[0].critical_values[0.95] == pytest.approx(3.841458820694124)  # profiled: 1 dof
+    assert contours_2d(scan, (0.95,), dof=1).critical_values[0.95] == pytest.approx(3.841458820694124)
+    assert limits_1d(profile(scan, 0), (0.95,)).critical_values[0.95] == pytest.approx(3.841458820694124)
 
 
 def test_disjoint_intervals_and_merge():

@@ -44,6 +44,7 @@ __all__ = [
     "open_ends",
     "p_value",
     "profile",
+    "scan_p_values",
     "spline_1d",
     "spline_2d",
     "theta_grid",
@@ -98,21 +99,53 @@ def grid_axes(theta: np.ndarray) -> tuple[np.ndarray, ...]:
     return axes
 
 
-def p_value(q: np.ndarray | float, dof: int = 1) -> np.ndarray:
+def p_value(q: np.ndarray | float, *, dof: int) -> np.ndarray:
     """Wilks p-value 1 − F_χ²(q | dof) (seed 000 "Setting Limits").
 
+    Args:
+        q: −2 Δlog L, any shape.
+        dof: χ² degrees of freedom, the number of parameters the scan varies (no default: a 2D
+            region computed with 1 would be silently too small); :func:`scan_p_values` takes it
+            from the scan.
+
+    Returns:
+        p-values, the shape of ``q``.
+
     Example:
-        >>> round(float(p_value(3.841458820694124, 1)), 6)
-        0.05
+        >>> [round(float(p_value(q, dof=k)), 6) for q, k in ((3.841458820694124, 1), (5.991464547107979, 2))]
+        [0.05, 0.05]
     """
-    return stats.chi2.sf(np.asarray(q, dtype=float), dof)
+    return stats.chi2.sf(np.asarray(q, dtype=float), _check_dof(dof))
+
+
+def scan_p_values(scan: Scan, *, dof: int | None = None) -> np.ndarray:
+    """Wilks p-value of every scanned point, :func:`p_value` of ``scan.minus_2_delta_log_l``.
+
+    Args:
+        scan: any :class:`Scan`.
+        dof: χ² degrees of freedom; default ``scan.n_params`` (2 for a 2D scan).
+
+    Returns:
+        ``(n_theta,)``.
+    """
+    return p_value(scan.minus_2_delta_log_l, dof=scan.n_params if dof is None else dof)
+
+
+def _check_dof(dof: int) -> int:
+    if isinstance(dof, bool) or not isinstance(dof, (int, np.integer)) or dof < 1:
+        raise ValueError(f"dof: expected an integer >= 1 (the number of scanned parameters), got {dof!r}")
+    return int(dof)
 
 
 def critical_value(cl: float, dof: int = 1) -> float:
-    """q_crit = F⁻¹_χ²(cl | dof); e.g. 3.841 for 95% CL and one parameter."""
+    """q_crit = F⁻¹_χ²(cl | dof); e.g. 3.841 for 95% CL and one parameter.
+
+    Prefer passing ``dof`` (the number of scanned parameters); :func:`limits_1d` and
+    :func:`contours_2d` take it from the scan.
+    """
     if not 0 < cl < 1:
         raise ValueError(f"cl: expected a confidence level in (0, 1), got {cl}")
-    return float(stats.chi2.ppf(cl, dof))
+    return float(stats.chi2.ppf(cl, _check_dof(dof)))
 
 
 def _finite_q(scan: Scan, n_params: int) -> np.ndarray:
@@ -237,13 +270,13 @@ def open_ends(result: LimitResult, parameter: str = "theta") -> list[str]:
     return messages
 
 
-def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int = 1) -> LimitResult:
+def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int | None = None) -> LimitResult:
     """Best fit and CL intervals of a 1D scan by root-finding on its cubic spline.
 
     Args:
         scan: 1D :class:`Scan`, at least 4 points.
         cls: confidence levels, e.g. ``(ONE_SIGMA, 0.95)``.
-        dof: χ² degrees of freedom for q_crit (1 for one parameter).
+        dof: χ² degrees of freedom for q_crit; default ``scan.n_params`` (1: a 1D or profiled scan).
 
     Returns:
         :class:`LimitResult`; disjoint intervals are kept apart. A region that reaches the first
@@ -258,7 +291,7 @@ def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int = 1) -
     """
     spline = spline_1d(scan)
     x_best, q_min = _spline_minimum(spline)
-    crit = {cl: critical_value(cl, dof) for cl in cls}
+    crit = {cl: critical_value(cl, _check_dof(scan.n_params if dof is None else dof)) for cl in cls}
     intervals = {cl: _regions_below(spline, q_min + c) for cl, c in crit.items()}
     lo, hi = float(spline.x[0]), float(spline.x[-1])
     q_edges = spline(np.array([lo, hi])) - q_min  # the scanned q at the first and last point
@@ -340,14 +373,14 @@ def _best_fit_2d(
 
 
 def contours_2d(
-    scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int = 2, n_fine: int = 301
+    scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int | None = None, n_fine: int = 301
 ) -> ContourResult:
     """CL contours of a 2D scan: marching squares (contourpy) on the bicubic spline.
 
     Args:
         scan: 2D :class:`Scan` on a product grid (:func:`theta_grid`).
         cls: confidence levels.
-        dof: χ² degrees of freedom of the joint contours (2).
+        dof: χ² degrees of freedom of the joint contours; default ``scan.n_params`` (2).
         n_fine: points per axis at which the spline is evaluated for marching squares; the
             vertex error is ~ (range / n_fine)² times the curvature of q.
 
@@ -361,13 +394,13 @@ def contours_2d(
     best, q_min = _best_fit_2d(spline, ax0, ax1)
     f0, f1 = np.linspace(ax0[0], ax0[-1], n_fine), np.linspace(ax1[0], ax1[-1], n_fine)
     generator = contourpy.contour_generator(f0, f1, spline(f0, f1).T - q_min, line_type="Separate")
-    crit = {cl: critical_value(cl, dof) for cl in cls}
+    crit = {cl: critical_value(cl, _check_dof(scan.n_params if dof is None else dof)) for cl in cls}
     return ContourResult(
         best_fit=best,
         q_min=q_min,
         critical_values=crit,
         contours={cl: [np.asarray(v, dtype=float) for v in generator.lines(c)] for cl, c in crit.items()},
-        profiles=tuple(limits_1d(profile(scan, keep), cls) for keep in (0, 1)),
+        profiles=tuple(limits_1d(profile(scan, keep), cls, dof=1) for keep in (0, 1)),
     )
 
 
