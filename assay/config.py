@@ -16,14 +16,16 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from assay.exceptions import ConfigError
 from assay.parameters import (
@@ -36,7 +38,15 @@ from assay.parameters import (
     UniformPrior,
 )
 
-__all__ = ["RunConfig", "config_from_dict", "load_config"]
+__all__ = [
+    "BITModelConfig",
+    "InferenceConfig",
+    "ModelConfig",
+    "NeuralModelConfig",
+    "RunConfig",
+    "config_from_dict",
+    "load_config",
+]
 
 
 class _Model(BaseModel):
@@ -222,39 +232,19 @@ class SamplingConfig(_Model):
     sets: list[TrainingSetConfig] = []
 
 
-# ---- training and inference -------------------------------------------------------
-class BITConfig(_Model):
-    """Boosted Information Trees (``training.method: bit``; :class:`assay.bit.BoostedInformationTree`).
-
-    BIT fits the weighted events of the train partition of ``events.h5`` (no training set).
-    """
-
-    n_trees: int = Field(100, ge=1, description="boosting iterations")
-    max_depth: int = Field(4, ge=1, le=14, description="depth of each tree (seed 002: 4)")
-    learning_rate: float = Field(0.2, gt=0, le=1, description="η, the weight of each tree")
-    min_size: int = Field(50, ge=1, description="minimal number of events in a leaf")
-    min_weight: float = Field(0.0, ge=0, description="minimal Σ w in a leaf, pb")
-    positive: bool = Field(False, description="seed 002's positivity option: R(x|θ) > 0 for every θ")
-    theta_ref: str | dict[str, float] = Field(
-        "sm", description="expansion point θ_ref of R(x|θ): benchmark name or point"
-    )
-    max_events: int | None = Field(
-        None, gt=0, description="fit at most this many train events (a seeded random subset); None: all"
-    )
+# ---- training: named models ---------------------------------------------------------
+NEURAL_METHODS = ("sally", "carl", "rolr", "alice", "alices", "rascal", "cascal")
+"""``method`` names of the neural estimators (:data:`assay.estimators.METHODS` adds ``bit``)."""
 
 
-class TrainingConfig(_Model):
-    """Estimator and trainer settings (``assay train``; :mod:`assay.training`)."""
+class NeuralModelConfig(_Model):
+    """A neural estimator or ensemble (``assay train``; :mod:`assay.training`)."""
 
-    method: str = Field(
-        "alices",
-        description="estimator name, case-insensitive (assay.estimators.ESTIMATORS), or 'bit' for "
-        "Boosted Information Trees (settings in `bit`)",
-    )
+    method: Literal["sally", "carl", "rolr", "alice", "alices", "rascal", "cascal"]
     training_set: str | list[str] | None = Field(
         None,
         description="sampling set name; a list of n_ensemble names trains one member per set; "
-        "None: the set named like the method, or the only set",
+        "None: the set named like the model, else like the method, else the only set",
     )
     hidden: list[int] = [100, 100]
     activation: Literal["relu", "tanh", "silu", "swish", "softplus"] = "tanh"
@@ -279,10 +269,9 @@ class TrainingConfig(_Model):
     threads: int | None = Field(
         None, ge=1, description="torch threads; None: torch's default, 1 per Dask worker for ensembles"
     )
-    bit: BITConfig = BITConfig()
 
     @model_validator(mode="after")
-    def _one_set_per_member(self) -> TrainingConfig:
+    def _one_set_per_member(self) -> NeuralModelConfig:
         if isinstance(self.training_set, list) and len(self.training_set) != self.n_ensemble:
             raise ValueError(
                 f"training_set lists {len(self.training_set)} sets; a list needs one per member "
@@ -290,22 +279,127 @@ class TrainingConfig(_Model):
             )
         return self
 
-    def is_bit(self) -> bool:
-        """True for ``method: bit`` (any case)."""
-        return self.method.lower() == "bit"
+
+class BITModelConfig(_Model):
+    """Boosted Information Trees (``method: bit``; :class:`assay.bit.BoostedInformationTree`).
+
+    BIT fits the weighted events of the train partition of ``events.h5`` (no training set).
+    """
+
+    method: Literal["bit"]
+    n_trees: int = Field(100, ge=1, description="boosting iterations")
+    max_depth: int = Field(4, ge=1, le=14, description="depth of each tree (seed 002: 4)")
+    learning_rate: float = Field(0.2, gt=0, le=1, description="η, the weight of each tree")
+    min_size: int = Field(50, ge=1, description="minimal number of events in a leaf")
+    min_weight: float = Field(0.0, ge=0, description="minimal Σ w in a leaf, pb")
+    positive: bool = Field(False, description="seed 002's positivity option: R(x|θ) > 0 for every θ")
+    theta_ref: str | dict[str, float] = Field(
+        "sm", description="expansion point θ_ref of R(x|θ): benchmark name or point"
+    )
+    max_events: int | None = Field(
+        None, gt=0, description="fit at most this many train events (a seeded random subset); None: all"
+    )
 
 
+ModelConfig = Annotated[NeuralModelConfig | BITModelConfig, Field(discriminator="method")]
+"""One named model of the ``training`` mapping, tagged by ``method``."""
+
+
+def _lower_methods(data: Any) -> Any:
+    """``method`` names are case-insensitive (``ALICES`` → ``alices``)."""
+    if isinstance(data, dict):
+        return {
+            name: {**m, "method": m["method"].lower()}
+            if isinstance(m, dict) and isinstance(m.get("method"), str)
+            else m
+            for name, m in data.items()
+        }
+    return data
+
+
+# ---- inference ------------------------------------------------------------------------
 class ScanConfig(_Model):
+    """A 1D scan of one parameter, the others at ``inference.theta_true``."""
+
     parameter: str
     range: tuple[float, float]
-    n_points: int = Field(303, ge=3)
+    n_points: int = Field(121, ge=4)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScanConfig:
+        if not self.range[0] < self.range[1]:
+            raise ValueError(f"range must have low < high, got {list(self.range)}")
+        return self
+
+
+class GridConfig(_Model):
+    """A 2D grid of two parameters, the others at ``inference.theta_true``."""
+
+    parameters: tuple[str, str]
+    ranges: tuple[tuple[float, float], tuple[float, float]]
+    n_points: int = Field(35, ge=4, description="points per axis")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GridConfig:
+        if self.parameters[0] == self.parameters[1]:
+            raise ValueError(f"parameters must differ, got {list(self.parameters)}")
+        if not all(lo < hi for lo, hi in self.ranges):
+            raise ValueError(f"ranges must have low < high, got {[list(r) for r in self.ranges]}")
+        return self
+
+
+class HistogramConfig(_Model):
+    """A histogram baseline: the binned Poisson likelihood of one or two observables."""
+
+    observables: list[str] = Field(min_length=1, max_length=2)
+    edges: list[list[float]] = Field(description="bin edges per observable (.inf allowed)")
+    name: str | None = Field(None, description="default: the observables joined by ' x '")
+
+    @model_validator(mode="after")
+    def _one_edge_list_each(self) -> HistogramConfig:
+        if len(self.edges) != len(self.observables):
+            n_obs, n_edges = len(self.observables), len(self.edges)
+            raise ValueError(f"edges: one list per observable ({n_obs}), got {n_edges}")
+        for e in self.edges:
+            if len(e) < 2 or any(b <= a for a, b in itertools.pairwise(e)):
+                raise ValueError(f"edges must be increasing with at least 2 entries, got {e}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or " x ".join(self.observables)
+
+
+class InferenceEventsConfig(_Model):
+    """Which events form the Asimov data (and the pool of pseudo-experiments)."""
+
+    partition: Literal["train", "validation", "test"] = Field("test", description="no estimator saw 'test'")
+    max_events: int | None = Field(25_000, gt=0, description="a seeded random subset of at most this many")
 
 
 class InferenceConfig(_Model):
-    luminosity_ifb: float = Field(300.0, gt=0)
-    scans: list[ScanConfig] = []
-    grid_points: int = Field(35, ge=3)
-    confidence_levels: list[float] = [0.68, 0.95]
+    """Limits (``assay limits``; :mod:`assay.analysis`)."""
+
+    luminosity_ifb: float = Field(300.0, gt=0, description="integrated luminosity L in fb^-1")
+    theta_true: str | dict[str, float] = Field(
+        "sm", description="Asimov point and reference θ of the likelihood ratios: benchmark name or point"
+    )
+    events: InferenceEventsConfig = InferenceEventsConfig()
+    scans: list[ScanConfig] = Field(
+        [], description="1D scans; none: one per parameter over its range, 121 points"
+    )
+    grids: list[GridConfig] = []
+    confidence_levels: list[Annotated[float, Field(gt=0, lt=1)]] = [0.6827, 0.95]
+    models: list[str] | None = Field(None, description="trained models to compare; None: every model")
+    truth: bool = Field(True, description="the exact likelihood, where the simulator provides it")
+    rate: bool = Field(True, description="the event count alone")
+    histograms: list[HistogramConfig] = []
+    score_bins: tuple[int, int] = Field(
+        (25, 8), description="score models (SALLY): bins of each t̂ component in 1D, per axis in 2D (seed 000)"
+    )
+    max_extensions: int = Field(
+        3, ge=0, description="an interval reaching a scan edge doubles the scan up to this many times"
+    )
 
 
 # ---- the run ---------------------------------------------------------------------
@@ -319,7 +413,9 @@ class RunConfig(_Model):
     morphing: MorphingConfig = MorphingConfig()
     simulator: SimulatorConfig
     sampling: SamplingConfig = SamplingConfig()
-    training: TrainingConfig = TrainingConfig()
+    training: Annotated[dict[str, ModelConfig], BeforeValidator(_lower_methods)] = Field(
+        {}, description="named models: name -> {method: sally | alices | ... | bit, settings}"
+    )
     inference: InferenceConfig = InferenceConfig()
 
     def parameter_space(self) -> ParameterSpace:
@@ -378,32 +474,54 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
             )
 
     check_theta(cfg.simulator.theta_gen, ("simulator", "theta_gen"))
-    check_theta(cfg.training.bit.theta_ref, ("training", "bit", "theta_ref"))
-    errors.extend(_bit_errors(cfg.training))
+    set_names = [s.name for s in cfg.sampling.sets]
+    for name, model in cfg.training.items():
+        loc = ("training", name)
+        if not _NAME.fullmatch(name):
+            errors.append((loc, f"model name {name!r}: use letters, digits, '_', '-' (it names a folder)"))
+        if isinstance(model, BITModelConfig):
+            check_theta(model.theta_ref, (*loc, "theta_ref"))
+        elif model.training_set is not None:
+            listed = [model.training_set] if isinstance(model.training_set, str) else model.training_set
+            errors.extend(
+                ((*loc, "training_set"), f"unknown set {n!r}; sampling.sets has {set_names}")
+                for n in listed
+                if n not in set_names
+            )
     for i, s in enumerate(cfg.sampling.sets):
         for attr in ("theta_ref", "theta0", "theta1", "theta"):
             if hasattr(s, attr):
                 check_theta(getattr(s, attr), ("sampling", "sets", i, attr))
-    set_names = [s.name for s in cfg.sampling.sets]
     if len(set(set_names)) != len(set_names):
         errors.append((("sampling", "sets"), f"training set names must be unique, got {set_names}"))
-    for i, scan in enumerate(cfg.inference.scans):
-        if scan.parameter not in names:
-            errors.append((("inference", "scans", i, "parameter"), f"unknown parameter {scan.parameter!r}"))
+    errors.extend(_inference_errors(cfg, names, check_theta))
     return errors
 
 
-def _bit_errors(training: TrainingConfig) -> list[tuple[tuple, str]]:
-    """``method: bit`` fits the train events of events.h5: no training set, no ensemble."""
-    if not training.is_bit():
-        return []
-    errors: list[tuple[tuple, str]] = []
-    if training.training_set is not None:
-        message = "method 'bit' fits the weighted events of the train partition, not a training set"
-        errors.append((("training", "training_set"), f"{message}; remove training_set"))
-    if training.n_ensemble != 1:
-        message = f"method 'bit' trains one model, not an ensemble; got {training.n_ensemble}"
-        errors.append((("training", "n_ensemble"), message))
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _inference_errors(cfg: RunConfig, names: list[str], check_theta: Any) -> list[tuple[tuple, str]]:
+    """Parameters of scans and grids, model names, θ_true."""
+    inference, errors = cfg.inference, []
+    check_theta(inference.theta_true, ("inference", "theta_true"))
+    for i, scan in enumerate(inference.scans):
+        if scan.parameter not in names:
+            message = f"unknown parameter {scan.parameter!r}; expected one of {names}"
+            errors.append((("inference", "scans", i, "parameter"), message))
+    for i, grid in enumerate(inference.grids):
+        errors.extend(
+            (("inference", "grids", i, "parameters"), f"unknown parameter {p!r}; expected one of {names}")
+            for p in grid.parameters
+            if p not in names
+        )
+    for i, model in enumerate(inference.models or []):
+        if model not in cfg.training:
+            message = f"unknown model {model!r}; the training section names {sorted(cfg.training)}"
+            errors.append((("inference", "models", i), message))
+    labels = [h.label for h in inference.histograms]
+    if len(set(labels)) != len(labels):
+        errors.append((("inference", "histograms"), f"histogram names must be unique, got {labels}"))
     return errors
 
 

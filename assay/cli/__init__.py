@@ -1,7 +1,8 @@
 """The ``assay`` command line: a thin layer over the public API.
 
 One module per command group: :mod:`assay.cli.run` (demo, generate, run), :mod:`assay.cli.data`
-(inspect, basis, import-lhe), :mod:`assay.cli.train` (train), :mod:`assay.cli.report` (report).
+(inspect, basis, import-lhe), :mod:`assay.cli.train` (train), :mod:`assay.cli.limits` (limits),
+:mod:`assay.cli.report` (report).
 Every command has ``--help``.
 """
 
@@ -12,7 +13,7 @@ import logging
 import typer
 
 from assay import __version__
-from assay.cli import data, report, run, train
+from assay.cli import data, limits, report, run, train
 
 app = typer.Typer(
     name="assay",
@@ -41,6 +42,7 @@ def version() -> None:
 run.register(app)
 data.register(app)
 train.register(app)
+limits.register(app)
 report.register(app)
 
 

@@ -1,4 +1,4 @@
-"""``assay train CONFIG``: train the configured estimator (or ensemble) on the run's training sets."""
+"""``assay train CONFIG``: train the config's named models (estimators, ensembles, BIT)."""
 
 from __future__ import annotations
 
@@ -10,30 +10,42 @@ from rich.table import Table
 
 from assay.cli._common import CONFIG, OUTPUT, QUIET, console, register_all, user_errors
 
+MODELS = typer.Option(
+    None, "--models", "-m", help="Train only these models (repeat the option); default: every model."
+)
+
 
 def train(
     config: Path = CONFIG,
     output: Path | None = OUTPUT,
+    models: list[str] | None = MODELS,
     workers: int | None = typer.Option(
         None, "--workers", "-w", min=1, help="Dask workers for an ensemble (default: min(members, cores))."
     ),
     quiet: bool = QUIET,
 ) -> None:
-    """Train the config's `training` method on OUTPUT/sets/<set>_train.h5; save to OUTPUT/models/<method>/.
+    """Train the config's named models; each is saved to OUTPUT/models/<name>/ (a rerun resumes).
 
-    `method: bit` fits Boosted Information Trees on the weighted train events of OUTPUT/events.h5.
+    Neural methods train on OUTPUT/sets/<set>_train.h5; `method: bit` fits Boosted Information
+    Trees on the weighted train events of OUTPUT/events.h5.
     """
     from assay.config import load_config
-    from assay.training import train as run_training
+    from assay.training import model_names, train_model
 
     with user_errors():
         cfg = load_config(config)
-        result = run_training(cfg, output, n_workers=workers, progress=not quiet)
-    if result.n_events is not None:
-        _print_bit(result)
-        return
+        for name in model_names(cfg, models):
+            result = train_model(cfg, name, output, n_workers=workers, progress=not quiet)
+            if result.n_events is not None:
+                _print_bit(result)
+            else:
+                _print_neural(result)
+
+
+def _print_neural(result) -> None:
+    """One row per member: epochs, the kept epoch, its losses and the time."""
     n = len(result.histories)
-    table = Table(title=f"{result.method} on {', '.join(result.training_sets)}: "
+    table = Table(title=f"{result.name}: {result.method} on {', '.join(result.training_sets)}, "
                         f"{n} member{'s' if n > 1 else ''}, {result.wall_s:.1f} s")  # fmt: skip
     for column in ("member", "epochs", "kept epoch", "train loss", "val loss", "time (s)"):
         table.add_column(column, justify="right")
@@ -50,7 +62,8 @@ def train(
 def _print_bit(result) -> None:
     """One row for a Boosted Information Tree: size, seed 002's loss after the last tree, fit time."""
     bit = result.estimator
-    table = Table(title=f"BIT on the train partition: {result.n_events} events, {result.wall_s:.1f} s")
+    title = f"{result.name}: BIT on the train partition: {result.n_events} events, {result.wall_s:.1f} s"
+    table = Table(title=title)
     for column in ("trees", "depth", "coefficients", "loss (pb)", "fit (s)"):
         table.add_column(column, justify="right")
     n_coef = bit.trees_[0].n_coef

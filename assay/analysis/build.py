@@ -1,0 +1,165 @@
+"""From ``config.inference`` and a run folder to the Asimov sample and the methods to compare.
+
+- :func:`asimov_sample`: the configured partition of ``events.h5`` (``inference.events``), weighted
+  at ``inference.theta_true`` with luminosity ``inference.luminosity_ifb``;
+- :func:`build_methods`: truth (where the simulator provides the exact likelihood), the trained
+  models by name, the histogram baselines and the rate, as :mod:`assay.analysis.methods`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.config import GaussianToyConfig, RunConfig, WHConfig
+from assay.estimators import load_estimator
+from assay.exceptions import ConfigError, StoreError
+from assay.inference.asimov import AsimovSample
+from assay.inference.histograms import Binning
+from assay.pipeline import read_split
+from assay.rundir import RunDir
+from assay.simulators.toys import GaussianToy
+from assay.store import EventStore
+from assay.training import read_basis
+
+__all__ = ["asimov_sample", "build_methods", "has_truth", "load_models"]
+
+logger = logging.getLogger(__name__)
+
+
+def asimov_sample(cfg: RunConfig, run: RunDir) -> AsimovSample:
+    """The events of ``inference.events`` weighted at θ_true (a seeded subset of at most
+    ``max_events``), with the store's benchmark cross sections.
+
+    Raises:
+        StoreError: the run folder lacks ``events.h5``, ``basis.json`` or its split.
+    """
+    if not run.events.is_file():
+        raise StoreError(f"{run.events}: event file not found; run `assay run CONFIG` first")
+    with EventStore(run.events) as store:
+        morpher = read_basis(run.basis, store)
+        rows = read_split(run.split, store.n_events, cfg)[cfg.inference.events.partition]
+    limit = cfg.inference.events.max_events
+    if limit is not None and len(rows) > limit:
+        rows = np.random.default_rng([cfg.seed, 7]).choice(rows, limit, replace=False)
+    if len(rows) == 0:
+        raise ConfigError(
+            f"inference.events.partition: the {cfg.inference.events.partition!r} partition holds no events"
+        )
+    theta_true = cfg.theta(cfg.inference.theta_true, "inference.theta_true")
+    return AsimovSample.from_store(
+        run.events, rows, morpher, theta_true=theta_true, luminosity=cfg.inference.luminosity_ifb
+    )
+
+
+def has_truth(cfg: RunConfig) -> bool:
+    """Whether the simulator provides the exact likelihood of its observables: the Gaussian toy
+    (analytic density), and WH at parton level without backgrounds (every momentum observed, so
+    the event weights give the likelihood ratio; seed 000's validation)."""
+    sim = cfg.simulator
+    if isinstance(sim, GaussianToyConfig):
+        return True
+    return isinstance(sim, WHConfig) and sim.detector is None and sim.shower is None and not sim.backgrounds
+
+
+def _truth(cfg: RunConfig, sample: AsimovSample) -> RatioMethod:
+    """The exact log r(x|θ, θ_true): analytic for the toy, from the event weights for WH."""
+    sim = cfg.simulator
+    theta_true = sample.theta_true
+    if isinstance(sim, GaussianToyConfig):
+        toy = GaussianToy.default(len(cfg.parameters), sim.n_obs, smearing=sim.smearing)
+
+        def toy_log_ratio(data: Dataset, theta: np.ndarray) -> np.ndarray:
+            return (toy.log_likelihood(data.x, theta) - toy.log_likelihood(data.x, theta_true)[:, None]).T
+
+        return RatioMethod("truth", toy_log_ratio, normalise=False, theta_chunk=256)
+
+    def weights_log_ratio(data: Dataset, theta: np.ndarray) -> np.ndarray:
+        if data.benchmark_weights is None:
+            raise StoreError(
+                f"{data.label}: the truth needs the events' benchmark weights; the file has none"
+            )
+        joint = sample.joint
+        density = (
+            joint.weights_on_grid(data.benchmark_weights, theta).T / sample.cross_section(theta)[:, None]
+        )
+        reference = joint.weights(data.benchmark_weights, theta_true) / float(joint.cross_section(theta_true))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(density) - np.log(reference)[None, :]
+
+    return RatioMethod("truth", weights_log_ratio, normalise=False, theta_chunk=256)
+
+
+def load_models(cfg: RunConfig, run: RunDir, names: Sequence[str] | None = None) -> dict:
+    """The trained models ``names`` (default ``inference.models``, else every configured model).
+
+    Raises:
+        ConfigError: a name that is not in the config's training section.
+        StoreError: a model that has not been trained (``assay train``).
+    """
+    names = list(names if names is not None else (cfg.inference.models or cfg.training))
+    unknown = [n for n in names if n not in cfg.training]
+    if unknown:
+        raise ConfigError(
+            f"models: unknown model(s) {unknown}; the config's training section names {list(cfg.training)}"
+        )
+    models = {}
+    for name in names:
+        path = run.model(name)
+        if not path.is_dir():
+            raise StoreError(f"{path}: model {name!r} is not trained; run `assay train CONFIG` first")
+        models[name] = load_estimator(path)
+    return models
+
+
+def _model_method(name: str, model, sample: AsimovSample, score_bins: tuple[int, int]) -> Method:
+    """A likelihood-ratio model scans its log r̂; a score-only model (SALLY) histograms its t̂."""
+    theta_true = sample.theta_true
+    if "log_ratio" in model.predicts:
+        chunk = 32 if hasattr(model, "net_") or hasattr(model, "members_") else 256  # BIT: cheap per θ
+
+        def log_ratio(data: Dataset, theta: np.ndarray) -> np.ndarray:
+            return model.log_ratio(data.x, theta, theta_true).mean
+
+        return RatioMethod(name, log_ratio, theta_chunk=chunk)
+
+    def t_hat(data: Dataset) -> np.ndarray:
+        return data.cached(f"score:{name}", lambda: np.asarray(model.score(data.x).mean, dtype=float))
+
+    return BinnedMethod(name, t_hat, None, score_bins)
+
+
+def _histogram(
+    observables: Sequence[str], edges, name: str, store_observables: Sequence[str]
+) -> BinnedMethod:
+    missing = [o for o in observables if o not in store_observables]
+    if missing:
+        raise ConfigError(
+            f"inference.histograms[{name}].observables: unknown observable(s) {missing}; the events have "
+            f"{list(store_observables)}"
+        )
+    columns = [list(store_observables).index(o) for o in observables]
+
+    def values(data: Dataset) -> np.ndarray:
+        return data.x[:, columns]
+
+    return BinnedMethod(f"hist_{name.replace(' ', '_')}", values, Binning(tuple(observables), tuple(edges)))
+
+
+def build_methods(cfg: RunConfig, sample: AsimovSample, models: dict) -> dict[str, Method]:
+    """Truth (if available and asked for), the models, the histograms and the rate, by name."""
+    inference = cfg.inference
+    methods: dict[str, Method] = {}
+    if inference.truth and has_truth(cfg):
+        methods["truth"] = _truth(cfg, sample)
+    for name, model in models.items():
+        methods[name] = _model_method(name, model, sample, inference.score_bins)
+    for h in inference.histograms:
+        method = _histogram(h.observables, h.edges, h.label, sample.observables)
+        methods[method.name] = method
+    if inference.rate:
+        methods["rate"] = RateMethod()
+    return methods

@@ -1,0 +1,170 @@
+"""One call from Python for expected limits, as MadMiner users know it
+(``AsymptoticLimits.expected_limits(mode=...)``).
+
+Example:
+    >>> result = expected_limits("runs/toy", "truth", grid, luminosity_ifb=300.0)  # doctest: +SKIP
+    >>> result.p_values.shape, result.dof  # doctest: +SKIP
+    ((1225,), 2)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.exceptions import ConfigError, StoreError
+from assay.inference.asimov import AsimovSample
+from assay.inference.asymptotic import DEFAULT_CLS, cl_tag, limits_1d, p_value
+from assay.inference.histograms import Binning
+from assay.inference.likelihood import Scan, expected_events
+from assay.morphing import Morpher, as_thetas
+from assay.rundir import RunDir
+from assay.store import EventStore
+
+__all__ = ["ExpectedLimits", "ImplausibleLuminosityWarning", "expected_limits"]
+
+MAX_PLAUSIBLE_EVENTS = 1e8  # more expected events than any LHC analysis selects: a unit mix-up
+
+
+class ImplausibleLuminosityWarning(UserWarning):
+    """The luminosity implies an implausible number of events (fb⁻¹ expected, pb⁻¹ given?)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ExpectedLimits:
+    """What :func:`expected_limits` returns.
+
+    Attributes:
+        scan: −2Δlog L on the grid (:class:`~assay.inference.likelihood.Scan`).
+        p_values: Wilks p-values ``(n_theta,)`` with ``dof`` degrees of freedom.
+        dof: the number of scanned parameters (columns of the grid that vary), unless given.
+        n_expected: the expected number of events L σ(θ_true).
+        intervals: for a grid varying one parameter: ``{"<param>_<tag>": (lo, hi)}``, None at an
+            end the region reaches past the grid; empty otherwise.
+    """
+
+    scan: Scan
+    p_values: np.ndarray
+    dof: int
+    n_expected: float
+    intervals: dict[str, tuple[float | None, float | None]]
+
+
+def _sample(source: str | os.PathLike, theta_true, luminosity: float, max_events: int | None, seed: int):
+    """The Asimov sample of a run folder's test partition, or of every event of an EventStore."""
+    path = Path(source)
+    run = RunDir(path)
+    if path.is_dir():
+        from assay.training import read_basis
+
+        if not run.split.is_file():
+            raise StoreError(f"{run.split}: no event split in this run folder; run `assay run CONFIG` first")
+        import h5py
+
+        with EventStore(run.events) as store:
+            morpher = read_basis(run.basis, store)
+        with h5py.File(run.split, "r") as f:
+            rows = f["test"][()]
+        events_path = run.events
+    else:
+        with EventStore(path) as store:
+            if store.morphing is None:
+                raise StoreError(f"{path}: the store has no morphing basis; pass the run folder instead")
+            morpher = Morpher.from_dict(store.morphing)
+            rows = np.arange(store.n_events)
+        events_path = path
+    if max_events is not None and len(rows) > max_events:
+        rows = np.random.default_rng(seed).choice(rows, max_events, replace=False)
+    theta = np.zeros(morpher.n_params) if theta_true is None else theta_true
+    return (
+        AsimovSample.from_store(events_path, rows, morpher, theta_true=theta, luminosity=luminosity),
+        run,
+    )
+
+
+def _method(method: Any, sample: AsimovSample, run: RunDir) -> Method:
+    """A method from a name ("truth", "rate", a trained model under ``models/``), a fitted
+    estimator, or a histogram :class:`Binning`."""
+    if isinstance(method, Binning):
+        columns = [sample.observables.index(o) for o in method.observables]
+        return BinnedMethod("histogram", lambda d: d.x[:, columns], method)
+    if isinstance(method, str):
+        if method == "truth":
+            truth = RatioMethod("truth", lambda d, th: sample.truth_log_ratio(th), normalise=False)
+            return truth
+        if method == "rate":
+            return RateMethod()
+        if not run.model(method).is_dir():
+            raise ConfigError(
+                f"method: {method!r} is not 'truth', 'rate' or a trained model in {run.models}"
+            )
+        from assay.estimators import load_estimator
+
+        method = load_estimator(run.model(method))
+    from assay.analysis.build import _model_method
+
+    return _model_method(type(method).__name__, method, sample, (25, 8))
+
+
+def expected_limits(
+    source: str | os.PathLike,
+    method: Any,
+    grid: np.ndarray,
+    luminosity_ifb: float,
+    *,
+    theta_true: np.ndarray | None = None,
+    dof: int | None = None,
+    cls: tuple[float, ...] = DEFAULT_CLS,
+    max_events: int | None = None,
+    seed: int = 0,
+) -> ExpectedLimits:
+    """Expected limits of one method on the Asimov data of a run folder (or an EventStore).
+
+    Assembles the Asimov sample (the run's test partition, weighted at θ_true), the method's
+    likelihood (ratio estimator, histogram or rate) and the Wilks p-values.
+
+    Args:
+        source: a run folder of ``assay run`` (its test events) or an EventStore file (all events).
+        method: ``"truth"`` (the joint ratio from the weights: exact where every momentum is
+            observed), ``"rate"``, the name of a trained model in ``source/models/``, a fitted
+            estimator, ensemble or BIT, or a histogram :class:`~assay.inference.histograms.Binning`.
+        grid: θ points ``(n_theta, n_params)``, e.g. :func:`~assay.inference.asymptotic.theta_grid`.
+        luminosity_ifb: integrated luminosity L in fb⁻¹ (not pb⁻¹).
+        theta_true: the Asimov point ``(n_params,)``; default all zeros (the SM).
+        dof: χ² degrees of freedom of the p-values; default the number of grid columns that vary.
+        cls: confidence levels of the 1D intervals.
+        max_events: at most this many test events (a seeded subset).
+        seed: seeds that subset.
+
+    Returns:
+        :class:`ExpectedLimits`.
+
+    Warns:
+        ImplausibleLuminosityWarning: L σ(θ_true) above 10⁸ events.
+    """
+    sample, run = _sample(source, theta_true, luminosity_ifb, max_events, seed)
+    thetas = as_thetas(grid, sample.joint.n_params, "grid")
+    n_expected = float(expected_events(sample.cross_section(sample.theta_true[None])[0], luminosity_ifb))
+    if n_expected > MAX_PLAUSIBLE_EVENTS:
+        warnings.warn(
+            f"luminosity_ifb={luminosity_ifb} fb^-1 implies {n_expected:.3g} expected events; "
+            f"the luminosity is in fb^-1 (1 fb^-1 = 1000 pb^-1)",
+            ImplausibleLuminosityWarning,
+            stacklevel=2,
+        )
+    varying = [a for a in range(thetas.shape[1]) if np.ptp(thetas[:, a]) > 0]
+    n_dof = dof if dof is not None else max(1, len(varying))
+    scan = _method(method, sample, run).scan(Dataset.from_sample(sample), sample, thetas, tuple(varying))
+    intervals: dict[str, tuple[float | None, float | None]] = {}
+    if len(varying) == 1:
+        a = varying[0]
+        result = limits_1d(Scan(thetas[:, [a]], scan.minus_2_delta_log_l, scan.mle[[a]]), cls)
+        name = f"theta_{a}"
+        intervals = {f"{name}_{cl_tag(cl)}": result.bounds(cl) for cl in cls}
+    return ExpectedLimits(scan, p_value(scan.minus_2_delta_log_l, dof=n_dof), n_dof, n_expected, intervals)

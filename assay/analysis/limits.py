@@ -1,0 +1,348 @@
+"""``assay limits CONFIG``: from a trained run folder and ``config.inference`` to intervals.
+
+:func:`run_limits` reads the run folder that ``assay run`` and ``assay train`` produced, builds
+the Asimov sample of ``inference.events`` at ``inference.theta_true`` (or reads observed events,
+``data=``), scans every method on the same events (:mod:`assay.analysis.methods`), finds the
+intervals (never clipped by a scan range: :mod:`assay.analysis.scans`), the Fisher information
+at θ_true, the expectation check R̂(θ) of every estimated ratio, optionally the coverage of the
+intervals in pseudo-experiments, and writes ``limits/results.json`` (:class:`assay.results.Results`),
+``limits/summary.json`` and the pyhf workspaces of the histogram methods (:class:`~assay.rundir.RunDir`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assay.analysis.build import asimov_sample, build_methods, load_models
+from assay.analysis.data import observed_dataset
+from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.analysis.scans import grids, one_d_scans, scan_all
+from assay.config import RunConfig
+from assay.estimators import Ensemble
+from assay.inference.asimov import AsimovSample
+from assay.inference.fisher import (
+    histogram_fisher_information,
+    rate_fisher_information,
+    score_fisher_information,
+)
+from assay.results import (
+    Calibration,
+    CutFlowResult,
+    Distribution,
+    FisherInformation,
+    LevelResults,
+    LossCurve,
+    Results,
+    Scan1D,
+    Scan2D,
+)
+from assay.rundir import RunDir
+from assay.saving import read_json, write_json
+
+__all__ = ["run_limits", "summary_of", "write_limits"]
+
+logger = logging.getLogger(__name__)
+
+
+def _scans_2d(methods: Mapping[str, Method], data: Dataset, sample: AsimovSample, cfg: RunConfig) -> tuple:
+    out = []
+    for grid in grids(cfg, sample.theta_true):
+        n0, n1 = len(grid.axes[0]), len(grid.axes[1])
+        q = {
+            name: method.scan(data, sample, grid.theta, grid.indices).minus_2_delta_log_l.reshape(n0, n1)
+            for name, method in methods.items()
+        }
+        fixed = _fixed(cfg, sample.theta_true, grid.parameters)
+        out.append(Scan2D(parameters=grid.parameters, axes=grid.axes, fixed=fixed, q=q))
+    return tuple(out)
+
+
+def _fixed(cfg: RunConfig, theta_true: np.ndarray, scanned: Sequence[str]) -> dict[str, float]:
+    return {p.name: float(v) for p, v in zip(cfg.parameters, theta_true) if p.name not in scanned}
+
+
+def _fisher(
+    cfg: RunConfig, sample: AsimovSample, methods: Mapping[str, Method], models: Mapping[str, Any]
+) -> FisherInformation:
+    """Fisher information at θ_true of the truth, the models with a score, the histograms and the rate."""
+    from assay.simulators.toys import GaussianToy
+
+    theta, lumi = sample.theta_true, sample.luminosity
+    sigma = float(sample.cross_section(theta[None])[0])
+    grad = sample.cross_section_gradient(theta)
+    weights = sample.weights * sample.scale
+    n_params = len(theta)
+    info: dict[str, np.ndarray] = {}
+    if "truth" in methods:
+        sim = cfg.simulator
+        if sim.kind == "gaussian_toy":
+            toy = GaussianToy.default(n_params, sim.n_obs, smearing=sim.smearing)
+            t = toy.score(sample.x, theta)
+        else:
+            t = sample.truth_score()
+        info["truth"] = score_fisher_information(t, weights, lumi, grad, cross_section=sigma)
+    for name, model in models.items():
+        if "score" not in model.predicts:
+            continue
+        try:
+            t_hat = np.asarray(model.score(sample.x, theta).mean, dtype=float)
+        except ValueError as exc:  # a score model at another reference point
+            logger.info("no Fisher information for %s: %s", name, exc)
+            continue
+        info[name] = score_fisher_information(t_hat, weights, lumi, grad, cross_section=sigma)
+    for name, method in methods.items():
+        if isinstance(method, BinnedMethod) and (method.binning is not None or n_params <= 2):
+            axes = tuple(range(n_params))
+            info[name if method.binning is not None else f"hist_{name}"] = histogram_fisher_information(
+                method.templates(sample, axes), theta, lumi
+            )
+    if any(isinstance(m, RateMethod) for m in methods.values()):
+        info["rate"] = rate_fisher_information(sigma, grad, lumi)
+    return FisherInformation(theta=theta, information=info)
+
+
+def _calibration(
+    sample: AsimovSample, methods: Mapping[str, Method], models: Mapping[str, Any], check: np.ndarray
+) -> dict[str, Calibration]:
+    """R̂(θ) = E_θtrue[r̂(x|θ, θ_true)] before normalisation (1 for a perfect estimator); the std
+    over ensemble members where there are members."""
+    data, out = Dataset.from_sample(sample), {}
+    for name, method in methods.items():
+        if not isinstance(method, RatioMethod):
+            continue
+        r_hat = sample.expectation_check(method.log_ratio(data, check))
+        std = None
+        model = models.get(name)
+        if isinstance(model, Ensemble):
+            per_member = [
+                sample.expectation_check(m.log_ratio(sample.x, check, sample.theta_true).mean)
+                for m in model.members_
+            ]
+            std = np.std(per_member, axis=0)
+        out[name] = Calibration(theta=check, r_hat_mean=r_hat, r_hat_std=std)
+    return out
+
+
+def _check_points(scans_2d_theta: np.ndarray | None, scans_1d: list) -> np.ndarray:
+    """About 25 θ points for the expectation check: from the first grid, else the 1D scans."""
+    points = scans_2d_theta if scans_2d_theta is not None else np.concatenate([s.theta for s in scans_1d])
+    return points[:: max(1, len(points) // 25)]
+
+
+def _distributions(cfg: RunConfig, sample: AsimovSample, methods: Mapping[str, Method], scans) -> dict:
+    """Normalised distributions of each 1D observable histogram at θ_true and at the upper end
+    of each 1D scan (by morphing the weights)."""
+    shown = {"theta_true": sample.theta_true}
+    for s in scans:
+        shown[f"{s.parameter} = {s.values[-1]:.3g}"] = s.theta[-1]
+    thetas = np.array(list(shown.values()))
+    weights = sample.joint.weights_on_grid(sample.benchmark_weights, thetas)
+    out = {}
+    for h in cfg.inference.histograms:
+        if len(h.observables) != 1:
+            continue
+        edges = np.asarray(h.edges[0], dtype=float)
+        finite = edges[np.isfinite(edges)]
+        if len(finite) < 2:
+            continue
+        values = sample.column(h.observables[0])
+        hists = {}
+        for j, label in enumerate(shown):
+            counts, _ = np.histogram(values, bins=finite, weights=weights[:, j])
+            total = counts.sum()
+            hists[label] = counts / (total * np.diff(finite)) if total > 0 else counts
+        out[h.observables[0]] = Distribution(label=h.observables[0], edges=finite, benchmarks=hists)
+    return out
+
+
+def _histories(models: Mapping[str, Any]) -> dict[str, tuple[LossCurve, ...]]:
+    out = {}
+    for name, model in models.items():
+        members = model.members_ if isinstance(model, Ensemble) else [model]
+        curves = [m.history_.to_dict() for m in members if hasattr(m.history_, "to_dict")]
+        if curves:
+            out[name] = tuple(LossCurve.from_dict(c) for c in curves)
+    return out
+
+
+def _cut_flow(run: RunDir) -> CutFlowResult | None:
+    if not run.cut_flow.is_file():
+        return None
+    flow = read_json(run.cut_flow)
+    return CutFlowResult(names=tuple(flow["names"]), efficiency=np.asarray(flow["efficiency"], dtype=float))
+
+
+def _export_pyhf(
+    run: RunDir, sample: AsimovSample, methods: Mapping[str, Method], data: Dataset, scans
+) -> dict:
+    """Each histogram method as a pyhf workspace in ``limits/pyhf/``; one rescanned by pyhf as a check."""
+    from assay.inference.pyhf_export import pyhf_scan, pyhf_workspace, to_pyhf_spec
+
+    histograms = {n: m for n, m in methods.items() if isinstance(m, BinnedMethod) and m.binning is not None}
+    if not histograms:
+        return {}
+    run.pyhf.mkdir(parents=True, exist_ok=True)
+    specs = {}
+    for name, method in histograms.items():
+        templates = method.templates(sample, ())
+        if data.asimov:
+            counts = templates.expected(sample.theta_true, sample.luminosity)
+        else:
+            counts = method.counts(data, sample, ())
+        specs[name] = spec = to_pyhf_spec(templates, sample.luminosity, counts, channel=name)
+        pyhf_workspace(spec)  # validates against pyhf's schema
+        write_json(run.pyhf_workspace(name), spec, indent=1)
+    name, method = next(iter(histograms.items()))
+    s = scans[0]
+    q_pyhf = pyhf_scan(specs[name], sample.joint.morpher, s.theta).minus_2_delta_log_l
+    q_assay = method.scan(data, sample, s.theta, (s.axis,)).minus_2_delta_log_l
+    return {
+        "pyhf_vs_assay_max_abs_dq": float(np.max(np.abs(q_pyhf - q_assay))),
+        "pyhf_scan": f"{name}, {s.parameter}",
+    }
+
+
+def run_limits(
+    cfg: RunConfig,
+    output: str | os.PathLike | None = None,
+    *,
+    models: Sequence[str] | None = None,
+    data: str | os.PathLike | None = None,
+    toys: int = 0,
+    theta_toys: Mapping[str, float] | None = None,
+    client: Any = None,
+    level: str | None = None,
+    label: str | None = None,
+    progress: bool = True,
+) -> Results:
+    """Limits of every configured method; writes ``limits/`` in the run folder.
+
+    Args:
+        cfg: the run configuration (``inference`` section; ``training`` names the models).
+        output: the run folder (default ``cfg.output``).
+        models: the trained models to compare (default ``inference.models``, else all).
+        data: an EventStore (``.h5``) or LHE file of observed events; default: Asimov data.
+        toys: pseudo-experiments for the coverage of the intervals (0: none).
+        theta_toys: the point they are drawn at, ``{parameter: value}`` (missing: θ_true).
+        client: a ``dask.distributed.Client`` for the pseudo-experiments.
+        level: the name of this level in results.json (default: the run folder's name).
+        label: a one-line description of the level.
+        progress: progress bars.
+
+    Returns:
+        The :class:`~assay.results.Results` written to ``limits/results.json``.
+
+    Raises:
+        ConfigError: an unknown model or observable, a model whose predictions do not fit a method.
+        StoreError: the run folder lacks events, basis, split or a trained model; a bad data file.
+    """
+    run = RunDir(output or cfg.output)
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    sample = asimov_sample(cfg, run)
+    loaded = load_models(cfg, run, models)
+    methods = build_methods(cfg, sample, loaded)
+    dataset = Dataset.from_sample(sample) if data is None else observed_dataset(data, cfg, run, sample)
+    timings["setup"] = time.perf_counter() - start
+
+    t0 = time.perf_counter()
+    scans = one_d_scans(cfg, sample.theta_true)
+    cls = tuple(cfg.inference.confidence_levels)
+    q, intervals, best, warnings = scan_all(
+        methods, dataset, sample, scans, cls, cfg.inference.max_extensions
+    )
+    scans_1d = {
+        s.parameter: Scan1D(
+            parameter=s.parameter,
+            theta=s.values,
+            fixed=_fixed(cfg, sample.theta_true, [s.parameter]),
+            q=q[s.parameter],
+        )
+        for s in scans
+    }  # fmt: skip
+    scans_2d = _scans_2d(methods, dataset, sample, cfg)
+    timings["scans"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fisher = _fisher(cfg, sample, methods, loaded)
+    grid_theta = grids(cfg, sample.theta_true)[0].theta if cfg.inference.grids else None
+    calibration = _calibration(sample, methods, loaded, _check_points(grid_theta, scans))
+    checks = _export_pyhf(run, sample, methods, dataset, scans)
+    timings["fisher_calibration_pyhf"] = time.perf_counter() - t0
+
+    coverage = None
+    if toys:
+        from assay.analysis.toys import toy_coverage
+
+        t0 = time.perf_counter()
+        theta = cfg.theta(dict(theta_toys or {}), "--theta") if theta_toys else sample.theta_true
+        coverage = toy_coverage(methods, sample, scans, cls, theta, toys, seed=cfg.seed, client=client,
+                                progress=progress)  # fmt: skip
+        timings["toys"] = time.perf_counter() - t0
+
+    with_truth = "truth" in methods
+    level_results = LevelResults(
+        label=label or _default_label(cfg, with_truth),
+        n_events={"generated": int(cfg.simulator.n_events), "test_events": len(sample.x),
+                  **({} if dataset.asimov else {"observed": len(dataset.x)})},
+        data=dataset.label, scans_1d=scans_1d, scans_2d=scans_2d, intervals=intervals, best_fit=best,
+        fisher=fisher, histories=_histories(loaded), calibration=calibration,
+        distributions=_distributions(cfg, sample, methods, scans), cut_flow=_cut_flow(run), checks=checks,
+        warnings=tuple(warnings), coverage=coverage,
+    )  # fmt: skip
+    timings["total"] = time.perf_counter() - start
+    results = Results(
+        title=f"assay limits: {run.root.name}",
+        parameters=tuple(p.name for p in cfg.parameters),
+        parameter_labels=tuple(p.latex or p.name for p in cfg.parameters),
+        parameter_units=tuple(p.unit for p in cfg.parameters),
+        luminosity_ifb=float(cfg.inference.luminosity_ifb),
+        levels={level or run.root.name: level_results},
+        timings_s=timings,
+    )
+    write_limits(run, results)
+    return results
+
+
+def _default_label(cfg: RunConfig, with_truth: bool) -> str:
+    sim = cfg.simulator
+    kind = "Gaussian toy" if sim.kind == "gaussian_toy" else f"{sim.kind} simulator"
+    return f"{kind}{' (exact likelihood known)' if with_truth else ''}"
+
+
+def summary_of(results: Results) -> dict:
+    """summary.json: level → method → ``{"<p>_<tag>": [lo, hi]}`` (null: open), the best fits,
+    the warnings and the timings."""
+    summary: dict[str, Any] = {}
+    for name, level in results.levels.items():
+        summary[name] = {m: {k: list(v) for k, v in iv.items()} for m, iv in level.intervals.items()}
+    summary["best_fit"] = {name: level.best_fit for name, level in results.levels.items()}
+    summary["warnings"] = [w for level in results.levels.values() for w in level.warnings]
+    summary["timings_s"] = dict(results.timings_s)
+    return summary
+
+
+def write_limits(run: RunDir, results: Results) -> tuple[Path, Path]:
+    """``limits/results.json`` and ``limits/summary.json``, each written atomically."""
+    run.limits.mkdir(parents=True, exist_ok=True)
+    results.to_json(run.results)
+    write_json(run.summary, _strict(summary_of(results)), indent=1)
+    return run.results, run.summary
+
+
+def _strict(value: Any) -> Any:
+    """NaN/inf to None (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    return value

@@ -1,0 +1,157 @@
+"""Scans and intervals of every method on one data set, with intervals never clipped by the scan.
+
+A 1D scan varies one parameter with the others at θ_true; a grid varies two. An interval whose
+CL region reaches an end of its scan is found by rescanning that method over a range twice as
+wide around the configured one (``inference.max_extensions`` times at most); an end still open
+after that is reported as ``None`` with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from assay.analysis.methods import Dataset, Method
+from assay.config import RunConfig, ScanConfig
+from assay.inference.asimov import AsimovSample
+from assay.inference.asymptotic import cl_tag, limits_1d, open_ends, theta_grid
+from assay.inference.likelihood import Scan
+
+__all__ = ["OneDimensional", "TwoDimensional", "fit_intervals", "grids", "one_d_scans"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class OneDimensional:
+    """A 1D scan's points: ``theta (n, n_params)``, parameter index ``axis`` and name."""
+
+    parameter: str
+    axis: int
+    theta: np.ndarray
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.theta[:, self.axis]
+
+    def wider(self, factor: float) -> OneDimensional:
+        """The same number of points over a range ``factor`` × as wide, same centre."""
+        lo, hi = self.values[0], self.values[-1]
+        centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * factor
+        theta = np.repeat(self.theta[:1], len(self.theta), axis=0)
+        theta[:, self.axis] = np.linspace(centre - half, centre + half, len(self.theta))
+        return OneDimensional(self.parameter, self.axis, theta)
+
+
+@dataclass(frozen=True, eq=False)
+class TwoDimensional:
+    """A grid: parameter names and indices, ``axes`` values, ``theta (n0 · n1, n_params)``."""
+
+    parameters: tuple[str, str]
+    indices: tuple[int, int]
+    axes: tuple[np.ndarray, np.ndarray]
+    theta: np.ndarray
+
+
+def one_d_scans(cfg: RunConfig, theta_true: np.ndarray) -> list[OneDimensional]:
+    """``inference.scans``, or one per parameter over its declared range (121 points)."""
+    names = [p.name for p in cfg.parameters]
+    scans = cfg.inference.scans or [ScanConfig(parameter=p.name, range=p.range) for p in cfg.parameters]
+    out = []
+    for s in scans:
+        a = names.index(s.parameter)
+        theta = np.repeat(theta_true[None], s.n_points, axis=0)
+        theta[:, a] = np.linspace(*s.range, s.n_points)
+        out.append(OneDimensional(s.parameter, a, theta))
+    return out
+
+
+def grids(cfg: RunConfig, theta_true: np.ndarray) -> list[TwoDimensional]:
+    """``inference.grids``: product grids of two parameters, the others at θ_true."""
+    names = [p.name for p in cfg.parameters]
+    out = []
+    for g in cfg.inference.grids:
+        a, b = (names.index(p) for p in g.parameters)
+        points = theta_grid(list(g.ranges), g.n_points)
+        theta = np.repeat(theta_true[None], len(points), axis=0)
+        theta[:, [a, b]] = points
+        axes = (np.linspace(*g.ranges[0], g.n_points), np.linspace(*g.ranges[1], g.n_points))
+        out.append(TwoDimensional(tuple(g.parameters), (a, b), axes, theta))
+    return out
+
+
+def one_parameter(scan: Scan, axis: int) -> Scan:
+    """A scan along parameter ``axis`` (the others fixed) as a one-parameter :class:`Scan`."""
+    return Scan(scan.theta[:, [axis]], scan.minus_2_delta_log_l, scan.mle[[axis]])
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """One method's intervals on one parameter: ``{"<p>_<tag>": (lo, hi)}``, best fit, warnings."""
+
+    bounds: dict[str, tuple[float | None, float | None]]
+    best_fit: float
+    warnings: tuple[str, ...]
+
+
+def fit_intervals(
+    method: Method,
+    data: Dataset,
+    sample: AsimovSample,
+    scan: OneDimensional,
+    first: Scan,
+    cls: Sequence[float],
+    max_extensions: int,
+) -> Intervals:
+    """Intervals of ``first`` (the method's scan over ``scan``), rescanning wider while an end is open."""
+    current, points, factor = one_parameter(first, scan.axis), scan, 1.0
+    result = limits_1d(current, cls)
+    for _ in range(max_extensions):
+        if not any(lo or hi for lo, hi in result.open.values()):
+            break
+        factor *= 2.0
+        points = scan.wider(factor)
+        try:
+            wider = method.scan(data, sample, points.theta, (scan.axis,))
+        except ValueError as exc:  # e.g. σ(θ) ≤ 0 beyond the morphing's validity
+            logger.info("%s: cannot extend the %s scan further (%s)", method.name, scan.parameter, exc)
+            break
+        current = one_parameter(wider, scan.axis)
+        result = limits_1d(current, cls)
+    bounds = {f"{scan.parameter}_{cl_tag(cl)}": result.bounds(cl) for cl in cls}
+    warnings = tuple(f"{method.name}: {m}" for m in open_ends(result, scan.parameter))
+    for w in warnings:
+        logger.warning(w)
+    return Intervals(bounds, float(result.best_fit[0]), warnings)
+
+
+def scan_all(
+    methods: Mapping[str, Method],
+    data: Dataset,
+    sample: AsimovSample,
+    scans: Sequence[OneDimensional],
+    cls: Sequence[float],
+    max_extensions: int,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict], dict[str, dict[str, float]], list[str]]:
+    """Every method on every 1D scan.
+
+    Returns:
+        (q: parameter → method → −2Δlog L on the configured points; intervals: method →
+        {"<p>_<tag>": (lo, hi)}; best fit: method → parameter → value; warnings).
+    """
+    q: dict[str, dict[str, np.ndarray]] = {s.parameter: {} for s in scans}
+    intervals: dict[str, dict] = {m: {} for m in methods}
+    best: dict[str, dict[str, float]] = {m: {} for m in methods}
+    warnings: list[str] = []
+    for name, method in methods.items():
+        for s in scans:
+            first = method.scan(data, sample, s.theta, (s.axis,))
+            q[s.parameter][name] = first.minus_2_delta_log_l
+            found = fit_intervals(method, data, sample, s, first, cls, max_extensions)
+            intervals[name] |= found.bounds
+            best[name][s.parameter] = found.best_fit
+            warnings += found.warnings
+    return q, intervals, best, warnings

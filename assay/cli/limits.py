@@ -1,0 +1,109 @@
+"""``assay limits CONFIG``: intervals of every configured method from a trained run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from assay.cli._common import CONFIG, OUTPUT, QUIET, console, register_all, user_errors
+
+
+def _theta(values: list[str] | None) -> dict[str, float] | None:
+    """``--theta cHW=0.1 --theta cHWtilde=0`` → {"cHW": 0.1, "cHWtilde": 0.0}."""
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise typer.BadParameter(f"--theta: expected NAME=VALUE, got {item!r}")
+    return out
+
+
+def limits(
+    config: Path = CONFIG,
+    output: Path | None = OUTPUT,
+    data: Path | None = typer.Option(
+        None, "--data", help="Observed events: an EventStore (.h5) or LHE file; default: Asimov data."
+    ),
+    models: list[str] | None = typer.Option(
+        None, "--models", "-m", help="Compare only these trained models (repeat the option)."
+    ),
+    toys: int = typer.Option(0, "--toys", min=0, help="Pseudo-experiments for the intervals' coverage."),
+    theta: list[str] | None = typer.Option(
+        None, "--theta", help="Where the toys are drawn: NAME=VALUE (repeat); default inference.theta_true."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", "-w", min=1, help="Fit the toys on a local Dask cluster with this many workers."
+    ),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write limits/report.html too."),
+    quiet: bool = QUIET,
+) -> None:
+    """Scan every method of the config's `inference` section on the same events and write
+    OUTPUT/limits/summary.json, results.json and the pyhf workspaces of the histogram methods."""
+    from contextlib import nullcontext
+
+    from assay.analysis.limits import run_limits
+    from assay.config import load_config
+    from assay.rundir import RunDir
+
+    theta_toys = _theta(theta)
+    with user_errors():
+        cfg = load_config(config)
+        if workers:
+            from assay.cluster import local_client
+
+            cluster = local_client(workers)
+        else:
+            cluster = nullcontext(None)
+        with cluster as client:
+            results = run_limits(
+                cfg, output, models=models, data=data, toys=toys, theta_toys=theta_toys, client=client,
+                progress=not quiet,
+            )  # fmt: skip
+        run = RunDir(output or cfg.output)
+        _print(results)
+        if report:
+            from assay.report import write_report
+
+            console.print(f"report written to {write_report(run.limits)}", highlight=False, soft_wrap=True)
+    console.print(f"limits written to {run.limits}", highlight=False, soft_wrap=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "open" if value is None else f"{value:+.4g}"
+
+
+def _print(results) -> None:
+    """One table per level: the intervals of every method, the warnings below."""
+    for name, level in results.levels.items():
+        keys = list(dict.fromkeys(k for iv in level.intervals.values() for k in iv))
+        table = Table(title=f"{name}: {level.data}, L = {results.luminosity_ifb:g} fb⁻¹")
+        table.add_column("method", no_wrap=True)
+        for key in keys:
+            table.add_column(key, justify="center", no_wrap=True)
+        for method, iv in level.intervals.items():
+            cells = [f"[{_fmt(iv[k][0])}, {_fmt(iv[k][1])}]" if k in iv else "-" for k in keys]
+            table.add_row(method, *cells)
+        console.print(table)
+        for warning in level.warnings:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        if level.coverage is not None:
+            cov = level.coverage
+            table = Table(title=f"coverage in {cov.n_toys} pseudo-experiments")
+            table.add_column("method", no_wrap=True)
+            for key in keys:
+                table.add_column(key, justify="right")
+            for method, values in cov.coverage.items():
+                table.add_row(method, *(f"{values[k]:.3f}" if k in values else "-" for k in keys))
+            console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    register_all(app, limits)
