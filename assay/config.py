@@ -540,8 +540,8 @@ def _data_loc(data: Any, loc: tuple) -> tuple[tuple, bool]:
             data = data[part]
         elif isinstance(data, list) and isinstance(part, int) and part < len(data):
             data = data[part]
-        elif isinstance(data, dict) and part == data.get("kind"):
-            continue  # tagged union: the discriminator picked this branch
+        elif isinstance(data, dict) and part in (data.get("kind"), str(data.get("method")).lower()):
+            continue  # tagged union: the discriminator (kind, a model's method) picked this branch
         elif _is_union_member(part) or not isinstance(data, dict | list | type(None)):
             return tuple(out), True
         else:
