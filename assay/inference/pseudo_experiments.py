@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 Bounds = tuple[float | None, float | None]
+_Fit = TypeVar("_Fit")
 
 
 def draw_pseudo_experiments(
@@ -210,23 +211,24 @@ class SubsetFit:
         return fit_observed(log_r, self.cross_section, self.luminosity, self.scans_1d, cls=self.cls)
 
 
-def _apply(fit_one: Callable[[Any], ObservedFit], experiment: Any) -> ObservedFit:
+def _apply(fit_one: Callable[[Any], _Fit], experiment: Any) -> _Fit:
     return fit_one(experiment)
 
 
 def fit_pseudo_experiments(
     experiments: Iterable[Any],
-    fit_one: Callable[[Any], ObservedFit],
+    fit_one: Callable[[Any], _Fit],
     *,
     client: Any = None,
     progress: bool = True,
-) -> list[ObservedFit]:
+) -> list[_Fit]:
     """Fit every pseudo-experiment, in-process or on a Dask cluster.
 
     Args:
         experiments: one item per toy, e.g. the index arrays of :func:`draw_pseudo_experiments`.
-        fit_one: ``experiment → ObservedFit``, e.g. a :class:`SubsetFit`; with a client it must be
-            picklable (it is sent once to every worker, with the pool it holds).
+        fit_one: ``experiment → ObservedFit`` (e.g. a :class:`SubsetFit`; any result type
+            works); with a client it must be picklable (it is sent once to every worker, with
+            the pool it holds).
         client: a ``dask.distributed.Client`` (e.g. :func:`assay.cluster.local_client`): one task
             per toy, the experiments scattered; None: in this process.
         progress: show a tqdm progress bar.
