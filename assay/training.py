@@ -308,7 +308,10 @@ def _train_neural(
     data = [_load(run, set_name, cls) for set_name in names]
     single = model.n_ensemble == 1
     morpher = read_basis(run.basis) if model.morphing_aware else None
-    estimator = build_estimator(model, seed=cfg.seed, progress=progress and single, morpher=morpher)
+    try:
+        estimator = build_estimator(model, seed=cfg.seed, progress=progress and single, morpher=morpher)
+    except ConfigError as exc:  # name the model: "training.<name>.morphing_aware: ..."
+        raise ConfigError(f"training.{name}.{exc}") from exc
     checkpoints = run.checkpoint(name)  # per-epoch state: rerunning the same command resumes it
     start = time.perf_counter()
     if single:
