@@ -1,17 +1,18 @@
-"""Figures of an inference run, drawn from the plain dicts of ``results.json`` (docs/results.md).
+"""Figures of an inference run, drawn from the typed parts of :class:`assay.results.Results`.
 
-Every function takes one level's sub-dict (or part of it) exactly as read from the JSON file and
-returns a :class:`matplotlib.figure.Figure`. Figures are made without pyplot (no GUI backend, no
-global figure registry: nothing to close, nothing shown); :func:`save_figure` writes them as PNG
-through the Agg canvas in the mplhep ATLAS style. Missing methods or keys, ``null``/NaN entries and
-entries of the wrong shape are skipped; a figure with nothing to draw says so and
-:func:`has_data` is False for it.
+Every function takes one part of a level (a :class:`~assay.results.Scan1D`, the level's
+``calibration``, ...) and returns a :class:`matplotlib.figure.Figure`. Figures are made without
+pyplot (no GUI backend, no global figure registry: nothing to close, nothing shown);
+:func:`save_figure` writes them as PNG through the Agg canvas in the mplhep ATLAS style. The
+shapes are checked when the results are made or read; here NaN entries are skipped, and a figure
+with nothing to draw says so and :func:`has_data` is False for it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,13 +27,24 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from assay.results import (
+    Calibration,
+    CutFlowResult,
+    Distribution,
+    FisherInformation,
+    LossCurve,
+    Scan1D,
+    Scan2D,
+)
 from assay.saving import atomic_path
 
 __all__ = [
     "CL_1D",
     "CL_2D",
+    "axis_label",
     "calibration_figure",
     "contours_2d_figure",
+    "cut_flow_figure",
     "distributions_figure",
     "fisher_ellipses_figure",
     "has_data",
@@ -95,6 +107,19 @@ def method_label(method: str) -> str:
     return _NAMES.get(method, method)
 
 
+def axis_label(label: str, unit: str = "") -> str:
+    """An axis label with its unit in brackets, exponents as mathtext (``TeV^-2`` → ``TeV$^{-2}$``).
+
+    Example:
+        >>> axis_label("$c_{HW}$", "TeV^-2"), axis_label("x")
+        ('$c_{HW}$ [TeV$^{-2}$]', 'x')
+    """
+    return f"{label} [{_EXPONENT.sub(_MATH_EXPONENT, unit)}]" if unit else label
+
+
+_EXPONENT, _MATH_EXPONENT = re.compile(r"\^\{?(-?\d+)\}?"), r"$^{\1}$"
+
+
 def _colors(methods: Sequence[str]) -> dict[str, str]:
     """One colour per method: fixed for known methods, spare colours in order for the others."""
     spare = iter(c for c in _SPARE_COLORS if c not in {_COLORS.get(m) for m in methods})
@@ -104,23 +129,6 @@ def _colors(methods: Sequence[str]) -> dict[str, str]:
 def _ordered(methods: Sequence[str]) -> list[str]:
     """Truth first, then the others in file order."""
     return sorted(methods, key=lambda m: m != "truth")
-
-
-def _array(values: Any, ndim: int) -> np.ndarray | None:
-    """``values`` as a float array of ``ndim`` dimensions (``null`` → NaN), or None if it is not one."""
-    if values is None or isinstance(values, (str, bytes, Mapping)):
-        return None
-    try:
-        array = np.array(values, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return array if array.ndim == ndim and array.size > 0 else None
-
-
-def _mapping(data: Any, key: str) -> Mapping:
-    """``data[key]`` if both are mappings, else an empty mapping."""
-    value = data.get(key) if isinstance(data, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
 
 
 def _new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None):
@@ -176,29 +184,24 @@ def _legend(ax: Axes, handles: list | None = None, **kwargs: Any) -> None:
 # --- 1D scans ---------------------------------------------------------------------------------------
 
 
-def scan_1d_figure(scan: Mapping, parameter_label: str, cls: Sequence[float] = CL_1D) -> Figure:
+def scan_1d_figure(scan: Scan1D, parameter_label: str, cls: Sequence[float] = CL_1D) -> Figure:
     """−2Δlog L of every method along one parameter.
 
     Args:
-        scan: one entry of a level's ``scans_1d``: ``{"theta": [...], "fixed": {...},
-            "q": {method: [...]}}``; ``q[method]`` has the length of ``theta``.
-        parameter_label: x-axis label (e.g. ``"$c_{HW}$"``).
+        scan: one of a level's ``scans_1d``.
+        parameter_label: x-axis label (e.g. ``"$c_{HW}$ [TeV$^{-2}$]"``, see :func:`axis_label`).
         cls: critical values of q drawn as dashed horizontal lines (68% and 95% CL for one dof).
 
     Returns:
-        The figure; truth is a solid black line, the other methods coloured lines.
+        The figure; truth is a solid black line, the other methods coloured lines (NaN points skipped).
     """
     fig, axes = _new_figure()
     ax = axes[0, 0]
-    theta = _array(scan.get("theta") if isinstance(scan, Mapping) else None, 1)
     curves = {}
-    for method, values in _mapping(scan, "q").items():
-        q = _array(values, 1)
-        if theta is None or q is None or q.shape != theta.shape:
-            continue
-        ok = np.isfinite(theta) & np.isfinite(q)
+    for method, q in scan.q.items():
+        ok = np.isfinite(scan.theta) & np.isfinite(q)
         if ok.sum() >= 2:
-            curves[method] = (theta[ok], q[ok])
+            curves[method] = (scan.theta[ok], q[ok])
     if not curves:
         return _mark_empty(fig, ax, "1D scan")
     colors = _colors(list(curves))
@@ -214,32 +217,22 @@ def scan_1d_figure(scan: Mapping, parameter_label: str, cls: Sequence[float] = C
         ax.set_ylim(0.0, min(max(q_max, 1.3 * max(cls)), 2.5 * max(cls)))
         ax.set_xlabel(parameter_label)
         ax.set_ylabel(r"$-2\,\Delta\log L$")
-        fixed = ", ".join(f"{k} = {v:g}" for k, v in _mapping(scan, "fixed").items() if _is_number(v))
-        _legend(ax, title=fixed or None, loc="upper center")
+        _legend(ax, title=_fixed(scan.fixed), loc="upper center")
     return fig
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _fixed(fixed: Mapping[str, float]) -> str | None:
+    return ", ".join(f"{k} = {v:g}" for k, v in fixed.items()) or None
 
 
 # --- 2D contours ------------------------------------------------------------------------------------
 
 
-def _grid_axes(scan_2d: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The x and y values of a ``scan_2d`` (None where missing or malformed)."""
-    grid = scan_2d.get("axes") if isinstance(scan_2d, Mapping) else None
-    if not isinstance(grid, Sequence) or isinstance(grid, str) or len(grid) != 2:
-        return None, None
-    return _array(grid[0], 1), _array(grid[1], 1)
-
-
-def contours_2d_figure(scan_2d: Mapping, labels: Sequence[str], cls: Sequence[float] = CL_2D) -> Figure:
+def contours_2d_figure(scan: Scan2D, labels: Sequence[str], cls: Sequence[float] = CL_2D) -> Figure:
     """68% and 95% CL contours (q = 2.30, 5.99 for two dof) of every method on a 2D grid.
 
     Args:
-        scan_2d: a level's ``scan_2d``: ``{"axes": [x values, y values], "q": {method: [[...]]}}``
-            with ``q[method][i][j]`` at ``(axes[0][i], axes[1][j])``.
+        scan: one of a level's ``scans_2d`` (``q[m][i, j]`` at ``(axes[0][i], axes[1][j])``).
         labels: the two axis labels.
         cls: contour levels (one solid, the next dashed).
 
@@ -249,15 +242,12 @@ def contours_2d_figure(scan_2d: Mapping, labels: Sequence[str], cls: Sequence[fl
     """
     fig, axes = _new_figure(size=(7.5, 7.0))
     ax = axes[0, 0]
-    x, y = _grid_axes(scan_2d)
+    x, y = scan.axes
     surfaces = {}
-    for method, values in _mapping(scan_2d, "q").items():
-        q = _array(values, 2)
-        if x is None or y is None or q is None or q.shape != (len(x), len(y)):
-            continue
+    for method, q in scan.q.items():
         if np.isfinite(q).sum() >= 4 and np.nanmin(q) < max(cls):
             surfaces[method] = np.ma.masked_invalid(q.T)  # contour wants z[row = y, column = x]
-    if not surfaces:
+    if not surfaces or len(x) < 2 or len(y) < 2:
         return _mark_empty(fig, ax, "2D scan")
     colors = _colors(list(surfaces))
     styles = ("solid", "dashed", "dotted", "dashdot")[: len(cls)]
@@ -270,39 +260,28 @@ def contours_2d_figure(scan_2d: Mapping, labels: Sequence[str], cls: Sequence[fl
         handles += [
             Line2D([], [], color="grey", ls=s, label=f"q = {c:g}") for s, c in zip(styles, sorted(cls))
         ]
-        _legend(ax, handles, loc="upper right")
-        ax.set_xlabel(labels[0] if len(labels) > 0 else "")
-        ax.set_ylabel(labels[1] if len(labels) > 1 else "")
+        _legend(ax, handles, loc="upper right", title=_fixed(scan.fixed))
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
     return fig
 
 
 # --- distributions ----------------------------------------------------------------------------------
 
 
-def distributions_figure(distributions: Mapping, ncols: int = 3) -> Figure:
+def distributions_figure(distributions: Mapping[str, Distribution], ncols: int = 3) -> Figure:
     """Normalised distributions of each observable for each benchmark, one panel per observable.
 
     Args:
-        distributions: a level's ``distributions``: ``{observable: {"edges": [...], "label": str,
-            "benchmarks": {name: [densities per bin]}}}``.
+        distributions: a level's ``distributions`` (observable → :class:`~assay.results.Distribution`).
         ncols: panels per row (at most).
 
     Returns:
-        The figure (step histograms).
+        The figure (step histograms; gaps where a density is NaN).
     """
-    panels = {}
-    for name, entry in (distributions if isinstance(distributions, Mapping) else {}).items():
-        edges = _array(entry.get("edges") if isinstance(entry, Mapping) else None, 1)
-        if edges is None or len(edges) < 2 or not np.isfinite(edges).all():
-            continue
-        hists = {}
-        for benchmark, values in _mapping(entry, "benchmarks").items():
-            h = _array(values, 1)
-            if h is not None and len(h) == len(edges) - 1 and np.isfinite(h).any():
-                hists[benchmark] = np.where(np.isfinite(h), h, np.nan)  # gaps where not finite
-        if hists:
-            label = entry.get("label")
-            panels[name] = (edges, hists, label if isinstance(label, str) else name)
+    panels = {
+        k: d for k, d in distributions.items() if any(np.isfinite(h).any() for h in d.benchmarks.values())
+    }
     n = max(len(panels), 1)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
@@ -310,10 +289,10 @@ def distributions_figure(distributions: Mapping, ncols: int = 3) -> Figure:
     if not panels:
         return _mark_empty(fig, axes[0, 0], "distributions")
     with style():
-        for ax, (edges, hists, label) in zip(axes.flat, panels.values()):
-            for benchmark, h in hists.items():
-                ax.stairs(h, edges, label=benchmark, lw=1.5)
-            ax.set_xlabel(label)
+        for ax, panel in zip(axes.flat, panels.values()):
+            for benchmark, h in panel.benchmarks.items():
+                ax.stairs(np.where(np.isfinite(h), h, np.nan), panel.edges, label=benchmark, lw=1.5)
+            ax.set_xlabel(panel.label)
             ax.set_ylabel("normalised")
             ax.set_ylim(bottom=0.0)
             _legend(ax)
@@ -326,48 +305,30 @@ def distributions_figure(distributions: Mapping, ncols: int = 3) -> Figure:
 # --- training -----------------------------------------------------------------------------------------
 
 
-def _members(entry: Any) -> list[Mapping]:
-    """A method's histories as a list of dicts (a single dict counts as one member)."""
-    if isinstance(entry, Mapping):
-        return [entry]
-    if isinstance(entry, Sequence) and not isinstance(entry, str):
-        return [m for m in entry if isinstance(m, Mapping)]
-    return []
+def _curves(member: LossCurve) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(epoch, loss) of the finite entries of the training and validation loss; epochs count from 1."""
+    out = {}
+    for key, loss in (("train_loss", member.train_loss), ("val_loss", member.val_loss)):
+        epochs = np.arange(1, len(loss) + 1, dtype=float)
+        ok = np.isfinite(loss)
+        if ok.any():
+            out[key] = (epochs[ok], loss[ok])
+    return out
 
 
-def _curve(member: Mapping, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(epoch, loss) of the finite entries of ``member[key]``; epochs count from 1."""
-    loss = _array(member.get(key), 1)
-    if loss is None:
-        return None
-    epochs = np.arange(1, len(loss) + 1, dtype=float)
-    ok = np.isfinite(loss)
-    return (epochs[ok], loss[ok]) if ok.any() else None
-
-
-def _member_curves(member: Mapping) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int | None]:
-    """The drawable curves (``"train_loss"``, ``"val_loss"``) of one member and its kept epoch."""
-    curves = {key: c for key in ("train_loss", "val_loss") if (c := _curve(member, key)) is not None}
-    best = member.get("best_epoch")
-    return curves, best if isinstance(best, int) and not isinstance(best, bool) else None
-
-
-def _mark_best(ax: Axes, curves: Mapping, best: int | None, color: str) -> None:
+def _mark_best(ax: Axes, curves: Mapping, best: int, color: str) -> None:
     """A dot at the kept epoch, on the validation curve if there is one."""
     curve = curves.get("val_loss") or curves.get("train_loss")
-    if best is None or curve is None:
-        return
     at = curve[0] == best + 1
     if at.any():
         ax.plot(curve[0][at], curve[1][at], "o", color=color, ms=4)
 
 
-def loss_curves_figure(histories: Mapping) -> Figure:
+def loss_curves_figure(histories: Mapping[str, Sequence[LossCurve]]) -> Figure:
     """Training (solid) and validation (dashed) loss per epoch of every ensemble member.
 
     Args:
-        histories: a level's ``histories``: ``{method: [History.to_dict(), ...]}`` with
-            ``train_loss``, ``val_loss`` (may be empty) and ``best_epoch`` (0-based index).
+        histories: a level's ``histories`` (model → one :class:`~assay.results.LossCurve` per member).
 
     Returns:
         The figure; epochs count from 1, a dot at each member's kept epoch, log y when every
@@ -376,10 +337,10 @@ def loss_curves_figure(histories: Mapping) -> Figure:
     fig, axes = _new_figure()
     ax = axes[0, 0]
     drawn: dict[str, list] = {}
-    for method, entry in (histories if isinstance(histories, Mapping) else {}).items():
-        members = [_member_curves(m) for m in _members(entry)]
-        if any(curves for curves, _ in members):
-            drawn[method] = [(curves, best) for curves, best in members if curves]
+    for method, members in histories.items():
+        curves = [(c, m.best_epoch) for m in members if (c := _curves(m))]
+        if curves:
+            drawn[method] = curves
     if not drawn:
         return _mark_empty(fig, ax, "training histories")
     colors = _colors(list(drawn))
@@ -409,55 +370,60 @@ def loss_curves_figure(histories: Mapping) -> Figure:
 # --- calibration --------------------------------------------------------------------------------------
 
 
-def _calibration_points(entry: Any) -> tuple[np.ndarray | None, np.ndarray, np.ndarray] | None:
-    """(|θ| or None, mean, std) of one method's expectation check; std NaN → 0."""
-    if not isinstance(entry, Mapping):
-        return None
-    mean = _array(entry.get("r_hat_mean"), 1)
-    if mean is None:
-        return None
-    std = _array(entry.get("r_hat_std"), 1)
-    std = std if std is not None and std.shape == mean.shape else np.zeros_like(mean)
-    theta = _array(entry.get("theta"), 2)
-    if theta is None:
-        theta = _array(entry.get("theta"), 1)  # one parameter
-        theta = None if theta is None else theta[:, None]
-    norm = np.linalg.norm(theta, axis=1) if theta is not None and len(theta) == len(mean) else None
-    return norm, mean, np.nan_to_num(std, nan=0.0, posinf=0.0)
-
-
-def calibration_figure(calibration: Mapping) -> Figure:
-    """The expectation check R̂(θ) (1 for a perfect estimator) of each method, with error bars.
+def calibration_figure(calibration: Mapping[str, Calibration]) -> Figure:
+    """The expectation check R̂(θ) (1 for a perfect estimator) of each method against |θ|.
 
     Args:
-        calibration: a level's ``calibration``: ``{method: {"theta": [[...], ...], "r_hat_mean":
-            [...], "r_hat_std": [...]}}``.
+        calibration: a level's ``calibration`` (method → :class:`~assay.results.Calibration`).
 
     Returns:
-        The figure: R̂ against |θ| when every method gives θ, else against the θ index.
+        The figure; error bars are ``r_hat_std`` (none where it is None or NaN).
     """
     fig, axes = _new_figure()
     ax = axes[0, 0]
-    points = {}
-    for method, entry in (calibration if isinstance(calibration, Mapping) else {}).items():
-        p = _calibration_points(entry)
-        if p is not None and np.isfinite(p[1]).any():
-            points[method] = p
+    points = {m: c for m, c in calibration.items() if np.isfinite(c.r_hat_mean).any()}
     if not points:
         return _mark_empty(fig, ax, "calibration")
-    by_norm = all(p[0] is not None for p in points.values())
     colors = _colors(list(points))
     with style():
-        for method, (norm, mean, std) in points.items():
-            x = norm if by_norm else np.arange(len(mean), dtype=float)
-            ok = np.isfinite(x) & np.isfinite(mean)
-            ax.errorbar(x[ok], mean[ok], yerr=std[ok], fmt="o", ms=4, capsize=2, color=colors[method],
-                        label=method_label(method))  # fmt: skip
+        for method, c in points.items():
+            x = np.linalg.norm(c.theta, axis=1)
+            std = np.zeros_like(c.r_hat_mean) if c.r_hat_std is None else c.r_hat_std
+            ok = np.isfinite(x) & np.isfinite(c.r_hat_mean)
+            ax.errorbar(x[ok], c.r_hat_mean[ok], yerr=np.nan_to_num(std[ok], nan=0.0, posinf=0.0), fmt="o",
+                        ms=4, capsize=2, color=colors[method], label=method_label(method))  # fmt: skip
         ax.axhline(1.0, color="black", lw=1)
         ax.margins(x=0.05)
-        ax.set_xlabel(r"$|\theta|$" if by_norm else r"$\theta$ index")
+        ax.set_xlabel(r"$|\theta|$")
         ax.set_ylabel(r"$\hat R(\theta)$")
         _legend(ax)
+    return fig
+
+
+# --- cut flow -----------------------------------------------------------------------------------------
+
+
+def cut_flow_figure(cut_flow: CutFlowResult) -> Figure:
+    """The cumulative weighted efficiency after each cut of the selection.
+
+    Args:
+        cut_flow: a level's ``cut_flow``.
+
+    Returns:
+        The figure: one bar per cut, in the order applied, labelled with its efficiency in percent.
+    """
+    fig, axes = _new_figure(size=(max(6.0, 1.2 * len(cut_flow.names) + 2), 5.0))
+    ax = axes[0, 0]
+    if not np.isfinite(cut_flow.efficiency).any():
+        return _mark_empty(fig, ax, "cut flow")
+    with style():
+        x = np.arange(len(cut_flow.names))
+        bars = ax.bar(x, np.nan_to_num(100 * cut_flow.efficiency), color="#1f77b4")
+        ax.bar_label(bars, labels=[f"{100 * e:.1f}" for e in cut_flow.efficiency], fontsize="small")
+        ax.set_xticks(x, cut_flow.names, rotation=30, ha="right")
+        ax.tick_params(axis="x", which="minor", bottom=False, top=False)
+        ax.set_ylim(0.0, 110.0)
+        ax.set_ylabel("cumulative efficiency [%]")
     return fig
 
 
@@ -491,33 +457,16 @@ def _window(ellipses: Mapping[str, np.ndarray], center: np.ndarray) -> np.ndarra
     return 1.1 * np.minimum(np.max(list(extents.values()), axis=0), 4 * reference)
 
 
-def fisher_ellipses_figure(fisher: Mapping, labels: Sequence[str], q: float = CL_2D[0]) -> Figure:
-    """68% CL information ellipses δᵀ I δ = 2.30 of each method, centred at ``fisher["theta"]``.
-
-    Args:
-        fisher: a level's ``fisher``: ``{"theta": [θ1, θ2], "information": {method: [[a, b], [b, c]]}}``
-            (a larger matrix is profiled to its first two parameters).
-        labels: the two axis labels.
-        q: the level of the ellipse (2.30: 68% CL for two parameters).
-
-    Returns:
-        The figure; a rank-one information (rate only) is drawn as the band between two dashed lines.
-        The window shows every ellipse, up to 4× the size of the truth ellipse (else the smallest).
-    """
+def _shapes(fisher: FisherInformation, center: np.ndarray, q: float) -> tuple[dict, dict]:
+    """(method → ellipse points, method → band) of every drawable information matrix."""
     from scipy import stats
 
     from assay.inference.fisher import information_ellipse
 
-    fig, axes = _new_figure(size=(7.5, 7.0))
-    ax = axes[0, 0]
-    given = _array(fisher.get("theta") if isinstance(fisher, Mapping) else None, 1)
-    usable = given is not None and len(given) >= 2 and np.isfinite(given[:2]).all()
-    center = given[:2] if usable else np.zeros(2)
     cl = float(stats.chi2.cdf(q, 2))  # information_ellipse draws δᵀ I δ = F⁻¹_χ²(cl | 2) = q
     ellipses, bands = {}, {}
-    for method, values in _mapping(fisher, "information").items():
-        info = _array(values, 2)
-        if info is None or info.shape[0] != info.shape[1] or info.shape[0] < 2 or not np.isfinite(info).all():
+    for method, info in fisher.information.items():
+        if not np.isfinite(info).all():
             continue
         block = _profiled(info)
         band = None if block is None else _band(block, q)
@@ -528,6 +477,28 @@ def fisher_ellipses_figure(fisher: Mapping, labels: Sequence[str], q: float = CL
             ellipses[method] = information_ellipse(info, cl, center=center)
         except ValueError:
             continue  # not positive semi-definite: nothing sensible to draw
+    return ellipses, bands
+
+
+def fisher_ellipses_figure(fisher: FisherInformation, labels: Sequence[str], q: float = CL_2D[0]) -> Figure:
+    """68% CL information ellipses δᵀ I δ = 2.30 of each method, centred at ``fisher.theta``.
+
+    Args:
+        fisher: a level's ``fisher`` (matrices of more than two parameters are profiled to the first two).
+        labels: the two axis labels.
+        q: the level of the ellipse (2.30: 68% CL for two parameters).
+
+    Returns:
+        The figure (empty for fewer than two parameters); a rank-one information (rate only) is
+        drawn as the band between two dashed lines. The window shows every ellipse, up to 4× the
+        size of the truth ellipse (else the smallest).
+    """
+    fig, axes = _new_figure(size=(7.5, 7.0))
+    ax = axes[0, 0]
+    if len(fisher.theta) < 2:
+        return _mark_empty(fig, ax, "Fisher information of two parameters")
+    center = np.nan_to_num(fisher.theta[:2])
+    ellipses, bands = _shapes(fisher, center, q)
     if not ellipses and not bands:
         return _mark_empty(fig, ax, "Fisher information")
     colors = _colors(list(ellipses) + list(bands))
@@ -548,7 +519,7 @@ def fisher_ellipses_figure(fisher: Mapping, labels: Sequence[str], q: float = CL
                 ax.axline(tuple(p), tuple(p + along), color=colors[method], ls="--", lw=1.5,
                           label=method_label(method) if sign > 0 else None)  # fmt: skip
         ax.plot([center[0]], [center[1]], "k+", ms=10)
-        ax.set_xlabel(labels[0] if len(labels) > 0 else "")
-        ax.set_ylabel(labels[1] if len(labels) > 1 else "")
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
         _legend(ax, loc="upper right", title=rf"$\delta^T I\, \delta = {q:.2f}$")
     return fig

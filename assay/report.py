@@ -1,11 +1,13 @@
 """``assay report``: ``report.html`` and ``plots/*.png`` of a run, from its ``results.json``.
 
-:func:`write_report` reads ``RUN_DIR/results.json`` (docs/results.md) and, when present,
-``RUN_DIR/summary.json``; draws every figure the file has data for with :mod:`assay.plots` into
-``RUN_DIR/plots/`` and writes ``RUN_DIR/report.html``: the intervals of every level and method,
-the expected uncertainties from the Fisher information, the timings, then the figures. The page is
-plain HTML with inline CSS (no scripts, no external resources; images by relative path), so the
-run folder can be copied or served as it is. Every file is written atomically.
+:func:`write_report` reads ``RUN_DIR/results.json`` once (:meth:`assay.results.Results.from_json`,
+docs/results.md) and, when present, ``RUN_DIR/summary.json`` (only its ``checks`` and ``timings_s``);
+draws every figure the results have data for with :mod:`assay.plots` into ``RUN_DIR/plots/`` and
+writes ``RUN_DIR/report.html``: the levels (data, events, warnings), the intervals of every level
+and method, best fits, toy coverage, the expected uncertainties from the Fisher information, the
+checks and timings, then the figures. The page is plain HTML with inline CSS (no scripts, no
+external resources; images by relative path), so the run folder can be copied or served as it is.
+Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,10 +27,10 @@ import numpy as np
 
 from assay import __version__
 from assay.exceptions import StoreError
-from assay.plots import method_label
+from assay.results import LevelResults, Results
 from assay.saving import read_json, write_text
 
-__all__ = ["PLOTS", "REPORT", "RESULTS", "SUMMARY", "format_interval", "load_results", "write_report"]
+__all__ = ["PLOTS", "REPORT", "RESULTS", "SUMMARY", "format_interval", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ RESULTS = "results.json"
 SUMMARY = "summary.json"
 REPORT = "report.html"
 PLOTS = "plots"
-_MISSING = "—"  # a number that is null, NaN or infinite in results.json
+_MISSING = "—"  # a number that is NaN or infinite, or an entry a method does not have
 
 
 @dataclass(frozen=True)
@@ -46,98 +48,6 @@ class _Plot:
     path: str
     level: str
     caption: str
-
-
-# --- reading --------------------------------------------------------------------------------------------
-
-
-def load_results(path: str | os.PathLike) -> dict:
-    """Read and check the top level of a ``results.json``.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The parsed object: a ``levels`` object of level name → object is guaranteed; any other
-        key may be missing or malformed (the report skips what it cannot use).
-
-    Raises:
-        StoreError: the file is missing, not JSON, or has no ``levels`` object (the message names
-            the file and what was expected).
-    """
-    path = Path(path)
-    data = read_json(
-        path,
-        missing="not found; expected the results.json an inference run writes (docs/results.md)",
-        unreadable="cannot read it as JSON",
-    )
-    if not isinstance(data, dict):
-        raise StoreError(f"{path}: expected a JSON object with a 'levels' object, got {_kind(data)}")
-    levels = data.get("levels")
-    if not isinstance(levels, dict):
-        raise StoreError(f"{path}: expected a 'levels' object (level name → results), got {_kind(levels)}")
-    for name, level in levels.items():
-        if not isinstance(level, dict):
-            raise StoreError(f"{path}: levels.{name}: expected an object, got {_kind(level)}")
-    parameters = data.get("parameters")
-    if parameters is not None and not _names(parameters):
-        raise StoreError(f"{path}: expected 'parameters' as a list of names, got {parameters!r}")
-    return data
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else f"a JSON {_JSON_TYPES.get(type(value), type(value).__name__)}"
-
-
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
-
-
-def _names(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _read_summary(path: Path) -> tuple[dict, str | None]:
-    """``summary.json`` if present and readable, else ``{}`` and why not (None when absent)."""
-    if not path.exists():
-        return {}, None
-    try:
-        data = read_json(path, missing="not found")
-    except StoreError as exc:
-        log.warning("%s", exc)
-        return {}, str(exc)
-    if not isinstance(data, dict):
-        return {}, f"{path}: expected a JSON object, got {_kind(data)}"
-    return data, None
-
-
-def _mapping(data: Any, key: str) -> Mapping:
-    value = data.get(key) if isinstance(data, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
-
-
-def _parameters(results: Mapping) -> tuple[list[str], dict[str, str]]:
-    """Parameter names (from ``parameters`` or else the 1D scans) and name → axis label."""
-    names = list(results.get("parameters") or [])
-    if not names:
-        for level in results["levels"].values():
-            names += [p for p in _mapping(level, "scans_1d") if p not in names]
-    labels = results.get("parameter_labels")
-    if _names(labels) and len(labels) == len(names):
-        return names, dict(zip(names, labels))
-    return names, {name: name for name in names}
-
-
-def _methods(entries: Mapping) -> list[str]:
-    """Method keys, truth first, then in file order."""
-    return sorted(entries, key=lambda m: m != "truth")
-
-
-# --- files ----------------------------------------------------------------------------------------------
-
-
-def _safe(name: str) -> str:
-    """A file-name-safe version of a level or parameter name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "x"
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:
@@ -150,10 +60,10 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         The path of ``report.html``.
 
     Raises:
-        StoreError: ``results.json`` is missing or malformed (see :func:`load_results`).
+        StoreError: ``results.json`` is missing or malformed (naming the file and the key path).
     """
     run_dir = Path(run_dir)
-    results = load_results(run_dir / RESULTS)
+    results = Results.from_json(run_dir / RESULTS)
     summary, summary_problem = _read_summary(run_dir / SUMMARY)
     (run_dir / PLOTS).mkdir(exist_ok=True)
     plots = _write_plots(results, run_dir)
@@ -162,80 +72,105 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     return path
 
 
+def _read_summary(path: Path) -> tuple[dict, str | None]:
+    """``summary.json`` if present and readable, else ``{}`` and why not (None when absent)."""
+    if not path.exists():
+        return {}, None
+    try:
+        data = read_json(path, missing="not found")
+    except StoreError as exc:
+        log.warning("%s", exc)
+        return {}, str(exc)
+    return (data, None) if isinstance(data, dict) else ({}, f"{path}: expected a JSON object")
+
+
+def _summary_part(summary: Mapping, key: str) -> dict[str, Any]:
+    """``summary[key]`` if it is an object (summary.json is written by others and read loosely)."""
+    value = summary.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 # --- figures --------------------------------------------------------------------------------------------
 
 
-def _pair(data: Mapping, names: Sequence[str]) -> list[str]:
-    """The two parameters of the 2D plots: ``scan_2d.parameters`` if given, else the first two."""
-    given = _mapping(data, "scan_2d").get("parameters")
-    return list(given[:2]) if _names(given) and len(given) >= 2 else list(names[:2])
+def _safe(name: str) -> str:
+    """A file-name-safe version of a level or parameter name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "x"
 
 
-def _level_figures(level: str, data: Mapping, names: Sequence[str], labels: Mapping[str, str]) -> list:
-    """(file stem, figure maker, caption) of every figure one level may have."""
+def _axis_labels(results: Results) -> dict[str, str]:
+    from assay.plots import axis_label
+
+    return {p: axis_label(label, unit) for p, label, unit in
+            zip(results.parameters, results.parameter_labels, results.parameter_units)}  # fmt: skip
+
+
+def _what(level: LevelResults) -> str:
+    return "expected" if level.data == "asimov" else "observed"
+
+
+def _level_figures(name: str, level: LevelResults, results: Results) -> list[tuple[str, Callable, str]]:
+    """(file stem, figure maker, caption) of every figure the level has data for."""
     from assay import plots
 
-    title = data.get("label") if isinstance(data.get("label"), str) else level
-    stem = _safe(level)
-    scans = _mapping(data, "scans_1d")
+    labels, title, stem = _axis_labels(results), level.label, _safe(name)
     jobs = []
-    for parameter in [p for p in names if p in scans] + [p for p in scans if p not in names]:
-        fixed = ", ".join(f"{k} = {v}" for k, v in _mapping(scans[parameter], "fixed").items())
-        caption = f"{title}: expected −2Δlog L along {parameter}" + (f" ({fixed})" if fixed else "")
+    for parameter in [p for p in results.parameters if p in level.scans_1d]:
+        scan = level.scans_1d[parameter]
+        fixed = ", ".join(f"{k} = {v:g}" for k, v in scan.fixed.items())
+        caption = f"{title}: {_what(level)} −2Δlog L along {parameter}" + (f" ({fixed})" if fixed else "")
         caption += "; dashed lines at q = 1 and 3.84 (68% and 95% CL)."
-        maker = partial(plots.scan_1d_figure, scans[parameter], labels.get(parameter, parameter))
+        maker = partial(plots.scan_1d_figure, scan, labels[parameter])
         jobs.append((f"{stem}_scan_{_safe(parameter)}", maker, caption))
-    two = [labels.get(p, p) for p in _pair(data, names)]
-    fisher = _mapping(data, "fisher")
+    pairs: list[str] = []
+    for scan in level.scans_2d:
+        pair = "_".join(_safe(p) for p in scan.parameters)
+        pairs.append(pair)
+        suffix = f"_{pairs.count(pair)}" if pairs.count(pair) > 1 else ""
+        caption = (f"{title}: {_what(level)} 68% (solid) and 95% (dashed) CL contours in "
+                   f"({', '.join(scan.parameters)}), q = 2.30 and 5.99.")  # fmt: skip
+        maker = partial(plots.contours_2d_figure, scan, [labels[p] for p in scan.parameters])
+        jobs.append((f"{stem}_contours_{pair}{suffix}", maker, caption))
+    if level.fisher is not None and len(results.parameters) >= 2:
+        at = ", ".join(_fmt(float(x)) for x in level.fisher.theta)
+        caption = (f"{title}: 68% CL ellipses δᵀ I δ = 2.30 of the Fisher information at θ = ({at}), "
+                   "other parameters profiled; a rank-one information (rate only) is the band between "
+                   "its dashed lines.")  # fmt: skip
+        maker = partial(
+            plots.fisher_ellipses_figure, level.fisher, [labels[p] for p in results.parameters[:2]]
+        )
+        jobs.append((f"{stem}_fisher", maker, caption))
+    parts = [
+        ("distributions", level.distributions, plots.distributions_figure,
+         "normalised distributions of the observables at the benchmarks."),
+        ("losses", level.histories, plots.loss_curves_figure,
+         "training (solid) and validation (dashed) loss of every ensemble member; dots at the kept epochs."),
+        ("calibration", level.calibration, plots.calibration_figure,
+         "expectation check R̂(θ) = Σ w(θ₁) r̂(x|θ, θ₁) / Σ w(θ₁), 1 for a perfect estimator; "
+         "error bars: ensemble spread."),
+        ("cut_flow", level.cut_flow, plots.cut_flow_figure,
+         "cumulative weighted efficiency of the selection, cut by cut."),
+    ]  # fmt: skip
     jobs += [
-        (
-            f"{stem}_contours",
-            partial(plots.contours_2d_figure, _mapping(data, "scan_2d"), two),
-            f"{title}: expected 68% (solid) and 95% (dashed) CL contours, q = 2.30 and 5.99.",
-        ),
-        (
-            f"{stem}_fisher",
-            partial(plots.fisher_ellipses_figure, fisher, [labels.get(p, p) for p in names[:2]]),
-            f"{title}: 68% CL ellipses δᵀ I δ = 2.30 of the Fisher information at θ = "
-            f"({_numbers(fisher.get('theta'))}); a rank-one information (rate only) is the band "
-            "between its dashed lines.",
-        ),
-        (
-            f"{stem}_distributions",
-            partial(plots.distributions_figure, _mapping(data, "distributions")),
-            f"{title}: normalised distributions of the observables at the benchmarks.",
-        ),
-        (
-            f"{stem}_losses",
-            partial(plots.loss_curves_figure, _mapping(data, "histories")),
-            f"{title}: training (solid) and validation (dashed) loss of every ensemble member; "
-            "dots at the kept epochs.",
-        ),
-        (
-            f"{stem}_calibration",
-            partial(plots.calibration_figure, _mapping(data, "calibration")),
-            f"{title}: expectation check R̂(θ) = Σ w(θ₁) r̂(x|θ, θ₁) / Σ w(θ₁), 1 for a perfect "
-            "estimator; error bars: r̂_std.",
-        ),
+        (f"{stem}_{key}", partial(make, part), f"{title}: {text}") for key, part, make, text in parts if part
     ]
     return jobs
 
 
-def _write_plots(results: Mapping, run_dir: Path) -> list[_Plot]:
-    """Draw and save every figure with data; figures without any are not written."""
+def _write_plots(results: Results, run_dir: Path) -> list[_Plot]:
+    """Draw and save every figure with data; figures with nothing drawable are not written."""
     from assay import plots
 
-    names, labels = _parameters(results)
     written = []
-    for level, data in results["levels"].items():
-        for stem, make, caption in _level_figures(level, data, names, labels):
+    for name, level in results.levels.items():
+        for stem, make, caption in _level_figures(name, level, results):
             fig = make()
             if not plots.has_data(fig):
                 fig.clear()
                 continue
             relative = f"{PLOTS}/{stem}.png"
             plots.save_figure(fig, run_dir / relative)
-            written.append(_Plot(relative, level, caption))
+            written.append(_Plot(relative, name, caption))
     return written
 
 
@@ -243,63 +178,58 @@ def _write_plots(results: Mapping, run_dir: Path) -> list[_Plot]:
 
 
 def _number(value: Any) -> float | None:
-    """A finite float, or None for null/NaN/inf/anything else."""
+    """A finite float, or None for null/NaN/inf/anything else (summary.json's loose values)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: float | None) -> str:
     """Three significant digits, zeros kept (``-0.123``, ``0.00486``, ``1.00``); ``—`` if not finite."""
     x = _number(value)
     return _MISSING if x is None else f"{x:#.3g}"
 
 
-def _numbers(value: Any) -> str:
-    return ", ".join(_fmt(v) for v in value) if isinstance(value, list) else "0"
+def format_interval(
+    interval: tuple[float | None, float | None], scan_range: tuple[float, float] | None = None
+) -> str:
+    """``(lo, hi)`` as ``[-0.123, 0.145]``; an open end (None) as ``< lowest`` / ``> highest`` scanned.
+
+    Args:
+        interval: the ends; None where the region reaches past the scanned range.
+        scan_range: (lowest, highest) value scanned, shown at open ends (else ``open``).
+
+    Example:
+        >>> format_interval((-0.1234, 0.1451)), format_interval((None, 0.5), (-1.0, 1.0))
+        ('[-0.123, 0.145]', '[< -1.00, 0.500]')
+        >>> format_interval((-0.5, None))
+        '[-0.500, open]'
+    """
+    lo, hi = interval
+    low = f"< {_fmt(scan_range[0])}" if lo is None and scan_range else "open" if lo is None else _fmt(lo)
+    high = f"> {_fmt(scan_range[1])}" if hi is None and scan_range else "open" if hi is None else _fmt(hi)
+    return f"[{low}, {high}]"
 
 
-def _pieces(value: Any) -> list[tuple[float | None, float | None]] | None:
-    """An interval ``[lo, hi]`` (or a list of them, when disjoint) as (lo, hi) pairs."""
-    if not isinstance(value, list) or not value:
+def _width(interval: tuple[float | None, float | None] | None) -> float | None:
+    if interval is None or interval[0] is None or interval[1] is None:
         return None
-    if all(isinstance(v, list) for v in value):
-        pieces = [_pieces(v) for v in value]
-        return None if any(p is None for p in pieces) else [q for p in pieces for q in p]
-    if len(value) != 2 or any(isinstance(v, (list, dict, str)) for v in value):
-        return None
-    return [(_number(value[0]), _number(value[1]))]
+    return interval[1] - interval[0]
 
 
-def format_interval(value: Any) -> str:
-    """``[lo, hi]`` as ``[-0.123, 0.145]``; disjoint pieces joined by ∪; ``—`` if unreadable."""
-    pieces = _pieces(value)
-    if pieces is None:
-        return _MISSING
-    return " ∪ ".join(f"[{_fmt(lo)}, {_fmt(hi)}]" for lo, hi in pieces)
-
-
-def _width(value: Any) -> float | None:
-    pieces = _pieces(value)
-    if pieces is None or any(lo is None or hi is None for lo, hi in pieces):
-        return None
-    return sum(hi - lo for lo, hi in pieces)
-
-
-def _ratio(value: Any, reference: Any) -> str:
-    width, ref = _width(value), _width(reference)
+def _ratio(interval: tuple | None, reference: tuple | None) -> str:
+    width, ref = _width(interval), _width(reference)
     return _MISSING if width is None or not ref else f"{width / ref:.2f}"
 
 
-def _sigmas(information: Any) -> list[str] | None:
-    """sqrt(diag(I⁻¹)) formatted, ``∞`` along unconstrained directions; None if I is unusable."""
+def _sigmas(information: np.ndarray) -> list[str]:
+    """sqrt(diag(I⁻¹)) formatted, ``∞`` along unconstrained directions, ``—`` if I is unusable."""
     from assay.inference.fisher import expected_uncertainties
 
     try:
-        matrix = np.array(information, dtype=float)
-        sigma = expected_uncertainties(matrix)
-    except (TypeError, ValueError, np.linalg.LinAlgError):
-        return None
+        sigma = expected_uncertainties(information)
+    except (ValueError, np.linalg.LinAlgError):
+        return [_MISSING] * len(information)
     return ["∞" if math.isinf(s) else _fmt(float(s)) for s in sigma]
 
 
@@ -319,6 +249,7 @@ figure { display: inline-block; margin: 1em 1em 1em 0; max-width: 100%; vertical
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: .9em; color: #444; max-width: 760px; }
 .note { color: #666; font-size: .9em; }
+.warning { color: #a40; }
 """
 
 
@@ -341,77 +272,117 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], names: int = 1)
     return "\n".join([*lines, "</table>"])
 
 
-def _intervals_section(results: Mapping, names: Sequence[str]) -> str:
-    """Rows level × method; columns <param>_68, <param>_95, widths of the first parameter / truth."""
-    levels = {level: _mapping(data, "intervals") for level, data in results["levels"].items()}
-    keys: list[str] = [f"{p}_{cl}" for p in names for cl in ("68", "95")]
-    for intervals in levels.values():
-        for entry in intervals.values():
-            keys += [k for k in (entry if isinstance(entry, Mapping) else {}) if k not in keys]
-    present = {k for i in levels.values() for e in i.values() if isinstance(e, Mapping) for k in e}
-    keys = [k for k in keys if k in present]
+def _section(title: str, table: str, note: str = "") -> str:
+    return f"<h2>{_e(title)}</h2>\n{table}" + (f'\n<p class="note">{note}</p>' if note else "")
+
+
+def _methods(entries: Mapping[str, Any]) -> list[str]:
+    """Method keys, truth first, then in file order."""
+    return sorted(entries, key=lambda m: m != "truth")
+
+
+def _keys(results: Results, entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ``<param>_<tag>`` keys present in any entry, by parameter then confidence level."""
+    present = {k for entry in entries for k in entry}
+    order = {p: i for i, p in enumerate(results.parameters)}
+    return sorted(present, key=lambda k: (order[k.rpartition("_")[0]], int(k.rpartition("_")[2])))
+
+
+def _levels_section(results: Results) -> str:
+    """One row per level: label, data, event counts; then every warning."""
+    rows = [[name, level.label, level.data, ", ".join(f"{k} {v:,}" for k, v in level.n_events.items())]
+            for name, level in results.levels.items()]  # fmt: skip
+    warnings = [
+        f"<li>{_e(name)}: {_e(w)}</li>" for name, level in results.levels.items() for w in level.warnings
+    ]
+    listed = f'\n<ul class="warning">\n{chr(10).join(warnings)}\n</ul>' if warnings else ""
+    return _section("Levels", _table(["level", "label", "data", "events"], rows, names=3)) + listed
+
+
+def _scan_range(level: LevelResults, key: str) -> tuple[float, float] | None:
+    scan = level.scans_1d.get(key.rpartition("_")[0])
+    finite = scan.theta[np.isfinite(scan.theta)] if scan is not None else ()
+    return (float(finite.min()), float(finite.max())) if len(finite) else None
+
+
+def _intervals_section(results: Results) -> str:
+    """Rows level × method; a column per interval key, then widths of the first parameter's / truth."""
+    keys = _keys(results, [e for level in results.levels.values() for e in level.intervals.values()])
     if not keys:
         return ""
-    first = [k for k in (f"{names[0]}_68", f"{names[0]}_95") if k in present] if names else []
-    truth_anywhere = any(isinstance(i.get("truth"), Mapping) for i in levels.values())
-    ratios = first if truth_anywhere else []
+    truth_anywhere = any("truth" in level.intervals for level in results.levels.values())
+    ratios = [k for k in keys if k.rpartition("_")[0] == results.parameters[0]] if truth_anywhere else []
     header = ["level", "method", *keys, *(f"width {k} / truth" for k in ratios)]
     rows = []
-    for level, intervals in levels.items():
-        truth = intervals.get("truth") if isinstance(intervals.get("truth"), Mapping) else None
-        for method in _methods(intervals):
-            entry = intervals[method] if isinstance(intervals[method], Mapping) else {}
-            row = [level, method_label(method), *(format_interval(entry.get(k)) for k in keys)]
-            row += [_ratio(entry.get(k), truth.get(k)) if truth else _MISSING for k in ratios]
-            rows.append(row)
-    note = (
-        '<p class="note">Expected (Asimov) intervals at the SM from −2Δlog L; widths relative to truth '
-        f"at the same level; {_MISSING}: not finite or not available.</p>"
+    for name, level in results.levels.items():
+        truth = level.intervals.get("truth", {})
+        for method in _methods(level.intervals):
+            entry = level.intervals[method]
+            row = [name, _label(method)]
+            row += [
+                format_interval(entry[k], _scan_range(level, k)) if k in entry else _MISSING for k in keys
+            ]
+            rows.append(row + [_ratio(entry.get(k), truth.get(k)) for k in ratios])
+    data = sorted({_what(level) for level in results.levels.values()})
+    note = (f"{' and '.join(data).capitalize()} intervals from −2Δlog L; widths relative to truth at the "
+            "same level; &lt; / &gt;: the region reaches past the lowest / highest value scanned; "
+            f"{_MISSING}: not available.")  # fmt: skip
+    return _section("Intervals", _table(header, rows, names=2), note)
+
+
+def _label(method: str) -> str:
+    from assay.plots import method_label
+
+    return method_label(method)
+
+
+def _best_fit_section(results: Results) -> str:
+    rows = [[name, _label(m), *(_fmt(fit.get(p)) for p in results.parameters)]
+            for name, level in results.levels.items() for m, fit in level.best_fit.items()]  # fmt: skip
+    return (
+        _section("Best fit", _table(["level", "method", *results.parameters], rows, names=2)) if rows else ""
     )
-    return f"<h2>Intervals</h2>\n{_table(header, rows, names=2)}\n{note}"
 
 
-def _fisher_section(results: Mapping, names: Sequence[str]) -> str:
+def _coverage_section(results: Results) -> str:
+    """Fraction of toys whose interval covers the true point, per level × method × interval."""
+    covered = {name: level.coverage for name, level in results.levels.items() if level.coverage is not None}
+    keys = _keys(results, [f for c in covered.values() for f in c.coverage.values()])
+    if not keys:
+        return ""
+    rows = []
+    for name, coverage in covered.items():
+        at = "(" + ", ".join(_fmt(float(x)) for x in coverage.theta_true) + ")"
+        for method in _methods(coverage.coverage):
+            fractions = coverage.coverage[method]
+            cells = [f"{100 * fractions[k]:.1f}%" if k in fractions else _MISSING for k in keys]
+            rows.append([name, _label(method), at, str(coverage.n_toys), *cells])
+    note = ("Fraction of toy data sets, drawn at θ_true, whose interval contains θ_true; a correct "
+            "<i>n</i>% interval covers it in <i>n</i>% of the toys (up to the toys' binomial "
+            "spread).")  # fmt: skip
+    return _section("Coverage", _table(["level", "method", "θ_true", "toys", *keys], rows, names=2), note)
+
+
+def _fisher_section(results: Results) -> str:
     """σ = sqrt(diag(I⁻¹)) of every method at every level."""
-    rows, width = [], 0
-    for level, data in results["levels"].items():
-        information = _mapping(_mapping(data, "fisher"), "information")
-        for method in _methods(information):
-            sigmas = _sigmas(information[method])
-            width = max(width, len(sigmas or []))
-            rows.append([level, method_label(method), *(sigmas or [])])
+    rows = [[name, _label(m), *_sigmas(level.fisher.information[m])]
+            for name, level in results.levels.items() if level.fisher is not None
+            for m in _methods(level.fisher.information)]  # fmt: skip
     if not rows:
         return ""
-    columns = names if len(names) == width else [f"θ{i}" for i in range(width)]
-    header = ["level", "method", *(f"σ({c})" for c in columns)]
-    rows = [row + [_MISSING] * (len(header) - len(row)) for row in rows]
-    note = (
-        '<p class="note">Expected 1σ uncertainties sqrt((I⁻¹)<sub>ii</sub>) from the Fisher information '
-        "(other parameters profiled); ∞: a direction the information does not constrain.</p>"
-    )
-    return f"<h2>Fisher information</h2>\n{_table(header, rows, names=2)}\n{note}"
+    header = ["level", "method", *(f"σ({p})" for p in results.parameters)]
+    note = ("Expected 1σ uncertainties sqrt((I⁻¹)<sub>ii</sub>) from the Fisher information "
+            "(other parameters profiled); ∞: a direction the information does not constrain.")  # fmt: skip
+    return _section("Fisher information", _table(header, rows, names=2), note)
 
 
-def _timings_section(results: Mapping, summary: Mapping) -> str:
-    """Seconds per step: results.json's ``timings_s``, then summary.json's steps not already listed."""
-    timings = {**_mapping(summary, "timings_s"), **_mapping(results, "timings_s")}
-    order = [*_mapping(results, "timings_s"), *_mapping(summary, "timings_s")]
-    rows = [[step, _seconds(timings[step])] for step in dict.fromkeys(order)]
-    return f"<h2>Timings</h2>\n{_table(['step', 'time (s)'], rows)}" if rows else ""
-
-
-def _seconds(value: Any) -> str:
-    x = _number(value)
-    return _MISSING if x is None else f"{x:.2f}"
-
-
-def _checks_section(summary: Mapping, problem: str | None) -> str:
-    """summary.json's ``checks`` (name → number), or why summary.json could not be used."""
-    if problem:
-        return f'<p class="note">{_e(problem)}</p>'
-    checks = _mapping(summary, "checks")
-    rows = [[name, _fmt4(value)] for name, value in checks.items()]
-    return f"<h2>Checks (summary.json)</h2>\n{_table(['check', 'value'], rows)}" if rows else ""
+def _checks_section(results: Results, summary: Mapping, problem: str | None) -> str:
+    """Each level's ``checks`` and summary.json's, or why summary.json could not be used."""
+    rows = [[name, check, value if isinstance(value, str) else _fmt4(value)]
+            for name, level in results.levels.items() for check, value in level.checks.items()]  # fmt: skip
+    rows += [[SUMMARY, check, _fmt4(value)] for check, value in _summary_part(summary, "checks").items()]
+    section = _section("Checks", _table(["from", "check", "value"], rows, names=2)) if rows else ""
+    return section + (f'\n<p class="note">{_e(problem)}</p>' if problem else "")
 
 
 def _fmt4(value: Any) -> str:
@@ -419,51 +390,58 @@ def _fmt4(value: Any) -> str:
     return _MISSING if x is None else f"{x:.4g}"
 
 
-def _overview(results: Mapping, names: Sequence[str]) -> str:
-    items = []
-    if names:
-        items.append(f"parameters: {_e(', '.join(names))} (θ in TeV⁻²)")
-    lumi = _number(results.get("luminosity_ifb"))
-    if lumi is not None:
+def _timings_section(results: Results, summary: Mapping) -> str:
+    """Seconds per step: results.json's ``timings_s``, then summary.json's steps not already listed."""
+    timings = {**_summary_part(summary, "timings_s"), **results.timings_s}
+    rows = [[step, _seconds(timings[step])] for step in dict.fromkeys([*results.timings_s, *timings])]
+    return _section("Timings", _table(["step", "time (s)"], rows)) if rows else ""
+
+
+def _seconds(value: Any) -> str:
+    x = _number(value)
+    return _MISSING if x is None else f"{x:.2f}"
+
+
+_EXPONENT, _SUPERSCRIPTS = re.compile(r"\^\{?(-?\d+)\}?"), str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _overview(results: Results) -> str:
+    units = [_EXPONENT.sub(lambda m: m[1].translate(_SUPERSCRIPTS), u) for u in results.parameter_units]
+    parameters = [f"{p} [{u}]" if u else p for p, u in zip(results.parameters, units)]
+    items = [f"parameters: {_e(', '.join(parameters))}"]
+    if (lumi := _number(results.luminosity_ifb)) is not None:
         items.append(f"integrated luminosity: {lumi:g} fb⁻¹")
-    for level, data in results["levels"].items():
-        label = data.get("label")
-        items.append(f"level <b>{_e(level)}</b>" + (f": {_e(label)}" if isinstance(label, str) else ""))
     return "<ul>\n" + "\n".join(f"<li>{item}</li>" for item in items) + "\n</ul>"
 
 
-def _figures_section(results: Mapping, plots: Sequence[_Plot]) -> str:
+def _figures_section(results: Results, plots: Sequence[_Plot]) -> str:
     parts = []
-    for level, data in results["levels"].items():
-        figures = [p for p in plots if p.level == level]
-        if not figures:
-            continue
-        label = data.get("label")
-        heading = f"Figures: {level}" + (f" ({label})" if isinstance(label, str) else "")
-        parts.append(f"<h2>{_e(heading)}</h2>")
-        for plot in figures:
-            parts.append(
-                f'<figure><img src="{_e(plot.path)}" alt="{_e(plot.caption)}">'
-                f"<figcaption>{_e(plot.caption)}</figcaption></figure>"
-            )
+    for name, level in results.levels.items():
+        figures = [p for p in plots if p.level == name]
+        if figures:
+            parts.append(f"<h2>{_e(f'Figures: {name} ({level.label})')}</h2>")
+        parts += [f'<figure><img src="{_e(p.path)}" alt="{_e(p.caption)}">'
+                  f"<figcaption>{_e(p.caption)}</figcaption></figure>" for p in figures]  # fmt: skip
     return "\n".join(parts)
 
 
-def _page(results: Mapping, summary: Mapping, summary_problem: str | None, plots: Sequence[_Plot]) -> str:
+def _page(results: Results, summary: Mapping, summary_problem: str | None, plots: Sequence[_Plot]) -> str:
     """The whole report page."""
-    names, _ = _parameters(results)
-    title = results.get("title") if isinstance(results.get("title"), str) else "assay report"
     sections = [
-        _overview(results, names),
-        _intervals_section(results, names),
-        _fisher_section(results, names),
+        _overview(results),
+        _levels_section(results),
+        _intervals_section(results),
+        _best_fit_section(results),
+        _coverage_section(results),
+        _fisher_section(results),
+        _checks_section(results, summary, summary_problem),
         _timings_section(results, summary),
-        _checks_section(summary, summary_problem),
         _figures_section(results, plots),
     ]
     body = "\n".join(s for s in sections if s)
+    title = _e(results.title)
     return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
-        f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{_e(title)}</h1>\n{body}\n"
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+        f"<style>{_CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n{body}\n"
         f'<p class="note">Written by assay {_e(__version__)} from {RESULTS}.</p>\n</body>\n</html>\n'
     )
