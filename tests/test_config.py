@@ -4,17 +4,18 @@ the file, the key path and the line, and the typed config resolves θ specificat
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from assay.config import RunConfig, config_from_dict, load_config
+from assay.config import BITModelConfig, NeuralModelConfig, RunConfig, config_from_dict, load_config
 from assay.exceptions import ConfigError
 from assay.parameters import GaussianPrior, Prior
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy.yaml"
+EXAMPLE = Path(str(resources.files("assay").joinpath("examples", "toy.yaml")))  # package data
 
 # A small valid config; the bad inputs below are one-line edits of it, so the line of each
 # problem is known (lines are 1-based, as editors show them).
@@ -40,7 +41,23 @@ sampling:
       theta0: {kind: gaussian, mean: 0.0, std: 0.4}
       theta1: bsm
       n_samples: 200
+training:
+  sally: {method: sally, hidden: [16]}
+  alices:
+    method: ALICES
+    training_set: alices
+    epochs: 2
+  trees: {method: bit, n_trees: 10}
+inference:
+  models: [alices, trees]
+  scans:
+    - {parameter: cHWW, range: [-1.0, 1.0]}
+  grids:
+    - {parameters: [cHWW, cWWW], ranges: [[-1.0, 1.0], [-2.0, 2.0]], n_points: 9}
+  histograms:
+    - {observables: [x0], edges: [[-.inf, 0.0, .inf]]}
 """
+N_LINES = GOOD.count("\n")
 
 
 def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
@@ -65,6 +82,31 @@ def test_good_config_loads(tmp_path):
     assert cfg.parameter_space().names == ["cHWW", "cWWW"]
     assert cfg.parameter_space().benchmark_names == ["sm", "bsm"]
     assert cfg.simulator.n_events == 1000
+
+
+def test_named_models_are_a_tagged_union_by_method(tmp_path):
+    """``training`` maps names to models; ``method`` (any case) picks neural or BIT settings."""
+    cfg = load_config(write(tmp_path, GOOD))
+    assert list(cfg.training) == ["sally", "alices", "trees"]
+    sally, alices, trees = cfg.training.values()
+    assert isinstance(sally, NeuralModelConfig) and sally.method == "sally" and sally.hidden == [16]
+    assert isinstance(alices, NeuralModelConfig) and alices.method == "alices"  # from ALICES
+    assert alices.training_set == "alices" and alices.epochs == 2 and sally.epochs == 50
+    assert isinstance(trees, BITModelConfig) and trees.n_trees == 10 and trees.theta_ref == "sm"
+    assert cfg.inference.models == ["alices", "trees"] and cfg.inference.histograms[0].label == "x0"
+
+
+def test_two_models_of_one_method_under_their_own_names(tmp_path):
+    text = edit("  trees: {method: bit, n_trees: 10}\n", "  wide: {method: sally, hidden: [64, 64]}\n")
+    text = text.replace("models: [alices, trees]", "models: [sally, wide]")
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.training["sally"].hidden == [16] and cfg.training["wide"].hidden == [64, 64]
+    assert {m.method for m in cfg.training.values()} == {"sally", "alices"}
+
+
+def test_no_training_section_means_no_models(tmp_path):
+    text = GOOD[: GOOD.index("training:")]
+    assert load_config(write(tmp_path, text)).training == {}
 
 
 def test_example_toy_config_loads():
@@ -109,6 +151,72 @@ BAD = {
     "duplicate parameter names": (("name: cWWW, range", "name: cHWW, range"), "parameters", 3),
     "duplicate training-set names": (("name: alices", "name: sally"), "sampling.sets", 16),
     "negative n_samples": (("n_samples: 200", "n_samples: -5"), "sampling.sets[1].n_samples", 21),
+    # training: named models; errors name training.<model>.<field>
+    "bad setting of a named model": (("epochs: 2", "epochs: 0"), "training.alices.epochs", 27),
+    "unknown key of a named model": (("hidden: [16]}", "hiden: [16]}"), "training.sally.hiden", 23),
+    "neural setting on a BIT model": (
+        ("n_trees: 10}", "n_trees: 10, n_ensemble: 2}"),
+        "training.trees.n_ensemble",
+        28,
+    ),
+    "model without a method": (("{method: sally, hidden", "{hidden"), "training.sally", 23),
+    "training_set naming an unknown set": (
+        ("training_set: alices", "training_set: alice"),
+        "training.alices.training_set",
+        26,
+    ),
+    "model name that is no folder name": (("  trees: {", "  my trees: {"), "training.my trees", 28),
+    "old single-model training section": (
+        ("training:\n  sally: {method: sally, hidden: [16]}\n", "training:\n  method: sally\n"),
+        "training.method",
+        23,
+    ),
+    # inference
+    "unknown model in inference.models": (
+        ("models: [alices, trees]", "models: [alices, bit]"),
+        "inference.models[1]",
+        30,
+    ),
+    "unknown parameter in a scan": (
+        ("parameter: cHWW, range", "parameter: cHB, range"),
+        "inference.scans[0].parameter",
+        32,
+    ),
+    "unknown parameter in a grid": (
+        ("parameters: [cHWW, cWWW]", "parameters: [cHWW, cHB]"),
+        "inference.grids[0].parameters",
+        34,
+    ),
+    "grid of one parameter twice": (
+        ("parameters: [cHWW, cWWW]", "parameters: [cHWW, cHWW]"),
+        "inference.grids[0]",
+        34,
+    ),
+    "scan range with low >= high": (
+        ("range: [-1.0, 1.0]}\n  grids", "range: [1.0, -1.0]}\n  grids"),
+        "inference.scans[0]",
+        32,
+    ),
+    "histogram edges mismatch": (
+        ("observables: [x0]", "observables: [x0, x1]"),
+        "inference.histograms[0]",
+        36,
+    ),
+    "histogram edges not increasing": (
+        ("[[-.inf, 0.0, .inf]]", "[[0.0, -1.0]]"),
+        "inference.histograms[0]",
+        36,
+    ),
+    "unknown benchmark as theta_true": (
+        ("inference:\n", "inference:\n  theta_true: bsm2\n"),
+        "inference.theta_true",
+        30,
+    ),
+    "luminosity not positive": (
+        ("inference:\n", "inference:\n  luminosity_ifb: 0\n"),
+        "inference.luminosity_ifb",
+        30,
+    ),
 }
 
 
@@ -126,6 +234,31 @@ def test_unknown_prior_kind_lists_the_valid_kinds(tmp_path):
     assert "'cauchy'" in message
     for kind in ("gaussian", "uniform", "grid", "fixed"):
         assert kind in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        # an unknown method lists every valid one, neural and BIT
+        (
+            "method: ALICES",
+            "method: madminer",
+            ["training.alices:", "'madminer'", "'sally'", "'carl'", "'rolr'", "'alice'", "'alices'",
+             "'rascal'", "'cascal'", "'bit'"],
+        ),
+        ("training_set: alices", "training_set: alice", ["unknown set 'alice'", "['sally', 'alices']"]),
+        ("models: [alices, trees]", "models: [bit]", ["unknown model 'bit'", "['alices', 'sally', 'trees']"]),
+        ("parameter: cHWW, range", "parameter: cHB, range", ["unknown parameter 'cHB'", "['cHWW', 'cWWW']"]),
+        ("parameters: [cHWW, cWWW]", "parameters: [cHB, cWWW]", ["parameter 'cHB'", "['cHWW', 'cWWW']"]),
+        ("observables: [x0]", "observables: [x0, x1]", ["edges: one list per observable (2), got 1"]),
+    ],
+    ids=["unknown-method", "unknown-set", "unknown-model", "scan-parameter", "grid-parameter", "edges"],
+)  # fmt: skip
+def test_bad_names_list_the_valid_ones(tmp_path, old, new, says):
+    message = " ".join(config_error(write(tmp_path, edit(old, new), "bad.yaml")).split())
+    for part in says:
+        assert part in message, message
+    assert message.count("bad.yaml:") == 1, message  # one problem, one line
 
 
 def resolve(data, key_path: str):
@@ -173,9 +306,9 @@ def test_not_a_mapping(tmp_path, text):
 
 
 def test_invalid_yaml_syntax_names_file_and_line(tmp_path):
-    message = config_error(write(tmp_path, GOOD + "inference: {scans: [\n", "broken.yaml"))
+    message = config_error(write(tmp_path, GOOD + "extra: {scans: [\n", "broken.yaml"))
     assert "broken.yaml" in message and "not valid YAML" in message
-    assert re.search(r"line 2[23]", message), message
+    assert re.search(rf"line ({N_LINES + 1}|{N_LINES + 2})", message), message
 
 
 def test_missing_file(tmp_path):
