@@ -10,8 +10,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import yaml
 
 from assay.demo import PARAMETERS, DemoSize, demo_size, run_demo
+from assay.results import Results
 
 pytest.importorskip("pythia8mc")  # the PDFs come from Pythia
 
@@ -32,6 +34,7 @@ def tiny_demo(tmp_path_factory):
 def test_summary_layout(tiny_demo):
     out, summary = tiny_demo
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["warnings"] == []  # every interval closed (the scans were extended where needed)
     assert {"truth", "sally", "alices", "bit"} <= set(summary["parton"])
     assert {"sally", "alices", "bit", "hist_ql_cos_delta_plus", "hist_mt_tot", "hist_pt_w"} <= set(
         summary["detector"]
@@ -47,22 +50,50 @@ def test_summary_layout(tiny_demo):
                     assert lo95 <= lo and hi <= hi95
     timings = summary["timings_s"]
     assert timings["total"] >= sum(v for k, v in timings.items() if k.startswith("parton_")) > 0
-    results = json.loads((out / "results.json").read_text())
-    parton = results["levels"]["parton"]
-    assert np.asarray(parton["scan_2d"]["q"]["truth"]).shape == (9, 9)
-    assert len(parton["histories"]["alices"]) == 2  # two ensemble members
+    results = Results.from_json(out / "results.json")
+    parton = results.levels["parton"]
+    assert parton.scans_2d[0].q["truth"].shape == (9, 9)
+    assert len(parton.histories["alices"]) == 2  # two ensemble members
     # the exact likelihood's expectation check is 1 by construction (same events)
-    np.testing.assert_allclose(parton["calibration"]["truth"]["r_hat_mean"], 1.0, rtol=1e-9)
+    np.testing.assert_allclose(parton.calibration["truth"].r_hat_mean, 1.0, rtol=1e-9)
+    assert parton.calibration["truth"].r_hat_std is None  # no ensemble: no spread, none faked
+    spread = parton.calibration["alices"].r_hat_std  # the members' real spread
+    assert spread is not None and (spread >= 0).all() and spread.max() > 0
     # truth Fisher information ≥ every other analysis (the information inequality)
-    info = {k: np.asarray(v) for k, v in parton["fisher"]["information"].items()}
+    info = parton.fisher.information
     for name in ("rate", "hist_pt_w", "hist_ql_cos_delta_plus", "hist_mt_tot"):
         assert np.linalg.eigvalsh(info["truth"] - info[name]).min() > -1e-9 * np.abs(info["truth"]).max(), (
             name
         )
     # the histogram analyses also run in pyhf, with the same −2Δlog L
-    assert (out / "detector" / "pyhf" / "hist_ql_cos_delta_plus_x_mt_tot.json").is_file()
-    assert parton["checks"]["pyhf_vs_assay_max_abs_dq"] < 1e-4
+    assert (out / "detector" / "limits" / "pyhf" / "hist_ql_cos_delta_plus_x_mt_tot.json").is_file()
+    assert parton.checks["pyhf_vs_assay_max_abs_dq"] < 1e-4
     assert (out / "report.html").is_file()
+
+
+def test_demo_is_the_example_configs_through_the_cli_chain(tiny_demo, tmp_path):
+    """The demo's parton level equals `assay run` → `assay train` → `assay limits` on the same
+    (scaled) example config: the demo adds nothing but the scaling and the collection."""
+    out, summary = tiny_demo
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+    from assay.demo import level_config
+
+    size = replace(demo_size(0.05), sally_epochs=2, alices_epochs=2, bit_trees=10, points_1d=21, points_2d=9)
+    cfg = level_config("parton", size, tmp_path / "run")
+    path = tmp_path / "wh_parton.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    runner = CliRunner()
+    for command in ("run", "train", "limits"):
+        args = [command, str(path), "-q"] + (["--no-report"] if command == "limits" else [])
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    chain = json.loads((tmp_path / "run" / "limits" / "summary.json").read_text())["run"]
+    for method in ("truth", "sally", "alices", "bit", "hist_mt_tot"):
+        np.testing.assert_allclose(
+            np.array(chain[method]["cHWtilde_68"], float), summary["parton"][method]["cHWtilde_68"], rtol=1e-6
+        )
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,7 @@ def _histories(models: Mapping[str, Any]) -> dict[str, tuple[LossCurve, ...]]:
 def _cut_flow(run: RunDir) -> CutFlowResult | None:
     if not run.cut_flow.is_file():
         return None
-    flow = read_json(run.cut_flow)
+    flow = read_json(run.cut_flow, missing="cut flow not found")
     return CutFlowResult(names=tuple(flow["names"]), efficiency=np.asarray(flow["efficiency"], dtype=float))
 
 

@@ -68,7 +68,7 @@ def limits(
                 progress=not quiet,
             )  # fmt: skip
         run = RunDir(output or cfg.output)
-        _print(results)
+        print_results(results)
         if report:
             from assay.report import write_report
 
@@ -80,7 +80,7 @@ def _fmt(value: float | None) -> str:
     return "open" if value is None else f"{value:+.4g}"
 
 
-def _print(results) -> None:
+def print_results(results) -> None:
     """One table per level: the intervals of every method, the warnings below."""
     for name, level in results.levels.items():
         keys = list(dict.fromkeys(k for iv in level.intervals.values() for k in iv))

@@ -23,24 +23,19 @@ def demo(
 
     Generates events with the embedded simulator, trains SALLY and ALICES ensembles and BIT,
     scans the expected likelihood of every method and of seed 000's histograms, and writes
-    summary.json, results.json and report.html into OUTPUT (about 10 minutes on 2 cores).
+    summary.json, results.json and report.html into OUTPUT (about 5 minutes on 2 cores). The demo
+    is examples/wh_parton.yaml and wh_detector.yaml run through run → train → limits → report.
     """
     if toy:
         _toy_demo(output, n_events, quiet)
         return
+    from assay.cli.limits import print_results
     from assay.demo import demo_size, run_demo
+    from assay.results import Results
 
     with user_errors():
         summary = run_demo(output, size=demo_size(scale), progress=not quiet)
-    for level in ("parton", "detector"):
-        table = Table(title=f"assay demo, {level} level: expected intervals at the SM")
-        table.add_column("method")
-        keys = [k for k in next(iter(summary[level].values()))]
-        for key in keys:
-            table.add_column(key.replace("_", " "), justify="right")
-        for method, intervals in summary[level].items():
-            table.add_row(method, *(f"[{intervals[k][0]:+.4f}, {intervals[k][1]:+.4f}]" for k in keys))
-        console.print(table)
+        print_results(Results.from_json(output / "results.json"))
     console.print(f"total {summary['timings_s']['total']:.0f} s; summary, results and report in {output}")
 
 
