@@ -446,12 +446,11 @@ class LevelResults:
         for i, scan in enumerate(self.scans_2d):
             _known(scan.parameters, parameters, f"scans_2d[{i}].parameters")
             _known(scan.fixed, parameters, f"scans_2d[{i}].fixed")
-        for name, entries in (("intervals", self.intervals), ("best_fit", self.best_fit)):
-            for m, entry in entries.items():
-                if name == "best_fit":
-                    _known(entry, parameters, f"best_fit.{m}")
-                for key in entry if name == "intervals" else ():
-                    _split_key(key, parameters, f"intervals.{m}.{key}")
+        for m, entry in self.intervals.items():
+            for key in entry:
+                _split_key(key, parameters, f"intervals.{m}.{key}")
+        for m, fit in self.best_fit.items():
+            _known(fit, parameters, f"best_fit.{m}")
         if self.fisher is not None:
             _check_shape(self.fisher.theta, (n,), "fisher.theta", f" (n_params = {n})")
         for m, calibration in self.calibration.items():
@@ -465,7 +464,7 @@ class LevelResults:
 
 def _interval(value: Any, method: str, key: str) -> tuple[float | None, float | None]:
     path = f"intervals.{method}.{key}"
-    if isinstance(value, (str, Mapping)) or not isinstance(value, Sequence) or len(value) != 2:
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 2:
         raise _Invalid(path, f"expected [lo, hi] (null for an open end), got {value!r}")
     lo, hi = _end(value[0], _at(path, 0)), _end(value[1], _at(path, 1))
     if lo is not None and hi is not None and lo > hi:

@@ -310,3 +310,9 @@ def test_constructors_check_shapes_and_names():
         Distribution("x", [0.0, 2.0, 1.0], {})
     with pytest.raises(ValueError, match=re.escape("efficiency: expected 2 numbers (one per cut), got 1")):
         CutFlowResult(("a", "b"), [0.5])
+
+
+def test_interval_ends_from_arrays_and_non_finite_numbers_are_open():
+    entry = {"c_68": np.array([-1.0, np.inf]), "c_95": (np.float64(-2.0), np.nan), "c_99": [None, 3]}
+    level_results = LevelResults(label="x", scans_1d={}, intervals={"m": entry})
+    assert level_results.intervals["m"] == {"c_68": (-1.0, None), "c_95": (-2.0, None), "c_99": (None, 3.0)}
