@@ -26,6 +26,7 @@ from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, Ra
 from assay.analysis.scans import grids, one_d_scans, scan_all
 from assay.config import RunConfig
 from assay.estimators import Ensemble
+from assay.exceptions import ConfigError
 from assay.inference.asimov import AsimovSample
 from assay.inference.fisher import (
     histogram_fisher_information,
@@ -240,9 +241,14 @@ def run_limits(
         The :class:`~assay.results.Results` written to ``limits/results.json``.
 
     Raises:
-        ConfigError: an unknown model or observable, a model whose predictions do not fit a method.
+        ConfigError: an unknown model, observable or ``theta_toys`` parameter; a model whose
+            predictions do not fit a method.
         StoreError: the run folder lacks events, basis, split or a trained model; a bad data file.
     """
+    names = [p.name for p in cfg.parameters]
+    unknown = [name for name in theta_toys or {} if name not in names]
+    if unknown:
+        raise ConfigError(f"--theta: unknown parameter(s) {unknown}; the config's parameters are {names}")
     run = RunDir(output or cfg.output)
     start = time.perf_counter()
     timings: dict[str, float] = {}

@@ -21,7 +21,7 @@ def _theta(values: list[str] | None) -> dict[str, float] | None:
             out[name.strip()] = float(value)
         except ValueError:
             sep = ""
-        if not sep:
+        if not sep or not name.strip():
             raise typer.BadParameter(f"--theta: expected NAME=VALUE, got {item!r}")
     return out
 
