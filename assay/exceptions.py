@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "MorphingError",
     "NotFittedError",
+    "PredictionError",
     "SamplingError",
     "StoreError",
 ]
@@ -39,3 +40,7 @@ class SamplingError(AssayError, ValueError):
 
 class NotFittedError(AssayError, RuntimeError):
     """An estimator was used before ``fit``."""
+
+
+class PredictionError(AssayError, ValueError):
+    """A model was asked for a prediction it cannot make (names the model, the request, what it predicts)."""

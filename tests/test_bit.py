@@ -19,8 +19,7 @@ from assay.bit import (
     ratio_design,
     weight_derivatives,
 )
-from assay.estimators import load_estimator
-from assay.estimators.ratio import RatioPrediction
+from assay.estimators import Prediction, load_estimator
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.inference.likelihood import expected_scan, log_ratio_function
 from assay.morphing import Morpher, morphing_components
@@ -166,13 +165,14 @@ def test_history_is_the_seed002_loss(amplitude_fit):
 def test_log_ratio_shapes_and_reference(amplitude_fit):
     bit, (x, _, _), _ = amplitude_fit
     thetas = np.array([[0.0, 0.0], [0.5, -0.2], [-1.0, 1.0]])
-    log_r = bit.log_ratio(x[:100], thetas)
+    log_r = bit.log_weight_ratio(x[:100], thetas)
     assert log_r.shape == (3, 100)
     np.testing.assert_array_equal(log_r[0], 0.0)
-    assert bit.log_ratio(x[:100], thetas[1]).shape == (100,)
+    assert bit.log_weight_ratio(x[:100], thetas[1]).shape == (1, 100)
     expected = np.log(1 + bit.predict_coefficients(x[:100]) @ ratio_design(thetas[1], 2)[0])
     np.testing.assert_allclose(log_r[1], expected, rtol=1e-12)
-    np.testing.assert_array_equal(bit.score(x[:100]), bit.predict_coefficients(x[:100])[:, :2])
+    linear = bit.linear_coefficients(x[:100])
+    np.testing.assert_array_equal(linear, bit.predict_coefficients(x[:100])[:, :2])
 
 
 # ---- the ratio-estimator interface: normalised log r̂, score, likelihood scans ---------------
@@ -199,57 +199,48 @@ def amplitude_log_r(x: np.ndarray, theta: np.ndarray) -> np.ndarray:
 
 def test_normalised_log_ratio_identities(amplitude_fit):
     """log r̂(x|θ, θ) = 0, antisymmetry, log r̂(θ0, θ1) = log r̂(θ0, ref) − log r̂(θ1, ref), and
-    log r̂ = log R − log σ-ratio; θ1 as one point or paired rows."""
+    log r̂ = log R − log σ-ratio."""
     bit, (x, _, _), _ = amplitude_fit
     x = x[:200]
     rng = np.random.default_rng(17)
     theta0, theta1 = rng.normal(0, 0.5, size=(4, 2)), rng.normal(0, 0.5, size=(4, 2))
     ref = np.zeros(2)
-    same = bit.evaluate_log_ratio(x, theta0, theta0)
-    assert isinstance(same, RatioPrediction) and same.score is None
-    np.testing.assert_array_equal(same.log_r, 0.0)
-    forward = bit.evaluate_log_ratio(x, theta0, theta1).log_r
-    assert forward.shape == (4, 200)
-    np.testing.assert_allclose(forward, -bit.evaluate_log_ratio(x, theta1, theta0).log_r, atol=1e-12)
-    to_ref = bit.evaluate_log_ratio(x, np.vstack([theta0, theta1]), ref).log_r
-    np.testing.assert_allclose(forward, to_ref[:4] - to_ref[4:], atol=1e-12)
-    expected = bit.log_ratio(x, theta0) - np.log(bit.cross_section_ratio(theta0))[:, None]
+    same = bit.log_ratio(x, theta1[0], theta1[0])
+    assert isinstance(same, Prediction) and same.std is None
+    np.testing.assert_array_equal(same.mean, 0.0)
+    to_ref = bit.log_ratio(x, np.vstack([theta0, theta1]), ref).mean
+    assert to_ref.shape == (8, 200)
+    for i in range(4):
+        forward = bit.log_ratio(x, theta0[i], theta1[i]).mean
+        np.testing.assert_allclose(forward, -bit.log_ratio(x, theta1[i], theta0[i]).mean, atol=1e-12)
+        np.testing.assert_allclose(forward[0], to_ref[i] - to_ref[4 + i], atol=1e-12)
+    expected = bit.log_weight_ratio(x, theta0) - np.log(bit.cross_section_ratio(theta0))[:, None]
     np.testing.assert_allclose(to_ref[:4], expected, rtol=1e-13, atol=1e-13)
-    one = bit.evaluate_log_ratio(x, theta0[1], theta1[1]).log_r
-    np.testing.assert_allclose(one, forward[1:2], atol=1e-13)
-    with pytest.raises(ValueError, match="theta1: expected one point or 4 points"):
-        bit.evaluate_log_ratio(x, theta0, theta1[:2])
-    with pytest.raises(ValueError, match="theta0: expected shape"):
-        bit.evaluate_log_ratio(x, np.zeros(3), ref)
+    with pytest.raises(ValueError, match="theta_ref: expected one point"):
+        bit.log_ratio(x, theta0, theta1[:2])
+    with pytest.raises(ValueError, match="theta: expected shape"):
+        bit.log_ratio(x, np.zeros(3), ref)
     broken = copy.copy(bit)  # a σ(θ) polynomial that turns negative: 1 − 2 θ_0
     broken.cross_section_coefficients_ = np.array([-2.0, 0.0, 0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match=r"theta=\[1.0, 0.0\]: .* <= 0"):
-        broken.evaluate_log_ratio(x, np.array([[0.1, 0.0], [1.0, 0.0]]), ref)
+        broken.log_ratio(x, np.array([[0.1, 0.0], [1.0, 0.0]]), ref)
 
 
 def test_score_is_the_gradient_of_the_normalised_log_ratio(amplitude_fit):
-    """Analytic t̂(x|θ0) against central differences of log r̂ (truncation h² ∂³ log r̂ ~ 1e-10,
-    rounding 1e-16 / h ~ 1e-11); at θ_ref it is R_a − ∂_a σ/σ."""
+    """Analytic t̂(x|θ) against central differences of log r̂ (truncation h² ∂³ log r̂ ~ 1e-10,
+    rounding 1e-16 / h ~ 1e-11); at θ_ref it is R_a − ∂_a σ/σ of the training sample."""
     bit, (x, _, _), _ = amplitude_fit
     x, h = x[:300], 1e-5
-    theta0 = np.array([[0.0, 0.0], [0.4, -0.3], [-0.8, 0.6]])
     theta1 = np.array([0.2, 0.1])
-    prediction = bit.evaluate_log_ratio(x, theta0, theta1, score=True)
-    assert prediction.score.shape == (3, 300, 2)
-    numeric = np.stack(
-        [
-            (
-                bit.evaluate_log_ratio(x, theta0 + h * e, theta1).log_r
-                - bit.evaluate_log_ratio(x, theta0 - h * e, theta1).log_r
-            )
-            / (2 * h)
-            for e in np.eye(2)
-        ],
-        axis=-1,
-    )
-    np.testing.assert_allclose(prediction.score, numeric, rtol=1e-6, atol=1e-6)
-    at_ref = bit.score(x) - bit.cross_section_coefficients_[:2]
-    np.testing.assert_allclose(prediction.score[0], at_ref, rtol=1e-12, atol=1e-12)
+    for theta in (np.zeros(2), np.array([0.4, -0.3]), np.array([-0.8, 0.6])):
+        score = bit.score(x, theta)
+        assert score.mean.shape == (300, 2) and score.std is None
+        steps = [bit.log_ratio(x, np.stack([theta + h * e, theta - h * e]), theta1).mean for e in np.eye(2)]
+        numeric = np.stack([(up - down) / (2 * h) for up, down in steps], axis=-1)
+        np.testing.assert_allclose(score.mean, numeric, rtol=1e-6, atol=1e-6)
+    at_ref = bit.linear_coefficients(x) - bit.cross_section_coefficients_[:2]
+    np.testing.assert_allclose(bit.score(x).mean, at_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(bit.score(x, bit.theta_ref_).mean, bit.score(x).mean)
 
 
 def test_expected_scan_with_bit_matches_the_exact_likelihood(amplitude_fit):
@@ -303,9 +294,9 @@ def test_positive_option_keeps_the_ratio_positive_on_a_grid():
     for sample in (x, x_fresh):
         ratio = 1 + positive.predict_coefficients(sample) @ design.T
         assert ratio.min() >= POSITIVE_FLOOR * (1 - 1e-9)
-        assert np.all(np.isfinite(positive.log_ratio(sample, grid)))
-        np.testing.assert_array_equal(positive.score(sample), free.score(sample))
-    assert np.min(free.log_ratio(x, grid)) == pytest.approx(np.log(MIN_RATIO))  # the documented guard
+        assert np.all(np.isfinite(positive.log_weight_ratio(sample, grid)))
+        np.testing.assert_array_equal(positive.linear_coefficients(sample), free.linear_coefficients(sample))
+    assert np.min(free.log_weight_ratio(x, grid)) == pytest.approx(np.log(MIN_RATIO))  # the documented guard
 
 
 def test_positive_coefficients_keep_the_score_and_bound_the_ratio():
@@ -388,7 +379,9 @@ def test_not_fitted_raises(tmp_path):
     for call in (
         lambda: bit.predict_coefficients(x),
         lambda: bit.score(x),
-        lambda: bit.log_ratio(x, np.zeros(2)),
+        lambda: bit.log_ratio(x, np.zeros(2), np.zeros(2)),
+        lambda: bit.linear_coefficients(x),
+        lambda: bit.log_weight_ratio(x, np.zeros(2)),
         lambda: bit.cross_section_ratio(np.zeros(2)),
         lambda: bit.save(tmp_path / "bit"),
     ):

@@ -9,7 +9,7 @@ quarks; tests/test_wh.py checks the joint ratio against |M|²). Here in both Wil
 
 BIT (:class:`assay.bit.BoostedInformationTree`) regresses R_a, R_ab of R(x|θ) = dσ(x|θ)/dσ(x|SM)
 on the train events (80%); on the test events (20%) its normalised log r̂(x|θ, SM)
-(``evaluate_log_ratio``) is compared with the exact log r(x|θ, SM) = log w(θ)/w(SM) − log σ(θ)/σ(SM)
+(``log_ratio``) is compared with the exact log r(x|θ, SM) = log w(θ)/w(SM) − log σ(θ)/σ(SM)
 at c_HW̃ = ±0.5 and c_HW = ±0.5. MSEs are expectations over x ~ p(x|SM), as in
 test_estimators_wh.py, but estimated with the SM weights of all test events rather than an
 unweighted subsample (same expectation, lower variance). The exact log r has heavy tails where the
@@ -74,7 +74,7 @@ class WHBitValidation:
 
     def errors(self, bit: BoostedInformationTree) -> dict[str, tuple[float, float, float, float]]:
         """Per θ: (MSE, MSE of predicting 0, trimmed MSE, trimmed MSE of 0) of log r̂(x|θ, SM)."""
-        log_r = bit.evaluate_log_ratio(self.x, self.thetas, SM).log_r
+        log_r = bit.log_ratio(self.x, self.thetas, SM).mean
         assert log_r.shape == self.log_r.shape and np.all(np.isfinite(log_r))
         out = {}
         for name, predicted, exact in zip(THETAS, log_r, self.log_r):

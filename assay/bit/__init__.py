@@ -1,7 +1,8 @@
 """Boosted Information Trees (seed 002; arXiv:2107.10859, arXiv:2205.12976).
 
 - :class:`BoostedInformationTree`: the estimator of R(x|θ) = 1 + Δ·R_a(x) + ½ Δᵀ R_ab(x) Δ;
-  ``evaluate_log_ratio`` gives the normalised log r̂(x|θ0, θ1) like the ratio estimators.
+  ``log_ratio`` and ``score`` give the normalised log r̂(x|θ, θ_ref) and t̂(x|θ) like every
+  estimator (:class:`~assay.estimators.prediction.Prediction`).
 - :func:`fit_tree`, :class:`RegressionTree`: the Fisher-information regression tree it boosts.
 - :func:`weight_derivatives`: the per-event training targets from benchmark weights (morphing).
 """

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,11 +38,9 @@ from assay.bit.polynomial import (
     weight_derivatives,
 )
 from assay.bit.tree import SortedEvents, grow_tree, predict_forest
+from assay.estimators.prediction import Prediction, PredictorBase, as_point
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.morphing import Morpher, as_thetas
-
-if TYPE_CHECKING:
-    from assay.estimators.ratio import RatioPrediction
 
 __all__ = ["MIN_RATIO", "POSITIVE_FLOOR", "BoostedInformationTree"]
 
@@ -52,7 +50,7 @@ MIN_RATIO = 1e-12  # log_ratio guard: R(x|θ) is clipped to at least this before
 POSITIVE_FLOOR = 1e-3  # with positive=True, R(x|θ) >= POSITIVE_FLOOR for every x and θ
 
 
-class BoostedInformationTree:
+class BoostedInformationTree(PredictorBase):
     """Boosted Information Tree estimator of R(x|θ) (seed 002).
 
     Args:
@@ -80,6 +78,8 @@ class BoostedInformationTree:
         >>> bit.predict_coefficients(np.array([[0.5]])).round(1).tolist()
         [[1.0, 0.5]]
     """
+
+    predicts: ClassVar[frozenset[str]] = frozenset({"log_ratio", "score"})
 
     def __init__(
         self,
@@ -226,27 +226,27 @@ class BoostedInformationTree:
             else coefficients
         )
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """The linear coefficients R_a(x) = ∂_a R(x|θ) at θ_ref, ``(n_events, n_params)``.
+    def linear_coefficients(self, x: np.ndarray) -> np.ndarray:
+        """R_a(x) = ∂_a R(x|θ) at θ_ref, ``(n_events, n_params)``; x: ``(n_events, n_obs)``.
 
-        The score t(x|θ_ref) = R_a(x) − ∂_a log σ(θ_ref) (see :meth:`cross_section_ratio`).
+        The score at θ_ref is t(x|θ_ref) = R_a(x) − ∂_a σ(θ_ref)/σ(θ_ref) (:meth:`score`).
         """
         return self.predict_coefficients(x)[:, : self.n_params_]
 
-    def log_ratio(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    def log_weight_ratio(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """log R(x|θ) = log dσ(x|θ)/dσ(x|θ_ref), with R clipped to at least :data:`MIN_RATIO`.
 
-        The normalised log r(x|θ, θ_ref) is this minus ``log(cross_section_ratio(theta))``.
+        Not normalised: :meth:`log_ratio` subtracts log σ(θ)/σ(θ_ref).
 
         Args:
             x: ``(n_events, n_obs)``.
             theta: ``(n_params,)`` or ``(n_theta, n_params)``.
 
         Returns:
-            ``(n_events,)`` for one θ, ``(n_theta, n_events)`` for many.
+            ``(n_theta, n_events)``.
         """
-        out = self._log_ratio_of(self.predict_coefficients(x), theta)
-        return out[0] if np.ndim(theta) == 1 else out
+        self._check_fitted()
+        return self._log_ratio_of(self.predict_coefficients(x), as_thetas(theta, self.n_params_))
 
     def _ratio_of(self, coefficients: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """R(x|θ) ``(n_theta, n_events)``; coefficients ``(n_events, n_coef)``, θ ``(n_theta, n_params)``."""
@@ -262,51 +262,64 @@ class BoostedInformationTree:
             )
         return np.log(np.maximum(ratio, MIN_RATIO))
 
-    def evaluate_log_ratio(
-        self, x: np.ndarray, theta0: np.ndarray, theta1: np.ndarray, *, score: bool = False
-    ) -> RatioPrediction:
-        """The normalised log r̂(x|θ0, θ1) = log p̂(x|θ0) − log p̂(x|θ1), like the ratio estimators.
+    def log_ratio(self, x: np.ndarray, theta: np.ndarray, theta_ref: np.ndarray) -> Prediction:
+        """The normalised log r̂(x|θ, θ_ref) = log p̂(x|θ) − log p̂(x|θ_ref), for any θ_ref.
 
-        With R(x|θ) = dσ(x|θ)/dσ(x|θ_ref) (seed 002 "Learning more with trees", the polynomial
-        of the module docstring) and σ(θ)/σ(θ_ref) from :meth:`cross_section_ratio`,
+        With R(x|θ) = dσ(x|θ)/dσ(x|θ_BIT) relative to BIT's own θ_BIT = ``theta_ref_`` (seed 002
+        "Learning more with trees", the polynomial of the module docstring) and σ(θ)/σ(θ_BIT) from
+        :meth:`cross_section_ratio`, log p̂(x|θ) − log p̂(x|θ_BIT) = log R(x|θ) − log σ(θ)/σ(θ_BIT), so
 
-            log r̂(x|θ0, θ1) = log R(x|θ0) − log R(x|θ1) − log(σ(θ0)/σ(θ1)),
+            log r̂(x|θ, θ_ref) = log R(x|θ) − log R(x|θ_ref) − log(σ(θ)/σ(θ_ref)).
 
-        so ``assay.inference.likelihood.log_ratio_function`` and the scans take a BIT as they
-        take a :class:`~assay.estimators.ratio.RatioEstimator`. The coefficients are predicted
-        once for all θ. R is clipped at :data:`MIN_RATIO` as in :meth:`log_ratio`.
+        The coefficients are predicted once for all θ; R is clipped at :data:`MIN_RATIO`.
 
         Args:
             x: events ``(n_events, n_obs)``.
-            theta0: numerator points ``(n_theta, n_params)`` or ``(n_params,)`` (n_theta = 1).
-            theta1: denominator point ``(n_params,)`` shared by all θ0, or ``(n_theta, n_params)``
-                paired with θ0.
-            score: also return the analytic t̂(x|θ0) = ∇θ0 log r̂ = ∇R(x|θ0)/R(x|θ0) − ∇σ(θ0)/σ(θ0),
-                with ∂_a R = R_a + Σ_b R_ab Δ_b (0 where R is clipped).
+            theta: ``(n_theta, n_params)`` or ``(n_params,)``.
+            theta_ref: one point ``(n_params,)``.
 
         Returns:
-            :class:`~assay.estimators.ratio.RatioPrediction` with ``log_r (n_theta, n_events)`` and
-            ``score (n_theta, n_events, n_params)`` (None if ``score=False``), float64.
+            :class:`~assay.estimators.prediction.Prediction` with ``mean (n_theta, n_events)``, ``std`` None.
 
         Raises:
             NotFittedError: before ``fit``.
             ValueError: shapes that do not match the fitted observables / parameters, or a θ where
                 the training sample's σ(θ) ≤ 0 (outside the range of the quadratic σ).
         """
-        from assay.estimators.ratio import RatioPrediction  # torch: only when used like an estimator
-
         coefficients = self.predict_coefficients(x)
-        th0 = as_thetas(theta0, self.n_params_, "theta0")
-        th1 = as_thetas(theta1, self.n_params_, "theta1")
-        if len(th1) not in (1, len(th0)):
-            raise ValueError(
-                f"theta1: expected one point or {len(th0)} points paired with theta0, got {len(th1)}"
-            )
-        sigma0, sigma1 = self._positive_cross_section_ratio(th0), self._positive_cross_section_ratio(th1)
-        log_r = self._log_ratio_of(coefficients, th0) - self._log_ratio_of(coefficients, th1)
-        log_r -= np.log(sigma0 / sigma1)[:, None]
-        t0 = self._score_of(coefficients, th0, sigma0) if score else None
-        return RatioPrediction(log_r, t0)
+        thetas = as_thetas(theta, self.n_params_, "theta")
+        ref = as_point(theta_ref, self.n_params_, "theta_ref")[None]
+        to_bit = self._normalised_log_ratio(coefficients, thetas)
+        return Prediction(to_bit - self._normalised_log_ratio(coefficients, ref))
+
+    def _normalised_log_ratio(self, coefficients: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """log R(x|θ) − log σ(θ)/σ(θ_BIT) ``(n_theta, n_events)``."""
+        sigma = self._positive_cross_section_ratio(theta)
+        return self._log_ratio_of(coefficients, theta) - np.log(sigma)[:, None]
+
+    def score(self, x: np.ndarray, theta: np.ndarray | None = None) -> Prediction:
+        """The normalised score t̂(x|θ) = ∇θ log p̂(x|θ) = ∇R(x|θ)/R(x|θ) − ∇σ(θ)/σ(θ).
+
+        ∂_a R = R_a + Σ_b R_ab Δ_b (0 where R is clipped); σ(θ)/σ(θ_BIT) is BIT's own
+        :meth:`cross_section_ratio`, learned from the training weights (exact for the training
+        sample), so at θ_BIT the score is R_a(x) − Σ_i w_{i,a} / Σ_i w_i (the training sample's
+        ∂_a σ/σ, ``cross_section_coefficients_[:n_params]``).
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta: one point ``(n_params,)``; None: BIT's ``theta_ref_``.
+
+        Returns:
+            :class:`~assay.estimators.prediction.Prediction` with ``mean (n_events, n_params)``, ``std`` None.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: a θ of the wrong shape, or where the training sample's σ(θ) ≤ 0.
+        """
+        coefficients = self.predict_coefficients(x)
+        point = self.theta_ref_ if theta is None else as_point(theta, self.n_params_, "theta")
+        sigma = self._positive_cross_section_ratio(point[None])
+        return Prediction(self._score_of(coefficients, point[None], sigma)[0])
 
     def _positive_cross_section_ratio(self, theta: np.ndarray) -> np.ndarray:
         """σ(θ)/σ(θ_ref) ``(n_theta,)`` for θ ``(n_theta, n_params)``; ValueError where it is ≤ 0."""
@@ -341,6 +354,9 @@ class BoostedInformationTree:
     def fisher_information(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """I_ab = Σ_i w_i R_a(x_i) R_b(x_i) at θ_ref, in pb (× luminosity in pb⁻¹ for events).
 
+        With R_a = t_a + ∂_a σ/σ and Σ_i w_i t_i ≈ 0 this is the kinematic information plus the
+        rate term ∂_a σ ∂_b σ / σ.
+
         Args:
             x: ``(n_events, n_obs)``.
             weights: w_i(θ_ref) ``(n_events,)`` in pb.
@@ -348,7 +364,7 @@ class BoostedInformationTree:
         Returns:
             ``(n_params, n_params)``.
         """
-        score = self.score(x)
+        score = self.linear_coefficients(x)
         return np.einsum("i,ia,ib->ab", np.asarray(weights, dtype=float), score, score)
 
     # ---- persistence ------------------------------------------------------------------

@@ -5,54 +5,45 @@
   likelihood-ratio estimators, singly or doubly parameterized, optionally morphing-aware.
 - :class:`Ensemble`: members trained on resampled data (bootstrap or separate sets, in
   parallel through Dask), predictions with their spread and the expectation check.
-- :class:`Trainer`: the one training loop; :func:`load_estimator` reads saved estimators and ensembles.
+- :class:`Prediction`, :class:`Predictor`: what every model (and BIT) returns from
+  ``log_ratio(x, theta, theta_ref)`` and ``score(x, theta=None)``.
+- :data:`METHODS`, :func:`method_class`: the config's method names (``"alices"``, ``"bit"``, …);
+  :func:`load_estimator` reads saved estimators, ensembles and BITs.
+- :class:`Trainer`: the one training loop.
+
+Names are imported on first use, so ``assay.estimators.prediction`` (and code that only needs
+:class:`Prediction`, e.g. :mod:`assay.inference` and :mod:`assay.bit`) does not import torch.
 """
 
 from __future__ import annotations
 
-from assay.estimators.base import Estimator
-from assay.estimators.ensemble import Ensemble, EnsemblePrediction, ExpectationCheck, poisson_bootstrap
-from assay.estimators.nets import ACTIVATIONS, MLP, Standardizer
-from assay.estimators.ratio import (
-    ALICE,
-    ALICES,
-    CARL,
-    CASCAL,
-    RASCAL,
-    ROLR,
-    RatioEstimator,
-    RatioPrediction,
-)
-from assay.estimators.ratio_models import MorphingRatioNet, RatioNet
-from assay.estimators.registry import ESTIMATORS, load_estimator
-from assay.estimators.score import SALLINO, SALLY, ScoreNet
-from assay.estimators.train import OPTIMIZERS, History, Trainer
+import importlib
+from typing import Any
 
-__all__ = [
-    "ACTIVATIONS",
-    "ALICE",
-    "ALICES",
-    "CARL",
-    "CASCAL",
-    "ESTIMATORS",
-    "MLP",
-    "OPTIMIZERS",
-    "RASCAL",
-    "ROLR",
-    "SALLINO",
-    "SALLY",
-    "Ensemble",
-    "EnsemblePrediction",
-    "Estimator",
-    "ExpectationCheck",
-    "History",
-    "MorphingRatioNet",
-    "RatioEstimator",
-    "RatioNet",
-    "RatioPrediction",
-    "ScoreNet",
-    "Standardizer",
-    "Trainer",
-    "load_estimator",
-    "poisson_bootstrap",
-]
+_SOURCES = {  # module → the names it exports here
+    "base": ("Estimator",),
+    "ensemble": ("Ensemble", "EnsemblePrediction", "ExpectationCheck", "poisson_bootstrap"),
+    "nets": ("ACTIVATIONS", "MLP", "Standardizer"),
+    "prediction": ("Prediction", "Predictor"),
+    "ratio": ("ALICE", "ALICES", "CARL", "CASCAL", "RASCAL", "ROLR", "RatioEstimator", "RatioPrediction"),
+    "ratio_models": ("MorphingRatioNet", "RatioNet"),
+    "registry": ("ESTIMATORS", "load_estimator"),
+    "score": ("SALLINO", "SALLY", "ScoreNet"),
+    "train": ("OPTIMIZERS", "History", "Trainer"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

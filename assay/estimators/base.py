@@ -31,6 +31,7 @@ from torch import nn
 
 from assay import __version__
 from assay.estimators.nets import Standardizer, make_activation
+from assay.estimators.prediction import PredictorBase
 from assay.estimators.train import History, Trainer, seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.saving import read_json, replace_directory
@@ -45,8 +46,11 @@ METADATA_FILE = "estimator.json"
 TRAINER_FIELDS = tuple(f.name for f in fields(Trainer))
 
 
-class Estimator:
+class Estimator(PredictorBase):
     """Base class of the torch estimators (SALLY and the likelihood-ratio family).
+
+    Predictions come from ``log_ratio`` and ``score`` (:class:`~assay.estimators.prediction.Predictor`);
+    each subclass lists the ones it makes in ``predicts``.
 
     Args:
         n_params: number of theory parameters; None: taken from the training set

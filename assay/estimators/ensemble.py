@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from assay import __version__
 from assay.estimators.base import Estimator
+from assay.estimators.prediction import Prediction, PredictorBase, cannot_predict
 from assay.exceptions import NotFittedError, StoreError
 from assay.morphing import as_thetas
 from assay.saving import read_json, replace_directory
@@ -169,8 +170,12 @@ def _per_member(sets: TrainingSet | Sequence[TrainingSet] | None, n: int, name: 
     return sets
 
 
-class Ensemble:
+class Ensemble(PredictorBase):
     """Members of one kind of estimator trained on resampled data; predictions with their spread.
+
+    ``log_ratio`` and ``score`` return the members' mean with their standard deviation
+    (:meth:`Prediction.from_members <assay.estimators.prediction.Prediction.from_members>`);
+    ``predicts`` is what every member predicts.
 
     Args:
         members: at least two estimators (their hyper-parameters are kept; ``fit`` trains
@@ -207,6 +212,11 @@ class Ensemble:
     @property
     def n_members(self) -> int:
         return len(self.members)
+
+    @property
+    def predicts(self) -> frozenset[str]:  # type: ignore[override]  # the members' kind decides
+        """What every member predicts (:class:`~assay.estimators.prediction.Predictor`)."""
+        return frozenset.intersection(*(type(m).predicts for m in self.members))
 
     def __repr__(self) -> str:
         return f"Ensemble({self.n_members} × {self.members[0]!r})"
@@ -291,15 +301,58 @@ class Ensemble:
         self.fit_seconds_ = tuple(float(s) for s in seconds)
         self.resampling_ = resampling
 
-    def _fitted(self, method: str) -> list[Estimator]:
+    def _fitted(self) -> list[Estimator]:
         if not hasattr(self, "members_"):
             raise NotFittedError("this Ensemble is not fitted yet: call fit(...) or load_estimator(path)")
-        lacking = sorted({type(m).__name__ for m in self.members_ if not hasattr(m, method)})
-        if lacking:
-            raise TypeError(f"Ensemble.{method}: members of type {lacking} have no {method}()")
         return self.members_
 
     # ---- predictions ------------------------------------------------------------------
+    def log_ratio(
+        self, x: np.ndarray, theta: np.ndarray, theta_ref: np.ndarray, *, chunk_size: int = 16_384
+    ) -> Prediction:
+        """The members' mean log r̂(x|θ, θ_ref) and its standard deviation over members.
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta: ``(n_theta, n_params)`` or ``(n_params,)``.
+            theta_ref: one point ``(n_params,)``.
+            chunk_size: passed to each member's ``log_ratio``.
+
+        Returns:
+            :class:`~assay.estimators.prediction.Prediction` with ``mean`` and ``std (n_theta, n_events)``.
+
+        Raises:
+            PredictionError: the members do not predict log r (SALLY).
+            NotFittedError: before ``fit``.
+        """
+        members = self._predicting("log_ratio")
+        return Prediction.from_members(
+            [m.log_ratio(x, theta, theta_ref, chunk_size=chunk_size).mean for m in members]
+        )
+
+    def score(self, x: np.ndarray, theta: np.ndarray | None = None) -> Prediction:
+        """The members' mean t̂(x|θ) and its standard deviation over members.
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta: one point ``(n_params,)``; None: the members' reference point (SALLY's θ_ref;
+                likelihood-ratio members need θ).
+
+        Returns:
+            :class:`~assay.estimators.prediction.Prediction` with ``mean`` and ``std (n_events, n_params)``.
+
+        Raises:
+            PredictionError: the members cannot predict the score at ``theta``.
+            NotFittedError: before ``fit``.
+        """
+        return Prediction.from_members([m.score(x, theta).mean for m in self._predicting("score")])
+
+    def _predicting(self, what: str) -> list[Estimator]:
+        """The fitted members, once they can predict ``what``."""
+        if what not in self.predicts:
+            raise cannot_predict(self, what, name=f"Ensemble of {type(self.members[0]).__name__}")
+        return self._fitted()
+
     def evaluate_log_ratio(
         self,
         x: np.ndarray,
@@ -309,7 +362,8 @@ class Ensemble:
         score: bool = False,
         chunk_size: int = 16_384,
     ) -> EnsemblePrediction:
-        """log r̂(x|θ0, θ1) of every member, their mean and variance.
+        """log r̂(x|θ0, θ1) of every member, their mean and variance (θ1 may pair with θ0;
+        :meth:`log_ratio` is the :class:`~assay.estimators.prediction.Predictor` call).
 
         Args:
             x: events ``(n_events, n_obs)``.
@@ -326,23 +380,25 @@ class Ensemble:
 
         Raises:
             NotFittedError: before ``fit``.
-            TypeError: the members are not likelihood-ratio estimators.
+            PredictionError: the members are not likelihood-ratio estimators.
         """
         if score:
             raise NotImplementedError("Ensemble.evaluate_log_ratio: score=True; evaluate the members' scores")
-        members = self._fitted("evaluate_log_ratio")
+        members = self._predicting("log_ratio")
         kwargs = {"score": False, "chunk_size": chunk_size}
         return _summarise([m.evaluate_log_ratio(x, theta0, theta1, **kwargs).log_r for m in members])
 
     def evaluate_score(self, x: np.ndarray, *, chunk_size: int = 1_000_000) -> EnsemblePrediction:
-        """t̂(x|θ_ref) of every member (SALLY ensembles): ``mean (n_events, n_params)``.
+        """t̂(x|θ_ref) of every member (SALLY ensembles): ``mean (n_events, n_params)``, with the
+        members' predictions and their variance (:meth:`score` is the
+        :class:`~assay.estimators.prediction.Predictor` call).
 
         Raises:
             NotFittedError: before ``fit``.
-            TypeError: the members are not score estimators.
+            PredictionError: the members have no reference point (likelihood-ratio estimators).
         """
-        members = self._fitted("evaluate_score")
-        return _summarise([m.evaluate_score(x, chunk_size=chunk_size) for m in members])
+        members = self._predicting("score")
+        return _summarise([m.score(x, chunk_size=chunk_size).mean for m in members])
 
     def expectation_check(
         self,
@@ -368,7 +424,7 @@ class Ensemble:
         Returns:
             :class:`ExpectationCheck`; the standard error is √(Σ w² (r̂ − R̂)²) / Σ w.
         """
-        log_r = self.evaluate_log_ratio(x_theta1, theta, theta1).mean
+        log_r = self.log_ratio(x_theta1, theta, theta1).mean
         w = np.ones(log_r.shape[1]) if weights is None else np.asarray(weights, dtype=float)
         if w.shape != (log_r.shape[1],):
             raise ValueError(f"weights: expected shape ({log_r.shape[1]},) like x_theta1, got {w.shape}")
@@ -402,7 +458,7 @@ class Ensemble:
             NotFittedError: before ``fit``.
             StoreError: ``path`` exists and is not a saved ensemble or estimator.
         """
-        members = self._fitted("save")
+        members = self._fitted()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         names = [f"member_{i}" for i in range(len(members))]

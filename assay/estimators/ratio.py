@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from assay.estimators.base import Estimator
+from assay.estimators.prediction import Prediction, as_point
 from assay.estimators.ratio_models import MorphingRatioNet, RatioNet, log_ratio_and_scores
+from assay.exceptions import PredictionError
 from assay.morphing import Morpher, as_thetas
 from assay.training_set import TrainingSet
 
@@ -81,6 +83,7 @@ class RatioEstimator(Estimator):
 
     required_fields: ClassVar[tuple[str, ...]] = _RATIO_FIELDS
     uses_score: ClassVar[bool] = False
+    predicts: ClassVar[frozenset[str]] = frozenset({"log_ratio", "score"})
 
     def __init__(self, *, morphing: Morpher | Mapping | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -133,6 +136,55 @@ class RatioEstimator(Estimator):
         means = {name: (batch["w"] * per_sample).mean() for name, (_, per_sample) in terms.items()}
         total = sum(coef * means[name] for name, (coef, _) in terms.items())
         return total, means
+
+    def log_ratio(
+        self, x: np.ndarray, theta: np.ndarray, theta_ref: np.ndarray, *, chunk_size: int = 16_384
+    ) -> Prediction:
+        """log r̂(x|θ, θ_ref) = g(x, θ) − g(x, θ_ref).
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta: ``(n_theta, n_params)`` or ``(n_params,)``.
+            theta_ref: one point ``(n_params,)``.
+            chunk_size: see :meth:`evaluate_log_ratio`.
+
+        Returns:
+            :class:`~assay.estimators.prediction.Prediction` with ``mean (n_theta, n_events)``, ``std`` None.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: shapes do not match the fitted observables / parameters.
+        """
+        self._fitted_net()
+        ref = as_point(theta_ref, len(self.parameters_), "theta_ref")
+        return Prediction(self.evaluate_log_ratio(x, theta, ref, score=False, chunk_size=chunk_size).log_r)
+
+    def score(
+        self, x: np.ndarray, theta: np.ndarray | None = None, *, chunk_size: int = 16_384
+    ) -> Prediction:
+        """t̂(x|θ) = ∇θ g(x, θ) by forward-mode differentiation (module docstring).
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta: one point ``(n_params,)``; required (a likelihood-ratio model has no reference point).
+            chunk_size: see :meth:`evaluate_log_ratio`.
+
+        Returns:
+            :class:`~assay.estimators.prediction.Prediction` with ``mean (n_events, n_params)``, ``std`` None.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            PredictionError: ``theta`` is None.
+        """
+        self._fitted_net()
+        if theta is None:
+            raise PredictionError(
+                f"{type(self).__name__} estimates the score at any θ but has no reference point: "
+                f"call score(x, theta) with theta (n_params,)"
+            )
+        point = as_point(theta, len(self.parameters_), "theta")
+        scores = self.evaluate_log_ratio(x, point, point, score=True, chunk_size=chunk_size).score
+        return Prediction(scores[0])
 
     def evaluate_log_ratio(
         self,

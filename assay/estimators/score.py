@@ -20,7 +20,8 @@ from torch import nn
 
 from assay.estimators.base import Estimator
 from assay.estimators.nets import MLP, Standardizer
-from assay.exceptions import NotFittedError
+from assay.estimators.prediction import Prediction, PredictorBase, as_point
+from assay.exceptions import NotFittedError, PredictionError
 from assay.morphing import as_thetas
 from assay.training_set import TrainingSet
 
@@ -64,6 +65,7 @@ class SALLY(Estimator):
     """
 
     required_fields: ClassVar[tuple[str, ...]] = ("x", "t0")
+    predicts: ClassVar[frozenset[str]] = frozenset({"score"})
 
     def _prepare(self, train_set: TrainingSet) -> None:
         theta = train_set.theta0
@@ -86,6 +88,41 @@ class SALLY(Estimator):
     def _loss(self, net: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         mse = (batch["w"] * ((net(batch["x"]) - batch["t0"]) ** 2).mean(-1)).mean()
         return mse, {"score_mse": mse}
+
+    def score(
+        self, x: np.ndarray, theta: np.ndarray | None = None, *, chunk_size: int = 1_000_000
+    ) -> Prediction:
+        """Estimated score t̂(x|θ_ref).
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta: None or θ_ref ``(n_params,)``: SALLY estimates the score at its θ_ref only.
+            chunk_size: events per forward pass.
+
+        Returns:
+            :class:`~assay.estimators.prediction.Prediction` with ``mean (n_events, n_params)``, ``std`` None.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            PredictionError: ``theta`` is not θ_ref (or SALLY was trained without a single θ_ref).
+        """
+        self._fitted_net()
+        if theta is not None:
+            self._check_reference(as_point(theta, len(self.parameters_), "theta"))
+        return Prediction(self.evaluate_score(x, chunk_size=chunk_size))
+
+    def _check_reference(self, theta: np.ndarray) -> None:
+        if self.theta_ref_ is None:
+            raise PredictionError(
+                f"SALLY estimates the score where it was trained, but its training set had no single "
+                f"θ_ref (θ0 varies); call score(x) without theta (got theta = {theta.tolist()})"
+            )
+        if not np.allclose(theta, self.theta_ref_, rtol=0.0, atol=1e-12):
+            raise PredictionError(
+                f"SALLY estimates the score t(x|θ_ref) at its θ_ref = {self.theta_ref_.tolist()} only, got "
+                f"theta = {theta.tolist()}; train SALLY at that point, or use a likelihood-ratio method "
+                f"(alices, ...) or bit for the score at any θ"
+            )
 
     def evaluate_score(self, x: np.ndarray, *, chunk_size: int = 1_000_000) -> np.ndarray:
         """Estimated score t̂(x|θ_ref).
@@ -111,7 +148,7 @@ class SALLY(Estimator):
         return out
 
 
-class SALLINO:
+class SALLINO(PredictorBase):
     """Likelihood ratio from one-dimensional histograms of the SALLY observable (MadMiner's SALLINO).
 
     For each θ, h_θ(x) = t̂(x)·(θ − θ_ref) of the calibration events is histogrammed
@@ -124,6 +161,8 @@ class SALLINO:
     with P̂ the weighted bin fractions (floored at 1e-12 for empty bins). It is exact in
     the local (linear) approximation around θ_ref, given enough calibration events.
 
+    It predicts ``log_ratio`` only (relative to any θ_ref: the two ratios to its own θ_ref subtract).
+
     Args:
         sally: a fitted :class:`SALLY`.
         n_bins: histogram bins per θ (seed 000 uses 25 for SALLY histograms).
@@ -133,6 +172,8 @@ class SALLINO:
         >>> SALLINO(SALLY(), n_bins=25).n_bins
         25
     """
+
+    predicts: ClassVar[frozenset[str]] = frozenset({"log_ratio"})
 
     def __init__(self, sally: SALLY, *, n_bins: int = 25, theta_ref: np.ndarray | None = None):
         if n_bins < 2:
@@ -161,6 +202,28 @@ class SALLINO:
         self.reference_weights_ = np.asarray(weights(self.theta_ref_), dtype=float)
         return self
 
+    def log_ratio(self, x: np.ndarray, theta: np.ndarray, theta_ref: np.ndarray) -> Prediction:
+        """log r̂(x|θ, θ_ref) = log r̂(x|θ, θ_SALLY) − log r̂(x|θ_ref, θ_SALLY) (one histogram pair per point).
+
+        Args:
+            x: events ``(n_events, n_obs)``.
+            theta: ``(n_theta, n_params)`` or ``(n_params,)``.
+            theta_ref: one point ``(n_params,)``.
+
+        Returns:
+            :class:`~assay.estimators.prediction.Prediction` with ``mean (n_theta, n_events)``, ``std`` None.
+        """
+        self._check_fitted()
+        ref = as_point(theta_ref, self.t_.shape[1], "theta_ref")
+        t_x = self.sally.evaluate_score(x)
+        thetas = as_thetas(theta, self.t_.shape[1], "theta")
+        to_ref = self._log_ratio_at(t_x, ref)
+        return Prediction(np.stack([self._log_ratio_at(t_x, th) - to_ref for th in thetas]))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "t_"):
+            raise NotFittedError("this SALLINO is not fitted yet: call fit(x, weights)")
+
     def evaluate_log_ratio(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """log r̂(x|θ, θ_ref) for each θ (one histogram pair per θ: a loop over θ).
 
@@ -171,8 +234,7 @@ class SALLINO:
         Returns:
             ``(n_theta, n_events)``; exactly 0 at θ = θ_ref.
         """
-        if not hasattr(self, "t_"):
-            raise NotFittedError("this SALLINO is not fitted yet: call fit(x, weights)")
+        self._check_fitted()
         t_x = self.sally.evaluate_score(x)
         thetas = as_thetas(theta, self.t_.shape[1], "theta")
         return np.stack([self._log_ratio_at(t_x, th) for th in thetas])
