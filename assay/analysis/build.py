@@ -75,7 +75,9 @@ def _truth(cfg: RunConfig, sample: AsimovSample) -> RatioMethod:
         def toy_log_ratio(data: Dataset, theta: np.ndarray) -> np.ndarray:
             return (toy.log_likelihood(data.x, theta) - toy.log_likelihood(data.x, theta_true)[:, None]).T
 
-        return RatioMethod("truth", toy_log_ratio, normalise=False, theta_chunk=256)
+        # the exact density, normalised on the finite Asimov sample like the estimators: its
+        # E[r] over the sample differs from 1 by the sample's fluctuation, a term ∝ N in the scan
+        return RatioMethod("truth", toy_log_ratio, normalise=True, theta_chunk=256)
 
     def weights_log_ratio(data: Dataset, theta: np.ndarray) -> np.ndarray:
         if data.benchmark_weights is None:

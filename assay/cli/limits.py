@@ -77,7 +77,7 @@ def limits(
 
 
 def _fmt(value: float | None) -> str:
-    return "open" if value is None else f"{value:+.4g}"
+    return "open" if value is None else f"{value:+.3g}"
 
 
 def print_results(results) -> None:
@@ -85,9 +85,9 @@ def print_results(results) -> None:
     for name, level in results.levels.items():
         keys = list(dict.fromkeys(k for iv in level.intervals.values() for k in iv))
         table = Table(title=f"{name}: {level.data}, L = {results.luminosity_ifb:g} fb⁻¹")
-        table.add_column("method", no_wrap=True)
+        table.add_column("method", no_wrap=True, min_width=max(map(len, level.intervals)))
         for key in keys:
-            table.add_column(key, justify="center", no_wrap=True)
+            table.add_column(key, justify="center")
         for method, iv in level.intervals.items():
             cells = [f"[{_fmt(iv[k][0])}, {_fmt(iv[k][1])}]" if k in iv else "-" for k in keys]
             table.add_row(method, *cells)
