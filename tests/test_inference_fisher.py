@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from assay.estimators import ALICES, SALLY, Ensemble
+from assay.estimators.prediction import Prediction, PredictorBase
+from assay.exceptions import PredictionError
 from assay.inference import (
     Binning,
     binned_scan,
@@ -28,7 +31,9 @@ from assay.inference import (
     score_fisher_information,
     truth_fisher_information,
 )
+from assay.inference.fisher import score_values
 from assay.joint import JointQuantities
+from assay.training_set import TrainingSet
 
 SM = np.zeros(2)
 LUMI = 1.0  # fb⁻¹: σ(SM) = 2π pb → 6283 expected events
@@ -138,23 +143,63 @@ def test_fisher_table(joint, events, morpher):
     assert all(m.shape == (2, 2) for m in table.values())
 
 
-def test_sally_fisher_with_a_perfect_and_a_partial_estimator(toy, events, truth):
-    class ExactSally:  # stands in for a fitted SALLY: t̂(x) = t(x|SM)
-        def evaluate_score(self, x):
-            return toy.score(x, SM)
+class ExactSally(PredictorBase):
+    """Stands in for a fitted SALLY: t̂(x) = scale · t(x|SM) of the toy."""
 
+    predicts = frozenset({"score"})
+
+    def __init__(self, toy, scale: float = 1.0):
+        self.toy, self.scale = toy, scale
+
+    def score(self, x, theta=None):
+        return Prediction(self.scale * self.toy.score(x, SM))
+
+
+def test_sally_fisher_with_a_perfect_and_a_partial_estimator(toy, events, truth):
     args = (events.x, events.weights[:, 0], LUMI, toy.cross_section_gradient(SM))
     kwargs = {"cross_section": toy.cross_section(SM)}
-    np.testing.assert_allclose(sally_fisher_information(ExactSally(), *args, **kwargs), truth, rtol=1e-12)
-
-    class TooLarge(ExactSally):  # a miscalibrated t̂ = 1.1 t: L Σ w t̂ t̂ᵀ is an estimate, not a bound
-        def evaluate_score(self, x):
-            return 1.1 * super().evaluate_score(x)
-
+    np.testing.assert_allclose(sally_fisher_information(ExactSally(toy), *args, **kwargs), truth, rtol=1e-12)
+    # a miscalibrated t̂ = 1.1 t: L Σ w t̂ t̂ᵀ is an estimate, not a bound
     kinematic = truth - rate_fisher_information(toy.cross_section(SM), toy.cross_section_gradient(SM), LUMI)
     np.testing.assert_allclose(
-        sally_fisher_information(TooLarge(), *args, **kwargs), truth + 0.21 * kinematic
+        sally_fisher_information(ExactSally(toy, 1.1), *args, **kwargs), truth + 0.21 * kinematic
     )
+
+
+def test_scores_as_prediction_or_array(toy, events, truth):
+    t = toy.score(events.x, SM)
+    args = (events.weights[:, 0], LUMI, toy.cross_section_gradient(SM))
+    from_prediction = score_fisher_information(Prediction(t, std=np.ones_like(t)), *args)
+    np.testing.assert_array_equal(from_prediction, score_fisher_information(t, *args))
+    np.testing.assert_array_equal(score_values(t), t)
+
+
+def test_sally_fisher_of_an_ensemble(toy, events, truth):
+    """Two SALLYs regressing the exact t(x|SM) on 4k events: the ensemble's information is that of the
+    members' mean t̂. Measured: 1.9-2.6% below the truth on the diagonal (seeds 0-2); bound 10%."""
+    x = events.x[:4000]
+    data = TrainingSet(
+        x=x, observables=("x0", "x1"), parameters=("c0", "c1"), kind="local_score",
+        theta0=np.zeros((len(x), 2)), t0=toy.score(x, SM),
+    )  # fmt: skip
+    settings = dict(hidden=(32,), epochs=10, batch_size=128, lr=(1e-2, 1e-3), progress=False)
+    ensemble = Ensemble.from_estimator(SALLY(**settings), 2).fit(data, n_workers=1, seed=0)
+    args = (events.x, events.weights[:, 0], LUMI, toy.cross_section_gradient(SM))
+    info = sally_fisher_information(ensemble, *args)
+    np.testing.assert_array_equal(info, score_fisher_information(ensemble.score(events.x).mean, *args[1:]))
+    np.testing.assert_allclose(np.diag(info), np.diag(truth), rtol=0.1)
+    with pytest.raises(PredictionError, match="no reference point"):
+        sally_fisher_information(ALICES(epochs=1, hidden=(4,), progress=False).fit(_ratio_set(x)), *args)
+    with pytest.raises(PredictionError, match="does not implement the prediction methods"):
+        sally_fisher_information(object(), *args)
+
+
+def _ratio_set(x: np.ndarray) -> TrainingSet:
+    n = len(x)
+    return TrainingSet(
+        x=x, observables=("x0", "x1"), parameters=("c0", "c1"), kind="ratio", theta0=np.ones((n, 2)),
+        theta1=np.zeros((n, 2)), y=np.arange(n) % 2.0, log_r=np.zeros(n), t0=np.zeros((n, 2)),
+    )  # fmt: skip
 
 
 def test_histograms_of_the_score_are_a_lower_bound(toy, events, morpher, truth):

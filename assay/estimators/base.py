@@ -187,7 +187,10 @@ class Estimator(PredictorBase):
         return next(self._fitted_net().parameters()).device
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32, device=self._device())
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        if not array.flags.writeable:  # torch cannot share read-only memory (it warns)
+            array = array.copy()
+        return torch.from_numpy(array).to(self._device())
 
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)

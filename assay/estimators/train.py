@@ -439,6 +439,8 @@ def _as_tensors(data: Mapping[str, torch.Tensor | np.ndarray], name: str) -> dic
     """Tensors on the CPU, floating ones as float32, all with the same length."""
     out = {}
     for key, value in data.items():
+        if isinstance(value, np.ndarray) and not value.flags.writeable:
+            value = value.copy()  # torch cannot share read-only memory (it warns)
         t = torch.as_tensor(value)
         out[key] = t.float() if t.is_floating_point() else t
     lengths = {k: len(v) for k, v in out.items()}

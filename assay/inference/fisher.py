@@ -23,10 +23,10 @@ L is in fb⁻¹ and σ in pb (factor 1000).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
+from assay.estimators.prediction import Prediction, Predictor, check_predicts
 from assay.inference.asymptotic import ONE_SIGMA, critical_value
 from assay.inference.histograms import BinnedTemplates
 from assay.inference.likelihood import PB_TO_FB, check_luminosity
@@ -41,22 +41,39 @@ __all__ = [
     "rate_fisher_information",
     "sally_fisher_information",
     "score_fisher_information",
+    "score_values",
     "truth_fisher_information",
 ]
 
 
-def kinematic_fisher_information(scores: np.ndarray, weights: np.ndarray, luminosity: float) -> np.ndarray:
+Scores = Prediction | np.ndarray
+"""Per-event scores ``(n_events, n_params)``: an estimator's :class:`~assay.estimators.prediction.Prediction`
+(its ``mean`` is used) or a plain array (e.g. exact joint scores)."""
+
+
+def score_values(scores: Scores) -> np.ndarray:
+    """The score array ``(n_events, n_params)`` of ``scores``: a Prediction's ``mean``, or the array itself.
+
+    Example:
+        >>> score_values(Prediction(np.ones((2, 1)), std=np.zeros((2, 1)))).tolist()
+        [[1.0], [1.0]]
+    """
+    return scores.mean if isinstance(scores, Prediction) else np.asarray(scores, dtype=float)
+
+
+def kinematic_fisher_information(scores: Scores, weights: np.ndarray, luminosity: float) -> np.ndarray:
     """L Σ_e w_e t_e t_eᵀ, the information in the shape of the distribution.
 
     Args:
-        scores: t(x_e|θ) ``(n_events, n_params)``.
+        scores: t(x_e|θ) ``(n_events, n_params)``, an array or a
+            :class:`~assay.estimators.prediction.Prediction` (its mean).
         weights: event weights at θ ``(n_events,)`` in pb.
         luminosity: L in fb⁻¹.
 
     Returns:
         ``(n_params, n_params)``.
     """
-    t = np.asarray(scores, dtype=float)
+    t = score_values(scores)
     w = np.asarray(weights, dtype=float)
     if t.ndim != 2 or w.shape != (len(t),):
         raise ValueError(
@@ -92,7 +109,7 @@ def rate_fisher_information(
 
 
 def score_fisher_information(
-    scores: np.ndarray,
+    scores: Scores,
     weights: np.ndarray,
     luminosity: float,
     cross_section_gradient: np.ndarray,
@@ -102,7 +119,8 @@ def score_fisher_information(
     """Kinematic + rate information from per-event scores (exact t: truth; t̂: SALLY).
 
     Args:
-        scores: t or t̂ at θ ``(n_events, n_params)``.
+        scores: t or t̂ at θ ``(n_events, n_params)``, an array or a
+            :class:`~assay.estimators.prediction.Prediction` (its mean, e.g. ``sally.score(x)``).
         weights: event weights at θ ``(n_events,)`` in pb.
         luminosity: L in fb⁻¹.
         cross_section_gradient: ∇θ σ(θ) ``(n_params,)`` in pb.
@@ -144,32 +162,39 @@ def truth_fisher_information(
 
 
 def sally_fisher_information(
-    sally: Any,
+    model: Predictor,
     x: np.ndarray,
     weights: np.ndarray,
     luminosity: float,
     cross_section_gradient: np.ndarray,
     *,
     cross_section: float | None = None,
+    theta: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Information of the SALLY score: :func:`score_fisher_information` with t̂(x) at its θ_ref.
+    """Information of an estimated score: :func:`score_fisher_information` with ``model.score(x, theta)``.
 
     Args:
-        sally: fitted estimator with ``evaluate_score(x) -> (n_events, n_params)``
-            (:class:`assay.estimators.score.SALLY`).
+        model: a fitted model that predicts ``"score"``: :class:`~assay.estimators.score.SALLY`, an
+            :class:`~assay.estimators.ensemble.Ensemble` of them (the members' mean t̂), a
+            :class:`~assay.bit.BoostedInformationTree`, or a likelihood-ratio estimator (with ``theta``).
         x: events ``(n_events, n_obs)``.
-        weights: event weights at θ_ref ``(n_events,)`` in pb.
+        weights: event weights at θ ``(n_events,)`` in pb.
         luminosity: L in fb⁻¹.
-        cross_section_gradient: ∇θ σ(θ_ref) ``(n_params,)`` in pb.
-        cross_section: σ(θ_ref) in pb; default Σ weights.
+        cross_section_gradient: ∇θ σ(θ) ``(n_params,)`` in pb.
+        cross_section: σ(θ) in pb; default Σ weights.
+        theta: θ ``(n_params,)``; None: the model's reference point (SALLY's and BIT's θ_ref).
 
     Returns:
         ``(n_params, n_params)``: the truth-level information when t̂ = t(x|θ_ref). For an imperfect
         t̂ it is an estimate, not a bound (a t̂ too large by 10% overstates the kinematic part by
         21%); the information of the binned t̂ (:func:`assay.inference.histograms.score_binning` +
         :func:`histogram_fisher_information`) is a true lower bound.
+
+    Raises:
+        PredictionError: ``model`` does not predict the score (at ``theta``).
     """
-    t_hat = sally.evaluate_score(x)
+    check_predicts(model, "score")
+    t_hat = model.score(x, theta)
     return score_fisher_information(
         t_hat, weights, luminosity, cross_section_gradient, cross_section=cross_section
     )
@@ -201,7 +226,7 @@ def fisher_table(
     luminosity: float,
     *,
     histograms: Mapping[str, BinnedTemplates] | None = None,
-    sally_scores: np.ndarray | None = None,
+    sally_scores: Scores | None = None,
 ) -> dict[str, np.ndarray]:
     """Fisher information of several analyses at one θ, for comparison.
 
@@ -211,7 +236,8 @@ def fisher_table(
         theta: ``(n_params,)``.
         luminosity: L in fb⁻¹.
         histograms: name → templates, each giving ``"histogram: <name>"``.
-        sally_scores: t̂(x_e) of the same events ``(n_events, n_params)``, giving ``"sally"``.
+        sally_scores: t̂(x_e) of the same events ``(n_events, n_params)`` (array or
+            :class:`~assay.estimators.prediction.Prediction`), giving ``"sally"``.
 
     Returns:
         name → ``(n_params, n_params)``: ``"truth"``, ``"rate"``, then the optional entries.
