@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import special
 
-from assay.morphing import as_thetas
+from assay.estimators.prediction import Predictor, check_predicts
 
 __all__ = [
     "PB_TO_FB",
@@ -315,23 +314,26 @@ def rate_only_scan(
     return Scan.from_log_likelihood(thetas, poisson_log_likelihood(n_observed, xs, luminosity))
 
 
-def log_ratio_function(estimator: Any, x: np.ndarray, theta_ref: np.ndarray) -> Callable:
-    """log r̂(x|θ, θ_ref) of a fitted ratio estimator as the callable ``log_r`` of the scans.
+def log_ratio_function(model: Predictor, x: np.ndarray, theta_ref: np.ndarray) -> Callable:
+    """log r̂(x|θ, θ_ref) of a fitted model as the callable ``log_r`` of the scans.
 
     Args:
-        estimator: anything with ``evaluate_log_ratio(x, theta0, theta1, score=False)`` returning
-            an object with ``log_r (n_theta, n_events)`` (the :mod:`assay.estimators.ratio` family)
-            or ``mean`` (an :class:`~assay.estimators.Ensemble`: the members' mean log r̂).
+        model: anything that predicts ``"log_ratio"`` (:class:`~assay.estimators.prediction.Predictor`):
+            a likelihood-ratio estimator, an :class:`~assay.estimators.Ensemble` of them (the
+            members' mean), a :class:`~assay.bit.BoostedInformationTree` or a SALLINO.
         x: events ``(n_events, n_obs)``.
         theta_ref: reference point ``(n_params,)``.
 
     Returns:
-        ``θ (n, n_params) → (n, n_events)``.
+        ``θ (n, n_params) → model.log_ratio(x, θ, theta_ref).mean``, ``(n, n_events)``.
+
+    Raises:
+        PredictionError: ``model`` does not predict log r (e.g. SALLY: histogram its score instead).
     """
-    ref = as_thetas(theta_ref, np.shape(theta_ref)[-1], "theta_ref")[0]
+    check_predicts(model, "log_ratio")
+    ref = np.asarray(theta_ref, dtype=float)
 
     def log_r(theta: np.ndarray) -> np.ndarray:
-        prediction = estimator.evaluate_log_ratio(x, theta, ref, score=False)
-        return prediction.mean if hasattr(prediction, "mean") else prediction.log_r  # ensemble or single
+        return model.log_ratio(x, theta, ref).mean
 
     return log_r
