@@ -33,7 +33,7 @@ from training import MORPHER, N_OBS, N_PARAMS, random_ratio_set
 
 from assay.estimators import ALICES, Ensemble
 from assay.inference import expected_scan, log_ratio_function, theta_grid
-from assay.inference.asymptotic import SEED_RANGES
+from assay.simulators.wh_analysis import SEED_RANGES
 
 NETWORKS = {
     "": dict(hidden=(100, 100), activation="tanh"),  # the demo's ALICES, seed 000's S+B network

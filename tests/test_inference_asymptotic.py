@@ -15,9 +15,6 @@ from scipy import stats
 
 from assay.inference import (
     ONE_SIGMA,
-    SEED_POINTS_1D,
-    SEED_POINTS_2D,
-    SEED_RANGES,
     ContourResult,
     LimitResult,
     Scan,
@@ -34,6 +31,7 @@ from assay.inference import (
     theta_grid,
 )
 from assay.inference.asymptotic import open_ends, scan_p_values  # not yet exported by assay.inference
+from assay.simulators.wh_analysis import SEED_POINTS_1D, SEED_POINTS_2D, SEED_RANGES
 
 N_EVENTS = 400
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from assay.inference import (
-    SEED_BINNINGS,
     BinnedTemplates,
     Binning,
     binned_log_likelihood,
@@ -25,6 +24,7 @@ from assay.inference import (
     theta_grid,
     to_pyhf_spec,
 )
+from assay.simulators.wh_analysis import SEED_BINNINGS
 from assay.store import EventStore
 
 LUMI = 0.3  # fb⁻¹; σ(SM) of the toy is 2π pb → ~1900 events

@@ -12,9 +12,6 @@ from __future__ import annotations
 from assay.inference.asymptotic import (
     DEFAULT_CLS,
     ONE_SIGMA,
-    SEED_POINTS_1D,
-    SEED_POINTS_2D,
-    SEED_RANGES,
     ContourResult,
     LimitResult,
     asimov_limits,
@@ -40,7 +37,6 @@ from assay.inference.fisher import (
     truth_fisher_information,
 )
 from assay.inference.histograms import (
-    SEED_BINNINGS,
     BinnedTemplates,
     Binning,
     binned_log_likelihood,
@@ -66,10 +62,6 @@ __all__ = [
     "DEFAULT_CLS",
     "ONE_SIGMA",
     "PB_TO_FB",
-    "SEED_BINNINGS",
-    "SEED_POINTS_1D",
-    "SEED_POINTS_2D",
-    "SEED_RANGES",
     "BinnedTemplates",
     "Binning",
     "ContourResult",

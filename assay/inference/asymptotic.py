@@ -30,9 +30,6 @@ from assay.inference.likelihood import Scan
 __all__ = [
     "DEFAULT_CLS",
     "ONE_SIGMA",
-    "SEED_POINTS_1D",
-    "SEED_POINTS_2D",
-    "SEED_RANGES",
     "ContourResult",
     "LimitResult",
     "asimov_limits",
@@ -52,23 +49,20 @@ __all__ = [
 
 ONE_SIGMA = float(stats.chi2.cdf(1.0, 1))  # 0.682689…: q_crit = 1 for one parameter
 DEFAULT_CLS = (ONE_SIGMA, 0.95)
-SEED_RANGES = ((-1.0, 1.0), (-1.2, 1.2))  # (c_HW, c_HW̃) in TeV⁻², seed 000 "Binning & likelihood scans"
-SEED_POINTS_1D = 303
-SEED_POINTS_2D = 35
 
 
 def theta_grid(ranges: Sequence[Sequence[float]], n_points: int | Sequence[int]) -> np.ndarray:
     """Regular product grid, last parameter varying fastest ("ij" order).
 
     Args:
-        ranges: (low, high) per parameter, ``(n_params, 2)``, e.g. :data:`SEED_RANGES`.
+        ranges: (low, high) per parameter, ``(n_params, 2)``.
         n_points: points per parameter (one int or one per parameter), ≥ 4 for cubic splines.
 
     Returns:
         ``(prod(n_points), n_params)``.
 
     Example:
-        >>> theta_grid([(-1.2, 1.2)], SEED_POINTS_1D).shape, theta_grid(SEED_RANGES, 35).shape
+        >>> theta_grid([(-1.2, 1.2)], 303).shape, theta_grid([(-1.0, 1.0), (-1.2, 1.2)], 35).shape
         ((303, 1), (1225, 2))
     """
     bounds = np.asarray(ranges, dtype=float).reshape(-1, 2)

@@ -7,8 +7,8 @@ Bin expectations are exact at any θ because the weights are: with W_kb = Σ_{ev
     ν_b(θ) = L Σ_k c_k(θ) W_kb · 1000,     ∂ν_b/∂θ_a = L Σ_k ∂_a c_k(θ) W_kb · 1000
 
 (L in fb⁻¹). The binned likelihood is Π_b Pois(n_b | ν_b(θ)); for expected limits n = ν(θ_true)
-(Asimov data). The seed binnings are in :data:`SEED_BINNINGS`; a SALLY observable is binned
-with :func:`score_binning` (25 bins with quantile edges of t̂ at the SM). The export to pyhf is
+(Asimov data). Seed 000's binnings are in :data:`assay.simulators.wh_analysis.SEED_BINNINGS`;
+a SALLY observable is binned with :func:`score_binning` (25 bins with quantile edges of t̂ at the SM). The export to pyhf is
 in :mod:`assay.inference.pyhf_export`.
 """
 
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
     from assay.store import EventStore
 
 __all__ = [
-    "COS_DELTA_PLUS_EDGES",
-    "MT_TOT_EDGES",
-    "PT_W_EDGES",
-    "SEED_BINNINGS",
     "BinnedTemplates",
     "Binning",
     "binned_log_likelihood",
@@ -39,11 +35,6 @@ __all__ = [
     "score_binning",
     "templates_from_store",
 ]
-
-COS_DELTA_PLUS_EDGES = np.linspace(-1.0, 1.0, 26)  # Q_ℓ cos δ⁺, 25 bins
-MT_TOT_EDGES = np.array([0.0, 400.0, 800.0, np.inf])  # m_T(ℓνbb̄) in GeV
-PT_W_EDGES = np.array([0.0, 75.0, 150.0, 250.0, 400.0, 600.0, np.inf])  # p_T^W in GeV
-
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare fields explicitly
 class Binning:
@@ -55,7 +46,7 @@ class Binning:
             outside the edges are not counted.
 
     Example:
-        >>> b = SEED_BINNINGS["pt_w"]
+        >>> b = Binning(("pt_w",), ([0.0, 75.0, 150.0, 250.0, 400.0, 600.0, np.inf],))
         >>> b.n_bins, b.bin_index(np.array([[10.0], [700.0], [-1.0]])).tolist()
         (6, [0, 5, -1])
     """
@@ -103,15 +94,6 @@ class Binning:
         return np.where(inside, index, -1)
 
 
-SEED_BINNINGS: dict[str, Binning] = {
-    "ql_cos_delta_plus": Binning(("ql_cos_delta_plus",), (COS_DELTA_PLUS_EDGES,)),
-    "mt_tot": Binning(("mt_tot",), (MT_TOT_EDGES,)),
-    "pt_w": Binning(("pt_w",), (PT_W_EDGES,)),
-    "ql_cos_delta_plus x mt_tot": Binning(
-        ("ql_cos_delta_plus", "mt_tot"), (COS_DELTA_PLUS_EDGES, MT_TOT_EDGES)
-    ),
-}
-"""The histogram analyses of seed 000 "Binning & likelihood scans" (plus one 2D combination)."""
 
 
 def score_binning(
