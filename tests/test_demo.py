@@ -74,7 +74,7 @@ def test_summary_layout(tiny_demo):
 def test_demo_is_the_example_configs_through_the_cli_chain(tiny_demo, tmp_path):
     """The demo's parton level equals `assay run` → `assay train` → `assay limits` on the same
     (scaled) example config: the demo adds nothing but the scaling and the collection."""
-    out, summary = tiny_demo
+    _, summary = tiny_demo
     from typer.testing import CliRunner
 
     from assay.cli import app

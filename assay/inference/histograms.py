@@ -8,8 +8,8 @@ Bin expectations are exact at any θ because the weights are: with W_kb = Σ_{ev
 
 (L in fb⁻¹). The binned likelihood is Π_b Pois(n_b | ν_b(θ)); for expected limits n = ν(θ_true)
 (Asimov data). Seed 000's binnings are in :data:`assay.simulators.wh_analysis.SEED_BINNINGS`;
-a SALLY observable is binned with :func:`score_binning` (25 bins with quantile edges of t̂ at the SM). The export to pyhf is
-in :mod:`assay.inference.pyhf_export`.
+a SALLY observable is binned with :func:`score_binning` (25 bins with quantile edges of t̂ at the
+SM). The export to pyhf is in :mod:`assay.inference.pyhf_export`.
 """
 
 from __future__ import annotations
