@@ -8,15 +8,24 @@ import typer
 
 from assay.cli._common import console, register_all, user_errors
 
-RUN_DIR = typer.Argument(..., exists=True, file_okay=False, help="Run folder holding results.json.")
+RUN_DIR = typer.Argument(
+    ..., exists=True, file_okay=False, help="Folder holding results.json, or a run folder with limits/."
+)
 
 
 def report(run_dir: Path = RUN_DIR) -> None:
-    """Write RUN_DIR/report.html and RUN_DIR/plots/*.png from RUN_DIR/results.json (and summary.json)."""
-    from assay.report import write_report
+    """Write report.html and plots/*.png from results.json (and summary.json).
 
+    RUN_DIR is the folder holding results.json (the demo's output, a run's limits/), or a run
+    folder of `assay limits`, whose limits/ is used.
+    """
+    from assay.report import write_report
+    from assay.rundir import RunDir
+
+    run = RunDir(run_dir)
+    folder = run.limits if not (run_dir / "results.json").exists() and run.results.exists() else run_dir
     with user_errors():
-        path = write_report(run_dir)
+        path = write_report(folder)
     console.print(f"report written to {path}", highlight=False, soft_wrap=True)
 
 
