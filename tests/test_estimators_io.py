@@ -19,17 +19,20 @@ import pytest
 import torch
 from conftest import BASIS_2D, N_EVENTS
 
+from assay.bit import BoostedInformationTree
 from assay.estimators import (
     ALICE,
     ALICES,
     CARL,
     CASCAL,
     ESTIMATORS,
+    METHODS,
     RASCAL,
     ROLR,
     SALLY,
     RatioEstimator,
     load_estimator,
+    method_class,
 )
 from assay.estimators.train import seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
@@ -108,6 +111,16 @@ def fitted(request, sets, morpher):
 # ---- contract ---------------------------------------------------------------------------------------
 def test_every_registered_class_is_covered():
     assert {cls.__name__ for cls, _ in CASES.values()} == set(ESTIMATORS)
+
+
+def test_one_registry_of_method_names():
+    """Config names map to classes through METHODS (BIT included); ESTIMATORS are its neural classes."""
+    assert sorted(METHODS) == ["alice", "alices", "bit", "carl", "cascal", "rascal", "rolr", "sally"]
+    assert all(name == cls.__name__.lower() for name, cls in METHODS.items() if cls in ESTIMATORS.values())
+    assert set(ESTIMATORS.values()) == set(METHODS.values()) - {BoostedInformationTree}
+    assert method_class("ALICES") is ALICES and method_class("Bit") is BoostedInformationTree
+    with pytest.raises(ConfigError, match=r"'alicez'; valid names are \['alice', 'alices', 'bit'"):
+        method_class("alicez")
 
 
 def test_output_shapes(fitted, sets):

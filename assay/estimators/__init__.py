@@ -27,7 +27,7 @@ _SOURCES = {  # module → the names it exports here
     "prediction": ("Prediction", "Predictor"),
     "ratio": ("ALICE", "ALICES", "CARL", "CASCAL", "RASCAL", "ROLR", "RatioEstimator", "RatioPrediction"),
     "ratio_models": ("MorphingRatioNet", "RatioNet"),
-    "registry": ("ESTIMATORS", "load_estimator"),
+    "registry": ("ESTIMATORS", "METHODS", "load_estimator", "method_class"),
     "score": ("SALLINO", "SALLY", "ScoreNet"),
     "train": ("OPTIMIZERS", "History", "Trainer"),
 }

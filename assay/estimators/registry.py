@@ -1,26 +1,54 @@
-"""Loading saved estimators: one registry from class names to classes; ensembles are recognised too."""
+"""The one lookup of estimator classes: config method names (:data:`METHODS`, BIT included) and
+saved class names (:data:`ESTIMATORS`); :func:`load_estimator` reads any saved model."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from assay.bit import BoostedInformationTree
+from assay.bit.persistence import FORMAT as BIT_FORMAT
 from assay.estimators.base import Estimator, read_metadata
 from assay.estimators.ensemble import ENSEMBLE_FILE, Ensemble, read_ensemble_metadata
 from assay.estimators.ratio import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR
 from assay.estimators.score import SALLY
-from assay.exceptions import StoreError
+from assay.exceptions import ConfigError, StoreError
 
-if TYPE_CHECKING:
-    from assay.bit import BoostedInformationTree
+__all__ = ["ESTIMATORS", "METHODS", "load_estimator", "method_class"]
 
-__all__ = ["ESTIMATORS", "load_estimator"]
+METHODS: dict[str, type] = {
+    "sally": SALLY,
+    "carl": CARL,
+    "rolr": ROLR,
+    "alice": ALICE,
+    "alices": ALICES,
+    "rascal": RASCAL,
+    "cascal": CASCAL,
+    "bit": BoostedInformationTree,
+}
+"""The config's ``training.method`` names → estimator classes (the neural ones and BIT)."""
 
 ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.__name__: cls for cls in (SALLY, CARL, ROLR, ALICE, ALICES, RASCAL, CASCAL)
+    cls.__name__: cls for cls in METHODS.values() if issubclass(cls, Estimator)
 }
+"""Class names of the neural estimators → classes (the ``class`` field of a saved ``estimator.json``)."""
+
+
+def method_class(name: str) -> type:
+    """The estimator class of a config method name, case-insensitively.
+
+    Raises:
+        ConfigError: an unknown name (the message lists the valid ones).
+
+    Example:
+        >>> method_class("ALICES").__name__, method_class("bit").__name__
+        ('ALICES', 'BoostedInformationTree')
+    """
+    cls = METHODS.get(str(name).lower())
+    if cls is None:
+        raise ConfigError(f"method: unknown name {name!r}; valid names are {sorted(METHODS)}")
+    return cls
 
 
 def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble | BoostedInformationTree:
@@ -45,11 +73,9 @@ def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble | BoostedInf
         ensemble = read_ensemble_metadata(path)
         members = [load_estimator(path / name) for name in ensemble["members"]]
         if not all(isinstance(m, Estimator) for m in members):
-            raise StoreError(f"{path / ENSEMBLE_FILE}: a member is itself an ensemble")
+            raise StoreError(f"{path / ENSEMBLE_FILE}: a member is not a neural estimator (ensemble or BIT)")
         return Ensemble._from_saved(members, ensemble)
     if _is_saved_bit(path):
-        from assay.bit import BoostedInformationTree
-
         return BoostedInformationTree.load(path)
     meta = read_metadata(path)
     cls = ESTIMATORS.get(meta["class"])
@@ -64,8 +90,6 @@ def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble | BoostedInf
 def _is_saved_bit(path: Path) -> bool:
     """Whether ``path/estimator.json`` carries BIT's format tag (read leniently: errors are raised
     by the loader that applies)."""
-    from assay.bit.persistence import FORMAT as BIT_FORMAT
-
     try:
         return json.loads((path / "estimator.json").read_text()).get("format") == BIT_FORMAT
     except (OSError, ValueError, AttributeError):
