@@ -77,7 +77,8 @@ def write_config(folder, name: str = "config.yaml", **inference) -> str:
 
 @pytest.fixture(scope="module")
 def limits_run(tmp_path_factory):
-    """The three commands once; returns (folder, config path, output of ``assay limits``)."""
+    """The three commands once; returns (folder, config path, output of ``assay limits``, what it
+    wrote: summary.json parsed, results.json read, the pyhf workspace parsed)."""
     folder = tmp_path_factory.mktemp("limits-cli")
     config, out = write_config(folder), folder / "out"
     for command in ("run", "train"):
@@ -85,13 +86,17 @@ def limits_run(tmp_path_factory):
         assert result.exit_code == 0, result.output
     result = invoke("limits", config, "-o", out, "-q", "--no-report")
     assert result.exit_code == 0, result.output
-    return folder, config, result.output
+    limits = out / "limits"  # read now: later tests run `assay limits` again in this folder
+    written = (
+        json.loads((limits / "summary.json").read_text()),
+        Results.from_json(limits / "results.json"),
+        json.loads((limits / "pyhf" / "hist_x0.json").read_text()),
+    )
+    return folder, config, result.output, written
 
 
 def test_limits_writes_summary_results_and_pyhf(limits_run):
-    folder, _, output = limits_run
-    limits = folder / "out" / "limits"
-    summary = json.loads((limits / "summary.json").read_text())
+    _, _, output, (summary, results, workspace) = limits_run
     level = summary["out"]  # the level is named after the run folder
     assert list(level) == METHODS  # both named models are rows of the one summary
     for method in METHODS:
@@ -105,7 +110,6 @@ def test_limits_writes_summary_results_and_pyhf(limits_run):
     for method in METHODS:
         assert method in text
 
-    results = Results.from_json(limits / "results.json")
     run = results.levels["out"]
     assert results.parameters == ("c",) and results.luminosity_ifb == 0.02 and run.data == "asimov"
     assert list(run.intervals) == METHODS and run.n_events["test_events"] == 1_200
@@ -115,7 +119,6 @@ def test_limits_writes_summary_results_and_pyhf(limits_run):
     assert set(run.histories) == {"alices", "sally"}  # BIT keeps no loss curve per epoch
     assert run.coverage is None
 
-    workspace = json.loads((limits / "pyhf" / "hist_x0.json").read_text())
     assert {"channels", "observations", "measurements"} <= set(workspace)
     assert run.checks["pyhf_vs_assay_max_abs_dq"] < 1e-6  # pyhf rescans the histogram to the same q
 
@@ -123,8 +126,7 @@ def test_limits_writes_summary_results_and_pyhf(limits_run):
 def test_truth_interval_contains_theta_true(limits_run):
     """Asimov data at θ_true = SM: the exact likelihood's 68% interval contains it, its best fit
     sits near it, and no method is much tighter than the truth (the Cramér-Rao bound)."""
-    results = Results.from_json(limits_run[0] / "out" / "limits" / "results.json")
-    run = results.levels["out"]
+    run = limits_run[3][1].levels["out"]
     lo, hi = run.intervals["truth"]["c_68"]
     assert lo < 0.0 < hi
     assert abs(run.best_fit["truth"]["c"]) < 0.5 * (hi - lo)
@@ -135,7 +137,7 @@ def test_truth_interval_contains_theta_true(limits_run):
 
 
 def test_models_on_the_command_line(limits_run):
-    folder, config, _ = limits_run
+    folder, config, *_ = limits_run
     result = invoke("limits", config, "-o", folder / "out", "-q", "--no-report", "-m", "trees")
     assert result.exit_code == 0, result.output
     summary = json.loads((folder / "out" / "limits" / "summary.json").read_text())
@@ -144,7 +146,7 @@ def test_models_on_the_command_line(limits_run):
 
 # ---- bad input: one clear error each ----------------------------------------------------------
 def test_unknown_model_on_the_command_line(limits_run):
-    folder, config, _ = limits_run
+    folder, config, *_ = limits_run
     result = invoke("limits", config, "-o", folder / "out", "-q", "--no-report", "--models", "nope")
     assert result.exit_code == 2
     text = flat(result.output)
@@ -166,7 +168,7 @@ def test_a_model_that_was_never_trained(limits_run, tmp_path):
 
 
 def test_data_with_other_observables(limits_run, tmp_path):
-    folder, config, _ = limits_run
+    folder, config, *_ = limits_run
     data = tmp_path / "other.h5"
     with EventStore.create(data, observables=["pt", "eta"], benchmarks=["sm"]) as writer:
         writer.append(np.zeros((5, 2)), np.ones((5, 1)))
@@ -177,7 +179,7 @@ def test_data_with_other_observables(limits_run, tmp_path):
 
 
 def test_missing_data_file(limits_run, tmp_path):
-    folder, config, _ = limits_run
+    folder, config, *_ = limits_run
     result = invoke("limits", config, "-o", folder / "out", "-q", "--data", tmp_path / "nowhere.h5")
     assert result.exit_code == 2
     assert "nowhere.h5: --data file not found" in flat(result.output)
@@ -185,14 +187,14 @@ def test_missing_data_file(limits_run, tmp_path):
 
 @pytest.mark.parametrize("theta", ["c", "c=abc", "=0.1"])
 def test_malformed_theta(limits_run, theta):
-    folder, config, _ = limits_run
+    folder, config, *_ = limits_run
     result = invoke("limits", config, "-o", folder / "out", "-q", "--toys", "2", "--theta", theta)
     assert result.exit_code == 2
     assert "--theta: expected NAME=VALUE" in flat(result.output) and "Traceback" not in result.output
 
 
 def test_theta_naming_an_unknown_parameter(limits_run):
-    folder, config, _ = limits_run
+    folder, config, *_ = limits_run
     result = invoke("limits", config, "-o", folder / "out", "-q", "--no-report", "--toys", "2",
                     "--theta", "cHW=0.1")  # fmt: skip
     assert result.exit_code == 2
