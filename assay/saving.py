@@ -1,4 +1,11 @@
-"""Atomic file writes: text, JSON and saved-model directories (estimators, ensembles, BIT); torch-free."""
+"""Atomic file writes and checked reads: text, JSON and saved-model directories (estimators,
+ensembles, BIT); torch-free.
+
+- :func:`atomic_path`: the one way to write a file (temporary file, then ``os.replace``);
+- :func:`atomic_directory`: the one way to write a saved-model directory;
+- :func:`read_tagged_json`: the one reader of a tagged metadata file (``format`` and
+  ``schema_version`` checked), with :func:`json_field` for its fields.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,23 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from assay.exceptions import StoreError
 
-__all__ = ["atomic_path", "read_json", "replace_directory", "write_json", "write_text"]
+__all__ = [
+    "atomic_directory",
+    "atomic_path",
+    "json_field",
+    "read_json",
+    "read_tagged_json",
+    "replace_directory",
+    "write_json",
+    "write_text",
+]
 
 
 @contextmanager
@@ -50,6 +66,49 @@ def write_json(path: Path, data: Any, *, indent: int = 2) -> None:
     write_text(path, json.dumps(data, indent=indent))
 
 
+@contextmanager
+def atomic_directory(
+    path: str | os.PathLike, *, markers: Sequence[str], what: str = "estimator"
+) -> Iterator[Path]:
+    """A temporary directory beside ``path`` to fill; it replaces ``path`` (:func:`replace_directory`)
+    when the block ends without error and is removed when it raises (KeyboardInterrupt included).
+
+    Args:
+        path: the saved model's directory; missing parent folders are created.
+        markers: file names of which one marks an existing ``path`` as a saved model that may be
+            replaced (an empty directory may be too).
+        what: the kind of model, for the error message.
+
+    Raises:
+        StoreError: ``path`` exists and is not a saved model (checked before and after the block).
+
+    Example:
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with atomic_directory(folder / "model", markers=("meta.json",)) as tmp:
+        ...     _ = (tmp / "meta.json").write_text("{}")
+        >>> sorted(p.name for p in folder.rglob("*"))
+        ['meta.json', 'model']
+    """
+    path = Path(path)
+    _check_replaceable(path, markers, what)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        replace_directory(tmp, path, markers=markers, what=what)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _check_replaceable(path: Path, markers: Sequence[str], what: str) -> None:
+    """StoreError unless ``path`` is missing, an empty directory or a directory holding one of ``markers``."""
+    if not path.exists():
+        return
+    if not path.is_dir() or (any(path.iterdir()) and not any((path / m).is_file() for m in markers)):
+        raise StoreError(f"{path}: exists and is not a saved {what}; refusing to overwrite it")
+
+
 def replace_directory(new: Path, path: Path, *, markers: Sequence[str], what: str = "estimator") -> None:
     """Move the finished directory ``new`` to ``path``.
 
@@ -64,8 +123,7 @@ def replace_directory(new: Path, path: Path, *, markers: Sequence[str], what: st
     if not path.exists():
         os.replace(new, path)
         return
-    if not path.is_dir() or (any(path.iterdir()) and not any((path / m).is_file() for m in markers)):
-        raise StoreError(f"{path}: exists and is not a saved {what}; refusing to overwrite it")
+    _check_replaceable(path, markers, what)
     old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
     os.replace(path, old / "previous")
     try:
@@ -89,3 +147,76 @@ def read_json(source: Path, *, missing: str, unreadable: str = "cannot read the 
         raise StoreError(f"{source}: {missing}") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(f"{source}: {unreadable} ({exc})") from exc
+
+
+def read_tagged_json(
+    path: str | os.PathLike, *, format: str, schema_version: int, what: str = "estimator"
+) -> dict[str, Any]:
+    """The JSON object in ``path``, checked to carry ``format`` and a ``schema_version`` no newer
+    than ``schema_version``.
+
+    Args:
+        path: the metadata file inside a saved model's directory.
+        format: the expected value of the ``"format"`` field.
+        schema_version: the newest ``"schema_version"`` this assay reads.
+        what: the kind of model, for the error messages.
+
+    Raises:
+        StoreError: naming the file (and the field): no such directory or file, not valid JSON,
+            not a JSON object, a missing or wrong ``format``, a missing or newer ``schema_version``.
+
+    Example:
+        >>> file = Path(tempfile.mkdtemp()) / "meta.json"
+        >>> _ = file.write_text('{"format": "assay.Other", "schema_version": 1}')
+        >>> try:
+        ...     read_tagged_json(file, format="assay.Estimator", schema_version=1)
+        ... except StoreError as err:
+        ...     print(str(err).removeprefix(f"{file}: "))
+        field 'format' is 'assay.Other', expected 'assay.Estimator'
+    """
+    source = Path(path)
+    if not source.parent.is_dir():
+        raise StoreError(f"{source.parent}: no saved {what} here (expected a directory with {source.name})")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise StoreError(f"{source}: missing file; is {source.parent} a saved {what}?") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{source}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise StoreError(f"{source}: cannot read the file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise StoreError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    tag = json_field(data, "format", source, str)
+    if tag != format:
+        raise StoreError(f"{source}: field 'format' is {tag!r}, expected {format!r}")
+    version = json_field(data, "schema_version", source, int)
+    if version > schema_version:
+        raise StoreError(
+            f"{source}: field 'schema_version' is {version}, newer than {schema_version}; upgrade assay"
+        )
+    return data
+
+
+def json_field(data: Mapping[str, Any], key: str, source: Path, kind: type, prefix: str = "") -> Any:
+    """``data[key]``, checked to be of ``kind`` (ints count as floats, bools as neither).
+
+    Args:
+        data: a parsed JSON object (or a part of one).
+        key: the field.
+        source: the file, for the message.
+        kind: the expected type (``str``, ``int``, ``float``, ``list``, ``dict``, ``Mapping``, ...).
+        prefix: the path of ``data`` inside the file, e.g. ``"state."``.
+
+    Raises:
+        StoreError: ``"<source>: missing field '<prefix><key>'"`` or ``"... should be <kind>, got <type>"``.
+    """
+    if not isinstance(data, Mapping) or key not in data:
+        raise StoreError(f"{source}: missing field '{prefix}{key}'")
+    value = data[key]
+    kinds = (int, float) if kind is float else kind
+    if not isinstance(value, kinds) or (kind in (int, float) and isinstance(value, bool)):
+        raise StoreError(
+            f"{source}: field '{prefix}{key}' should be {kind.__name__}, got {type(value).__name__}"
+        )
+    return value

@@ -348,7 +348,7 @@ def _corrupt(meta: dict, what: str) -> str:
     [
         ("json", "not valid JSON"),
         ("format", "field 'format' is 'assay.Estimator'"),
-        ("schema", "field 'schema_version' is newer"),
+        ("schema", "field 'schema_version' is 99, newer than 1"),
         ("missing", "missing field 'state.n_params'"),
         ("tree", r"field 'state.trees\[3\]'"),
         ("vector", "field 'state.theta_ref'"),

@@ -38,6 +38,7 @@ from assay.estimators.train import seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.parameters import GaussianPrior
 from assay.sampling import EventSource, local_score_training_set, ratio_training_set
+from assay.saving import atomic_directory, json_field, read_tagged_json
 from assay.store import EventStore
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
@@ -272,11 +273,65 @@ def test_refuses_missing_and_corrupt_files(saved, tmp_path):
     with pytest.raises(StoreError, match=r"weights\.pt: missing weights file"):
         load_estimator(path)
     (path / "estimator.json").write_text("{not json")
-    with pytest.raises(StoreError, match=r"estimator\.json: cannot read the metadata"):
+    with pytest.raises(StoreError, match=r"estimator\.json: not valid JSON"):
         load_estimator(path)
     (path / "estimator.json").unlink()
-    with pytest.raises(StoreError, match=r"estimator\.json: missing metadata file"):
+    with pytest.raises(StoreError, match=r"estimator\.json: missing file; is .* a saved estimator"):
         load_estimator(path)
+
+
+# ---- the one directory writer and tagged-JSON reader (assay.saving) --------------------------------
+def test_atomic_directory_replaces_or_leaves_nothing(tmp_path):
+    target = tmp_path / "deep" / "model"  # missing parents are created
+    with atomic_directory(target, markers=("meta.json",)) as tmp:
+        assert tmp.parent == target.parent and not target.exists()
+        (tmp / "meta.json").write_text("1")
+    assert [p.name for p in target.iterdir()] == ["meta.json"]
+    for interruption in (RuntimeError("disk full"), KeyboardInterrupt()):
+        with pytest.raises(type(interruption)), atomic_directory(target, markers=("meta.json",)) as tmp:
+            (tmp / "meta.json").write_text("2")
+            raise interruption
+        assert sorted(p.name for p in target.parent.iterdir()) == ["model"]  # no temporary left
+        assert (target / "meta.json").read_text() == "1"  # the old copy is untouched
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(StoreError, match="not a saved model; refusing"):
+        with atomic_directory(tmp_path / "mine", markers=("meta.json",), what="model"):
+            pytest.fail("refused before the block runs")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "missing file; is .* a saved estimator"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        ('{"schema_version": 1}', "missing field 'format'"),
+        ('{"format": "assay.X", "schema_version": 1}', "field 'format' is 'assay.X', expected 'assay.T'"),
+        ('{"format": "assay.T"}', "missing field 'schema_version'"),
+        ('{"format": "assay.T", "schema_version": "1"}', "field 'schema_version' should be int, got str"),
+        ('{"format": "assay.T", "schema_version": 3}', "'schema_version' is 3, newer than 2; upgrade assay"),
+    ],
+)
+def test_read_tagged_json_names_the_file_and_field(tmp_path, text, message):
+    file = tmp_path / "meta.json"
+    if text is not None:
+        file.write_text(text)
+    with pytest.raises(StoreError, match=message) as info:
+        read_tagged_json(file, format="assay.T", schema_version=2)
+    assert str(file) in str(info.value)
+
+
+def test_read_tagged_json_and_json_field(tmp_path):
+    with pytest.raises(StoreError, match="no saved ensemble here"):
+        read_tagged_json(tmp_path / "nowhere" / "e.json", format="assay.T", schema_version=1, what="ensemble")
+    file = tmp_path / "meta.json"
+    file.write_text('{"format": "assay.T", "schema_version": 1, "n": 2, "flag": true, "x": 1}')
+    data = read_tagged_json(file, format="assay.T", schema_version=1)
+    assert json_field(data, "n", file, int) == 2 and json_field(data, "x", file, float) == 1
+    with pytest.raises(StoreError, match=r"field 'state\.flag' should be int, got bool"):
+        json_field(data, "flag", file, int, "state.")
 
 
 # ---- hyper-parameters ------------------------------------------------------------------------------

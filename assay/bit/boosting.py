@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from assay.bit.persistence import field, read_estimator, read_trees, vector, write_estimator
+from assay.bit.persistence import read_estimator, read_trees, vector, write_estimator
 from assay.bit.polynomial import (
     n_coefficients,
     n_params_from_coefficients,
@@ -41,6 +41,7 @@ from assay.bit.tree import SortedEvents, grow_tree, predict_forest
 from assay.estimators.prediction import Prediction, PredictorBase, as_point
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.morphing import Morpher, as_thetas
+from assay.saving import json_field
 
 __all__ = ["MIN_RATIO", "POSITIVE_FLOOR", "BoostedInformationTree"]
 
@@ -404,14 +405,14 @@ class BoostedInformationTree(PredictorBase):
             est = cls(**saved.params)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{source}: field 'params' does not fit {cls.__name__}: {exc}") from exc
-        n_obs = field(state, "n_obs", source, int, "state.")
-        n_params = field(state, "n_params", source, int, "state.")
+        n_obs = json_field(state, "n_obs", source, int, "state.")
+        n_params = json_field(state, "n_params", source, int, "state.")
         if min(n_obs, n_params) < 1:
             raise StoreError(f"{source}: fields 'state.n_obs' and 'state.n_params' must be >= 1")
         est.trees_ = read_trees(state, source, n_obs, n_coefficients(n_params))
         est.n_obs_, est.n_params_ = n_obs, n_params
         est.theta_ref_ = vector(state, "theta_ref", (n_params,), source)
-        est.cross_section_ = float(field(state, "cross_section", source, float, "state."))
+        est.cross_section_ = float(json_field(state, "cross_section", source, float, "state."))
         est.cross_section_coefficients_ = vector(
             state, "cross_section_coefficients", (n_coefficients(n_params),), source
         )

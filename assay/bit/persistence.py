@@ -9,8 +9,6 @@ that names the file and the field.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +18,13 @@ import numpy as np
 from assay import __version__
 from assay.bit.tree import RegressionTree
 from assay.exceptions import StoreError
-from assay.saving import read_json, replace_directory
+from assay.saving import atomic_directory, json_field, read_tagged_json
 
 __all__ = [
     "FORMAT",
     "METADATA_FILE",
     "SCHEMA_VERSION",
     "SavedEstimator",
-    "field",
     "read_estimator",
     "read_trees",
     "vector",
@@ -49,7 +46,8 @@ class SavedEstimator:
 
 
 def write_estimator(path: Path, name: str, params: dict[str, Any], state: dict[str, Any]) -> Path:
-    """Write ``path/estimator.json`` via a temporary sibling directory and a rename.
+    """Write ``path/estimator.json`` via a temporary sibling directory and a rename
+    (:func:`~assay.saving.atomic_directory`).
 
     Raises:
         StoreError: ``path`` exists and is neither empty nor a saved estimator.
@@ -63,7 +61,9 @@ def write_estimator(path: Path, name: str, params: dict[str, Any], state: dict[s
         "state": state,
     }
     text = json.dumps(meta, allow_nan=False)
-    return _write_directory(path, text)
+    with atomic_directory(path, markers=(METADATA_FILE,)) as tmp:
+        (tmp / METADATA_FILE).write_text(text)
+    return path
 
 
 def read_estimator(path: Path) -> SavedEstimator:
@@ -73,31 +73,15 @@ def read_estimator(path: Path) -> SavedEstimator:
         StoreError: naming the file (and the field) on any problem.
     """
     source = path / METADATA_FILE
-    meta = _read_json(source)
-    if field(meta, "format", source, str) != FORMAT:
-        raise StoreError(f"{source}: field 'format' is {meta['format']!r}, expected {FORMAT!r}")
-    if field(meta, "schema_version", source, int) > SCHEMA_VERSION:
-        raise StoreError(f"{source}: field 'schema_version' is newer than {SCHEMA_VERSION}; upgrade assay")
-    return SavedEstimator(source, field(meta, "params", source, dict), field(meta, "state", source, dict))
-
-
-def field(data: dict, key: str, source: Path, kind: type, prefix: str = "") -> Any:
-    """``data[key]`` of type ``kind`` (ints accepted for floats); StoreError naming file and field."""
-    if key not in data:
-        raise StoreError(f"{source}: missing field '{prefix}{key}'")
-    value = data[key]
-    kinds = (int, float) if kind is float else kind
-    if not isinstance(value, kinds) or (kind in (int, float) and isinstance(value, bool)):
-        raise StoreError(
-            f"{source}: field '{prefix}{key}' should be {kind.__name__}, got {type(value).__name__}"
-        )
-    return value
+    meta = read_tagged_json(source, format=FORMAT, schema_version=SCHEMA_VERSION)
+    params, state = json_field(meta, "params", source, dict), json_field(meta, "state", source, dict)
+    return SavedEstimator(source, params, state)
 
 
 def vector(state: dict, key: str, shape: tuple[int, ...], source: Path) -> np.ndarray:
     """``state[key]`` as a finite float array of ``shape``."""
     try:
-        out = np.asarray(field(state, key, source, list, "state."), dtype=float)
+        out = np.asarray(json_field(state, key, source, list, "state."), dtype=float)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{source}: field 'state.{key}' is not a list of numbers") from exc
     if out.shape != shape or not np.all(np.isfinite(out)):
@@ -109,7 +93,7 @@ def vector(state: dict, key: str, shape: tuple[int, ...], source: Path) -> np.nd
 
 def read_trees(state: dict, source: Path, n_obs: int, n_coef: int) -> list[RegressionTree]:
     """The non-empty list ``state['trees']``, each checked by :meth:`RegressionTree.from_dict`."""
-    trees = field(state, "trees", source, list, "state.")
+    trees = json_field(state, "trees", source, list, "state.")
     if len(trees) == 0:
         raise StoreError(f"{source}: field 'state.trees' is empty")
     out = []
@@ -119,31 +103,3 @@ def read_trees(state: dict, source: Path, n_obs: int, n_coef: int) -> list[Regre
         except ValueError as exc:
             raise StoreError(f"{source}: field 'state.trees[{index}]': {exc}") from exc
     return out
-
-
-def _read_json(source: Path) -> dict:
-    if not source.parent.is_dir():
-        raise StoreError(
-            f"{source.parent}: no saved estimator here (expected a directory with {METADATA_FILE})"
-        )
-    meta = read_json(
-        source,
-        missing=f"missing file; is {source.parent} a saved BoostedInformationTree?",
-        unreadable="not valid JSON",
-    )
-    if not isinstance(meta, dict):
-        raise StoreError(f"{source}: expected a JSON object, got {type(meta).__name__}")
-    return meta
-
-
-def _write_directory(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path/estimator.json`` via a temporary sibling directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        (tmp / METADATA_FILE).write_text(text)
-        replace_directory(tmp, path, markers=(METADATA_FILE,))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path

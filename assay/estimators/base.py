@@ -17,8 +17,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import fields
@@ -34,7 +32,7 @@ from assay.estimators.nets import Standardizer, make_activation
 from assay.estimators.prediction import PredictorBase
 from assay.estimators.train import History, Trainer, seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
-from assay.saving import read_json, replace_directory
+from assay.saving import atomic_directory, json_field, read_tagged_json
 from assay.training_set import TrainingSet
 
 __all__ = ["FORMAT", "METADATA_FILE", "WEIGHTS_FILE", "Estimator", "read_metadata"]
@@ -205,8 +203,9 @@ class Estimator(PredictorBase):
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``weights.pt`` and ``estimator.json`` into directory ``path``, atomically.
 
-        The files are written to a temporary sibling directory which then replaces ``path``;
-        an existing ``path`` is replaced only if it is a saved estimator (or empty).
+        The files are written to a temporary sibling directory which then replaces ``path``
+        (:func:`~assay.saving.atomic_directory`); an existing ``path`` is replaced only if it is
+        a saved estimator (or empty).
 
         Raises:
             NotFittedError: before ``fit``.
@@ -214,7 +213,6 @@ class Estimator(PredictorBase):
         """
         net = self._fitted_net()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         scalers = {name: m.to_dict() for name, m in net.named_modules() if isinstance(m, Standardizer)}
         meta = {
             "format": FORMAT,
@@ -232,32 +230,27 @@ class Estimator(PredictorBase):
             },
             "history": self.history_.to_dict(),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+        with atomic_directory(path, markers=(METADATA_FILE,)) as tmp:
             torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / WEIGHTS_FILE)
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=1))
-            replace_directory(tmp, path, markers=(METADATA_FILE,))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
     def _from_saved(cls, path: Path, meta: Mapping[str, Any]) -> Estimator:
         """Rebuild a fitted estimator from :func:`read_metadata` output and the weights file."""
         source = path / METADATA_FILE
-        params = _field(meta, "params", source, Mapping)
+        params = json_field(meta, "params", source, Mapping)
         try:
             est = cls(**params)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{source}: field 'params' does not fit {cls.__name__}: {exc}") from exc
-        state = _field(meta, "state", source, Mapping)
-        n_obs = _field(state, "n_obs", source, int, "state.")
-        n_params = _field(state, "n_params", source, int, "state.")
-        est.observables_ = tuple(_field(state, "observables", source, list, "state."))
-        est.parameters_ = tuple(_field(state, "parameters", source, list, "state."))
+        state = json_field(meta, "state", source, Mapping)
+        n_obs = json_field(state, "n_obs", source, int, "state.")
+        n_params = json_field(state, "n_params", source, int, "state.")
+        est.observables_ = tuple(json_field(state, "observables", source, list, "state."))
+        est.parameters_ = tuple(json_field(state, "parameters", source, list, "state."))
         try:
-            est.history_ = History.from_dict(_field(meta, "history", source, Mapping))
+            est.history_ = History.from_dict(json_field(meta, "history", source, Mapping))
             est._restore_state(state)
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{source}: invalid field 'history' or 'state' ({exc!r})") from exc
@@ -284,36 +277,15 @@ def _keyword_names(cls: type) -> set[str]:
     return names
 
 
-def _field(data: Mapping, key: str, source: Path, kind: type, prefix: str = "") -> Any:
-    """``data[key]``, checked to be of ``kind``; StoreError naming the file and the field otherwise."""
-    if not isinstance(data, Mapping) or key not in data:
-        raise StoreError(f"{source}: missing field '{prefix}{key}'")
-    value = data[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise StoreError(
-            f"{source}: field '{prefix}{key}' should be {kind.__name__}, got {type(value).__name__}"
-        )
-    return value
-
-
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The checked ``estimator.json`` of a saved estimator directory.
 
     Raises:
-        StoreError: missing directory or file, invalid JSON, wrong format or a newer schema.
+        StoreError: missing directory or file, invalid JSON, wrong format, a newer schema or no class.
     """
     source = Path(path) / METADATA_FILE
-    if not Path(path).is_dir():
-        raise StoreError(f"{path}: no saved estimator here (expected a directory with {METADATA_FILE})")
-    meta = read_json(source, missing=f"missing metadata file; is {path} a saved estimator?")
-    if _field(meta, "format", source, str) != FORMAT:
-        raise StoreError(f"{source}: field 'format' is {meta['format']!r}, expected {FORMAT!r}")
-    if _field(meta, "schema_version", source, int) > SCHEMA_VERSION:
-        raise StoreError(
-            f"{source}: field 'schema_version' is {meta['schema_version']}, newer than "
-            f"{SCHEMA_VERSION}; upgrade assay"
-        )
-    _field(meta, "class", source, str)
+    meta = read_tagged_json(source, format=FORMAT, schema_version=SCHEMA_VERSION)
+    json_field(meta, "class", source, str)
     return meta
 
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -42,7 +40,7 @@ from assay.estimators.base import Estimator
 from assay.estimators.prediction import Prediction, PredictorBase, cannot_predict
 from assay.exceptions import NotFittedError, StoreError
 from assay.morphing import as_thetas
-from assay.saving import read_json, replace_directory
+from assay.saving import atomic_directory, read_tagged_json
 from assay.training_set import TrainingSet
 
 __all__ = [
@@ -460,7 +458,6 @@ class Ensemble(PredictorBase):
         """
         members = self._fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         names = [f"member_{i}" for i in range(len(members))]
         meta = {
             "format": FORMAT,
@@ -470,17 +467,11 @@ class Ensemble(PredictorBase):
             "resampling": self.resampling_,
             "fit_seconds": list(self.fit_seconds_),
         }
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+        markers = (ENSEMBLE_FILE, "estimator.json")
+        with atomic_directory(path, markers=markers, what="ensemble or estimator") as tmp:
             for name, member in zip(names, members):
                 member.save(tmp / name)
             (tmp / ENSEMBLE_FILE).write_text(json.dumps(meta, indent=1))
-            replace_directory(
-                tmp, path, markers=(ENSEMBLE_FILE, "estimator.json"), what="ensemble or estimator"
-            )
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
@@ -534,13 +525,7 @@ def read_ensemble_metadata(path: str | os.PathLike) -> dict[str, Any]:
             that are not plain directory names inside ``path``.
     """
     source = Path(path) / ENSEMBLE_FILE
-    meta = read_json(source, missing=f"missing; is {path} a saved ensemble?")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise StoreError(f"{source}: field 'format' is {got!r}, expected {FORMAT!r}")
-    version = meta.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise StoreError(f"{source}: field 'schema_version' is {version!r}, expected <= {SCHEMA_VERSION}")
+    meta = read_tagged_json(source, format=FORMAT, schema_version=SCHEMA_VERSION, what="ensemble")
     names = meta.get("members")
     if not isinstance(names, list) or len(names) < 2 or not all(_plain_name(n) for n in names):
         raise StoreError(f"{source}: field 'members' should list >= 2 member directory names, got {names!r}")
