@@ -78,8 +78,13 @@ class TrainingSet:
         return np.exp(self.log_r)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write to HDF5 atomically (temp file + rename)."""
+        """Write to HDF5 atomically (:func:`~assay.saving.atomic_path`), creating missing parent folders.
+
+        Returns:
+            ``path``.
+        """
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = _FORMAT
             f.attrs["schema_version"] = _SCHEMA_VERSION

@@ -40,6 +40,7 @@ from assay.parameters import GaussianPrior
 from assay.sampling import EventSource, local_score_training_set, ratio_training_set
 from assay.saving import atomic_directory, json_field, read_tagged_json
 from assay.store import EventStore
+from assay.training_set import TrainingSet
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
 
@@ -332,6 +333,13 @@ def test_read_tagged_json_and_json_field(tmp_path):
     assert json_field(data, "n", file, int) == 2 and json_field(data, "x", file, float) == 1
     with pytest.raises(StoreError, match=r"field 'state\.flag' should be int, got bool"):
         json_field(data, "flag", file, int, "state.")
+
+
+def test_training_set_save_creates_missing_folders(tmp_path):
+    x = np.arange(6.0).reshape(3, 2)
+    data = TrainingSet(x=x, observables=("a", "b"), parameters=("c",), kind="plain")
+    path = data.save(tmp_path / "new" / "folder" / "train.h5")
+    np.testing.assert_array_equal(TrainingSet.load(path).x, data.x)
 
 
 # ---- hyper-parameters ------------------------------------------------------------------------------
