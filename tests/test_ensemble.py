@@ -21,7 +21,7 @@ from assay.estimators import (
     ALICES,
     SALLY,
     Ensemble,
-    EnsemblePrediction,
+    Prediction,
     load_estimator,
     poisson_bootstrap,
 )
@@ -63,6 +63,11 @@ def ensemble(ratio_set) -> Ensemble:
     return Ensemble.from_estimator(ALICES(**TRAINING), 3).fit(ratio_set, n_workers=1, seed=0)
 
 
+def member_log_ratios(ensemble: Ensemble, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Every member's log r̂(x|θ, SM), ``(n_members, n_theta, n_events)``."""
+    return np.stack([m.log_ratio(x, theta, SM).mean for m in ensemble.members_])
+
+
 def mse(estimate: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean((estimate - exact) ** 2))
 
@@ -75,14 +80,14 @@ def test_members_differ_and_the_mean_beats_the_worst_member(ensemble, x_sm, thet
     )
     x = x_sm[:2000]
     exact = np.stack([toy1.log_ratio(x, th, SM) for th in theta0])
-    prediction = ensemble.evaluate_log_ratio(x, theta0, SM)
-    assert isinstance(prediction, EnsemblePrediction)
-    assert prediction.mean.shape == prediction.variance.shape == (10, 2000)
-    assert prediction.members.shape == (3, 10, 2000)
-    np.testing.assert_allclose(prediction.mean, prediction.members.mean(axis=0))
-    np.testing.assert_allclose(prediction.variance, prediction.members.var(axis=0, ddof=1))
-    assert np.all(prediction.variance > 0)  # θ0 ≠ θ1 everywhere: no member is exact
-    member_mse = [mse(m, exact) for m in prediction.members]
+    prediction = ensemble.log_ratio(x, theta0, SM)
+    assert isinstance(prediction, Prediction)
+    assert prediction.mean.shape == prediction.std.shape == (10, 2000)
+    members = member_log_ratios(ensemble, x, theta0)
+    np.testing.assert_allclose(prediction.mean, members.mean(axis=0))
+    np.testing.assert_allclose(prediction.std, members.std(axis=0))
+    assert np.all(prediction.std > 0)  # θ0 ≠ θ1 everywhere: no member is exact
+    member_mse = [mse(m, exact) for m in members]
     # Jensen: MSE(mean) ≤ mean of the members' MSEs ≤ the worst; a broken average would fail it
     assert mse(prediction.mean, exact) <= np.mean(member_mse) <= max(member_mse)
     # accuracy as a fraction of Var(exact log r) ≈ 0.19, as in tests/test_estimators.py. Measured with
@@ -111,20 +116,21 @@ def test_expectation_check_is_one_and_calibration_restores_it(ensemble, x_sm, to
     np.testing.assert_allclose(weighted.ratio_mean, check.ratio_mean, rtol=1e-12)
     calibrated = ensemble.calibrated_log_ratio(x_sm, check)
     np.testing.assert_allclose(np.exp(calibrated.mean).mean(axis=1), 1.0, rtol=1e-10)
-    raw = ensemble.evaluate_log_ratio(x_sm, grid, SM)
-    np.testing.assert_array_equal(calibrated.variance, raw.variance)
+    raw = ensemble.log_ratio(x_sm, grid, SM)
+    np.testing.assert_array_equal(calibrated.std, raw.std)
 
 
 def test_sally_ensemble_scores(source, x_sm, toy1):
     local = local_score_training_set(source, SM, 10_000, rng=np.random.default_rng(5))
     ens = Ensemble([SALLY(**TRAINING), SALLY(**TRAINING)]).fit(local, n_workers=1, seed=4)
-    prediction = ens.evaluate_score(x_sm[:1000])
-    assert prediction.mean.shape == (1000, 1) and prediction.members.shape == (2, 1000, 1)
+    prediction = ens.score(x_sm[:1000])
+    members = [m.score(x_sm[:1000]).mean for m in ens.members_]
+    assert prediction.mean.shape == prediction.std.shape == (1000, 1)
     exact = toy1.score(x_sm[:1000], SM)
-    assert mse(prediction.mean, exact) <= max(mse(m, exact) for m in prediction.members)
+    assert mse(prediction.mean, exact) <= max(mse(m, exact) for m in members)
     assert mse(prediction.mean, exact) / np.var(exact) < 0.03  # measured 0.0075-0.011 (seeds 0, 1, 2)
     with pytest.raises(PredictionError, match=r"Ensemble of SALLY estimates the score .* no log_ratio"):
-        ens.evaluate_log_ratio(x_sm[:10], SM, SM)
+        ens.log_ratio(x_sm[:10], SM, SM)
 
 
 # ---- persistence -------------------------------------------------------------------------------
@@ -134,9 +140,8 @@ def test_save_load_round_trip(ensemble, x_sm, theta0, tmp_path):
     loaded = load_estimator(path)
     assert isinstance(loaded, Ensemble) and loaded.n_members == 3
     assert loaded.fit_seconds_ == ensemble.fit_seconds_ and loaded.resampling_ == "bootstrap"
-    before = ensemble.evaluate_log_ratio(x_sm[:500], theta0, SM)
-    after = loaded.evaluate_log_ratio(x_sm[:500], theta0, SM)
-    np.testing.assert_array_equal(after.members, before.members)
+    before = member_log_ratios(ensemble, x_sm[:500], theta0)
+    np.testing.assert_array_equal(member_log_ratios(loaded, x_sm[:500], theta0), before)
     ensemble.save(path)  # replacing a saved ensemble is fine
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
@@ -172,14 +177,12 @@ def test_dask_cluster_gives_the_serial_result(ratio_set, x_sm):
     x = x_sm[:200]
     for a, b in ((serial, remote), (by_sets, remote_sets)):
         np.testing.assert_array_equal(
-            a.evaluate_log_ratio(x, np.array([0.5]), SM).members,
-            b.evaluate_log_ratio(x, np.array([0.5]), SM).members,
+            member_log_ratios(a, x, np.array([0.5])), member_log_ratios(b, x, np.array([0.5]))
         )
     assert remote_sets.resampling_ == "sets"
     another_seed = Ensemble.from_estimator(proto, 3).fit(small[0], n_workers=1, seed=4)
     assert not np.array_equal(
-        another_seed.evaluate_log_ratio(x, np.array([0.5]), SM).mean,
-        serial.evaluate_log_ratio(x, np.array([0.5]), SM).mean,
+        another_seed.log_ratio(x, np.array([0.5]), SM).mean, serial.log_ratio(x, np.array([0.5]), SM).mean
     )
 
 
@@ -206,7 +209,7 @@ def test_bad_input(ratio_set):
         Ensemble([ALICES()])
     ens = Ensemble.from_estimator(ALICES(**TINY), 2)
     with pytest.raises(NotFittedError, match="not fitted"):
-        ens.evaluate_log_ratio(np.zeros((2, 1)), SM, SM)
+        ens.log_ratio(np.zeros((2, 1)), SM, SM)
     with pytest.raises(ValueError, match=r"valid names are \['bootstrap', 'sets'\]"):
         ens.fit(ratio_set, resampling="jackknife")
     with pytest.raises(ValueError, match="one set per member"):

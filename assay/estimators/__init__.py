@@ -22,7 +22,7 @@ from typing import Any
 
 _SOURCES = {  # module → the names it exports here
     "base": ("Estimator",),
-    "ensemble": ("Ensemble", "EnsemblePrediction", "ExpectationCheck", "poisson_bootstrap"),
+    "ensemble": ("Ensemble", "ExpectationCheck", "poisson_bootstrap"),
     "nets": ("ACTIVATIONS", "MLP", "Standardizer"),
     "prediction": ("Prediction", "Predictor"),
     "ratio": ("ALICE", "ALICES", "CARL", "CASCAL", "RASCAL", "ROLR", "RatioEstimator", "RatioPrediction"),

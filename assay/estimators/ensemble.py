@@ -47,7 +47,6 @@ __all__ = [
     "ENSEMBLE_FILE",
     "RESAMPLINGS",
     "Ensemble",
-    "EnsemblePrediction",
     "ExpectationCheck",
     "poisson_bootstrap",
     "read_ensemble_metadata",
@@ -62,26 +61,6 @@ RESAMPLINGS = ("bootstrap", "sets")
 # torch seeds weight initialisation through its global RNG (Estimator.fit → seeded), so
 # members sharing one process (threaded Dask workers) train one at a time to stay reproducible.
 _ONE_AT_A_TIME = threading.Lock()
-
-
-@dataclass(frozen=True)
-class EnsemblePrediction:
-    """Mean and spread of the members' predictions.
-
-    Attributes:
-        mean: mean over members, e.g. log r̂ ``(n_theta, n_events)`` or t̂ ``(n_events, n_params)``.
-        variance: unbiased variance over members (ddof = 1), shaped like ``mean``.
-        members: every member's prediction, ``(n_members, *mean.shape)``.
-    """
-
-    mean: np.ndarray
-    variance: np.ndarray
-    members: np.ndarray
-
-    @property
-    def std(self) -> np.ndarray:
-        """Standard deviation over members, shaped like ``mean``."""
-        return np.sqrt(self.variance)
 
 
 @dataclass(frozen=True)
@@ -351,53 +330,6 @@ class Ensemble(PredictorBase):
             raise cannot_predict(self, what, name=f"Ensemble of {type(self.members[0]).__name__}")
         return self._fitted()
 
-    def evaluate_log_ratio(
-        self,
-        x: np.ndarray,
-        theta0: np.ndarray,
-        theta1: np.ndarray,
-        *,
-        score: bool = False,
-        chunk_size: int = 16_384,
-    ) -> EnsemblePrediction:
-        """log r̂(x|θ0, θ1) of every member, their mean and variance (θ1 may pair with θ0;
-        :meth:`log_ratio` is the :class:`~assay.estimators.prediction.Predictor` call).
-
-        Args:
-            x: events ``(n_events, n_obs)``.
-            theta0: ``(n_theta, n_params)`` or ``(n_params,)``.
-            theta1: ``(n_params,)`` or ``(n_theta, n_params)`` paired with θ0.
-            score: must be False (the members' scores are not combined); accepted so that an
-                ensemble is a drop-in for a single estimator.
-            chunk_size: see :meth:`RatioEstimator.evaluate_log_ratio
-                <assay.estimators.ratio.RatioEstimator.evaluate_log_ratio>`.
-
-        Returns:
-            :class:`EnsemblePrediction` of log r̂, ``mean (n_theta, n_events)``; ``members``
-            holds ``n_members`` times that (mind the memory for large grids).
-
-        Raises:
-            NotFittedError: before ``fit``.
-            PredictionError: the members are not likelihood-ratio estimators.
-        """
-        if score:
-            raise NotImplementedError("Ensemble.evaluate_log_ratio: score=True; evaluate the members' scores")
-        members = self._predicting("log_ratio")
-        kwargs = {"score": False, "chunk_size": chunk_size}
-        return _summarise([m.evaluate_log_ratio(x, theta0, theta1, **kwargs).log_r for m in members])
-
-    def evaluate_score(self, x: np.ndarray, *, chunk_size: int = 1_000_000) -> EnsemblePrediction:
-        """t̂(x|θ_ref) of every member (SALLY ensembles): ``mean (n_events, n_params)``, with the
-        members' predictions and their variance (:meth:`score` is the
-        :class:`~assay.estimators.prediction.Predictor` call).
-
-        Raises:
-            NotFittedError: before ``fit``.
-            PredictionError: the members have no reference point (likelihood-ratio estimators).
-        """
-        members = self._predicting("score")
-        return _summarise([m.score(x, chunk_size=chunk_size).mean for m in members])
-
     def expectation_check(
         self,
         x_theta1: np.ndarray,
@@ -435,18 +367,17 @@ class Ensemble(PredictorBase):
             raise ValueError(f"theta1: expected one point (n_params,), got {len(ref)} points")
         return ExpectationCheck(thetas, ref[0], mean, error)
 
-    def calibrated_log_ratio(self, x: np.ndarray, check: ExpectationCheck) -> EnsemblePrediction:
-        """log r̂(x|θ, θ1) − log R̂(θ) at the points of ``check`` (θ0 = ``check.theta``, θ1 = ``check.theta1``).
+    def calibrated_log_ratio(self, x: np.ndarray, check: ExpectationCheck) -> Prediction:
+        """log r̂(x|θ, θ1) − log R̂(θ) at the points of ``check`` (θ = ``check.theta``, θ1 = ``check.theta1``).
 
         Dividing by R̂(θ) restores the normalisation E_θ1[r̂] = 1 (seed 000 "Calibration and
-        diagnostics"); every member is shifted by the same log R̂, so the variance is unchanged.
+        diagnostics"); every member is shifted by the same log R̂, so the spread is unchanged.
 
         Returns:
-            :class:`EnsemblePrediction` with ``mean (n_theta, n_events)``.
+            :class:`~assay.estimators.prediction.Prediction` with ``mean`` and ``std (n_theta, n_events)``.
         """
-        raw = self.evaluate_log_ratio(x, check.theta, check.theta1)
-        shift = np.log(check.ratio_mean)[:, None]
-        return EnsemblePrediction(raw.mean - shift, raw.variance, raw.members - shift)
+        raw = self.log_ratio(x, check.theta, check.theta1)
+        return Prediction(raw.mean - np.log(check.ratio_mean)[:, None], raw.std)
 
     # ---- persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -481,11 +412,6 @@ class Ensemble(PredictorBase):
         seconds = meta.get("fit_seconds", [float("nan")] * len(members))
         ens._set_fitted(members, seconds, str(meta.get("resampling", "unknown")))
         return ens
-
-
-def _summarise(predictions: list[np.ndarray]) -> EnsemblePrediction:
-    stacked = np.stack(predictions)
-    return EnsemblePrediction(stacked.mean(axis=0), stacked.var(axis=0, ddof=1), stacked)
 
 
 def _fit_remote(client: Any, jobs, sets, validation, progress: bool) -> list[tuple[Estimator, float]]:
