@@ -305,8 +305,17 @@ ModelConfig = Annotated[NeuralModelConfig | BITModelConfig, Field(discriminator=
 """One named model of the ``training`` mapping, tagged by ``method``."""
 
 
+ONE_SIGMA = 0.6826894921370859  # χ²₁ CDF at 1 (assay.inference.asymptotic.ONE_SIGMA): q_crit = 1
+
+
 def _lower_methods(data: Any) -> Any:
-    """``method`` names are case-insensitive (``ALICES`` → ``alices``)."""
+    """``method`` names are case-insensitive (``ALICES`` → ``alices``); the single-model form of
+    earlier versions gets a hint."""
+    if isinstance(data, dict) and isinstance(data.get("method"), str):
+        raise ValueError(
+            "training is a mapping of named models: write "
+            f"`training: {{{data['method'].lower()}: {{method: {data['method'].lower()}, ...}}}}`"
+        )
     if isinstance(data, dict):
         return {
             name: {**m, "method": m["method"].lower()}
@@ -389,7 +398,9 @@ class InferenceConfig(_Model):
         [], description="1D scans; none: one per parameter over its range, 121 points"
     )
     grids: list[GridConfig] = []
-    confidence_levels: list[Annotated[float, Field(gt=0, lt=1)]] = [0.6827, 0.95]
+    confidence_levels: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        [ONE_SIGMA, 0.95], description="CLs of the intervals; default one σ (q = 1 in 1D) and 95%"
+    )
     models: list[str] | None = Field(None, description="trained models to compare; None: every model")
     truth: bool = Field(True, description="the exact likelihood, where the simulator provides it")
     rate: bool = Field(True, description="the event count alone")

@@ -168,7 +168,7 @@ BAD = {
     "model name that is no folder name": (("  trees: {", "  my trees: {"), "training.my trees", 28),
     "old single-model training section": (
         ("training:\n  sally: {method: sally, hidden: [16]}\n", "training:\n  method: sally\n"),
-        "training.method",
+        "training",
         23,
     ),
     # inference
@@ -225,6 +225,8 @@ def test_bad_input_names_file_key_path_and_line(tmp_path, case):
     (old, new), key_path, line = BAD[case]
     message = config_error(write(tmp_path, edit(old, new), "bad.yaml"))
     assert f"bad.yaml:{line}: {key_path}:" in message, message
+    if case == "old single-model training section":  # a hint to the new form
+        assert "training: {sally: {method: sally, ...}}" in message, message
 
 
 def test_unknown_prior_kind_lists_the_valid_kinds(tmp_path):

@@ -35,7 +35,7 @@ def truth(store) -> ExpectedLimits:
 
 
 def half_width(result: ExpectedLimits, tag: str = "68") -> float:
-    lo, hi = result.intervals[f"theta_0_{tag}"]
+    lo, hi = result.intervals[f"c_{tag}"]
     return 0.5 * (hi - lo)
 
 
@@ -60,7 +60,7 @@ def test_truth_on_asimov_data_is_minimal_at_theta_true(store, theta_true):
     q = result.scan.minus_2_delta_log_l
     assert np.all(q > -1e-9) and q[np.argmin(np.abs(GRID[:, 0] - theta_true))] == pytest.approx(0, abs=1e-9)
     assert result.scan.mle[0] == pytest.approx(theta_true, abs=1e-4)
-    lo, hi = result.intervals["theta_0_68"]
+    lo, hi = result.intervals["c_68"]
     assert lo < theta_true < hi
     np.testing.assert_allclose(result.p_values, stats.chi2.sf(q, 1), rtol=1e-12)
 
@@ -92,7 +92,7 @@ def test_less_information_gives_wider_intervals(store, truth):
 
 def test_an_interval_beyond_the_grid_is_open(store):
     result = expected_limits(store[0], "truth", np.linspace(-0.005, 0.005, 21)[:, None], LUMINOSITY)
-    assert result.intervals["theta_0_95"] == (None, None)
+    assert result.intervals["c_95"] == (None, None)
 
 
 def test_max_events_takes_a_seeded_subset(store):

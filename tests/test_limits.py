@@ -91,20 +91,20 @@ def test_every_method_has_closed_intervals_on_asimov_data(asimov):
 # ---- (a) run_limits and expected_limits agree --------------------------------------------------
 def test_expected_limits_gives_the_intervals_of_run_limits(run, asimov):
     """Same events (the whole test partition: 1,200 < inference.events.max_events), same θ points,
-    same luminosity, same confidence levels (the config's 0.6827, not expected_limits' default
-    χ²₁(1) = 0.682689…): the one-call API reproduces ``assay limits`` for a model given by name,
+    same luminosity, same default confidence levels (one σ, χ²₁(1) = 0.682689…, and 95%): the
+    one-call API reproduces ``assay limits`` for a model given by name,
     a loaded estimator, a histogram and the rate (float rounding only)."""
     grid = np.zeros((SCAN["n_points"], 2))
     grid[:, 0] = np.linspace(*SCAN["range"], SCAN["n_points"])
     trees = load_estimator(run / "models" / "trees")
     methods = {"alices": "alices", "trees": trees, "hist_x0": Binning(("x0",), (EDGES,)), "rate": "rate"}
     for name, method in methods.items():
-        result = expected_limits(run, method, grid, LUMINOSITY, cls=(0.6827, 0.95), max_events=None)
+        result = expected_limits(run, method, grid, LUMINOSITY, max_events=None)
         assert result.dof == 1 and result.p_values.shape == (SCAN["n_points"],)
         assert result.n_expected == pytest.approx(LUMINOSITY * 1000 * 2 * np.pi)  # σ(SM) = 2π pb
         for tag in ("68", "95"):
             np.testing.assert_allclose(
-                result.intervals[f"theta_0_{tag}"],
+                result.intervals[f"cHW_{tag}"],  # named like the store's parameters
                 asimov.intervals[name][f"cHW_{tag}"],
                 rtol=1e-6,
                 err_msg=name,
@@ -191,7 +191,7 @@ def test_dof_follows_the_varying_grid_columns(run):
     assert expected_limits(run, "trees", grid, LUMINOSITY, dof=1).dof == 1
     line = np.stack([np.linspace(-0.3, 0.3, 13), np.full(13, 0.2)], axis=1)  # cHWtilde fixed at 0.2
     result = expected_limits(run, "rate", line, LUMINOSITY)
-    assert result.dof == 1 and set(result.intervals) == {"theta_0_68", "theta_0_95"}
+    assert result.dof == 1 and set(result.intervals) == {"cHW_68", "cHW_95"}
 
 
 def test_implausible_luminosity_warns(run):

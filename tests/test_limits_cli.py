@@ -223,5 +223,5 @@ def test_a_score_model_asked_for_a_ratio_says_what_it_can_do(limits_run):
     assert "SALLY" in message and "score" in message and "no log_ratio" in message
     assert "alices" in message and "histogram" in message
     result = expected_limits(out, "sally", np.linspace(-0.6, 0.6, 41)[:, None], 0.02)
-    lo, hi = result.intervals["theta_0_68"]
+    lo, hi = result.intervals["c_68"]
     assert lo < 0.0 < hi

@@ -45,7 +45,7 @@ class ExpectedLimits:
         p_values: Wilks p-values ``(n_theta,)`` with ``dof`` degrees of freedom.
         dof: the number of scanned parameters (columns of the grid that vary), unless given.
         n_expected: the expected number of events L σ(θ_true).
-        intervals: for a grid varying one parameter: ``{"<param>_<tag>": (lo, hi)}``, None at an
+        intervals: for a grid varying one parameter: ``{"<parameter name>_<tag>": (lo, hi)}``, None at an
             end the region reaches past the grid; empty otherwise.
     """
 
@@ -69,6 +69,7 @@ def _sample(source: str | os.PathLike, theta_true, luminosity: float, max_events
 
         with EventStore(run.events) as store:
             morpher = read_basis(run.basis, store)
+            names = _parameter_names(store)
         with h5py.File(run.split, "r") as f:
             rows = f["test"][()]
         events_path = run.events
@@ -78,14 +79,22 @@ def _sample(source: str | os.PathLike, theta_true, luminosity: float, max_events
                 raise StoreError(f"{path}: the store has no morphing basis; pass the run folder instead")
             morpher = Morpher.from_dict(store.morphing)
             rows = np.arange(store.n_events)
+            names = _parameter_names(store)
         events_path = path
     if max_events is not None and len(rows) > max_events:
         rows = np.random.default_rng(seed).choice(rows, max_events, replace=False)
     theta = np.zeros(morpher.n_params) if theta_true is None else theta_true
-    return (
-        AsimovSample.from_store(events_path, rows, morpher, theta_true=theta, luminosity=luminosity),
-        run,
-    )
+    sample = AsimovSample.from_store(events_path, rows, morpher, theta_true=theta, luminosity=luminosity)
+    return sample, run, names
+
+
+def _parameter_names(store: EventStore) -> list[str]:
+    """The parameter names the store was generated with (θ_0, θ_1, … for a store without them)."""
+    described = (store.parameters or {}).get("parameters") or []
+    names = [p.get("name") for p in described if isinstance(p, dict)]
+    if store.morphing is not None and len(names) == Morpher.from_dict(store.morphing).n_params:
+        return names
+    return [f"theta_{a}" for a in range(len(names) or Morpher.from_dict(store.morphing).n_params)]
 
 
 def _method(method: Any, sample: AsimovSample, run: RunDir) -> Method:
@@ -148,7 +157,7 @@ def expected_limits(
     Warns:
         ImplausibleLuminosityWarning: L σ(θ_true) above 10⁸ events.
     """
-    sample, run = _sample(source, theta_true, luminosity_ifb, max_events, seed)
+    sample, run, names = _sample(source, theta_true, luminosity_ifb, max_events, seed)
     thetas = as_thetas(grid, sample.joint.n_params, "grid")
     n_expected = float(expected_events(sample.cross_section(sample.theta_true[None])[0], luminosity_ifb))
     if n_expected > MAX_PLAUSIBLE_EVENTS:
@@ -165,6 +174,5 @@ def expected_limits(
     if len(varying) == 1:
         a = varying[0]
         result = limits_1d(Scan(thetas[:, [a]], scan.minus_2_delta_log_l, scan.mle[[a]]), cls)
-        name = f"theta_{a}"
-        intervals = {f"{name}_{cl_tag(cl)}": result.bounds(cl) for cl in cls}
+        intervals = {f"{names[a]}_{cl_tag(cl)}": result.bounds(cl) for cl in cls}
     return ExpectedLimits(scan, p_value(scan.minus_2_delta_log_l, dof=n_dof), n_dof, n_expected, intervals)

@@ -24,6 +24,7 @@ from assay.analysis.build import asimov_sample, build_methods, load_models
 from assay.analysis.data import observed_dataset
 from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
 from assay.analysis.scans import grids, one_d_scans, scan_all
+from assay.bit import BoostedInformationTree
 from assay.config import RunConfig
 from assay.estimators import Ensemble
 from assay.exceptions import ConfigError
@@ -166,10 +167,10 @@ def _distributions(cfg: RunConfig, sample: AsimovSample, methods: Mapping[str, M
 def _histories(models: Mapping[str, Any]) -> dict[str, tuple[LossCurve, ...]]:
     out = {}
     for name, model in models.items():
+        if isinstance(model, BoostedInformationTree):  # a loss per tree, not per epoch
+            continue
         members = model.members_ if isinstance(model, Ensemble) else [model]
-        curves = [m.history_.to_dict() for m in members if hasattr(m.history_, "to_dict")]
-        if curves:
-            out[name] = tuple(LossCurve.from_dict(c) for c in curves)
+        out[name] = tuple(LossCurve.from_dict(m.history_.to_dict()) for m in members)
     return out
 
 
