@@ -32,7 +32,7 @@ import torch
 
 from assay.bit import BoostedInformationTree
 from assay.config import BITModelConfig, NeuralModelConfig, RunConfig
-from assay.estimators import ESTIMATORS, Ensemble, Estimator, History
+from assay.estimators import METHODS, Ensemble, Estimator, History, method_class
 from assay.estimators.ensemble import ENSEMBLE_FILE
 from assay.estimators.ratio import RatioEstimator
 from assay.exceptions import ConfigError, StoreError
@@ -104,13 +104,11 @@ def estimator_class(method: str) -> type[Estimator]:
         >>> estimator_class("alices").__name__
         'ALICES'
     """
-    methods = {name.lower(): cls for name, cls in ESTIMATORS.items()}
-    try:
-        return methods[method.lower()]
-    except KeyError:
-        raise ConfigError(
-            f"method: {method!r} is not a neural estimator; valid names are {sorted(methods)}"
-        ) from None
+    cls = method_class(method)
+    if not issubclass(cls, Estimator):
+        neural = sorted(n for n, c in METHODS.items() if issubclass(c, Estimator))
+        raise ConfigError(f"method: {method!r} is not a neural estimator; valid names are {neural}")
+    return cls
 
 
 def build_estimator(
@@ -129,7 +127,7 @@ def build_estimator(
     morphing: dict[str, Any] = {}
     if model.morphing_aware:
         if not issubclass(cls, RatioEstimator):
-            ratio_methods = sorted(n.lower() for n, c in ESTIMATORS.items() if issubclass(c, RatioEstimator))
+            ratio_methods = sorted(n for n, c in METHODS.items() if issubclass(c, RatioEstimator))
             raise ConfigError(
                 f"morphing_aware: {cls.__name__} does not estimate a likelihood ratio; "
                 f"the morphing-aware network needs one of {ratio_methods}"

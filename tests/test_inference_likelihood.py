@@ -6,12 +6,12 @@ References: scipy.stats.poisson for the Poisson term; the closed form
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 from scipy import stats
 
+from assay.estimators.prediction import Prediction
+from assay.exceptions import PredictionError
 from assay.inference import (
     PB_TO_FB,
     Scan,
@@ -97,14 +97,26 @@ def test_observed_scan_of_toy_data_covers_truth(toy):
 
 
 def test_log_ratio_function_wraps_an_estimator():
-    def evaluate_log_ratio(x, theta0, theta1, score=False):
-        assert score is False and theta1.shape == (1,)
-        return SimpleNamespace(log_r=np.asarray(theta0)[:, :1] * x[None, :, 0])
+    """Any model whose ``predicts`` holds log_ratio: θ → its Prediction's mean; others refused."""
 
-    log_r = log_ratio_function(
-        SimpleNamespace(evaluate_log_ratio=evaluate_log_ratio), np.ones((3, 1)), np.zeros(1)
-    )
+    class Linear:
+        predicts = frozenset({"log_ratio"})
+
+        def log_ratio(self, x, theta, theta_ref):
+            assert np.shape(theta_ref) == (1,)
+            return Prediction(np.asarray(theta)[:, :1] * x[None, :, 0])
+
+        def score(self, x, theta=None):
+            raise NotImplementedError
+
+    log_r = log_ratio_function(Linear(), np.ones((3, 1)), np.zeros(1))
     np.testing.assert_array_equal(log_r(np.array([[2.0], [3.0]])), [[2.0] * 3, [3.0] * 3])
+
+    class ScoreOnly(Linear):
+        predicts = frozenset({"score"})
+
+    with pytest.raises(PredictionError, match="log_ratio"):
+        log_ratio_function(ScoreOnly(), np.ones((3, 1)), np.zeros(1))
 
 
 # ---- bad inputs ----------------------------------------------------------------------
