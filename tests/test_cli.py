@@ -16,7 +16,9 @@ from assay.cli import app
 from assay.store import EventStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy.yaml"
-COMMANDS = {"version", "demo", "generate", "run", "inspect", "basis", "import-lhe", "train", "report"}
+COMMANDS = {
+    "version", "demo", "generate", "run", "inspect", "basis", "import-lhe", "train", "limits", "report"
+}  # fmt: skip
 
 SMALL = {
     "seed": 11,

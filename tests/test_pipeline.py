@@ -222,7 +222,11 @@ def test_changed_training_settings_do_not_regenerate_events(tmp_path, monkeypatc
     run_pipeline(config(), tmp_path, progress=False)
     before = mtimes(tmp_path)
     monkeypatch.setattr(ToyBatchSimulator, "batch", no_simulation)
-    run_pipeline(config(training={"epochs": 3}, inference={"luminosity_ifb": 30.0}), tmp_path, progress=False)
+    run_pipeline(
+        config(training={"a": {"method": "alices", "epochs": 3}}, inference={"luminosity_ifb": 30.0}),
+        tmp_path,
+        progress=False,
+    )
     assert mtimes(tmp_path)["events.h5"] == before["events.h5"]
 
 
