@@ -143,9 +143,9 @@ def run_demo(
     Returns:
         The summary: ``{"parton": {method: intervals}, "detector": {...}, "timings_s": {...}}``.
     """
-    from assay.analysis.limits import _strict
+    from assay.analysis.limits import write_limits
     from assay.cluster import local_client
-    from assay.saving import write_json
+    from assay.rundir import ResultsDir
 
     size = size or DemoSize()
     out = Path(output)
@@ -161,9 +161,8 @@ def run_demo(
     timings["total"] = time.perf_counter() - start
     combined = replace(results, title="assay demo: p p → W h → ℓ ν b b̄, expected limits at the SM",
                        levels=levels, timings_s=timings)  # fmt: skip
-    combined.to_json(out / "results.json")
+    write_limits(ResultsDir(out), combined)
     summary = summary_of(combined)
-    write_json(out / "summary.json", _strict(summary), indent=1)
     if report:
         from assay.report import write_report
 

@@ -28,16 +28,18 @@ import numpy as np
 from assay import __version__
 from assay.exceptions import StoreError
 from assay.results import LevelResults, Results
+from assay.rundir import ResultsDir
 from assay.saving import read_json, write_text
 
 __all__ = ["PLOTS", "REPORT", "RESULTS", "SUMMARY", "format_interval", "write_report"]
 
 log = logging.getLogger(__name__)
 
-RESULTS = "results.json"
-SUMMARY = "summary.json"
-REPORT = "report.html"
-PLOTS = "plots"
+_NAMES = ResultsDir(".")
+RESULTS = _NAMES.results.name  # results.json
+SUMMARY = _NAMES.summary.name  # summary.json
+REPORT = _NAMES.report.name  # report.html
+PLOTS = _NAMES.plots.name  # plots/
 _MISSING = "—"  # a number that is NaN or infinite, or an entry a method does not have
 
 

@@ -19,7 +19,47 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunDir"]
+__all__ = ["ResultsDir", "RunDir"]
+
+
+@dataclass(frozen=True)
+class ResultsDir:
+    """The file layout of a results folder: a run's ``limits/``, or the demo's output folder.
+
+    Example:
+        >>> str(ResultsDir("assay-demo").results), str(RunDir("runs/toy").limits.report)
+        ('assay-demo/results.json', 'runs/toy/limits/report.html')
+    """
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def results(self) -> Path:
+        """``results.json``: :class:`assay.results.Results`."""
+        return self.root / "results.json"
+
+    @property
+    def summary(self) -> Path:
+        """``summary.json``: the intervals per method, best fits, warnings, timings."""
+        return self.root / "summary.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def pyhf(self) -> Path:
+        return self.root / "pyhf"
+
+    def pyhf_workspace(self, name: str) -> Path:
+        return self.pyhf / f"{name}.json"
 
 
 @dataclass(frozen=True)
@@ -84,22 +124,8 @@ class RunDir:
         elsewhere than the working directory)."""
         return (self.checkpoints / name).absolute()
 
-    # ---- assay limits ----------------------------------------------------------------------
+    # ---- assay limits -----------------------------------------------------------------------
     @property
-    def limits(self) -> Path:
-        return self.root / "limits"
-
-    @property
-    def summary(self) -> Path:
-        return self.limits / "summary.json"
-
-    @property
-    def results(self) -> Path:
-        return self.limits / "results.json"
-
-    @property
-    def pyhf(self) -> Path:
-        return self.limits / "pyhf"
-
-    def pyhf_workspace(self, name: str) -> Path:
-        return self.pyhf / f"{name}.json"
+    def limits(self) -> ResultsDir:
+        """``limits/``: what ``assay limits`` writes (results, summary, pyhf workspaces, report)."""
+        return ResultsDir(self.root / "limits")

@@ -45,7 +45,7 @@ from assay.results import (
     Scan1D,
     Scan2D,
 )
-from assay.rundir import RunDir
+from assay.rundir import ResultsDir, RunDir
 from assay.saving import read_json, write_json
 
 __all__ = ["run_limits", "summary_of", "write_limits"]
@@ -190,7 +190,7 @@ def _export_pyhf(
     histograms = {n: m for n, m in methods.items() if isinstance(m, BinnedMethod) and m.binning is not None}
     if not histograms:
         return {}
-    run.pyhf.mkdir(parents=True, exist_ok=True)
+    run.limits.pyhf.mkdir(parents=True, exist_ok=True)
     specs = {}
     for name, method in histograms.items():
         templates = method.templates(sample, ())
@@ -200,7 +200,7 @@ def _export_pyhf(
             counts = method.counts(data, sample, ())
         specs[name] = spec = to_pyhf_spec(templates, sample.luminosity, counts, channel=name)
         pyhf_workspace(spec)  # validates against pyhf's schema
-        write_json(run.pyhf_workspace(name), spec, indent=1)
+        write_json(run.limits.pyhf_workspace(name), spec, indent=1)
     name, method = next(iter(histograms.items()))
     s = scans[0]
     q_pyhf = pyhf_scan(specs[name], sample.joint.morpher, s.theta).minus_2_delta_log_l
@@ -314,7 +314,7 @@ def run_limits(
         levels={level or run.root.name: level_results},
         timings_s=timings,
     )
-    write_limits(run, results)
+    write_limits(run.limits, results)
     return results
 
 
@@ -336,12 +336,12 @@ def summary_of(results: Results) -> dict:
     return summary
 
 
-def write_limits(run: RunDir, results: Results) -> tuple[Path, Path]:
-    """``limits/results.json`` and ``limits/summary.json``, each written atomically."""
-    run.limits.mkdir(parents=True, exist_ok=True)
-    results.to_json(run.results)
-    write_json(run.summary, _strict(summary_of(results)), indent=1)
-    return run.results, run.summary
+def write_limits(folder: ResultsDir, results: Results) -> tuple[Path, Path]:
+    """``results.json`` and ``summary.json`` in ``folder`` (a run's ``limits/``), each atomically."""
+    folder.root.mkdir(parents=True, exist_ok=True)
+    results.to_json(folder.results)
+    write_json(folder.summary, _strict(summary_of(results)), indent=1)
+    return folder.results, folder.summary
 
 
 def _strict(value: Any) -> Any:

@@ -20,10 +20,10 @@ def report(run_dir: Path = RUN_DIR) -> None:
     folder of `assay limits`, whose limits/ is used.
     """
     from assay.report import write_report
-    from assay.rundir import RunDir
+    from assay.rundir import ResultsDir, RunDir
 
-    run = RunDir(run_dir)
-    folder = run.limits if not (run_dir / "results.json").exists() and run.results.exists() else run_dir
+    limits = RunDir(run_dir).limits
+    folder = limits.root if not ResultsDir(run_dir).results.exists() and limits.results.exists() else run_dir
     with user_errors():
         path = write_report(folder)
     console.print(f"report written to {path}", highlight=False, soft_wrap=True)

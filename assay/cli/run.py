@@ -32,10 +32,11 @@ def demo(
     from assay.cli.limits import print_results
     from assay.demo import demo_size, run_demo
     from assay.results import Results
+    from assay.rundir import ResultsDir
 
     with user_errors():
         summary = run_demo(output, size=demo_size(scale), progress=not quiet)
-        print_results(Results.from_json(output / "results.json"))
+        print_results(Results.from_json(ResultsDir(output).results))
     console.print(f"total {summary['timings_s']['total']:.0f} s; summary, results and report in {output}")
 
 
