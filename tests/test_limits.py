@@ -211,7 +211,8 @@ def test_toy_coverage_of_the_exact_likelihood_through_run_limits(tmp_path):
     drawn from the 40k Asimov events at the SM: the exact likelihood's 68% intervals cover θ_true
     in 68.3% ± 3% of the toys and the 95% intervals in 95% ± 2%. The binomial SE is 1.0% (68%)
     and 0.5% (95%), so the bounds are 3σ and 4σ; with 500 toys (SE 2.1%) a ±3% bound would fail
-    by chance for one key in three (tests/test_pseudo_experiments.py has the 500-toy version)."""
+    by chance for one key in three (tests/test_pseudo_experiments.py has the 500-toy version).
+    Measured: 68% 0.687 / 0.682, 95% 0.957 / 0.949 (θ_0 / θ_1)."""
     from assay.demo import example_config
 
     data = example_config("toy") | {"output": str(tmp_path / "run"), "training": {}}

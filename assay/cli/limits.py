@@ -72,7 +72,8 @@ def limits(
         if report:
             from assay.report import write_report
 
-            console.print(f"report written to {write_report(run.limits.root)}", highlight=False, soft_wrap=True)
+            path = write_report(run.limits.root)
+            console.print(f"report written to {path}", highlight=False, soft_wrap=True)
     console.print(f"limits written to {run.limits.root}", highlight=False, soft_wrap=True)
 
 
