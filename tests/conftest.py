@@ -105,3 +105,26 @@ def split():
 def source(store1, split) -> EventSource:
     """The train partition of the toy1 store."""
     return EventSource(store1, events=split.train)
+
+
+def small_toy_run(*, seed: int, n_events: int, n_theta0: int = 1000) -> dict:
+    """A run config (as parsed YAML) of the 1-parameter toy with a SALLY and an ALICES set, small
+    enough for CLI tests: add ``training`` and ``inference`` to it."""
+    return {
+        "seed": seed,
+        "parameters": [{"name": "c", "range": [-1.0, 1.0]}],
+        "morphing": {"max_power": 2, "n_basis_trials": 5},
+        "simulator": {"kind": "gaussian_toy", "n_events": n_events, "n_obs": 2, "batch_size": n_events // 2},
+        "sampling": {
+            "sets": [
+                {"name": "sally", "kind": "local_score", "n_samples": 1_000},
+                {
+                    "name": "alices",
+                    "kind": "ratio",
+                    "theta0": {"kind": "gaussian", "std": 0.4},
+                    "n_samples": 2_000,
+                    "n_theta0": n_theta0,
+                },
+            ]
+        },
+    }

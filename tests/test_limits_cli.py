@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import small_toy_run
 from typer.testing import CliRunner
 
 from assay.cli import app
@@ -26,22 +27,7 @@ torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapse
 
 MODEL = {"hidden": [16], "epochs": 2, "batch_size": 128, "threads": 1}
 CONFIG = {
-    "seed": 3,
-    "parameters": [{"name": "c", "range": [-1.0, 1.0]}],
-    "morphing": {"max_power": 2, "n_basis_trials": 5},
-    "simulator": {"kind": "gaussian_toy", "n_events": 6_000, "n_obs": 2, "batch_size": 3_000},
-    "sampling": {
-        "sets": [
-            {"name": "sally", "kind": "local_score", "n_samples": 1_000},
-            {
-                "name": "alices",
-                "kind": "ratio",
-                "theta0": {"kind": "gaussian", "std": 0.4},
-                "n_samples": 2_000,
-                "n_theta0": 100,
-            },
-        ]
-    },
+    **small_toy_run(seed=3, n_events=6_000, n_theta0=100),
     "training": {
         "alices": {"method": "alices", **MODEL},
         "sally": {"method": "sally", **MODEL},

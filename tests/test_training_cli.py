@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import small_toy_run
 from typer.testing import CliRunner
 
 from assay.bit import BoostedInformationTree
@@ -26,23 +27,7 @@ from assay.training_set import TrainingSet
 
 torch.set_num_threads(1)  # 2 shared cores: torch's default thread pool collapses under contention
 
-CONFIG = {
-    "seed": 5,
-    "parameters": [{"name": "c", "range": [-1.0, 1.0]}],
-    "morphing": {"max_power": 2, "n_basis_trials": 5},
-    "simulator": {"kind": "gaussian_toy", "n_events": 4_000, "n_obs": 2, "batch_size": 2_000},
-    "sampling": {
-        "sets": [
-            {"name": "sally", "kind": "local_score", "n_samples": 1_000},
-            {
-                "name": "alices",
-                "kind": "ratio",
-                "theta0": {"kind": "gaussian", "std": 0.4},
-                "n_samples": 2_000,
-            },
-        ]
-    },
-}
+CONFIG = small_toy_run(seed=5, n_events=4_000)
 NEURAL = {"method": "alices", "hidden": [16], "epochs": 2, "batch_size": 128, "threads": 1}
 BIT = {"method": "bit", "n_trees": 15, "max_depth": 3, "min_size": 20}
 
