@@ -211,3 +211,24 @@ def test_a_score_model_asked_for_a_ratio_says_what_it_can_do(limits_run):
     result = expected_limits(out, "sally", np.linspace(-0.6, 0.6, 41)[:, None], 0.02)
     lo, hi = result.intervals["c_68"]
     assert lo < 0.0 < hi
+
+
+def test_a_full_disk_is_one_clear_error_and_earlier_limits_stay(limits_run, monkeypatch):
+    """ENOSPC while writing limits/: exit code 2, one message naming the folder, and the
+    summary.json of the earlier run unchanged (every file is written atomically)."""
+    import errno
+
+    import assay.saving
+
+    config, out = limits_run[1], limits_run[0] / "out"
+    before = (out / "limits" / "summary.json").read_bytes()
+
+    def full(path, text, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(assay.saving, "write_text", full)
+    result = invoke("limits", config, "-o", out, "-q", "--no-report")
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert "No space left on device" in text and "cannot write the limits" in text, text
+    assert (out / "limits" / "summary.json").read_bytes() == before

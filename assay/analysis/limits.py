@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from assay.analysis.scans import grids, one_d_scans, scan_all
 from assay.bit import BoostedInformationTree
 from assay.config import RunConfig
 from assay.estimators import Ensemble
-from assay.exceptions import ConfigError
+from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
 from assay.inference.fisher import (
     histogram_fisher_information,
@@ -281,7 +282,8 @@ def run_limits(
     fisher = _fisher(cfg, sample, methods, loaded)
     grid_theta = grids(cfg, sample.theta_true)[0].theta if cfg.inference.grids else None
     calibration = _calibration(sample, methods, loaded, _check_points(grid_theta, scans))
-    checks = _export_pyhf(run, sample, methods, dataset, scans)
+    with _writing(run.limits.root):
+        checks = _export_pyhf(run, sample, methods, dataset, scans)
     timings["fisher_calibration_pyhf"] = time.perf_counter() - t0
 
     coverage = None
@@ -336,11 +338,30 @@ def summary_of(results: Results) -> dict:
     return summary
 
 
+@contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """An OSError while writing (full disk, read-only folder) → one StoreError naming the folder;
+    every file is written atomically, so what was there before stays intact."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or folder
+        raise StoreError(
+            f"{where}: cannot write the limits ({exc.strerror or exc}); free some space or make "
+            f"{folder} writable and rerun: earlier files there are unchanged"
+        ) from exc
+
+
 def write_limits(folder: ResultsDir, results: Results) -> tuple[Path, Path]:
-    """``results.json`` and ``summary.json`` in ``folder`` (a run's ``limits/``), each atomically."""
-    folder.root.mkdir(parents=True, exist_ok=True)
-    results.to_json(folder.results)
-    write_json(folder.summary, _strict(summary_of(results)), indent=1)
+    """``results.json`` and ``summary.json`` in ``folder`` (a run's ``limits/``), each atomically.
+
+    Raises:
+        StoreError: the folder cannot be written (full disk, read-only); nothing is half-written.
+    """
+    with _writing(folder.root):
+        folder.root.mkdir(parents=True, exist_ok=True)
+        results.to_json(folder.results)
+        write_json(folder.summary, _strict(summary_of(results)), indent=1)
     return folder.results, folder.summary
 
 
