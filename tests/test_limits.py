@@ -225,3 +225,33 @@ def test_toy_coverage_of_the_exact_likelihood_through_run_limits(tmp_path):
     for parameter in ("theta_0", "theta_1"):
         assert abs(coverage.coverage["truth"][f"{parameter}_68"] - 0.6827) < 0.03, coverage.coverage
         assert abs(coverage.coverage["truth"][f"{parameter}_95"] - 0.95) < 0.02, coverage.coverage
+
+
+# ---- observed WH data from LHE -------------------------------------------------------------------
+def test_lhe_data_at_parton_level(tmp_path):
+    """`--data FILE.lhe.gz` on the WH parton config: the observables are computed from the LHE
+    final state; the truth, which needs the events' benchmark weights, is left out with a warning;
+    the other methods fit the 300 observed events."""
+    pytest.importorskip("pythia8mc")  # the PDFs come from Pythia
+    from assay.demo import example_config
+    from assay.io.lhe import write_lhe
+    from assay.io.wh_lhe import wh_to_lhe
+    from assay.simulators.wh import WHSimulator
+
+    data = example_config("wh_parton") | {"output": str(tmp_path / "run"), "training": {}}
+    data["simulator"] |= {"n_events": 4_000, "batch_size": 2_000}
+    data["sampling"]["sets"] = []
+    data["inference"] |= {"grids": [], "luminosity_ifb": 3.0}
+    data["inference"]["scans"] = [{**s, "n_points": 21} for s in data["inference"]["scans"]]
+    cfg = config_from_dict(data)
+    run_pipeline(cfg, progress=False)
+    events = WHSimulator(np.zeros((1, 2))).simulate(300, np.random.default_rng(8))
+    lhe, init = wh_to_lhe(events)
+    path = write_lhe(tmp_path / "data.lhe.gz", lhe, init)
+    level = run_limits(cfg, data=path, progress=False).levels["run"]
+    assert level.data == f"observed: {path}" and level.n_events["observed"] == 300
+    assert "truth" not in level.intervals
+    assert any(w.startswith("truth: left out") for w in level.warnings), level.warnings
+    assert {"rate", "hist_mt_tot", "hist_ql_cos_delta_plus"} <= set(level.intervals)
+    lo, hi = level.intervals["rate"]["cHW_95"]
+    assert lo is None or hi is None or lo < hi

@@ -93,7 +93,7 @@ def _truth(cfg: RunConfig, sample: AsimovSample) -> RatioMethod:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(density) - np.log(reference)[None, :]
 
-    return RatioMethod("truth", weights_log_ratio, normalise=False, theta_chunk=256)
+    return RatioMethod("truth", weights_log_ratio, normalise=False, theta_chunk=256, needs_weights=True)
 
 
 def load_models(cfg: RunConfig, run: RunDir, names: Sequence[str] | None = None) -> dict:

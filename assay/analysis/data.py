@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from assay.analysis.methods import Dataset
 from assay.config import RunConfig, WHConfig
@@ -19,9 +20,9 @@ __all__ = ["observed_dataset"]
 def observed_dataset(path: str | os.PathLike, cfg: RunConfig, run: RunDir, sample: AsimovSample) -> Dataset:
     """The events of ``path`` as observed data (unweighted, w_i = 1).
 
-    An EventStore (``.h5``) is read as it is; an LHE file (``.lhe``, ``.lhe.gz``) of the WH process
-    is imported with the run's parameters and basis first. Benchmark weights, where the file has
-    them, are kept for the truth.
+    An EventStore (``.h5``) is read as it is; from an LHE file (``.lhe``, ``.lhe.gz``) of the WH
+    process the parton-level observables are computed. Benchmark weights, where a store has them
+    for the run's benchmarks, are kept for the truth.
 
     Raises:
         StoreError: the file is missing or unreadable.
@@ -31,20 +32,14 @@ def observed_dataset(path: str | os.PathLike, cfg: RunConfig, run: RunDir, sampl
     if not path.is_file():
         raise StoreError(f"{path}: --data file not found")
     if path.name.endswith((".lhe", ".lhe.gz")):
-        return _from_lhe(path, cfg, run, sample)
+        return _from_lhe(path, cfg, sample)
     with EventStore(path) as store:
         observables = list(store.observables)
         _check_observables(path, observables, sample)
-        events = store.take(slice_all(store.n_events), fields=("x", "weights"))
+        events = store.take(np.arange(store.n_events), fields=("x", "weights"))
         same_benchmarks = list(store.benchmarks) == _benchmarks(run)
     bench = events.weights if same_benchmarks else None
     return Dataset(events.x, bench, False, f"observed: {path}")
-
-
-def slice_all(n: int):
-    import numpy as np
-
-    return np.arange(n)
 
 
 def _benchmarks(run: RunDir) -> list[str]:
@@ -60,19 +55,20 @@ def _check_observables(path: Path, observables: list[str], sample: AsimovSample)
         )
 
 
-def _from_lhe(path: Path, cfg: RunConfig, run: RunDir, sample: AsimovSample) -> Dataset:
+def _from_lhe(path: Path, cfg: RunConfig, sample: AsimovSample) -> Dataset:
+    """Observed WH events from LHE: seed 000's parton-level observables of the final state (the
+    event weights, and any ``<rwgt>`` block, are not needed for observed data)."""
     if not isinstance(cfg.simulator, WHConfig) or cfg.simulator.detector is not None:
         raise ConfigError(
             f"{path}: LHE data can be read for the parton-level WH simulator only; convert it into an "
-            f"EventStore with the run's observables (assay import-lhe) and pass that"
+            f"EventStore with the run's observables and pass that"
         )
-    from assay.io.wh_lhe import import_lhe
-    from assay.training import read_basis
+    from assay.io.lhe import read_lhe
+    from assay.io.wh_lhe import wh_final_state
+    from assay.observables import WH_OBSERVABLES, wh_observables
 
-    morpher = read_basis(run.basis)
-    with tempfile.TemporaryDirectory(dir=run.root) as folder:
-        store = import_lhe([path], Path(folder) / "data.h5", cfg.parameter_space(), morpher)
-        with store:
-            _check_observables(path, list(store.observables), sample)
-            events = store.take(slice_all(store.n_events), fields=("x",))
-    return Dataset(events.x, None, False, f"observed: {path}")
+    _check_observables(path, list(WH_OBSERVABLES), sample)
+    events, _ = read_lhe(path)
+    fs = wh_final_state(events, path)
+    x = wh_observables(fs["lepton"], fs["b"], fs["bbar"], fs["neutrino"], fs["charge"])
+    return Dataset(np.asarray(x, dtype=float), None, False, f"observed: {path}")

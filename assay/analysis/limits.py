@@ -258,6 +258,12 @@ def run_limits(
     loaded = load_models(cfg, run, models)
     methods = build_methods(cfg, sample, loaded)
     dataset = Dataset.from_sample(sample) if data is None else observed_dataset(data, cfg, run, sample)
+    notes = []
+    if dataset.benchmark_weights is None:  # e.g. LHE data: no truth from the event weights
+        for name in [n for n, m in methods.items() if isinstance(m, RatioMethod) and m.needs_weights]:
+            notes.append(f"{name}: left out, {dataset.label} has no benchmark weights to compute it from")
+            logger.warning(notes[-1])
+            del methods[name]
     timings["setup"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
@@ -304,7 +310,7 @@ def run_limits(
         data=dataset.label, scans_1d=scans_1d, scans_2d=scans_2d, intervals=intervals, best_fit=best,
         fisher=fisher, histories=_histories(loaded), calibration=calibration,
         distributions=_distributions(cfg, sample, methods, scans), cut_flow=_cut_flow(run), checks=checks,
-        warnings=tuple(warnings), coverage=coverage,
+        warnings=(*notes, *warnings), coverage=coverage,
     )  # fmt: skip
     timings["total"] = time.perf_counter() - start
     results = Results(

@@ -87,12 +87,15 @@ class RatioMethod(Method):
         normalise: divide r̂ by R̂(θ) = E_{θ_true}[r̂] measured on the Asimov sample (estimators;
             the exact ratio is normalised by construction).
         theta_chunk: θ points per evaluation (memory ∝ chunk × n_events).
+        needs_weights: ``log_ratio`` reads the events' benchmark weights (the truth from weights),
+            so data without them cannot use it.
     """
 
     name: str
     log_ratio: Callable[[Dataset, np.ndarray], np.ndarray]
     normalise: bool = True
     theta_chunk: int = 32
+    needs_weights: bool = False
     kind: str = "ratio"
     _log_norm: dict = field(default_factory=dict, repr=False)
 
