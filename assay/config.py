@@ -363,6 +363,7 @@ class HistogramConfig(_Model):
     observables: list[str] = Field(min_length=1, max_length=2)
     edges: list[list[float]] = Field(description="bin edges per observable (.inf allowed)")
     name: str | None = Field(None, description="default: the observables joined by ' x '")
+    axis_label: str | None = Field(None, description="x-axis label of its plot (LaTeX); default: the name")
 
     @model_validator(mode="after")
     def _one_edge_list_each(self) -> HistogramConfig:

@@ -161,7 +161,8 @@ def _distributions(cfg: RunConfig, sample: AsimovSample, methods: Mapping[str, M
             counts, _ = np.histogram(values, bins=finite, weights=weights[:, j])
             total = counts.sum()
             hists[label] = counts / (total * np.diff(finite)) if total > 0 else counts
-        out[h.observables[0]] = Distribution(label=h.observables[0], edges=finite, benchmarks=hists)
+        label = h.axis_label or h.observables[0]
+        out[h.observables[0]] = Distribution(label=label, edges=finite, benchmarks=hists)
     return out
 
 
