@@ -92,7 +92,7 @@ def test_limits_writes_summary_results_and_pyhf(limits_run):
         assert lo95 < lo < hi < hi95, (method, level[method])
     assert summary["warnings"] == [] and summary["timings_s"]["total"] > 0
     text = flat(output)
-    assert "out: asimov, L = 0.02 fb⁻¹" in text and "limits written to" in text
+    assert "out: c, asimov, L = 0.02 fb⁻¹" in text and "68% CL" in text and "limits written to" in text
     for method in METHODS:
         assert method in text
 

@@ -82,28 +82,35 @@ def _fmt(value: float | None) -> str:
 
 
 def print_results(results) -> None:
-    """One table per level: the intervals of every method, the warnings below."""
+    """Per level and parameter, one table of every method's intervals (fits 80 columns); then the
+    warnings and the coverage of pseudo-experiments."""
     for name, level in results.levels.items():
         keys = list(dict.fromkeys(k for iv in level.intervals.values() for k in iv))
-        table = Table(title=f"{name}: {level.data}, L = {results.luminosity_ifb:g} fb⁻¹")
-        table.add_column("method", no_wrap=True, min_width=max(map(len, level.intervals)))
-        for key in keys:
-            table.add_column(key, justify="center")
-        for method, iv in level.intervals.items():
-            cells = [f"[{_fmt(iv[k][0])}, {_fmt(iv[k][1])}]" if k in iv else "-" for k in keys]
-            table.add_row(method, *cells)
-        console.print(table)
+        for parameter in results.parameters:
+            mine = [k for k in keys if k.rsplit("_", 1)[0] == parameter]
+            if not mine:
+                continue
+            unit = dict(zip(results.parameters, results.parameter_units)).get(parameter) or ""
+            unit = f" [{unit}]" if unit else ""
+            title = f"{name}: {parameter}{unit}, {level.data}, L = {results.luminosity_ifb:g} fb⁻¹"
+            table = Table(title=title, pad_edge=False)
+            table.add_column("method", no_wrap=True)
+            for key in mine:
+                table.add_column(f"{key.rsplit('_', 1)[1]}% CL", justify="center", no_wrap=True)
+            if level.coverage is not None:
+                table.add_column("coverage", justify="right", no_wrap=True)
+            for method, iv in level.intervals.items():
+                cells = [f"[{_fmt(iv[k][0])},{_fmt(iv[k][1])}]" if k in iv else "-" for k in mine]
+                if level.coverage is not None:
+                    cov = level.coverage.coverage.get(method, {})
+                    cells.append(" / ".join(f"{cov[k]:.2f}" for k in mine if k in cov) or "-")
+                table.add_row(method, *cells)
+            console.print(table)
+        if level.coverage is not None:
+            console.print(f"coverage: fraction of {level.coverage.n_toys} pseudo-experiments whose interval "
+                          f"contains the θ they were drawn at", highlight=False, soft_wrap=True)  # fmt: skip
         for warning in level.warnings:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-        if level.coverage is not None:
-            cov = level.coverage
-            table = Table(title=f"coverage in {cov.n_toys} pseudo-experiments")
-            table.add_column("method", no_wrap=True)
-            for key in keys:
-                table.add_column(key, justify="right")
-            for method, values in cov.coverage.items():
-                table.add_row(method, *(f"{values[k]:.3f}" if k in values else "-" for k in keys))
-            console.print(table)
 
 
 def register(app: typer.Typer) -> None:
