@@ -139,30 +139,40 @@ def _check_points(scans_2d_theta: np.ndarray | None, scans_1d: list) -> np.ndarr
     return points[:: max(1, len(points) // 25)]
 
 
-def _distributions(cfg: RunConfig, sample: AsimovSample, methods: Mapping[str, Method], scans) -> dict:
-    """Normalised distributions of each 1D observable histogram at θ_true and at the upper end
-    of each 1D scan (by morphing the weights)."""
-    shown = {"theta_true": sample.theta_true}
+DISTRIBUTION_BINS = 30
+SHOWN_FACTOR = 2.0  # distributions are shown at twice each 1D scan's upper end: visible, still near
+
+
+def _distributions(cfg: RunConfig, sample: AsimovSample, scans) -> dict:
+    """Normalised distributions of each 1D histogram's observable, in 30 equal bins over its
+    finite edges (an open last bin extended to twice the last finite edge), at θ_true and at
+    twice the upper end of each 1D scan, by morphing the weights."""
+    latex = {p.name: p.latex or p.name for p in cfg.parameters}
+    reference = cfg.inference.theta_true if isinstance(cfg.inference.theta_true, str) else "θ_true"
+    shown = {reference: sample.theta_true}
     for s in scans:
-        shown[f"{s.parameter} = {s.values[-1]:.3g}"] = s.theta[-1]
+        theta = s.theta[-1].copy()
+        theta[s.axis] = sample.theta_true[s.axis] + SHOWN_FACTOR * (s.values[-1] - sample.theta_true[s.axis])
+        shown[f"{latex[s.parameter]} = {theta[s.axis]:.3g}"] = theta
     thetas = np.array(list(shown.values()))
     weights = sample.joint.weights_on_grid(sample.benchmark_weights, thetas)
     out = {}
     for h in cfg.inference.histograms:
-        if len(h.observables) != 1:
-            continue
         edges = np.asarray(h.edges[0], dtype=float)
         finite = edges[np.isfinite(edges)]
-        if len(finite) < 2:
+        if len(h.observables) != 1 or len(finite) < 2:
             continue
+        high = 2 * finite[-1] if np.isinf(edges[-1]) and finite[-1] > 0 else finite[-1]
+        bins = np.linspace(finite[0], high, DISTRIBUTION_BINS + 1)
         values = sample.column(h.observables[0])
         hists = {}
         for j, label in enumerate(shown):
-            counts, _ = np.histogram(values, bins=finite, weights=weights[:, j])
+            counts, _ = np.histogram(values, bins=bins, weights=weights[:, j])
             total = counts.sum()
-            hists[label] = counts / (total * np.diff(finite)) if total > 0 else counts
-        label = h.axis_label or h.observables[0]
-        out[h.observables[0]] = Distribution(label=label, edges=finite, benchmarks=hists)
+            hists[label] = counts / (total * np.diff(bins)) if total > 0 else counts
+        out[h.observables[0]] = Distribution(
+            label=h.axis_label or h.observables[0], edges=bins, benchmarks=hists
+        )
     return out
 
 
@@ -310,7 +320,7 @@ def run_limits(
                   **({} if dataset.asimov else {"observed": len(dataset.x)})},
         data=dataset.label, scans_1d=scans_1d, scans_2d=scans_2d, intervals=intervals, best_fit=best,
         fisher=fisher, histories=_histories(loaded), calibration=calibration,
-        distributions=_distributions(cfg, sample, methods, scans), cut_flow=_cut_flow(run), checks=checks,
+        distributions=_distributions(cfg, sample, scans), cut_flow=_cut_flow(run), checks=checks,
         warnings=(*notes, *warnings), coverage=coverage,
     )  # fmt: skip
     timings["total"] = time.perf_counter() - start
