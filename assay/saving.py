@@ -32,6 +32,13 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """A temporary file beside ``path`` to write instead; it replaces ``path`` (``os.replace``)
@@ -49,6 +56,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -93,6 +101,7 @@ def atomic_directory(
     _check_replaceable(path, markers, what)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: give the mode a plain mkdir() would
     try:
         yield tmp
         replace_directory(tmp, path, markers=markers, what=what)
