@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,6 +41,7 @@ from assay.parameters import (
 
 __all__ = [
     "BITModelConfig",
+    "ConfigWarning",
     "InferenceConfig",
     "ModelConfig",
     "NeuralModelConfig",
@@ -473,6 +475,14 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
                 errors.append(
                     (("benchmarks", i, "theta", key), f"unknown parameter {key!r}; expected one of {names}")
                 )
+    seen: dict[str, int] = {}
+    for i, b in enumerate(cfg.benchmarks):
+        if b.name in seen:
+            message = (
+                f"benchmark name {b.name!r} is used twice, by benchmarks[{seen[b.name]}] and benchmarks[{i}]"
+            )
+            errors.append((("benchmarks", i, "name"), f"{message}; names must be unique"))
+        seen.setdefault(b.name, i)
     bnames = {"sm"} | {b.name for b in cfg.benchmarks}
 
     def check_theta(spec: Any, loc: tuple) -> None:
@@ -635,7 +645,31 @@ def config_from_dict(data: Any, *, source: str = "<config>", node: yaml.Node | N
             where = f"{source}:{line}" if line else source
             lines.append(f"{where}: {_format_loc(loc)}: {msg}")
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from cause
+    for loc, msg in _outside_ranges(cfg):
+        line = _line_of(node, loc)
+        where = f"{source}:{line}" if line else source
+        warnings.warn(f"{where}: {_format_loc(loc)}: {msg}", ConfigWarning, stacklevel=2)
     return cfg
+
+
+class ConfigWarning(UserWarning):
+    """A config that is valid but probably not what was meant."""
+
+
+def _outside_ranges(cfg: RunConfig) -> list[tuple[tuple, str]]:
+    """Benchmarks outside their parameter's declared range: allowed (a morphing basis may want
+    points outside the physics range), but the morphing then extrapolates there."""
+    ranges = {p.name: p.range for p in cfg.parameters}
+    out = []
+    for i, b in enumerate(cfg.benchmarks):
+        for name, value in b.theta.items():
+            lo, hi = ranges.get(name, (-np.inf, np.inf))
+            if not lo <= value <= hi:
+                message = (
+                    f"{value} lies outside the declared range [{lo}, {hi}] of {name!r}; allowed, but check it"
+                )
+                out.append((("benchmarks", i, "theta", name), message))
+    return out
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import yaml
 
-from assay.config import BITModelConfig, NeuralModelConfig, RunConfig, config_from_dict, load_config
+from assay.config import (
+    BITModelConfig,
+    ConfigWarning,
+    NeuralModelConfig,
+    RunConfig,
+    config_from_dict,
+    load_config,
+)
 from assay.exceptions import ConfigError
 from assay.parameters import GaussianPrior, Prior
 
@@ -387,3 +394,25 @@ def test_run_config_validates_without_a_file():
         }
     )
     assert cfg.simulator.batch_size == 100_000 and cfg.sampling.split.train == 0.6
+
+
+def test_duplicate_benchmark_names_name_both_entries():
+    """Two benchmarks named `sm`: one error naming both entries (it silently became (0.3, 0))."""
+    data = {
+        "parameters": [{"name": "a", "range": [-1, 1]}],
+        "simulator": {"kind": "gaussian_toy", "n_events": 10},
+        "benchmarks": [{"name": "sm", "theta": {"a": 0.0}}, {"name": "sm", "theta": {"a": 0.3}}],
+    }
+    with pytest.raises(ConfigError, match=r"benchmarks\[1\]\.name: .*'sm' is used twice, by benchmarks\[0\]"):
+        config_from_dict(data)
+
+
+def test_a_benchmark_outside_its_range_warns_with_its_key_path():
+    data = {
+        "parameters": [{"name": "a", "range": [-1, 1]}],
+        "simulator": {"kind": "gaussian_toy", "n_events": 10},
+        "benchmarks": [{"name": "far", "theta": {"a": 3.0}}],
+    }
+    with pytest.warns(ConfigWarning, match=r"benchmarks\[0\]\.theta\.a: 3.0 lies outside the declared range"):
+        cfg = config_from_dict(data)
+    assert cfg.parameter_space().theta("far").tolist() == [3.0]  # allowed: a basis may want it
