@@ -64,7 +64,16 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`); a file that already holds
+    exactly ``text`` is left alone, so rerunning a finished step writes nothing (and works in a
+    folder that has since become read-only)."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size == len(text.encode("utf-8")):
+            if path.read_text(encoding="utf-8") == text:
+                return
+    except (OSError, UnicodeDecodeError):
+        pass  # unreadable: write it anew
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 

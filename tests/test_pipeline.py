@@ -284,3 +284,20 @@ def test_demo_checks_close_against_the_exact_toy(demo):
     # 20,000 events unweighted at θ0 = (0.3, -0.2): their mean is the exact E[x|θ0] within 5σ.
     assert checks["unweighted_mean_max_pull"] < 5
     assert 0 < checks["n_eff_at_theta0"] <= 0.2 * 20_000  # Kish n_eff <= events of the test split
+
+
+def test_rerunning_a_finished_run_writes_nothing(tmp_path, monkeypatch):
+    """A finished run rerun writes no file (issue 18: a folder that became read-only made the
+    rerun fail, because basis.json and the sets' manifest were rewritten every time)."""
+    import assay.saving
+
+    run_pipeline(config(), tmp_path, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a finished run wrote a file")
+
+    monkeypatch.setattr(assay.saving, "atomic_path", refuse)
+    monkeypatch.setattr(ToyBatchSimulator, "batch", no_simulation)
+    run_pipeline(config(), tmp_path, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
