@@ -241,8 +241,17 @@ def _read_cut_flow(path: Path) -> CutFlow | None:
 def run_pipeline(
     cfg: RunConfig, output: str | os.PathLike | None = None, *, progress: bool = True, client: Any = None
 ) -> PipelineResult:
-    """Run basis → generation → split → training sets for ``cfg`` in ``output`` (default ``cfg.output``)."""
+    """Run basis → generation → split → training sets for ``cfg`` in ``output`` (default ``cfg.output``).
+
+    Raises:
+        StoreError: another `assay run`/`assay train` is using the folder (:meth:`RunDir.locked`).
+    """
     run = RunDir(output or cfg.output)
+    with run.locked("run"):
+        return _run_pipeline(cfg, run, progress=progress, client=client)
+
+
+def _run_pipeline(cfg: RunConfig, run: RunDir, *, progress: bool, client: Any) -> PipelineResult:
     run.sets.mkdir(parents=True, exist_ok=True)
     generated = generate_events(cfg, run.root, progress=progress, client=client)
     space, morpher, store, timings = generated.space, generated.morpher, generated.store, generated.timings_s

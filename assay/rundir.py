@@ -15,9 +15,15 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from assay.exceptions import StoreError
 
 __all__ = ["ResultsDir", "RunDir"]
 
@@ -75,6 +81,45 @@ class RunDir:
     def __init__(self, root: str | os.PathLike) -> None:
         object.__setattr__(self, "root", Path(root))
 
+    # ---- one command at a time ------------------------------------------------------------
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """Hold the folder for ``command``: a second `assay run`/`train` on the same folder stops
+        with an error naming the holder (PID and host) instead of racing it.
+
+        A lock left by a process that no longer runs on this host is taken over.
+
+        Raises:
+            StoreError: another live process holds the folder.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(self.lock_file)
+                if holder is not None and not _dead(holder):
+                    raise StoreError(
+                        f"{self.root}: `assay {holder.get('command', '?')}` (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}) is using this folder; wait for it to finish, or delete "
+                        f"{self.lock_file} if that process is gone"
+                    ) from None
+                self.lock_file.unlink(missing_ok=True)  # stale: its process has ended
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            break
+        try:
+            yield
+        finally:
+            if _read_lock(self.lock_file) == me:
+                self.lock_file.unlink(missing_ok=True)
+
     # ---- assay run -------------------------------------------------------------------------
     @property
     def basis(self) -> Path:
@@ -129,3 +174,24 @@ class RunDir:
     def limits(self) -> ResultsDir:
         """``limits/``: what ``assay limits`` writes (results, summary, pyhf workspaces, report)."""
         return ResultsDir(self.root / "limits")
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _dead(holder: dict) -> bool:
+    """Whether the lock's process is gone: on this host, no such PID; on another, never assumed."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return False
+    return False

@@ -364,16 +364,18 @@ def train_model(
 
     Raises:
         ConfigError: unknown model name, or a set lacking fields the method needs.
-        StoreError: a training set file (for BIT: the event file or basis) is missing or unreadable.
+        StoreError: a training set file (for BIT: the event file or basis) is missing or unreadable,
+            or another `assay run`/`assay train` is using the folder.
     """
     if name not in cfg.training:
         raise ConfigError(
             f"model {name!r}: not in the config's training section; it names {sorted(cfg.training)}"
         )
     model, run = cfg.training[name], RunDir(output or cfg.output)
-    if isinstance(model, BITModelConfig):
-        return _train_bit(cfg, name, model, run, progress)
-    return _train_neural(cfg, name, model, run, n_workers=n_workers, client=client, progress=progress)
+    with run.locked("train"):
+        if isinstance(model, BITModelConfig):
+            return _train_bit(cfg, name, model, run, progress)
+        return _train_neural(cfg, name, model, run, n_workers=n_workers, client=client, progress=progress)
 
 
 def train(

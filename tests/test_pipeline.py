@@ -301,3 +301,29 @@ def test_rerunning_a_finished_run_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(ToyBatchSimulator, "batch", no_simulation)
     run_pipeline(config(), tmp_path, progress=False)
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_run_on_a_busy_folder_names_the_holder(tmp_path):
+    """Two runs on one folder: the second stops with the holder's PID and host (it used to be
+    told to delete the .partial file the first was still writing); a stale lock is taken over."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from assay.exceptions import StoreError
+    from assay.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    with run.locked("run"):
+        with pytest.raises(StoreError, match=rf"`assay run` \(pid {os.getpid()} on {socket.gethostname()}\)"):
+            run_pipeline(config(), tmp_path, progress=False)
+    assert not run.lock_file.exists()  # released
+    # a lock whose process has ended (a finished subprocess's PID) is stale: taken over
+    command = [sys.executable, "-c", "import os; print(os.getpid())"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    stale = {"pid": int(done.stdout), "host": socket.gethostname(), "command": "run"}
+    run.lock_file.write_text(json.dumps(stale))
+    run_pipeline(config(), tmp_path, progress=False)
+    assert (tmp_path / "events.h5").is_file() and not run.lock_file.exists()
