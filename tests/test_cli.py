@@ -165,3 +165,17 @@ def test_basis_with_bad_config(runner, tmp_path, monkeypatch):
     assert result.exit_code == 2
     text = flat(result.output)
     assert "error:" in text and "dup.yaml" in text and "parameters: parameter names must be unique" in text
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(runner, tmp_path, monkeypatch):
+    """Ctrl-C during a command: one line saying how to resume, exit code 130, no traceback."""
+    import assay.pipeline
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(assay.pipeline, "run_pipeline", interrupted)
+    result = invoke(runner, "run", str(EXAMPLE), "-o", str(tmp_path), "-q")
+    assert result.exit_code == 130, result.output
+    assert "interrupted; rerun the same command to resume" in result.output
+    assert "Traceback" not in result.output

@@ -17,14 +17,21 @@ OUTPUT = typer.Option(None, "--output", "-o", help="Output folder (default: the 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
 
+INTERRUPTED = 130  # the shell's code for a command ended by SIGINT (128 + 2)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn assay's named errors into one red message and exit code 2 (no traceback)."""
+    """Turn assay's named errors into one red message and exit code 2 (no traceback), and Ctrl-C
+    into one line and exit code 130 (every step writes atomically and resumes on a rerun)."""
     try:
         yield
     except AssayError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
         raise typer.Exit(code=2) from exc
+    except KeyboardInterrupt:
+        console.print("interrupted; rerun the same command to resume where it stopped", highlight=False)
+        raise typer.Exit(code=INTERRUPTED) from None
 
 
 def register_all(app: typer.Typer, *commands: Callable) -> None:
