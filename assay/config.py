@@ -235,27 +235,59 @@ class SamplingConfig(_Model):
 
 
 # ---- training: named models ---------------------------------------------------------
-NEURAL_METHODS = ("sally", "carl", "rolr", "alice", "alices", "rascal", "cascal")
+NEURAL_METHODS = ("sally", "carl", "rolr", "alice", "alices", "rascal", "cascal", "nde", "scandal")
 """``method`` names of the neural estimators (:data:`assay.estimators.METHODS` adds ``bit``)."""
 
 
 class NeuralModelConfig(_Model):
-    """A neural estimator or ensemble (``assay train``; :mod:`assay.training`)."""
+    """A neural estimator or ensemble (``assay train``; :mod:`assay.training`).
 
-    method: Literal["sally", "carl", "rolr", "alice", "alices", "rascal", "cascal"]
+    Settings a method does not use are ignored (``alpha`` outside the score-augmented methods,
+    the flow settings outside ``nde`` / ``scandal``, ``morphing_aware`` is refused outside the
+    likelihood-ratio methods). ``nde`` and ``scandal`` train on a ``kind: plain`` set.
+    """
+
+    method: Literal["sally", "carl", "rolr", "alice", "alices", "rascal", "cascal", "nde", "scandal"]
     training_set: str | list[str] | None = Field(
         None,
         description="sampling set name; a list of n_ensemble names trains one member per set; "
         "None: the set named like the model, else like the method, else the only set",
     )
-    hidden: list[int] = [100, 100]
-    activation: Literal["relu", "tanh", "silu", "swish", "softplus"] = "tanh"
+    hidden: list[int] | None = Field(
+        None,
+        description="hidden widths; None: the method's default ([100, 100]; nde/scandal: [64, 64] per "
+        "flow transformation's conditioner)",
+    )
+    activation: Literal["relu", "tanh", "silu", "swish", "softplus"] | None = Field(
+        None, description="None: the method's default (tanh; nde/scandal: relu)"
+    )
     morphing_aware: bool = Field(
         False,
         description="likelihood-ratio methods: the morphing-aware network (arXiv:2410.07315), θ "
         "entering only through the morphing weights of the run's basis.json",
     )
-    alpha: float = Field(5.0, ge=0)
+    alpha: float | None = Field(
+        None,
+        ge=0,
+        description="weight of the score term (alices, rascal, cascal, scandal); None: the method's "
+        "default (5; scandal: 1)",
+    )
+    flow: Literal["nsf", "maf"] = Field(
+        "nsf", description="nde/scandal: neural spline flow or masked autoregressive flow (zuko)"
+    )
+    transforms: int = Field(3, ge=1, description="nde/scandal: autoregressive transformations of the flow")
+    bins: int = Field(8, ge=2, description="nde/scandal with flow nsf: spline bins per transformation")
+    observables: list[str] | None = Field(
+        None,
+        description="nde/scandal: the observables the flow models (they must not be functions of each "
+        "other: a density needs independent coordinates); None: every non-constant one",
+    )
+    bounds: dict[str, tuple[float, float]] = Field(
+        {},
+        description="nde/scandal: observable -> [lo, hi] of bounded observables (logit-transformed), "
+        "besides those detected from the training set (cosines in [-1, 1], angles in [0, π] or [-π, π])",
+    )
+    detect_bounds: bool = Field(True, description="nde/scandal: detect bounded observables")
     epochs: int = Field(50, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: tuple[float, float] = (1e-3, 1e-4)
@@ -264,7 +296,8 @@ class NeuralModelConfig(_Model):
     early_stopping: bool = True
     patience: int = Field(10, ge=1)
     clip_grad_norm: Annotated[float, Field(gt=0)] | Literal["auto"] | None = Field(
-        "auto", description="auto: 1.0 for score-augmented methods (ALICES, RASCAL, CASCAL), else none"
+        "auto",
+        description="auto: 1.0 for methods with a score term (ALICES, RASCAL, CASCAL, SCANDAL), else none",
     )
     n_ensemble: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -4,7 +4,7 @@ Every builder draws events by exact unweighting (:class:`assay.unweighting.Unwei
 from one partition of an :class:`~assay.store.EventStore` and attaches the augmented
 data of :class:`~assay.joint.JointQuantities`:
 
-- :func:`plain_training_set`: x ~ p(x|θ), θ from a prior (NDE / SCANDAL-type methods).
+- :func:`plain_training_set`: x ~ p(x|θ), θ from a prior, with t(x,z|θ) (NDE, SCANDAL).
 - :func:`local_score_training_set`: x ~ p(x|θ_ref) with t(x,z|θ_ref) (SALLY, SALLINO).
 - :func:`ratio_training_set`: pairs for CARL, ROLR, ALICE, ALICES, RASCAL, CASCAL:
   θ0 from a prior (``n_theta0`` values), θ1 a fixed point or, for doubly parameterized
@@ -117,18 +117,21 @@ def unweight(
 def plain_training_set(
     source: EventSource, theta: ThetaSpec, n_samples: int, *, n_theta: int = 1000, rng: np.random.Generator
 ) -> TrainingSet:
-    """x ~ p(x|θ) with θ from ``theta`` (a prior with ``n_theta`` draws, or explicit points)."""
+    """NDE / SCANDAL set: x ~ p(x|θ) with θ from ``theta`` (a prior with ``n_theta`` draws, or explicit
+    points), and the joint score t(x,z|θ) at each sample's θ as ``t0 (n_samples, n_params)``."""
     thetas = _thetas(theta, n_theta, source.morpher.n_params, rng, "theta")
     per = -(-n_samples // len(thetas))
     draw = source.unweighter.draw(thetas, per, rng)
     order = rng.permutation(draw.indices.size)[:n_samples]
     local = draw.indices.ravel()[order]
+    point = np.repeat(np.arange(len(thetas)), per)[order]  # θ index of each kept sample
     return TrainingSet(
         x=source.observables_at(local),
         observables=tuple(source.store.observables),
         parameters=source.parameters,
         kind="plain",
-        theta0=np.repeat(thetas, per, axis=0)[order],
+        theta0=thetas[point],
+        t0=source.joint.score(source.weights[local], IndexedThetas(thetas, point)),
         sample_weight=draw.sign.ravel()[order].astype(float),
         event_index=source.events[local],
     )

@@ -34,6 +34,7 @@ from assay.bit import BoostedInformationTree
 from assay.config import BITModelConfig, NeuralModelConfig, RunConfig
 from assay.estimators import METHODS, Ensemble, Estimator, History, method_class
 from assay.estimators.ensemble import ENSEMBLE_FILE
+from assay.estimators.flows import FlowEstimator
 from assay.estimators.ratio import RatioEstimator
 from assay.exceptions import ConfigError, StoreError
 from assay.morphing import Morpher
@@ -58,7 +59,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CLIP_FOR_SCORE_TERMS = 1.0  # ALICES/RASCAL/CASCAL: huge joint scores stall AMSGrad unclipped (ratio.py)
+_CLIP_FOR_SCORE_TERMS = 1.0  # methods with a score term: huge joint scores stall AMSGrad unclipped (ratio.py)
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,11 @@ def build_estimator(
 ) -> Estimator:
     """An unfitted estimator with the hyper-parameters of ``model``.
 
-    ``alpha`` only reaches score-augmented methods (ALICES, RASCAL, CASCAL); ``clip_grad_norm:
-    auto`` clips those at 1.0 and leaves the others unclipped. ``morphing_aware`` needs a
-    likelihood-ratio method and the run's ``morpher``.
+    ``hidden``, ``activation`` and ``alpha`` left out (None) take the method's defaults; ``alpha``
+    only reaches methods with a score term (ALICES, RASCAL, CASCAL, SCANDAL), the flow settings
+    (``flow``, ``transforms``, ``bins``, ``observables``, ``bounds``, ``detect_bounds``) only NDE
+    and SCANDAL. ``clip_grad_norm: auto`` clips the methods with a score term at 1.0 and leaves
+    the others unclipped. ``morphing_aware`` needs a likelihood-ratio method and the run's ``morpher``.
 
     Raises:
         ConfigError: ``morphing_aware`` for a method that does not estimate a likelihood ratio.
@@ -140,13 +143,19 @@ def build_estimator(
     if clip == "auto":
         clip = _CLIP_FOR_SCORE_TERMS if score_terms else None
     kwargs: dict[str, Any] = dict(
-        hidden=tuple(model.hidden), activation=model.activation, epochs=model.epochs,
-        batch_size=model.batch_size, lr=model.lr, optimizer=model.optimizer,
+        epochs=model.epochs, batch_size=model.batch_size, lr=model.lr, optimizer=model.optimizer,
         validation_split=model.validation_split, early_stopping=model.early_stopping,
         patience=model.patience, clip_grad_norm=clip, device=model.device, seed=seed, progress=progress,
     )  # fmt: skip
+    optional = {"hidden": model.hidden and tuple(model.hidden), "activation": model.activation}
     if score_terms:
-        kwargs["alpha"] = model.alpha
+        optional["alpha"] = model.alpha
+    if issubclass(cls, FlowEstimator):
+        kwargs |= dict(
+            flow=model.flow, transforms=model.transforms, bins=model.bins, observables=model.observables,
+            bounds=model.bounds, detect_bounds=model.detect_bounds,
+        )  # fmt: skip
+    kwargs |= {k: v for k, v in optional.items() if v is not None}
     return cls(**kwargs, **morphing)
 
 

@@ -3,6 +3,8 @@
 - :class:`SALLY`, :class:`SALLINO`: score estimators (local, near θ_ref).
 - :class:`CARL`, :class:`ROLR`, :class:`ALICE`, :class:`ALICES`, :class:`RASCAL`, :class:`CASCAL`:
   likelihood-ratio estimators, singly or doubly parameterized, optionally morphing-aware.
+- :class:`NDE`, :class:`SCANDAL`: density estimators p̂(x|θ) with conditional normalizing flows
+  (zuko NSF or MAF); log p̂, log r̂, t̂ and samples x ~ p̂(x|θ).
 - :class:`Ensemble`: members trained on resampled data (bootstrap or separate sets, in
   parallel through Dask), predictions with their spread and the expectation check.
 - :class:`Prediction`, :class:`Predictor`: what every model (and BIT) returns from
@@ -23,6 +25,9 @@ from typing import Any
 _SOURCES = {  # module → the names it exports here
     "base": ("Estimator",),
     "ensemble": ("Ensemble", "ExpectationCheck", "poisson_bootstrap"),
+    "flows": ("NDE", "SCANDAL", "FlowEstimator"),
+    "flow_columns": ("FlowColumns",),
+    "flows_models": ("FLOWS", "ConditionalFlow"),
     "nets": ("ACTIVATIONS", "MLP", "Standardizer"),
     "prediction": ("Prediction", "Predictor"),
     "ratio": ("ALICE", "ALICES", "CARL", "CASCAL", "RASCAL", "ROLR", "RatioEstimator", "RatioPrediction"),

@@ -11,6 +11,7 @@ from assay.bit import BoostedInformationTree
 from assay.bit.persistence import FORMAT as BIT_FORMAT
 from assay.estimators.base import Estimator, read_metadata
 from assay.estimators.ensemble import ENSEMBLE_FILE, Ensemble, read_ensemble_metadata
+from assay.estimators.flows import NDE, SCANDAL
 from assay.estimators.ratio import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR
 from assay.estimators.score import SALLY
 from assay.exceptions import ConfigError, StoreError
@@ -25,6 +26,8 @@ METHODS: dict[str, type] = {
     "alices": ALICES,
     "rascal": RASCAL,
     "cascal": CASCAL,
+    "nde": NDE,
+    "scandal": SCANDAL,
     "bit": BoostedInformationTree,
 }
 """The config's ``training.method`` names → estimator classes (the neural ones and BIT)."""
