@@ -1,7 +1,8 @@
 """One prediction type: the log_ratio / score contract of every estimator (assay.estimators.prediction).
 
 The contract test runs every kind of model — the six likelihood-ratio estimators, the morphing-aware
-one, SALLY, SALLINO, ensembles of ALICES and of SALLY, and a Boosted Information Tree — fitted tiny
+one, SALLY, SALLINO, the density estimators NDE (NSF and MAF) and SCANDAL, ensembles of ALICES, of SALLY
+and of NDE, and a Boosted Information Tree — fitted tiny
 on random data (its numbers are meaningless; only shapes, identities and errors are checked). The
 physics tests train small models on the Gaussian toy and compare with its exact log r and score.
 """
@@ -19,10 +20,12 @@ from assay.estimators import (
     ALICES,
     CARL,
     CASCAL,
+    NDE,
     RASCAL,
     ROLR,
     SALLINO,
     SALLY,
+    SCANDAL,
     Ensemble,
     Prediction,
     Predictor,
@@ -60,6 +63,14 @@ def _local_set(rng: np.random.Generator) -> TrainingSet:
     )  # fmt: skip
 
 
+def _plain_set(rng: np.random.Generator) -> TrainingSet:
+    n = N_TRAIN
+    return TrainingSet(
+        x=rng.normal(size=(n, 2)), observables=("a", "b"), parameters=("c", "d"), kind="plain",
+        theta0=rng.normal(0, 0.5, (n, 2)), t0=rng.normal(size=(n, 2)),
+    )  # fmt: skip
+
+
 def _bit(rng: np.random.Generator) -> BoostedInformationTree:
     """A few trees on R(x|θ) = (1 + θ·u)², u = x/2: coefficients (2 u_a, 2 u_a u_b) times w."""
     x = rng.uniform(-1, 1, size=(N_TRAIN, 2))
@@ -80,17 +91,19 @@ BUILDERS = {
         cls.__name__: (lambda rng, cls=cls: cls(**TINY).fit(_ratio_set(rng)))
         for cls in (CARL, ROLR, ALICE, ALICES, RASCAL, CASCAL)
     },
-    "ALICES-morphing": lambda rng: ALICES(
-        morphing=Morpher(morphing_components(2, 2), BASIS_2D), **TINY
-    ).fit(_ratio_set(rng)),
+    "ALICES-morphing": lambda rng: ALICES(morphing=Morpher(morphing_components(2, 2), BASIS_2D), **TINY).fit(
+        _ratio_set(rng)
+    ),
     "SALLY": lambda rng: SALLY(**TINY).fit(_local_set(rng)),
     "SALLINO": lambda rng: _sallino(SALLY(**TINY).fit(_local_set(rng)), rng),
     "Ensemble-ALICES": lambda rng: Ensemble.from_estimator(ALICES(**TINY), 3).fit(
         _ratio_set(rng), n_workers=1
     ),
-    "Ensemble-SALLY": lambda rng: Ensemble.from_estimator(SALLY(**TINY), 2).fit(
-        _local_set(rng), n_workers=1
-    ),
+    "Ensemble-SALLY": lambda rng: Ensemble.from_estimator(SALLY(**TINY), 2).fit(_local_set(rng), n_workers=1),
+    "NDE": lambda rng: NDE(**TINY).fit(_plain_set(rng)),
+    "NDE-maf": lambda rng: NDE(flow="maf", **TINY).fit(_plain_set(rng)),
+    "SCANDAL": lambda rng: SCANDAL(**TINY).fit(_plain_set(rng)),
+    "Ensemble-NDE": lambda rng: Ensemble.from_estimator(NDE(**TINY), 2).fit(_plain_set(rng), n_workers=1),
     "BIT": _bit,
 }
 PREDICTS = {
@@ -100,6 +113,10 @@ PREDICTS = {
     "SALLINO": {"log_ratio"},
     "Ensemble-ALICES": {"log_ratio", "score"},
     "Ensemble-SALLY": {"score"},
+    **{
+        name: {"log_ratio", "score", "log_likelihood"}
+        for name in ("NDE", "NDE-maf", "SCANDAL", "Ensemble-NDE")
+    },
     "BIT": {"log_ratio", "score"},
 }
 HAS_REFERENCE = {"SALLY", "Ensemble-SALLY", "BIT"}  # score(x) without θ works
@@ -165,7 +182,7 @@ def test_prediction_contract(name, fitted, x_test):
             model.score(x_test, REF)
 
 
-@pytest.mark.parametrize("name", ["Ensemble-ALICES", "Ensemble-SALLY"])
+@pytest.mark.parametrize("name", ["Ensemble-ALICES", "Ensemble-SALLY", "Ensemble-NDE"])
 def test_ensemble_is_the_mean_and_std_of_its_members(name, fitted, x_test):
     ens = fitted(name)
     if "log_ratio" in ens.predicts:
@@ -193,7 +210,13 @@ def test_sally_predicts_only_at_its_reference_point(fitted, x_test):
 
 @pytest.mark.parametrize(
     "model",
-    [ALICES(**TINY), SALLY(**TINY), Ensemble.from_estimator(CARL(**TINY), 2), BoostedInformationTree()],
+    [
+        ALICES(**TINY),
+        SALLY(**TINY),
+        NDE(**TINY),
+        Ensemble.from_estimator(CARL(**TINY), 2),
+        BoostedInformationTree(),
+    ],
     ids=lambda m: type(m).__name__,
 )
 def test_not_fitted(model, x_test):
@@ -239,7 +262,7 @@ def test_objects_without_the_prediction_methods_are_refused():
 
 
 def test_log_ratio_function_wraps_any_predictor(fitted, x_test):
-    for name in ("ALICES", "Ensemble-ALICES", "BIT", "SALLINO"):
+    for name in ("ALICES", "Ensemble-ALICES", "BIT", "SALLINO", "SCANDAL"):
         model = fitted(name)
         log_r = log_ratio_function(model, x_test, REF)
         np.testing.assert_array_equal(log_r(THETAS), model.log_ratio(x_test, THETAS, REF).mean)

@@ -85,14 +85,20 @@ class FlowColumns:
             detect_bounds: also detect bounded columns (module docstring).
 
         Raises:
-            ValueError: an unknown name in ``observables`` or ``bounds``, training values outside
-                a given interval, or no column left to model.
+            ValueError: an unknown name in ``observables`` or ``bounds``, non-finite values, training
+                values outside a given interval, or no column left to model.
         """
         names, bounds = list(names), dict(bounds or {})
         unknown = sorted(set(observables or ()) - set(names)) + sorted(set(bounds) - set(names))
         if unknown:
             raise ValueError(f"observables / bounds: unknown column(s) {unknown}; the events have {names}")
         chosen = [names.index(o) for o in observables] if observables is not None else range(len(names))
+        bad = {names[j]: int(np.sum(~np.isfinite(x[:, j]))) for j in chosen if not np.isfinite(x[:, j]).all()}
+        if bad:
+            raise ValueError(
+                f"x: non-finite values (NaN or inf) in the column(s) {bad} (name: count); a density "
+                f"estimator needs finite observables: remove those events or leave the columns out"
+            )
         modelled, intervals, constants, levels = [], [], {}, {}
         for j in chosen:
             values = x[:, j]

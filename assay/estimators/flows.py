@@ -112,6 +112,14 @@ class FlowEstimator(Estimator):
         }  # fmt: skip
 
     # ---- fitting ----------------------------------------------------------------------
+    def _check_set(self, data: TrainingSet, name: str) -> None:
+        super()._check_set(data, name)
+        if data.kind != "plain":  # a ratio set's x are drawn from θ0 and θ1 alike
+            raise ConfigError(
+                f"{name}: {type(self).__name__} learns p(x|θ) from x ~ p(x|θ0), a 'plain' training set; "
+                f"got a {data.kind!r} set: point training_set to a set of kind plain"
+            )
+
     def _prepare(self, train_set: TrainingSet) -> None:
         self.columns_ = FlowColumns.detect(
             train_set.x, train_set.observables, observables=self.observables, bounds=self.bounds,
