@@ -20,18 +20,29 @@
     on 10k events and extrapolated (the key says so).
 (c) For reference, one member's samples/s on one thread at batch 128 and 512 (plain network):
     at these widths a step at batch 128 is dominated by per-step overhead.
+(d) The density estimators (``nde_100k_20ep_s``, ``scandal_100k_20ep_s``): NDE and SCANDAL fitted
+    on 100k samples of a ``kind: plain`` set of WH parton-level events (``examples/wh_parton.yaml``,
+    200k events, θ ~ N(0, 0.1²)) for 20 epochs (no validation split, no early stopping), batch
+    256, torch on every core, modelling the five observables of docs/configuration.md (Q_ℓ cos δ±,
+    p_T^W, m_T^tot, Q_ℓ); default flow (NSF, 3 transforms, [64, 64] conditioners) and the MAF with
+    5 transforms of the slow WH test (``_maf5``). Also the evaluation of log r̂ for 25k events × 61 θ
+    (one 1D scan of ``assay limits``). The events are real (a flow's step cost depends little on
+    the values, but its inputs must be a density); generating them is set-up, not timed.
 
-Data: random, of WH's width: x ~ N(0, 1) with 43 observables (len(WH_OBSERVABLES)), 2
+Data for (a)-(c): random, of WH's width: x ~ N(0, 1) with 43 observables (len(WH_OBSERVABLES)), 2
 parameters, θ0 ~ N(0, 0.4²) from 1,000 values, θ1 = SM, and random joint log r and scores;
 step costs do not depend on the values. Prints a table and writes benchmarks/results/training.json.
 
-Usage: python benchmarks/training.py [--pairs 100000] [--epochs 2] [--workers 2]
+Usage: python benchmarks/training.py [--pairs 100000] [--epochs 2] [--workers 2] [--flows-only]
+(``--flows-only`` runs (d) alone and updates its keys in the results file.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +50,12 @@ import numpy as np
 import torch
 from _report import write_results
 
-from assay.estimators import ALICES, Ensemble
+from assay.config import config_from_dict
+from assay.demo import example_config
+from assay.estimators import ALICES, NDE, SCANDAL, Ensemble
 from assay.morphing import Morpher, morphing_components
 from assay.observables import WH_OBSERVABLES
+from assay.pipeline import run_pipeline
 from assay.training_set import TrainingSet
 
 N_OBS = len(WH_OBSERVABLES)
@@ -176,6 +190,48 @@ def bench_batch_size(batch_size: int) -> dict:
     return {f"alices_train_samples_per_s_one_thread_batch{batch_size}": rate}
 
 
+FLOW_OBSERVABLES = ["ql_cos_delta_plus", "ql_cos_delta_minus", "pt_w", "mt_tot", "q_l"]
+
+
+def wh_plain_set(folder: Path, n_samples: int) -> TrainingSet:
+    """A ``kind: plain`` set of ``n_samples`` WH parton-level events (θ ~ N(0, 0.1²), 1,000 values)."""
+    data = example_config("wh_parton")
+    data["output"] = str(folder)
+    prior = {"kind": "gaussian", "std": 0.1}
+    data["sampling"]["sets"] = [
+        {"name": "plain", "kind": "plain", "n_samples": n_samples, "n_theta": 1000, "theta": prior,
+         "partitions": ["train"]},
+    ]  # fmt: skip
+    data["training"] = {}
+    cfg = config_from_dict(data, source="benchmarks/training.py")
+    return TrainingSet.load(run_pipeline(cfg, progress=False).training_sets["plain_train"])
+
+
+def bench_flows(args: argparse.Namespace) -> dict:
+    """(d): NDE and SCANDAL on WH parton observables, torch on every core."""
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    data = wh_plain_set(Path(tempfile.mkdtemp(prefix="assay-bench-flows-")), args.flow_samples)
+    n_k = args.flow_samples // 1000
+    results: dict = {"flow_torch_threads": threads, "flow_observables": ", ".join(FLOW_OBSERVABLES)}
+    common = dict(observables=FLOW_OBSERVABLES, epochs=args.flow_epochs, batch_size=256, validation_split=0.0,
+                  early_stopping=False, progress=False, seed=0)  # fmt: skip
+    variants = {"": {}, "_maf5": {"flow": "maf", "transforms": 5}}
+    x = data.x[: args.flow_eval_events]
+    grid = np.column_stack([np.zeros(61), np.linspace(-0.15, 0.15, 61)])  # a c_HW̃ scan, c_HW = 0
+    for variant, flow in variants.items():
+        for cls, extra in ((NDE, {}), (SCANDAL, {"alpha": 5.0, "clip_grad_norm": 1.0})):
+            start = time.perf_counter()
+            est = cls(**common, **flow, **extra).fit(data)
+            key = f"{cls.__name__.lower()}_{n_k}k_{args.flow_epochs}ep{variant}_s"
+            results[key] = time.perf_counter() - start
+        start = time.perf_counter()
+        log_r = est.log_ratio(x, grid, np.zeros(2)).mean
+        assert np.all(np.isfinite(log_r))
+        results[f"flow_eval_{len(x) // 1000}k_x_{len(grid)}{variant}_s"] = time.perf_counter() - start
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=100_000)
@@ -185,8 +241,16 @@ def main() -> None:
     parser.add_argument("--target-pairs", type=int, default=1_000_000)
     parser.add_argument("--target-epochs", type=int, default=50)
     parser.add_argument("--eval-events", type=int, default=100_000)
+    parser.add_argument("--flow-samples", type=int, default=100_000)
+    parser.add_argument("--flow-epochs", type=int, default=20)
+    parser.add_argument("--flow-eval-events", type=int, default=25_000)
+    parser.add_argument("--flows-only", action="store_true", help="run (d) alone, update its keys")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
     args = parser.parse_args()
+    if args.flows_only:
+        previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
+        write_results({**previous, **bench_flows(args)}, args.output)
+        return
     results = {"data": f"random, {N_OBS} observables, {N_PARAMS} parameters", "cpu_count": os.cpu_count()}
     results |= {"first_fit_in_a_process_s": warm_up(), "dask_workers": args.workers}
     results |= {"alices_ensemble5_1M_50ep_target_s": 1800.0, "eval_100k_x_1225_target_s": 60.0}
@@ -196,6 +260,7 @@ def main() -> None:
     results |= {"eval_torch_threads": os.cpu_count() or 1}
     for variant in ("", "_morphing_batch512"):
         results |= bench_evaluation(args, variant)
+    results |= bench_flows(args)
     write_results(results, args.output)
 
 
