@@ -147,7 +147,8 @@ def build_estimator(
         validation_split=model.validation_split, early_stopping=model.early_stopping,
         patience=model.patience, clip_grad_norm=clip, device=model.device, seed=seed, progress=progress,
     )  # fmt: skip
-    optional = {"hidden": model.hidden and tuple(model.hidden), "activation": model.activation}
+    hidden = None if model.hidden is None else tuple(model.hidden)
+    optional: dict[str, Any] = {"hidden": hidden, "activation": model.activation}
     if score_terms:
         optional["alpha"] = model.alpha
     if issubclass(cls, FlowEstimator):
