@@ -27,7 +27,8 @@ def width(interval: list[float]) -> float:
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    size = replace(demo_size(0.05), sally_epochs=2, alices_epochs=2, bit_trees=10, points_1d=21, points_2d=9)
+    size = replace(demo_size(0.05, flows=True), sally_epochs=2, alices_epochs=2, bit_trees=10, points_1d=21,
+                   points_2d=9)  # fmt: skip
     return out, run_demo(out, size=size, progress=False)
 
 
@@ -35,7 +36,8 @@ def test_summary_layout(tiny_demo):
     out, summary = tiny_demo
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     assert summary["warnings"] == []  # every interval closed (the scans were extended where needed)
-    assert {"truth", "sally", "alices", "bit"} <= set(summary["parton"])
+    assert {"truth", "sally", "alices", "bit", "nde", "scandal"} <= set(summary["parton"])  # --flows
+    assert not {"nde", "scandal"} & set(summary["detector"])  # the flows are a parton-level option
     assert {"sally", "alices", "bit", "hist_ql_cos_delta_plus", "hist_mt_tot", "hist_pt_w"} <= set(
         summary["detector"]
     )

@@ -16,6 +16,9 @@ def demo(
         1.0, "--scale", min=0.01, max=10.0, help="Multiply every sample size (0.1: a quick look, ~1 min)."
     ),
     toy: bool = typer.Option(False, "--toy", help="Only the data chain on the Gaussian toy (~10 s)."),
+    flows: bool = typer.Option(
+        False, "--flows", help="Add NDE and SCANDAL (normalizing flows) at parton level (~2 more minutes)."
+    ),
     n_events: int = typer.Option(200_000, "--n-events", help="Toy events (with --toy)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -35,7 +38,7 @@ def demo(
     from assay.rundir import ResultsDir
 
     with user_errors():
-        summary = run_demo(output, size=demo_size(scale), progress=not quiet)
+        summary = run_demo(output, size=demo_size(scale, flows=flows), progress=not quiet)
         print_results(Results.from_json(ResultsDir(output).results))
     console.print(f"total {summary['timings_s']['total']:.0f} s; summary, results and report in {output}")
 
