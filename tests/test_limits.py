@@ -255,3 +255,28 @@ def test_lhe_data_at_parton_level(tmp_path):
     assert {"rate", "hist_mt_tot", "hist_ql_cos_delta_plus"} <= set(level.intervals)
     lo, hi = level.intervals["rate"]["cHW_95"]
     assert lo is None or hi is None or lo < hi
+
+
+def test_an_estimator_with_extreme_ratios_is_flagged(run):
+    """An estimated log r̂ that reaches |log r̂| ≫ the exact one on a few Asimov events (the failure of
+    the NDE at WH: such events decide the scan) gets a warning naming the method and the events."""
+    from assay.analysis.build import asimov_sample, build_methods
+    from assay.analysis.limits import _extreme_ratios
+    from assay.analysis.methods import RatioMethod
+    from assay.analysis.scans import one_d_scans
+    from assay.rundir import RunDir
+
+    cfg = config()
+    sample = asimov_sample(cfg, RunDir(run))
+    methods = build_methods(cfg, sample, {})  # truth, the histogram, the rate
+    scans = one_d_scans(cfg, sample.theta_true)
+    assert _extreme_ratios(methods, sample, scans) == []  # the exact ratio is not flagged
+
+    def spiky(data, theta):
+        exact = methods["truth"].log_ratio(data, theta)
+        exact[:, :3] += 1e3 * theta[:, :1]  # three events with r̂ = e^±1000 θ
+        return exact
+
+    methods["spiky"] = RatioMethod("spiky", spiky)
+    (warning,) = _extreme_ratios(methods, sample, scans)
+    assert warning.startswith("spiky: |log r̂| reaches") and "on 3 of" in warning, warning

@@ -176,6 +176,41 @@ def _distributions(cfg: RunConfig, sample: AsimovSample, scans) -> dict:
     return out
 
 
+MAX_ABS_LOG_R = 20.0  # r̂ beyond e^±20 at the ends of a scan: a few events dominate the likelihood
+
+
+def _extreme_ratios(methods: Mapping[str, Method], sample: AsimovSample, scans) -> list[str]:
+    """A warning for each estimated ratio whose |log r̂(x|θ, θ_true)| on the Asimov events exceeds
+    :data:`MAX_ABS_LOG_R` at the ends of a 1D scan: such events (steep edges of a flow, an
+    over-trained network) dominate −2Δlog L and make the interval meaningless, usually too narrow."""
+    data, out = Dataset.from_sample(sample), []
+    ends = np.concatenate([s.theta[[0, -1]] for s in scans])
+
+    def largest(method: RatioMethod) -> np.ndarray:
+        values = np.abs(np.asarray(method.log_ratio(data, ends), dtype=float))
+        return np.where(np.isfinite(values), values, 0.0)
+
+    bound = MAX_ABS_LOG_R
+    truth = methods.get("truth")
+    if isinstance(truth, RatioMethod):  # where the exact ratio is large too, allow 3 × as much
+        bound = max(bound, 3.0 * float(largest(truth).max(initial=0.0)))
+    for name, method in methods.items():
+        if not (isinstance(method, RatioMethod) and method.normalise):
+            continue
+        values = largest(method)
+        worst = float(values.max(initial=0.0))
+        if worst > bound:
+            n_bad = int((values > bound).any(axis=0).sum())
+            message = (
+                f"{name}: |log r̂| reaches {worst:.3g} on {n_bad} of {values.shape[1]} Asimov events at the "
+                f"ends of the scans (bound {bound:.3g}); those events dominate the likelihood and its "
+                f"interval is not to be trusted"
+            )
+            logger.warning(message)
+            out.append(message)
+    return out
+
+
 def _histories(models: Mapping[str, Any]) -> dict[str, tuple[LossCurve, ...]]:
     out = {}
     for name, model in models.items():
@@ -283,6 +318,7 @@ def run_limits(
     q, intervals, best, warnings = scan_all(
         methods, dataset, sample, scans, cls, cfg.inference.max_extensions
     )
+    warnings += _extreme_ratios(methods, sample, scans)
     scans_1d = {
         s.parameter: Scan1D(
             parameter=s.parameter,
