@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.analysis.scans import one_parameter
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
 from assay.inference.asymptotic import DEFAULT_CLS, cl_tag, limits_1d, p_value
@@ -173,6 +174,6 @@ def expected_limits(
     intervals: dict[str, tuple[float | None, float | None]] = {}
     if len(varying) == 1:
         a = varying[0]
-        result = limits_1d(Scan(thetas[:, [a]], scan.minus_2_delta_log_l, scan.mle[[a]]), cls)
+        result = limits_1d(one_parameter(scan, a), cls)
         intervals = {f"{names[a]}_{cl_tag(cl)}": result.bounds(cl) for cl in cls}
     return ExpectedLimits(scan, p_value(scan.minus_2_delta_log_l, dof=n_dof), n_dof, n_expected, intervals)

@@ -20,7 +20,15 @@ from assay.inference.asimov import AsimovSample
 from assay.inference.asymptotic import cl_tag, limits_1d, open_ends, theta_grid
 from assay.inference.likelihood import Scan
 
-__all__ = ["OneDimensional", "TwoDimensional", "fit_intervals", "grids", "one_d_scans"]
+__all__ = [
+    "OneDimensional",
+    "TwoDimensional",
+    "fit_intervals",
+    "grids",
+    "one_d_scans",
+    "one_parameter",
+    "scan_all",
+]
 
 logger = logging.getLogger(__name__)
 

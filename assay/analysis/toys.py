@@ -14,41 +14,42 @@ from dataclasses import dataclass
 import numpy as np
 
 from assay.analysis.methods import Dataset, Method
-from assay.analysis.scans import OneDimensional, fit_intervals
+from assay.analysis.scans import OneDimensional, fit_intervals, one_parameter
 from assay.inference.asimov import AsimovSample
 from assay.inference.likelihood import expected_events
-from assay.inference.pseudo_experiments import draw_pseudo_experiments, fit_pseudo_experiments
+from assay.inference.pseudo_experiments import (
+    ObservedFit,
+    coverage,
+    draw_pseudo_experiments,
+    fit_pseudo_experiments,
+)
 from assay.results import Coverage
 
 __all__ = ["ToyFitter", "toy_coverage"]
-
-Bounds = dict[str, tuple[float | None, float | None]]
 
 
 @dataclass(frozen=True, eq=False)
 class ToyFitter:
     """Fits one pseudo-experiment (event indices of the sample) with every method: method →
-    ``{"<p>_<tag>": (lo, hi)}``. Picklable, so that Dask workers can run it."""
+    :class:`~assay.inference.pseudo_experiments.ObservedFit`. Picklable, so that Dask workers can run it."""
 
     methods: Mapping[str, Method]
     sample: AsimovSample
     scans: Sequence[OneDimensional]
     cls: tuple[float, ...]
 
-    def __call__(self, indices: np.ndarray) -> dict[str, Bounds]:
+    def __call__(self, indices: np.ndarray) -> dict[str, ObservedFit]:
         data = Dataset.from_sample(self.sample).take(indices)
-        out: dict[str, Bounds] = {}
-        for name, method in self.methods.items():
-            out[name] = {}
-            for s in self.scans:
-                first = method.scan(data, self.sample, s.theta, (s.axis,))
-                out[name] |= fit_intervals(method, data, self.sample, s, first, self.cls, 0).bounds
-        return out
+        return {name: self._fit(method, data) for name, method in self.methods.items()}
 
-
-def _contains(bounds: tuple[float | None, float | None], value: float) -> bool:
-    lo, hi = bounds
-    return (lo is None or lo <= value) and (hi is None or value <= hi)
+    def _fit(self, method: Method, data: Dataset) -> ObservedFit:
+        best, bounds, scans = {}, {}, {}
+        for s in self.scans:
+            scan = method.scan(data, self.sample, s.theta, (s.axis,))
+            found = fit_intervals(method, data, self.sample, s, scan, self.cls, 0)
+            best[s.parameter], scans[s.parameter] = found.best_fit, one_parameter(scan, s.axis)
+            bounds |= found.bounds
+        return ObservedFit(best, bounds, scans)
 
 
 def toy_coverage(
@@ -63,7 +64,8 @@ def toy_coverage(
     client=None,
     progress: bool = True,
 ) -> Coverage:
-    """The coverage of every method's intervals in ``n_toys`` pseudo-experiments drawn at ``theta``.
+    """The coverage of every method's intervals in ``n_toys`` pseudo-experiments drawn at ``theta``
+    (:func:`~assay.inference.pseudo_experiments.coverage`: an open end covers its side).
 
     The scans are centred as configured; they should contain ``theta``.
     """
@@ -76,22 +78,12 @@ def toy_coverage(
     moved = [OneDimensional(s.parameter, s.axis, _at(s.theta, theta, s.axis)) for s in scans]
     fitter = ToyFitter(dict(methods), sample, tuple(moved), tuple(cls))
     fits = fit_pseudo_experiments(experiments, fitter, client=client, progress=progress)
-    coverage = {
-        name: {
-            key: float(np.mean([_contains(fit[name][key], theta[_axis(key, moved)]) for fit in fits]))
-            for key in fits[0][name]
-        }
-        for name in methods
-    }
-    return Coverage(theta_true=theta, n_toys=n_toys, confidence_levels=tuple(cls), coverage=coverage)
+    parameters, values = [s.parameter for s in moved], [theta[s.axis] for s in moved]
+    fractions = {name: coverage([fit[name] for fit in fits], values, parameters) for name in methods}
+    return Coverage(theta_true=theta, n_toys=n_toys, confidence_levels=tuple(cls), coverage=fractions)
 
 
 def _at(points: np.ndarray, theta: np.ndarray, axis: int) -> np.ndarray:
     out = np.repeat(theta[None], len(points), axis=0)
     out[:, axis] = points[:, axis]
     return out
-
-
-def _axis(key: str, scans: Sequence[OneDimensional]) -> int:
-    parameter = key.rsplit("_", 1)[0]
-    return next(s.axis for s in scans if s.parameter == parameter)
