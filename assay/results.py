@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from assay.exceptions import StoreError
+from assay.inference.asymptotic import cl_tag
 from assay.saving import read_json, write_json
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Scan1D",
     "Scan2D",
     "interval_tag",
+    "strict_json",
 ]
 
 FORMAT = "assay.results"  # results.json's "format"
@@ -55,14 +57,7 @@ SCHEMA_VERSION = 1  # results.json's "schema_version"; files with a larger one a
 _T = TypeVar("_T")
 
 
-def interval_tag(cl: float) -> str:
-    """The tag of a confidence level in interval keys (``"cHW_68"``): ``"68"`` for one σ, else percent.
-
-    Example:
-        >>> interval_tag(0.6827), interval_tag(0.68), interval_tag(0.95)
-        ('68', '68', '95')
-    """
-    return "68" if round(cl, 2) == 0.68 else f"{round(100 * cl):d}"
+interval_tag = cl_tag  # the key tag of a CL ("68", "95"): one rule, assay.inference.asymptotic.cl_tag
 
 
 # --- checks shared by the constructors and the reader ----------------------------------------------
@@ -202,8 +197,8 @@ class LossCurve:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: the losses as lists (``null`` for NaN), then ``extra``."""
-        return {"train_loss": _json(self.train_loss), "val_loss": _json(self.val_loss),
-                "best_epoch": self.best_epoch, **_json(self.extra)}  # fmt: skip
+        return {"train_loss": strict_json(self.train_loss), "val_loss": strict_json(self.val_loss),
+                "best_epoch": self.best_epoch, **strict_json(self.extra)}  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -516,7 +511,7 @@ class Results:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON layout of ``results.json`` (docs/results.md): lists, ``null`` for NaN/inf/open ends."""
-        return _json({"format": FORMAT, "schema_version": SCHEMA_VERSION, "title": self.title,
+        return strict_json({"format": FORMAT, "schema_version": SCHEMA_VERSION, "title": self.title,
                       "parameters": self.parameters, "parameter_labels": self.parameter_labels,
                       "parameter_units": self.parameter_units, "luminosity_ifb": self.luminosity_ifb,
                       "levels": {k: _level_dict(v) for k, v in self.levels.items()},
@@ -556,14 +551,14 @@ class Results:
 # --- JSON out -------------------------------------------------------------------------------------------
 
 
-def _json(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
     """Arrays and tuples to lists, NaN/±inf to None, dataclass-free (strict JSON)."""
     if isinstance(value, Mapping):
-        return {str(k): _json(v) for k, v in value.items()}
+        return {str(k): strict_json(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
-        return _json(value.tolist())
+        return strict_json(value.tolist())
     if isinstance(value, (list, tuple)):
-        return [_json(v) for v in value]
+        return [strict_json(v) for v in value]
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):

@@ -45,6 +45,7 @@ from assay.results import (
     Results,
     Scan1D,
     Scan2D,
+    strict_json,
 )
 from assay.rundir import ResultsDir, RunDir
 from assay.saving import read_json, write_json
@@ -229,9 +230,10 @@ def _cut_flow(run: RunDir) -> CutFlowResult | None:
 
 
 def _export_pyhf(
-    run: RunDir, sample: AsimovSample, methods: Mapping[str, Method], data: Dataset, scans
+    run: RunDir, sample: AsimovSample, methods: Mapping[str, Method], data: Dataset, scans, q: Mapping
 ) -> dict:
-    """Each histogram method as a pyhf workspace in ``limits/pyhf/``; one rescanned by pyhf as a check."""
+    """Each histogram method as a pyhf workspace in ``limits/pyhf/``; one rescanned by pyhf as a check
+    against assay's scan ``q[parameter][method]`` of the same data (from :func:`scan_all`)."""
     from assay.inference.pyhf_export import pyhf_scan, pyhf_workspace, to_pyhf_spec
 
     histograms = {n: m for n, m in methods.items() if isinstance(m, BinnedMethod) and m.binning is not None}
@@ -251,9 +253,8 @@ def _export_pyhf(
     name, method = next(iter(histograms.items()))
     s = scans[0]
     q_pyhf = pyhf_scan(specs[name], sample.joint.morpher, s.theta).minus_2_delta_log_l
-    q_assay = method.scan(data, sample, s.theta, (s.axis,)).minus_2_delta_log_l
     return {
-        "pyhf_vs_assay_max_abs_dq": float(np.max(np.abs(q_pyhf - q_assay))),
+        "pyhf_vs_assay_max_abs_dq": float(np.max(np.abs(q_pyhf - q[s.parameter][name]))),
         "pyhf_scan": f"{name}, {s.parameter}",
     }
 
@@ -336,7 +337,7 @@ def run_limits(
     grid_theta = grids(cfg, sample.theta_true)[0].theta if cfg.inference.grids else None
     calibration = _calibration(sample, methods, loaded, _check_points(grid_theta, scans))
     with _writing(run.limits.root):
-        checks = _export_pyhf(run, sample, methods, dataset, scans)
+        checks = _export_pyhf(run, sample, methods, dataset, scans, q)
     timings["fisher_calibration_pyhf"] = time.perf_counter() - t0
 
     coverage = None
@@ -414,16 +415,5 @@ def write_limits(folder: ResultsDir, results: Results) -> tuple[Path, Path]:
     with _writing(folder.root):
         folder.root.mkdir(parents=True, exist_ok=True)
         results.to_json(folder.results)
-        write_json(folder.summary, _strict(summary_of(results)), indent=1)
+        write_json(folder.summary, strict_json(summary_of(results)), indent=1)
     return folder.results, folder.summary
-
-
-def _strict(value: Any) -> Any:
-    """NaN/inf to None (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_strict(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if np.isfinite(value) else None
-    return value
