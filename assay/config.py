@@ -247,7 +247,7 @@ class NeuralModelConfig(_Model):
     likelihood-ratio methods). ``nde`` and ``scandal`` train on a ``kind: plain`` set.
     """
 
-    method: Literal["sally", "carl", "rolr", "alice", "alices", "rascal", "cascal", "nde", "scandal"]
+    method: Literal[NEURAL_METHODS]  # type: ignore[valid-type]  # Literal of the tuple's names
     training_set: str | list[str] | None = Field(
         None,
         description="sampling set name; a list of n_ensemble names trains one member per set; "

@@ -85,13 +85,7 @@ def _truth(cfg: RunConfig, sample: AsimovSample) -> RatioMethod:
             raise StoreError(
                 f"{data.label}: the truth needs the events' benchmark weights; the file has none"
             )
-        joint = sample.joint
-        density = (
-            joint.weights_on_grid(data.benchmark_weights, theta).T / sample.cross_section(theta)[:, None]
-        )
-        reference = joint.weights(data.benchmark_weights, theta_true) / float(joint.cross_section(theta_true))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(density) - np.log(reference)[None, :]
+        return sample.truth_log_ratio(theta, data.benchmark_weights)
 
     return RatioMethod("truth", weights_log_ratio, normalise=False, theta_chunk=256, needs_weights=True)
 

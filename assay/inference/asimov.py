@@ -108,17 +108,22 @@ class AsimovSample:
         return self.x[:, self.observables.index(name)]
 
     # ---- likelihood ratios ----------------------------------------------------------------
-    def truth_log_ratio(self, theta: np.ndarray) -> np.ndarray:
+    def truth_log_ratio(self, theta: np.ndarray, benchmark_weights: np.ndarray | None = None) -> np.ndarray:
         """Exact log r(x_i|θ, θ_true) from the event weights, ``(n_theta, n_events)``.
 
         The joint log r (seed 000 backup); it is the true likelihood ratio only where x fixes the
         θ-dependent part of the parton configuration (parton level with every momentum observed).
+
+        Args:
+            theta: ``(n_theta, n_params)`` or ``(n_params,)``.
+            benchmark_weights: other events' weights ``(n, n_benchmarks)`` in pb (observed data,
+                pseudo-experiments); default: this sample's. σ(θ) is this sample's either way.
         """
         thetas = as_thetas(theta, self.joint.n_params)
-        density = (
-            self.joint.weights_on_grid(self.benchmark_weights, thetas).T / self.cross_section(thetas)[:, None]
-        )
-        reference = self.weights / float(self.joint.cross_section(self.theta_true))
+        weights = self.benchmark_weights if benchmark_weights is None else benchmark_weights
+        density = self.joint.weights_on_grid(weights, thetas).T / self.cross_section(thetas)[:, None]
+        sigma_true = float(self.joint.cross_section(self.theta_true))
+        reference = self.joint.weights(weights, self.theta_true) / sigma_true
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.log(density) - np.log(reference)[None, :]
 
