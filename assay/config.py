@@ -48,6 +48,7 @@ __all__ = [
     "RunConfig",
     "config_from_dict",
     "load_config",
+    "root_parameters",
 ]
 
 
@@ -119,8 +120,13 @@ def _prior(cfg: PriorConfig, n_params: int) -> Prior:
 
 # ---- morphing and simulator --------------------------------------------------------
 class MorphingConfig(_Model):
-    max_power: int | list[int] = 2
-    max_overall_power: int | None = None
+    max_power: int | float | list[int | float] = 2
+    max_overall_power: int | float | None = None
+    power_step: Literal[1, 0.5] | list[Literal[1, 0.5]] = Field(
+        1,
+        description="exponent step per parameter: 1 (polynomial) or 0.5 (polynomial in √θ, a signal "
+        "strength with interference: w(μ) = μ w_S + √μ w_I + w_B; the parameter must be >= 0)",
+    )
     optimize_basis: bool = Field(True, description="choose the benchmarks missing from `benchmarks`")
     basis_prior: PriorConfig | None = Field(
         None, description="prior for the basis optimisation; default: uniform over the parameter ranges"
@@ -183,7 +189,32 @@ class WHConfig(_Model):
     batch_size: int = Field(100_000, gt=0)
 
 
-SimulatorConfig = Annotated[GaussianToyConfig | WHConfig, Field(discriminator="kind")]
+class OffshellConfig(_Model):
+    """Embedded p p → 4ℓ off-shell Higgs simulator (seeds 001, 003, 004): gg → H* → ZZ → 4ℓ signal,
+    gg → ZZ continuum, their interference and q q̄ → ZZ, with the exact per-event weights.
+
+    The config has one parameter, the signal strength (any name, e.g. ``mu``), with
+    ``morphing: {max_power: 1, power_step: 0.5}`` and at least three benchmarks.
+    """
+
+    kind: Literal["offshell"]
+    n_events: int = Field(gt=0)
+    theta_gen: str | dict[str, float] = Field("sm", description="unused (phase space is sampled directly)")
+    sqrt_s: float = Field(13000.0, gt=0, description="GeV")
+    m4l_range: tuple[float, float] = Field((220.0, 1000.0), description="m4ℓ window, GeV")
+    channels: list[Literal["2e2mu", "4e", "4mu"]] = Field(["2e2mu", "4e", "4mu"], min_length=1)
+    lepton_cuts: bool = Field(True, description="fiducial cuts p_T(ℓ) > 7 GeV, |η(ℓ)| < 2.5")
+    processes: list[Literal["gg", "qq"]] = Field(["gg", "qq"], min_length=1)
+    batch_size: int = Field(100_000, gt=0)
+
+    @model_validator(mode="after")
+    def _window(self) -> OffshellConfig:
+        if not 0 < self.m4l_range[0] < self.m4l_range[1]:
+            raise ValueError(f"m4l_range must have 0 < low < high, got {list(self.m4l_range)}")
+        return self
+
+
+SimulatorConfig = Annotated[GaussianToyConfig | WHConfig | OffshellConfig, Field(discriminator="kind")]
 
 
 # ---- sampling ----------------------------------------------------------------------
@@ -550,6 +581,41 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
     if len(set(set_names)) != len(set_names):
         errors.append((("sampling", "sets"), f"training set names must be unique, got {set_names}"))
     errors.extend(_inference_errors(cfg, names, check_theta))
+    errors.extend(_root_parameter_errors(cfg, names))
+    return errors
+
+
+def root_parameters(cfg: RunConfig) -> list[str]:
+    """Parameters whose morphing exponents step by ½ (they enter through √θ and must be >= 0)."""
+    steps = np.broadcast_to(np.asarray(cfg.morphing.power_step, dtype=float), (len(cfg.parameters),))
+    return [p.name for p, step in zip(cfg.parameters, steps) if step < 1]
+
+
+def _root_parameter_errors(cfg: RunConfig, names: list[str]) -> list[tuple[tuple, str]]:
+    """``power_step: 0.5`` parameters: one per parameter, ranges, benchmarks, scans and θ_true >= 0."""
+    step = cfg.morphing.power_step
+    if isinstance(step, list) and len(step) != len(names):
+        return [(("morphing", "power_step"), f"one step per parameter ({len(names)}), got {len(step)}")]
+    roots, errors = set(root_parameters(cfg)), []
+
+    def negative(value: float, loc: tuple, name: str) -> None:
+        if name in roots and value < 0:
+            message = f"{value} < 0, but {name!r} enters through its square root (morphing.power_step 0.5)"
+            errors.append((loc, message))
+
+    for i, p in enumerate(cfg.parameters):
+        negative(p.range[0], ("parameters", i, "range"), p.name)
+    for i, b in enumerate(cfg.benchmarks):
+        for name, value in b.theta.items():
+            negative(value, ("benchmarks", i, "theta", name), name)
+    for i, scan in enumerate(cfg.inference.scans):
+        negative(scan.range[0], ("inference", "scans", i, "range"), scan.parameter)
+    for i, grid in enumerate(cfg.inference.grids):
+        for name, rng in zip(grid.parameters, grid.ranges):
+            negative(rng[0], ("inference", "grids", i, "ranges"), name)
+    if isinstance(cfg.inference.theta_true, dict):
+        for name, value in cfg.inference.theta_true.items():
+            negative(value, ("inference", "theta_true", name), name)
     return errors
 
 

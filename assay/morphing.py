@@ -33,10 +33,12 @@ from assay.exceptions import MorphingError
 __all__ = [
     "IllConditionedMorphingWarning",
     "Morpher",
+    "as_components",
     "as_thetas",
     "expected_squared_weights",
     "morphing_components",
     "optimize_basis",
+    "power_steps",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,37 +49,73 @@ class IllConditionedMorphingWarning(UserWarning):
 
 
 def morphing_components(
-    n_params: int, max_power: int | Sequence[int] = 2, max_overall_power: int | None = None
+    n_params: int,
+    max_power: float | Sequence[float] = 2,
+    max_overall_power: float | None = None,
+    power_step: float | Sequence[float] = 1,
 ) -> np.ndarray:
     """All monomials allowed by the power limits.
 
     Args:
         n_params: number of parameters.
-        max_power: maximal power of each parameter (one int, or one per parameter).
+        max_power: maximal power of each parameter (one number, or one per parameter).
         max_overall_power: maximal total degree; defaults to ``max(max_power)``.
+        power_step: step of the exponents per parameter: 1 (a polynomial) or 0.5 (a polynomial in
+            √θ, e.g. a signal strength μ with interference: w(μ) = μ w_S + √μ w_I + w_B, seed 001).
 
     Returns:
-        Integer exponents, shape ``(n_components, n_params)``, sorted by total degree
-        then lexicographically; row 0 is the constant term.
+        Exponents, shape ``(n_components, n_params)`` (integers, or multiples of ½ as floats),
+        sorted by total degree then lexicographically; row 0 is the constant term.
 
     Example:
         >>> morphing_components(2, 2).tolist()
         [[0, 0], [0, 1], [1, 0], [0, 2], [1, 1], [2, 0]]
+        >>> morphing_components(1, 1, power_step=0.5).tolist()
+        [[0.0], [0.5], [1.0]]
     """
     if n_params < 1:
         raise MorphingError(f"n_params must be >= 1, got {n_params}")
-    powers = np.asarray(max_power, dtype=int)
-    if powers.ndim > 1 or (powers.ndim == 1 and len(powers) != n_params):
-        raise MorphingError(
-            f"max_power: expected one int or {n_params} ints (one per parameter), got {max_power}"
-        )
-    powers = np.broadcast_to(powers, (n_params,))
+    powers = _per_parameter(max_power, n_params, "max_power")
+    steps = _per_parameter(power_step, n_params, "power_step")
     if np.any(powers < 0):
         raise MorphingError(f"max_power must be >= 0 per parameter, got {max_power}")
-    overall = int(powers.max()) if max_overall_power is None else int(max_overall_power)
-    combos = [c for c in itertools.product(*(range(p + 1) for p in powers)) if sum(c) <= overall]
+    if not np.all(np.isin(steps, (0.5, 1.0))):
+        raise MorphingError(f"power_step must be 1 or 0.5 per parameter, got {power_step}")
+    if np.any(np.abs(powers / steps - np.round(powers / steps)) > 1e-12):
+        raise MorphingError(f"max_power {max_power} is not a multiple of power_step {power_step}")
+    overall = float(powers.max()) if max_overall_power is None else float(max_overall_power)
+    ranges = [np.arange(round(p / st) + 1) * st for p, st in zip(powers, steps)]
+    combos = [c for c in itertools.product(*ranges) if sum(c) <= overall + 1e-12]
     combos.sort(key=lambda c: (sum(c), c))
-    return np.array(combos, dtype=int).reshape(-1, n_params)
+    integer = bool(np.all(steps == 1.0))
+    return np.array(combos, dtype=int if integer else float).reshape(-1, n_params)
+
+
+def _per_parameter(value: float | Sequence[float], n_params: int, name: str) -> np.ndarray:
+    """One float per parameter from one number or a list of ``n_params``."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim > 1 or (arr.ndim == 1 and len(arr) != n_params):
+        raise MorphingError(f"{name}: expected one number or {n_params} (one per parameter), got {value}")
+    return np.broadcast_to(arr, (n_params,)).astype(float)
+
+
+def as_components(components: np.ndarray | Sequence) -> np.ndarray:
+    """Exponents as an int array, or as floats where some are half-integers (multiples of ½, ≥ 0).
+
+    Raises:
+        MorphingError: a negative exponent or one that is not a multiple of ½.
+    """
+    comps = np.atleast_2d(np.asarray(components, dtype=float))
+    if np.any(comps < 0) or np.any(np.abs(2 * comps - np.round(2 * comps)) > 1e-9):
+        raise MorphingError(f"morphing exponents must be multiples of 1/2 and >= 0, got {comps.tolist()}")
+    comps = np.round(2 * comps) / 2
+    return comps.astype(int) if np.all(comps == np.round(comps)) else comps
+
+
+def power_steps(components: np.ndarray) -> np.ndarray:
+    """Per parameter 1.0 (integer exponents) or 0.5 (some half-integer ones), shape ``(n_params,)``."""
+    comps = np.asarray(components, dtype=float)
+    return np.where(np.any(comps != np.round(comps), axis=0), 0.5, 1.0)
 
 
 def as_thetas(theta: np.ndarray | Sequence, n_params: int, name: str = "theta") -> np.ndarray:
@@ -106,13 +144,14 @@ def _monomials(thetas: np.ndarray, components: np.ndarray) -> np.ndarray:
 
 
 def _monomial_gradients(thetas: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """∂φ_c/∂θ_a, shape (n_theta, n_params, n_comp)."""
+    """∂φ_c/∂θ_a, shape (n_theta, n_params, n_comp); p θ^(p−1) is infinite at θ = 0 for p = ½."""
     n_theta, n_params = thetas.shape
     grads = np.empty((n_theta, n_params, len(components)))
     for a in range(n_params):  # loop over parameters, not events
-        lowered = components.copy()
-        lowered[:, a] = np.maximum(components[:, a] - 1, 0)
-        grads[:, a, :] = components[None, :, a] * _monomials(thetas, lowered)
+        lowered = components.astype(float)
+        lowered[:, a] = np.where(components[:, a] > 0, components[:, a] - 1.0, 0.0)
+        with np.errstate(divide="ignore"):
+            grads[:, a, :] = components[None, :, a] * _monomials(thetas, lowered)
     return grads
 
 
@@ -140,7 +179,7 @@ class Morpher:
     warn_condition: float = 1e6
 
     def __post_init__(self) -> None:
-        comps = np.atleast_2d(np.asarray(self.components, dtype=int))
+        comps = as_components(self.components)
         bench = as_thetas(self.benchmarks, comps.shape[1], "benchmarks")
         object.__setattr__(self, "components", comps)
         object.__setattr__(self, "benchmarks", bench)
@@ -199,15 +238,27 @@ class Morpher:
         Returns:
             ``(n_benchmarks,)`` or ``(n_theta, n_benchmarks)`` matching the input.
         """
-        thetas = as_thetas(theta, self.n_params)
+        thetas = self._in_domain(as_thetas(theta, self.n_params))
         out = _monomials(thetas, self.components) @ self._inverse  # type: ignore[attr-defined]
         return out[0] if np.ndim(theta) == 1 else out
 
     def morphing_weight_gradients(self, theta: np.ndarray) -> np.ndarray:
         """∇θ c_k(θ), shape ``(n_params, n_benchmarks)`` or ``(n_theta, n_params, n_benchmarks)``."""
-        thetas = as_thetas(theta, self.n_params)
+        thetas = self._in_domain(as_thetas(theta, self.n_params))
         out = _monomial_gradients(thetas, self.components) @ self._inverse  # type: ignore[attr-defined]
         return out[0] if np.ndim(theta) == 1 else out
+
+    def _in_domain(self, thetas: np.ndarray) -> np.ndarray:
+        """``thetas``, checked ≥ 0 for parameters with half-integer exponents (√θ is real only there)."""
+        roots = power_steps(self.components) < 1
+        if np.any(thetas[:, roots] < 0):
+            bad = np.unique(np.nonzero(thetas[:, roots] < 0)[1])
+            raise ValueError(
+                f"theta: parameter(s) {np.flatnonzero(roots)[bad].tolist()} enter the morphing through "
+                f"their square root (half-integer exponents) and must be >= 0, got "
+                f"min {float(thetas[:, roots].min()):g}"
+            )
+        return thetas
 
     def component_values(self, benchmark_values: np.ndarray) -> np.ndarray:
         """Polynomial coefficients A_c ``(..., n_components)`` from ``(..., n_benchmarks)`` values."""
@@ -219,7 +270,7 @@ class Morpher:
 
     @classmethod
     def from_dict(cls, data: dict) -> Morpher:
-        return cls(np.asarray(data["components"], dtype=int), np.asarray(data["benchmarks"], dtype=float))
+        return cls(as_components(data["components"]), np.asarray(data["benchmarks"], dtype=float))
 
 
 def expected_squared_weights(benchmarks: np.ndarray, components: np.ndarray, thetas: np.ndarray) -> float:
@@ -268,7 +319,7 @@ def optimize_basis(
     Returns:
         Benchmarks ``(n_components, n_params)``; the fixed ones first.
     """
-    components = np.asarray(components, dtype=int)
+    components = as_components(components)
     ranges = np.asarray(ranges, dtype=float)
     n_params = components.shape[1]
     fixed = np.zeros((0, n_params)) if fixed is None else as_thetas(fixed, n_params, "fixed")

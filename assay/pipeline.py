@@ -26,8 +26,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-from assay.config import GaussianToyConfig, LocalScoreSetConfig, PlainSetConfig, RatioSetConfig, RunConfig
-from assay.exceptions import StoreError
+from assay.config import (
+    GaussianToyConfig,
+    LocalScoreSetConfig,
+    OffshellConfig,
+    PlainSetConfig,
+    RatioSetConfig,
+    RunConfig,
+    root_parameters,
+)
+from assay.exceptions import ConfigError, StoreError
 from assay.generation import BatchSimulator, ToyBatchSimulator, generate, merge_stores
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
@@ -68,10 +76,16 @@ class PipelineResult:
     cut_flow: CutFlow | None = None
 
 
+def basis_components(cfg: RunConfig) -> np.ndarray:
+    """The morphing exponents of ``cfg.morphing`` ``(n_components, n_params)``."""
+    m = cfg.morphing
+    return morphing_components(len(cfg.parameters), m.max_power, m.max_overall_power, m.power_step)
+
+
 def build_basis(cfg: RunConfig, rng: np.random.Generator) -> tuple[ParameterSpace, Morpher]:
     """Benchmarks (configured + optimised) and their :class:`Morpher`."""
     space = cfg.parameter_space()
-    comps = morphing_components(space.n_params, cfg.morphing.max_power, cfg.morphing.max_overall_power)
+    comps = basis_components(cfg)
     fixed = space.benchmark_thetas
     if cfg.morphing.optimize_basis and len(fixed) < len(comps):
         prior = cfg.basis_prior().sample(2000, rng)
@@ -89,7 +103,26 @@ def _simulator(cfg: RunConfig, space: ParameterSpace) -> tuple[BatchSimulator, i
     if isinstance(sim, GaussianToyConfig):
         toy = GaussianToy.default(space.n_params, sim.n_obs, smearing=sim.smearing)
         return ToyBatchSimulator(toy, theta_gen, space.benchmark_thetas), sim.n_events, sim.batch_size
+    if isinstance(sim, OffshellConfig):
+        return _offshell_simulator(sim, space, root_parameters(cfg)), sim.n_events, sim.batch_size
     return wh_batch_simulator(sim, space, theta_gen, seed=cfg.seed), sim.n_events, sim.batch_size
+
+
+def _offshell_simulator(sim: OffshellConfig, space: ParameterSpace, roots: list[str]) -> BatchSimulator:
+    """The off-shell 4ℓ simulator at the benchmarks' signal strengths (one parameter, through √μ)."""
+    from assay.simulators.offshell import OffshellBatchSimulator, OffshellSimulator
+
+    if space.n_params != 1 or space.names != roots:
+        raise ConfigError(
+            f"simulator.kind offshell: one parameter, the signal strength, with morphing "
+            f"{{max_power: 1, power_step: 0.5}} (w(mu) = mu w_S + sqrt(mu) w_I + w_B); the config has "
+            f"parameters {space.names} with power_step 0.5 for {roots}"
+        )
+    simulator = OffshellSimulator(
+        space.benchmark_thetas[:, 0], sqrt_s=sim.sqrt_s, m4l_range=tuple(sim.m4l_range),
+        channels=tuple(sim.channels), lepton_cuts=sim.lepton_cuts, processes=tuple(sim.processes),
+    )  # fmt: skip
+    return OffshellBatchSimulator(simulator)
 
 
 SPLIT_FORMAT = "assay.EventSplit"

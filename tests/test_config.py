@@ -416,3 +416,43 @@ def test_a_benchmark_outside_its_range_warns_with_its_key_path():
     with pytest.warns(ConfigWarning, match=r"benchmarks\[0\]\.theta\.a: 3.0 lies outside the declared range"):
         cfg = config_from_dict(data)
     assert cfg.parameter_space().theta("far").tolist() == [3.0]  # allowed: a basis may want it
+
+
+def _mu_config(**inference) -> dict:
+    return {
+        "parameters": [{"name": "mu", "range": [0, 4]}],
+        "benchmarks": [{"name": "b_only", "theta": {"mu": 0}}, {"name": "sm", "theta": {"mu": 1}},
+                       {"name": "mu4", "theta": {"mu": 4}}],
+        "morphing": {"max_power": 1, "power_step": 0.5},
+        "simulator": {"kind": "offshell", "n_events": 10},
+        "inference": inference,
+    }  # fmt: skip
+
+
+def test_a_signal_strength_through_its_square_root_is_valid():
+    from assay.pipeline import basis_components
+
+    cfg = config_from_dict(_mu_config(scans=[{"parameter": "mu", "range": [0, 3]}]))
+    assert cfg.simulator.kind == "offshell" and cfg.simulator.m4l_range == (220.0, 1000.0)
+    assert basis_components(cfg).tolist() == [[0.0], [0.5], [1.0]]
+
+
+@pytest.mark.parametrize(
+    ("patch", "where"),
+    [
+        ({"parameters": [{"name": "mu", "range": [-1, 4]}]}, r"parameters\[0\]\.range: -1"),
+        ({"inference": {"scans": [{"parameter": "mu", "range": [-0.5, 3]}]}}, r"inference\.scans\[0\]\.range"),  # noqa: E501
+        ({"inference": {"theta_true": {"mu": -1}}}, r"inference\.theta_true\.mu"),
+    ],
+)
+def test_a_square_root_parameter_below_zero_is_refused_where_it_is(patch, where):
+    data = {**_mu_config(), **patch}
+    with pytest.raises(ConfigError, match=where + r".*square root"):
+        config_from_dict(data)
+
+
+def test_offshell_m4l_window_is_checked():
+    data = _mu_config()
+    data["simulator"] = {"kind": "offshell", "n_events": 10, "m4l_range": [500, 300]}
+    with pytest.raises(ConfigError, match=r"simulator.*m4l_range must have 0 < low < high"):
+        config_from_dict(data)

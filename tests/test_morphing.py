@@ -288,3 +288,49 @@ def test_optimize_basis_fixed_points():
     np.testing.assert_array_equal(result, fixed)
     with pytest.raises(MorphingError, match="4 fixed benchmarks but only 3 components"):
         optimize_basis(comps, prior, [[-1, 1]], fixed=np.zeros((4, 1)), rng=np.random.default_rng(0))
+
+
+# ---- half-integer exponents: a signal strength with interference, w(μ) = μ S + √μ I + B ----------
+def _mu_weights(mu: np.ndarray, s: np.ndarray, i: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.multiply.outer(mu, s) + np.multiply.outer(np.sqrt(mu), i) + b
+
+
+def test_half_integer_morphing_is_exact_for_a_signal_strength_with_interference():
+    rng = np.random.default_rng(3)
+    s, b = rng.random(50), rng.random(50) + 1
+    i = -2 * np.sqrt(s * b) * rng.random(50)  # |I| ≤ 2√(SB): every w(μ) ≥ 0
+    comps = morphing_components(1, 1, power_step=0.5)
+    assert comps.tolist() == [[0.0], [0.5], [1.0]]
+    m = Morpher(comps, np.array([[0.0], [1.0], [4.0]]))
+    bench = _mu_weights(np.array([0.0, 1.0, 4.0]), s, i, b).T  # (n_events, 3)
+    mus = np.array([[0.0], [0.3], [1.7], [9.0]])
+    np.testing.assert_allclose(m.morphing_weights(mus) @ bench.T, _mu_weights(mus[:, 0], s, i, b), rtol=1e-10)
+    grad = m.morphing_weight_gradients(np.array([2.0]))[0] @ bench.T  # d w / d μ = S + I / (2 √μ)
+    np.testing.assert_allclose(grad, s + i / (2 * np.sqrt(2.0)), rtol=1e-10)
+    assert Morpher.from_dict(m.to_dict()).components.tolist() == comps.tolist()
+
+
+def test_half_integer_morphing_refuses_negative_signal_strength():
+    m = Morpher(morphing_components(1, 1, power_step=0.5), np.array([[0.0], [1.0], [4.0]]))
+    with pytest.raises(ValueError, match="square root"):
+        m.morphing_weights(np.array([-0.1]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"power_step": 0.3}, "power_step must be 1 or 0.5"), ({"max_power": 1.5}, "not a multiple")],
+)
+def test_morphing_components_rejects_bad_steps(kwargs, match):
+    with pytest.raises(MorphingError, match=match):
+        morphing_components(1, **kwargs)
+
+
+def test_morphing_aware_net_coefficients_follow_half_integer_morphing():
+    torch = pytest.importorskip("torch")
+    from assay.estimators.ratio_models import MorphingRatioNet
+
+    m = Morpher(morphing_components(1, 1, power_step=0.5), np.array([[0.0], [1.0], [4.0]]))
+    net = MorphingRatioNet(2, m, (4,), "tanh")
+    mus = np.array([[0.0], [0.25], [2.0]])
+    got = net.coefficients(torch.tensor(mus, dtype=torch.float32)).detach().numpy()
+    np.testing.assert_allclose(got, m.morphing_weights(mus), atol=1e-6)

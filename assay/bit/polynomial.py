@@ -129,7 +129,7 @@ def _monomial_derivatives(theta: np.ndarray, components: np.ndarray) -> tuple[np
         for a in range(n_params):
             for k in range(shift[a]):
                 factor = factor * (components[:, a] - k)
-        lowered = np.maximum(components - shift, 0)
+        lowered = np.where(factor[:, None] != 0, components - shift, 0)  # half-integer p: θ^(p−k)
         out.append(factor * np.prod(theta[None, :] ** lowered, axis=1))
     values = np.array(out)
     return values[0], values[1 : 1 + n_params], values[1 + n_params :]
@@ -163,10 +163,11 @@ def weight_derivatives(
             f"weights: expected shape (n_events, {morpher.n_benchmarks}) for the morpher's benchmarks, "
             f"got {weights.shape}"
         )
-    if morpher.components.sum(axis=1).max() > 2:
+    comps = morpher.components
+    if comps.sum(axis=1).max() > 2 or np.any(comps != np.round(comps)):
         warnings.warn(
-            "morphing components of total degree > 2: BIT learns the quadratic Taylor expansion of "
-            "R(x|theta) around theta_ref",
+            "morphing components of total degree > 2 or with half-integer exponents: BIT learns the "
+            "quadratic Taylor expansion of R(x|theta) around theta_ref",
             UserWarning,
             stacklevel=2,
         )

@@ -62,13 +62,14 @@ def import_lhe(
     """Read WH LHE files with MadGraph <rwgt> weights (one id per config benchmark) into an EventStore."""
     from assay.config import load_config
     from assay.io.wh_lhe import import_lhe as run_import
-    from assay.morphing import Morpher, morphing_components
+    from assay.morphing import Morpher
+    from assay.pipeline import basis_components
 
     with user_errors():
         cfg = load_config(config)
         space = cfg.parameter_space()
-        comps = morphing_components(space.n_params, cfg.morphing.max_power, cfg.morphing.max_overall_power)
-        store = run_import(files, output, space, Morpher(comps, space.benchmark_thetas), overwrite=overwrite)
+        morpher = Morpher(basis_components(cfg), space.benchmark_thetas)
+        store = run_import(files, output, space, morpher, overwrite=overwrite)
     console.print(f"{output}: {store.n_events:,} events from {len(files)} file(s), "
                   f"σ = {store.weights_sum()[0]:.6g} pb at {store.benchmarks[0]}")  # fmt: skip
 

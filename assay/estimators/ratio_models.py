@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from assay.estimators.nets import MLP, Standardizer, tanh_
-from assay.morphing import Morpher
+from assay.morphing import Morpher, power_steps
 from assay.training_set import TrainingSet
 
 __all__ = ["ACTIVATION_DERIVATIVES", "MORPHING_EPS", "MorphingRatioNet", "RatioNet", "log_ratio_and_scores"]
@@ -250,7 +250,11 @@ class MorphingRatioNet(nn.Module):
         self.x_scaler = Standardizer(n_obs)
         self.mlp = MLP(n_obs, morpher.n_benchmarks, hidden, activation)
         self.rate_logits = nn.Parameter(torch.zeros(morpher.n_benchmarks))
-        self.register_buffer("components", torch.as_tensor(morpher.components, dtype=torch.long))
+        steps = power_steps(morpher.components)  # exponents p = n · step: φ = Π (θ^step)^n
+        self.register_buffer("steps", torch.as_tensor(steps, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "components", torch.as_tensor(np.round(morpher.components / steps).astype(int), dtype=torch.long)
+        )
         self.register_buffer("inverse", torch.as_tensor(np.linalg.pinv(morpher.matrix), dtype=torch.float32))
 
     def fit_scalers(self, data: TrainingSet) -> None:
@@ -258,12 +262,13 @@ class MorphingRatioNet(nn.Module):
 
     def coefficients(self, theta: torch.Tensor) -> torch.Tensor:
         """Morphing weights c_k(θ) ``(..., n_benchmarks)`` for θ ``(..., n_params)`` (differentiable)."""
-        # φ_c(θ) = Π_a θ_a^p_ca by repeated products: ``theta ** p`` has a NaN second
+        # φ_c(θ) = Π_a (θ_a^step_a)^n_ca by repeated products: ``theta ** p`` has a NaN second
         # derivative at θ_a = 0 (0 · 0⁻¹), which the score loss differentiates through.
+        base = torch.where(self.steps < 1, theta.clamp_min(0).sqrt(), theta)
         max_power = int(self.components.max()) if self.components.numel() else 0
-        powers = [torch.ones_like(theta)]
+        powers = [torch.ones_like(base)]
         for _ in range(max_power):
-            powers.append(powers[-1] * theta)
+            powers.append(powers[-1] * base)
         table = torch.stack(powers, dim=-2)  # (..., max_power + 1, n_params)
         monomials = table[..., self.components[:, 0], 0]  # (..., n_components)
         for a in range(1, theta.shape[-1]):
