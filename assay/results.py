@@ -389,6 +389,12 @@ class LevelResults:
         checks: name → number or text (cross-checks such as pyhf against assay).
         warnings: what the run found suspicious, one sentence each.
         coverage: toy coverage of the intervals, or None.
+        regions: method → ``{"<param>_<tag>": ((lo, hi), …)}``, the disjoint intervals of each CL
+            region (``intervals`` holds their span); None at an open end.
+        minima: method → parameter → ((θ, q − q_min), …), every local minimum of the 1D scan.
+        significance: method → parameter → Z0 = √(q(0) − q_min), the expected significance of
+            θ = 0 (background only, for a signal strength).
+        search: counting-level numbers of a search (expected S, I, B, iZ, z0, N_eff, …).
     """
 
     label: str
@@ -406,6 +412,10 @@ class LevelResults:
     checks: dict[str, float | str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     coverage: Coverage | None = None
+    regions: dict[str, dict[str, tuple[tuple[float | None, float | None], ...]]] = field(default_factory=dict)
+    minima: dict[str, dict[str, tuple[tuple[float, float], ...]]] = field(default_factory=dict)
+    significance: dict[str, dict[str, float]] = field(default_factory=dict)
+    search: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.data != "asimov" and not self.data.startswith("observed: "):
@@ -423,6 +433,13 @@ class LevelResults:
                                                       for p, v in entry.items()}
                                 for m, entry in self.best_fit.items()})  # fmt: skip
         _set(self, "histories", {_name(m, "histories"): tuple(h) for m, h in self.histories.items()})
+        _set(self, "regions", _nested(self.regions, "regions", lambda ivs, path: tuple(
+            _interval(iv, *path.split(".", 2)[1:]) for iv in ivs)))  # fmt: skip
+        _set(self, "minima", _nested(self.minima, "minima", lambda mins, path: tuple(
+            (_number(t, path), _number(dq, path)) for t, dq in mins)))  # fmt: skip
+        _set(self, "significance", _nested(self.significance, "significance", _number))
+        for name, value in self.search.items():
+            _number(value, _at("search", name))
         for name, value in self.checks.items():
             if not isinstance(value, str):
                 _number(value, _at("checks", name))
@@ -446,6 +463,12 @@ class LevelResults:
                 _split_key(key, parameters, f"intervals.{m}.{key}")
         for m, fit in self.best_fit.items():
             _known(fit, parameters, f"best_fit.{m}")
+        for m, entry in self.regions.items():
+            for key in entry:
+                _split_key(key, parameters, f"regions.{m}.{key}")
+        for field_name in ("minima", "significance"):
+            for m, entry in getattr(self, field_name).items():
+                _known(entry, parameters, f"{field_name}.{m}")
         if self.fisher is not None:
             _check_shape(self.fisher.theta, (n,), "fisher.theta", f" (n_params = {n})")
         for m, calibration in self.calibration.items():
@@ -455,6 +478,15 @@ class LevelResults:
             for m, fractions in self.coverage.coverage.items():
                 for key in fractions:
                     _split_key(key, parameters, f"coverage.coverage.{m}.{key}")
+
+
+def _nested(value: Mapping, field_name: str, read: Callable[[Any, str], Any]) -> dict:
+    """method → key → ``read(entry, "<field>.<method>.<key>")``, the names checked."""
+    return {
+        _name(m, field_name): {_name(k, _at(field_name, m)): read(v, f"{field_name}.{m}.{k}")
+                               for k, v in entry.items()}
+        for m, entry in value.items()
+    }  # fmt: skip
 
 
 def _interval(value: Any, method: str, key: str) -> tuple[float | None, float | None]:
@@ -590,6 +622,8 @@ def _level_dict(level: LevelResults) -> dict[str, Any]:
         "cut_flow": parts(level.cut_flow, "names", "efficiency"),
         "checks": level.checks, "warnings": level.warnings,
         "coverage": parts(level.coverage, "theta_true", "n_toys", "confidence_levels", "coverage"),
+        "regions": level.regions, "minima": level.minima, "significance": level.significance,
+        "search": level.search,
     }  # fmt: skip
 
 
@@ -719,6 +753,14 @@ def _check_value(value: Any, path: str) -> float | str:
     return value if isinstance(value, str) else _num(value, path)
 
 
+def _as_is_seq(value: Any, path: str) -> tuple:
+    return _seq(value, path, lambda v, _: v)
+
+
+def _number_pairs(value: Any, path: str) -> tuple:
+    return _seq(value, path, lambda pair, p: tuple(_seq(pair, p, _num)))
+
+
 def _read_level(data: Any, path: str) -> LevelResults:
     reads: dict[str, Callable[[Any, str], Any]] = {
         "label": _str, "n_events": lambda v, p: _each(v, p, lambda n, _: n), "data": _str,
@@ -734,6 +776,10 @@ def _read_level(data: Any, path: str) -> LevelResults:
         "checks": lambda v, p: _each(v, p, _check_value),
         "warnings": _strs,
         "coverage": lambda v, p: _maybe(v, p, _read_coverage),
+        "regions": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _as_is_seq)),
+        "minima": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _number_pairs)),
+        "significance": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _num)),
+        "search": lambda v, p: _each(v, p, _num),
     }  # fmt: skip
     required = ("label", "scans_1d", "intervals")
     d = _object(data, path, required, [k for k in reads if k not in required])

@@ -25,8 +25,9 @@ from assay.analysis.build import asimov_sample, build_methods, load_models
 from assay.analysis.data import observed_dataset
 from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
 from assay.analysis.scans import grids, one_d_scans, scan_all
+from assay.analysis.search import search_numbers
 from assay.bit import BoostedInformationTree
-from assay.config import RunConfig
+from assay.config import RunConfig, root_parameters
 from assay.estimators import Ensemble
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
@@ -316,9 +317,8 @@ def run_limits(
     t0 = time.perf_counter()
     scans = one_d_scans(cfg, sample.theta_true)
     cls = tuple(cfg.inference.confidence_levels)
-    q, intervals, best, warnings = scan_all(
-        methods, dataset, sample, scans, cls, cfg.inference.max_extensions
-    )
+    found = scan_all(methods, dataset, sample, scans, cls, cfg.inference.max_extensions)
+    q, warnings = found.q, found.warnings
     warnings += _extreme_ratios(methods, sample, scans)
     scans_1d = {
         s.parameter: Scan1D(
@@ -355,7 +355,10 @@ def run_limits(
         label=label or _default_label(cfg, with_truth),
         n_events={"generated": int(cfg.simulator.n_events), "test_events": len(sample.x),
                   **({} if dataset.asimov else {"observed": len(dataset.x)})},
-        data=dataset.label, scans_1d=scans_1d, scans_2d=scans_2d, intervals=intervals, best_fit=best,
+        data=dataset.label, scans_1d=scans_1d, scans_2d=scans_2d, intervals=found.intervals,
+        best_fit=found.best_fit, regions=found.regions, minima=found.minima,
+        significance=_significance(cfg, found.delta_q_zero),
+        search=search_numbers(cfg, sample, _benchmark_names(run)),
         fisher=fisher, histories=_histories(loaded), calibration=calibration,
         distributions=_distributions(cfg, sample, scans), cut_flow=_cut_flow(run), checks=checks,
         warnings=(*notes, *warnings), coverage=coverage,
@@ -374,6 +377,24 @@ def run_limits(
     return results
 
 
+def _benchmark_names(run: RunDir) -> list[str]:
+    from assay.store import EventStore
+
+    with EventStore(run.events) as store:
+        return list(store.benchmarks)
+
+
+def _significance(cfg: RunConfig, delta_q_zero: Mapping[str, Mapping[str, float]]) -> dict:
+    """method → signal strength → Z0 = √(q(0) − q_min), for the parameters that enter through √θ
+    (signal strengths; θ = 0 is the background-only hypothesis)."""
+    roots = root_parameters(cfg)
+    return {
+        m: {p: float(np.sqrt(max(dq, 0.0))) for p, dq in entry.items() if p in roots}
+        for m, entry in delta_q_zero.items()
+        if any(p in roots for p in entry)
+    }
+
+
 def _default_label(cfg: RunConfig, with_truth: bool) -> str:
     sim = cfg.simulator
     kind = "Gaussian toy" if sim.kind == "gaussian_toy" else f"{sim.kind} simulator"
@@ -381,15 +402,36 @@ def _default_label(cfg: RunConfig, with_truth: bool) -> str:
 
 
 def summary_of(results: Results) -> dict:
-    """summary.json: level → method → ``{"<p>_<tag>": [lo, hi]}`` (null: open), the best fits,
-    the warnings and the timings."""
+    """summary.json: level → method → ``{"<p>_<tag>": [lo, hi]}`` (null: open; a list of such
+    intervals where the region is not connected), the best fits, the local minima where a scan
+    has several, the significances, the warnings and the timings."""
     summary: dict[str, Any] = {}
     for name, level in results.levels.items():
-        summary[name] = {m: {k: list(v) for k, v in iv.items()} for m, iv in level.intervals.items()}
+        summary[name] = {
+            m: {k: _region_or_span(v, level.regions.get(m, {}).get(k)) for k, v in iv.items()}
+            for m, iv in level.intervals.items()
+        }
     summary["best_fit"] = {name: level.best_fit for name, level in results.levels.items()}
+    minima = {
+        name: {m: {p: [list(t) for t in mins] for p, mins in entry.items() if len(mins) > 1}
+               for m, entry in level.minima.items() if any(len(v) > 1 for v in entry.values())}
+        for name, level in results.levels.items()
+    }  # fmt: skip
+    if any(minima.values()):
+        summary["local_minima"] = {name: entry for name, entry in minima.items() if entry}
+    significance = {name: level.significance for name, level in results.levels.items() if level.significance}
+    if significance:
+        summary["significance"] = significance
     summary["warnings"] = [w for level in results.levels.values() for w in level.warnings]
     summary["timings_s"] = dict(results.timings_s)
     return summary
+
+
+def _region_or_span(span: tuple, regions: Sequence[tuple] | None) -> list:
+    """[lo, hi], or [[lo, hi], …] where the CL region has several disjoint intervals."""
+    if regions is not None and len(regions) > 1:
+        return [list(r) for r in regions]
+    return list(span)
 
 
 @contextmanager

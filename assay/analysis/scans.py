@@ -22,6 +22,7 @@ from assay.inference.likelihood import Scan
 
 __all__ = [
     "OneDimensional",
+    "ScanResults",
     "TwoDimensional",
     "fit_intervals",
     "grids",
@@ -96,13 +97,29 @@ def one_parameter(scan: Scan, axis: int) -> Scan:
     return Scan(scan.theta[:, [axis]], scan.minus_2_delta_log_l, scan.mle[[axis]])
 
 
+Bounds = tuple[float | None, float | None]
+
+
 @dataclass(frozen=True)
 class Intervals:
-    """One method's intervals on one parameter: ``{"<p>_<tag>": (lo, hi)}``, best fit, warnings."""
+    """One method's intervals on one parameter.
 
-    bounds: dict[str, tuple[float | None, float | None]]
+    Attributes:
+        bounds: ``{"<p>_<tag>": (lo, hi)}``, the span of the CL region (None: open end).
+        best_fit: the global minimum.
+        warnings: open ends, one sentence each.
+        regions: ``{"<p>_<tag>": [(lo, hi), …]}``, the disjoint intervals of the CL region.
+        minima: every local minimum (θ, q − q_min), sorted by θ (seed 001's second minimum in μ).
+        delta_q_zero: q(θ_p = 0) − q_min, where the scan reaches 0 (θ_p = 0 is background only for
+            a signal strength: Z0 = √Δq on Asimov data); None elsewhere.
+    """
+
+    bounds: dict[str, Bounds]
     best_fit: float
     warnings: tuple[str, ...]
+    regions: dict[str, list[Bounds]]
+    minima: tuple[tuple[float, float], ...] = ()
+    delta_q_zero: float | None = None
 
 
 def fit_intervals(
@@ -130,10 +147,36 @@ def fit_intervals(
         current = one_parameter(wider, scan.axis)
         result = limits_1d(current, cls)
     bounds = {f"{scan.parameter}_{cl_tag(cl)}": result.bounds(cl) for cl in cls}
+    regions = {f"{scan.parameter}_{cl_tag(cl)}": result.regions(cl) for cl in cls}
     warnings = tuple(f"{method.name}: {m}" for m in open_ends(result, scan.parameter))
     for w in warnings:
         logger.warning(w)
-    return Intervals(bounds, float(result.best_fit[0]), warnings)
+    return Intervals(
+        bounds, float(result.best_fit[0]), warnings, regions, result.minima, result.delta_q(0.0)
+    )
+
+
+@dataclass
+class ScanResults:
+    """What :func:`scan_all` finds; every mapping is keyed by method first.
+
+    Attributes:
+        q: parameter → method → −2Δlog L on the configured points.
+        intervals: method → ``{"<p>_<tag>": (lo, hi)}``.
+        regions: method → ``{"<p>_<tag>": [(lo, hi), …]}`` (disjoint intervals).
+        best_fit: method → parameter → value.
+        minima: method → parameter → local minima (θ, q − q_min).
+        delta_q_zero: method → parameter → q(0) − q_min where the scan reaches 0.
+        warnings: one sentence each.
+    """
+
+    q: dict[str, dict[str, np.ndarray]]
+    intervals: dict[str, dict[str, Bounds]]
+    regions: dict[str, dict[str, list[Bounds]]]
+    best_fit: dict[str, dict[str, float]]
+    minima: dict[str, dict[str, tuple[tuple[float, float], ...]]]
+    delta_q_zero: dict[str, dict[str, float]]
+    warnings: list[str]
 
 
 def scan_all(
@@ -143,23 +186,19 @@ def scan_all(
     scans: Sequence[OneDimensional],
     cls: Sequence[float],
     max_extensions: int,
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict], dict[str, dict[str, float]], list[str]]:
-    """Every method on every 1D scan.
-
-    Returns:
-        (q: parameter → method → −2Δlog L on the configured points; intervals: method →
-        {"<p>_<tag>": (lo, hi)}; best fit: method → parameter → value; warnings).
-    """
-    q: dict[str, dict[str, np.ndarray]] = {s.parameter: {} for s in scans}
-    intervals: dict[str, dict] = {m: {} for m in methods}
-    best: dict[str, dict[str, float]] = {m: {} for m in methods}
-    warnings: list[str] = []
+) -> ScanResults:
+    """Every method on every 1D scan, intervals never clipped by the scan (:func:`fit_intervals`)."""
+    out = ScanResults({s.parameter: {} for s in scans}, *({m: {} for m in methods} for _ in range(5)), [])
     for name, method in methods.items():
         for s in scans:
             first = method.scan(data, sample, s.theta, (s.axis,))
-            q[s.parameter][name] = first.minus_2_delta_log_l
+            out.q[s.parameter][name] = first.minus_2_delta_log_l
             found = fit_intervals(method, data, sample, s, first, cls, max_extensions)
-            intervals[name] |= found.bounds
-            best[name][s.parameter] = found.best_fit
-            warnings += found.warnings
-    return q, intervals, best, warnings
+            out.intervals[name] |= found.bounds
+            out.regions[name] |= found.regions
+            out.best_fit[name][s.parameter] = found.best_fit
+            out.minima[name][s.parameter] = found.minima
+            if found.delta_q_zero is not None:
+                out.delta_q_zero[name][s.parameter] = found.delta_q_zero
+            out.warnings += found.warnings
+    return out

@@ -209,6 +209,9 @@ class LimitResult:
         open: CL → (lower, upper): True where the CL region reaches that end of the scan
             (q − q_min < q_crit at the first / last scanned point), i.e. the limit lies outside.
         scan_range: (first, last) scanned θ.
+        minima: every local minimum of the spline as (θ, q − q_min), sorted by θ; the global one has
+            0. More than one: the likelihood is degenerate there (seed 001: the two minima in μ that
+            interference creates). An end of the scan counts where q rises away from it.
     """
 
     best_fit: np.ndarray
@@ -218,6 +221,31 @@ class LimitResult:
     spans: dict[float, tuple[float, float]]
     open: dict[float, tuple[bool, bool]]
     scan_range: tuple[float, float]
+    minima: tuple[tuple[float, float], ...] = ()
+
+    def regions(self, cl: float) -> list[tuple[float | None, float | None]]:
+        """The disjoint intervals at ``cl`` with ``None`` for an open end (never the scan edge as a limit).
+
+        Example:
+            >>> theta = theta_grid([(-2, 2)], 81)  # two minima, at ±1
+            >>> res = limits_1d(Scan(theta, 4 * (theta[:, 0] ** 2 - 1) ** 2, theta[20]), (ONE_SIGMA,))
+            >>> [(round(lo, 3), round(hi, 3)) for lo, hi in res.regions(ONE_SIGMA)]
+            [(-1.225, -0.707), (0.707, 1.225)]
+        """
+        regions: list[tuple[float | None, float | None]] = list(self.intervals[cl])
+        lo_open, hi_open = self.open[cl]
+        if regions and lo_open:
+            regions[0] = (None, regions[0][1])
+        if regions and hi_open:
+            regions[-1] = (regions[-1][0], None)
+        return regions
+
+    def delta_q(self, theta: float) -> float | None:
+        """q(θ) − q_min on the spline; None outside the scanned range."""
+        lo, hi = self.scan_range
+        if not lo <= theta <= hi:
+            return None
+        return float(self._spline(theta)) - self.q_min  # type: ignore[attr-defined]
 
     def bounds(self, cl: float) -> tuple[float | None, float | None]:
         """The span at ``cl`` with ``None`` for an open end (JSON null): never the scan edge as a limit.
@@ -289,7 +317,7 @@ def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int | None
     intervals = {cl: _regions_below(spline, q_min + c) for cl, c in crit.items()}
     lo, hi = float(spline.x[0]), float(spline.x[-1])
     q_edges = spline(np.array([lo, hi])) - q_min  # the scanned q at the first and last point
-    return LimitResult(
+    result = LimitResult(
         best_fit=np.array([x_best]),
         q_min=q_min,
         critical_values=crit,
@@ -297,7 +325,24 @@ def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int | None
         spans={cl: (iv[0][0], iv[-1][1]) for cl, iv in intervals.items()},
         open={cl: (bool(q_edges[0] < c), bool(q_edges[1] < c)) for cl, c in crit.items()},
         scan_range=(lo, hi),
+        minima=_local_minima(spline, q_min),
     )
+    object.__setattr__(result, "_spline", spline)
+    return result
+
+
+def _local_minima(spline: interpolate.CubicSpline, q_min: float) -> tuple[tuple[float, float], ...]:
+    """(θ, q − q_min) at every local minimum of the spline: stationary points with q'' > 0, and the
+    ends of the knot range where q rises away from them."""
+    lo, hi = spline.x[0], spline.x[-1]
+    d1, d2 = spline.derivative(), spline.derivative(2)
+    roots = d1.roots(extrapolate=False)
+    points = [float(r) for r in roots[np.isfinite(roots)] if lo < r < hi and d2(r) > 0]
+    if d1(lo) > 0:
+        points.append(float(lo))
+    if d1(hi) < 0:
+        points.append(float(hi))
+    return tuple((t, max(float(spline(t)) - q_min, 0.0)) for t in sorted(set(points)))
 
 
 def profile(scan: Scan, keep: int) -> Scan:
