@@ -43,6 +43,7 @@ __all__ = [
     "BITModelConfig",
     "ConfigWarning",
     "InferenceConfig",
+    "MixtureModelConfig",
     "ModelConfig",
     "NeuralModelConfig",
     "RunConfig",
@@ -367,7 +368,40 @@ class BITModelConfig(_Model):
     )
 
 
-ModelConfig = Annotated[NeuralModelConfig | BITModelConfig, Field(discriminator="method")]
+class MixtureModelConfig(_Model):
+    """Seed 003's search-oriented mixture model (``method: mixture``;
+    :class:`assay.estimators.mixture.MixtureModel`): one weighted classifier per process against a
+    reference, p(x|θ)/p_ref(x) = Σ_j f_j(θ) ν_j r_j(x) / ν(θ) with f_j(θ) analytic from the morphing.
+
+    It trains on the weighted events of the train partition of ``events.h5`` (no training set).
+    """
+
+    method: Literal["mixture"]
+    processes: dict[str, str | dict[str, float]] | None = Field(
+        None,
+        description="process name -> a benchmark name or {benchmark: coefficient} (one process per "
+        "benchmark, linearly independent); None: the benchmarks themselves",
+    )
+    reference: str | None = Field(None, description="the process that is p_ref; None: the sum of all")
+    n_ensemble: int = Field(5, ge=1, description="Poisson(1)-bootstrap members per classifier (seed 003)")
+    hidden: list[int] = [64, 64]
+    activation: Literal["relu", "tanh", "silu", "swish", "softplus"] = "relu"
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(512, gt=0)
+    lr: tuple[float, float] = (1e-3, 1e-4)
+    optimizer: Literal["amsgrad", "adam", "nadam"] = "amsgrad"
+    validation_split: float = Field(0.25, ge=0, lt=1)
+    early_stopping: bool = True
+    patience: int = Field(5, ge=1)
+    max_events: int | None = Field(
+        None, gt=0, description="train on at most this many train events (a seeded random subset); None: all"
+    )
+    threads: int | None = Field(None, ge=1, description="torch threads; None: torch's default")
+
+
+ModelConfig = Annotated[
+    NeuralModelConfig | BITModelConfig | MixtureModelConfig, Field(discriminator="method")
+]
 """One named model of the ``training`` mapping, tagged by ``method``."""
 
 
@@ -567,6 +601,8 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
             errors.append((loc, f"model name {name!r}: use letters, digits, '_', '-' (it names a folder)"))
         if isinstance(model, BITModelConfig):
             check_theta(model.theta_ref, (*loc, "theta_ref"))
+        elif isinstance(model, MixtureModelConfig):
+            errors.extend(_mixture_errors(model, loc, bnames))
         elif model.training_set is not None:
             listed = [model.training_set] if isinstance(model.training_set, str) else model.training_set
             errors.extend(
@@ -616,6 +652,22 @@ def _root_parameter_errors(cfg: RunConfig, names: list[str]) -> list[tuple[tuple
     if isinstance(cfg.inference.theta_true, dict):
         for name, value in cfg.inference.theta_true.items():
             negative(value, ("inference", "theta_true", name), name)
+    return errors
+
+
+def _mixture_errors(model: MixtureModelConfig, loc: tuple, benchmarks: set[str]) -> list[tuple[tuple, str]]:
+    """Processes made of known benchmarks; the reference one of them."""
+    errors = []
+    for name, spec in (model.processes or {}).items():
+        used = [spec] if isinstance(spec, str) else list(spec)
+        errors.extend(
+            ((*loc, "processes", name), f"unknown benchmark {b!r}; expected one of {sorted(benchmarks)}")
+            for b in used
+            if b not in benchmarks
+        )
+    if model.reference is not None and model.processes is not None and model.reference not in model.processes:
+        message = f"unknown process {model.reference!r}; the processes are {list(model.processes)}"
+        errors.append(((*loc, "reference"), message))
     return errors
 
 

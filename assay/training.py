@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from assay.bit import BoostedInformationTree
-from assay.config import BITModelConfig, NeuralModelConfig, RunConfig
+from assay.config import BITModelConfig, MixtureModelConfig, NeuralModelConfig, RunConfig
 from assay.estimators import METHODS, Ensemble, Estimator, History, method_class
 from assay.estimators.ensemble import ENSEMBLE_FILE
 from assay.estimators.flows import FlowEstimator
+from assay.estimators.mixture import MixtureModel
 from assay.estimators.ratio import RatioEstimator
 from assay.exceptions import ConfigError, StoreError
 from assay.morphing import Morpher
@@ -46,6 +47,7 @@ from assay.training_set import TrainingSet
 
 __all__ = [
     "BITEvents",
+    "TrainEvents",
     "TrainingResult",
     "bit_training_events",
     "build_bit",
@@ -54,6 +56,7 @@ __all__ = [
     "model_names",
     "read_basis",
     "train",
+    "train_events",
     "train_model",
 ]
 
@@ -256,18 +259,44 @@ def bit_training_events(
     Raises:
         StoreError: ``events.h5`` or ``basis.json`` missing or unreadable, or they disagree.
     """
+    events = train_events(cfg, model.max_events, output)
+    theta_ref = cfg.theta(model.theta_ref, "theta_ref")
+    return BITEvents(events.x, events.weights, events.morpher, theta_ref, events.indices)
+
+
+@dataclass(frozen=True)
+class TrainEvents:
+    """Weighted events of the train partition (:func:`train_events`): x ``(n, n_obs)``, benchmark
+    weights ``(n, n_benchmarks)`` pb, the basis, the rows of ``events.h5``, the column names."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    morpher: Morpher
+    indices: np.ndarray
+    benchmarks: tuple[str, ...]
+    observables: tuple[str, ...]
+
+
+def train_events(
+    cfg: RunConfig, max_events: int | None, output: str | os.PathLike | None = None
+) -> TrainEvents:
+    """The train partition of ``OUTPUT/events.h5`` (``split.h5``), at most ``max_events`` (a subset
+    drawn without replacement with the config's seed); weights as stored.
+
+    Raises:
+        StoreError: ``events.h5`` or ``basis.json`` missing or unreadable, or they disagree.
+    """
     run = RunDir(output or cfg.output)
     if not run.events.is_file():
         raise StoreError(f"{run.events}: event file not found; run `assay run CONFIG` first")
     with EventStore(run.events) as store:
         morpher = read_basis(run.basis, store)
         rows = read_split(run.split, store.n_events, cfg).train
-        limit = model.max_events
-        if limit is not None and limit < len(rows):
-            rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(rows, limit, replace=False))
+        if max_events is not None and max_events < len(rows):
+            rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(rows, max_events, replace=False))
         events = store.take(rows, fields=("x", "weights"))
-    theta_ref = cfg.theta(model.theta_ref, "theta_ref")
-    return BITEvents(events.x, events.weights, morpher, theta_ref, rows)
+        names = (tuple(store.benchmarks), tuple(store.observables))
+    return TrainEvents(events.x, events.weights, morpher, rows, *names)
 
 
 def _train_bit(
@@ -297,6 +326,44 @@ def _train_bit(
     return TrainingResult(
         name, type(bit).__name__, ("train",), path, bit, (), (fit_s,), wall, n_events=len(events.x)
     )
+
+
+def _train_mixture(
+    cfg: RunConfig, name: str, model: MixtureModelConfig, run: RunDir, progress: bool
+) -> TrainingResult:
+    """Fit seed 003's mixture model on the weighted train events and save it to ``models/<name>/``."""
+    start = time.perf_counter()
+    events = train_events(cfg, model.max_events, run.root)
+    if len(events.x) == 0:
+        raise ConfigError(f"training.{name}: the train partition holds no events; the mixture needs them")
+    mixture = MixtureModel(
+        processes=model.processes, reference=model.reference, n_ensemble=model.n_ensemble,
+        hidden=tuple(model.hidden), activation=model.activation, epochs=model.epochs,
+        batch_size=model.batch_size, lr=model.lr, optimizer=model.optimizer,
+        validation_split=model.validation_split, early_stopping=model.early_stopping,
+        patience=model.patience, seed=cfg.seed, progress=progress,
+    )  # fmt: skip
+    previous = torch.get_num_threads()
+    torch.set_num_threads(model.threads or previous)
+    fit_start = time.perf_counter()
+    try:
+        mixture.fit(
+            events.x, events.weights, morpher=events.morpher, benchmarks=events.benchmarks,
+            observables=events.observables, parameters=[p.name for p in cfg.parameters],
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise ConfigError(f"training.{name}.{exc}") from exc
+    finally:
+        torch.set_num_threads(previous)
+    fit_s = time.perf_counter() - fit_start
+    path = run.model(name)
+    _remove_other_kind(path, ensemble=False)
+    mixture.save(path)
+    wall = time.perf_counter() - start
+    n = len(events.x)
+    logger.info("trained the mixture model %r on %d train events in %.1f s → %s", name, n, wall, path)
+    histories = tuple(m.history_ for members in mixture.classifiers_.values() for m in members)
+    return TrainingResult(name, "MixtureModel", ("train",), path, mixture, histories, (fit_s,), wall, n)
 
 
 def _remove_other_kind(path: Path, *, ensemble: bool) -> None:
@@ -385,6 +452,8 @@ def train_model(
     with run.locked("train"):
         if isinstance(model, BITModelConfig):
             return _train_bit(cfg, name, model, run, progress)
+        if isinstance(model, MixtureModelConfig):
+            return _train_mixture(cfg, name, model, run, progress)
         return _train_neural(cfg, name, model, run, n_workers=n_workers, client=client, progress=progress)
 
 

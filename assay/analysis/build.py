@@ -15,8 +15,9 @@ import numpy as np
 
 from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
 from assay.bit import BoostedInformationTree
-from assay.config import GaussianToyConfig, RunConfig, WHConfig
+from assay.config import GaussianToyConfig, OffshellConfig, RunConfig, WHConfig
 from assay.estimators import load_estimator
+from assay.estimators.mixture import MixtureModel
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
 from assay.inference.histograms import Binning
@@ -58,10 +59,10 @@ def asimov_sample(cfg: RunConfig, run: RunDir) -> AsimovSample:
 
 def has_truth(cfg: RunConfig) -> bool:
     """Whether the simulator provides the exact likelihood of its observables: the Gaussian toy
-    (analytic density), and WH at parton level without backgrounds (every momentum observed, so
-    the event weights give the likelihood ratio; seed 000's validation)."""
+    (analytic density), the off-shell 4ℓ simulator and WH at parton level without backgrounds
+    (every momentum observed, so the event weights give the likelihood ratio; seed 000's validation)."""
     sim = cfg.simulator
-    if isinstance(sim, GaussianToyConfig):
+    if isinstance(sim, GaussianToyConfig | OffshellConfig):  # off-shell 4ℓ: every lepton momentum observed
         return True
     return isinstance(sim, WHConfig) and sim.detector is None and sim.shower is None and not sim.backgrounds
 
@@ -116,7 +117,8 @@ def _model_method(name: str, model, sample: AsimovSample, score_bins: tuple[int,
     """A likelihood-ratio model scans its log r̂; a score-only model (SALLY) histograms its t̂."""
     theta_true = sample.theta_true
     if "log_ratio" in model.predicts:
-        chunk = 256 if isinstance(model, BoostedInformationTree) else 32  # BIT: cheap per θ, costly per call
+        # BIT and the mixture model: cheap per θ (analytic θ-dependence), costly per call
+        chunk = 256 if isinstance(model, BoostedInformationTree | MixtureModel) else 32
 
         def log_ratio(data: Dataset, theta: np.ndarray) -> np.ndarray:
             return model.log_ratio(data.x, theta, theta_true).mean

@@ -29,6 +29,7 @@ from assay.analysis.search import search_numbers
 from assay.bit import BoostedInformationTree
 from assay.config import RunConfig, root_parameters
 from assay.estimators import Ensemble
+from assay.estimators.mixture import MixtureModel
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
 from assay.inference.fisher import (
@@ -218,7 +219,10 @@ def _histories(models: Mapping[str, Any]) -> dict[str, tuple[LossCurve, ...]]:
     for name, model in models.items():
         if isinstance(model, BoostedInformationTree):  # a loss per tree, not per epoch
             continue
-        members = model.members_ if isinstance(model, Ensemble) else [model]
+        if isinstance(model, MixtureModel):  # every member of every process's classifier
+            members = [c for classifiers in model.classifiers_.values() for c in classifiers]
+        else:
+            members = model.members_ if isinstance(model, Ensemble) else [model]
         out[name] = tuple(LossCurve.from_dict(m.history_.to_dict()) for m in members)
     return out
 

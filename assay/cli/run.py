@@ -19,6 +19,9 @@ def demo(
     flows: bool = typer.Option(
         False, "--flows", help="Add NDE and SCANDAL (normalizing flows) at parton level (~2 more minutes)."
     ),
+    search: bool = typer.Option(
+        False, "--search", help="The off-shell Higgs search for μ with interference (pp → 4ℓ) instead."
+    ),
     n_events: int = typer.Option(200_000, "--n-events", help="Toy events (with --toy)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -32,6 +35,9 @@ def demo(
     if toy:
         _toy_demo(output, n_events, quiet)
         return
+    if search:
+        _search_demo(output, scale, quiet)
+        return
     from assay.cli.limits import print_results
     from assay.demo import demo_size, run_demo
     from assay.results import Results
@@ -41,6 +47,21 @@ def demo(
         summary = run_demo(output, size=demo_size(scale, flows=flows), progress=not quiet)
         print_results(Results.from_json(ResultsDir(output).results))
     console.print(f"total {summary['timings_s']['total']:.0f} s; summary, results and report in {output}")
+
+
+def _search_demo(output: Path, scale: float, quiet: bool) -> None:
+    from assay.cli.limits import print_results
+    from assay.results import Results
+    from assay.rundir import ResultsDir
+    from assay.search_demo import run_search_demo, search_size
+
+    if output == Path("assay-demo"):
+        output = Path("assay-demo-search")
+    with user_errors():
+        summary = run_search_demo(output, size=search_size(scale), progress=not quiet)
+        print_results(Results.from_json(ResultsDir(output / "limits").results))
+    where = output / "limits"
+    console.print(f"total {summary['timings_s']['total']:.0f} s; summary, results and report in {where}")
 
 
 def _toy_demo(output: Path, n_events: int, quiet: bool) -> None:

@@ -12,6 +12,8 @@ from assay.bit.persistence import FORMAT as BIT_FORMAT
 from assay.estimators.base import Estimator, read_metadata
 from assay.estimators.ensemble import ENSEMBLE_FILE, Ensemble, read_ensemble_metadata
 from assay.estimators.flows import NDE, SCANDAL
+from assay.estimators.mixture import METADATA_FILE as MIXTURE_FILE
+from assay.estimators.mixture import MixtureModel
 from assay.estimators.ratio import ALICE, ALICES, CARL, CASCAL, RASCAL, ROLR
 from assay.estimators.score import SALLY
 from assay.exceptions import ConfigError, StoreError
@@ -29,6 +31,7 @@ METHODS: dict[str, type] = {
     "nde": NDE,
     "scandal": SCANDAL,
     "bit": BoostedInformationTree,
+    "mixture": MixtureModel,
 }
 """The config's ``training.method`` names → estimator classes (the neural ones and BIT)."""
 
@@ -54,7 +57,7 @@ def method_class(name: str) -> type:
     return cls
 
 
-def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble | BoostedInformationTree:
+def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble | BoostedInformationTree | MixtureModel:
     """Read an estimator written by :meth:`Estimator.save <assay.estimators.base.Estimator.save>`,
     an ensemble written by :meth:`Ensemble.save <assay.estimators.ensemble.Ensemble.save>`, or a
     :class:`~assay.bit.BoostedInformationTree` (recognised by its format tag).
@@ -78,6 +81,8 @@ def load_estimator(path: str | os.PathLike) -> Estimator | Ensemble | BoostedInf
         if not all(isinstance(m, Estimator) for m in members):
             raise StoreError(f"{path / ENSEMBLE_FILE}: a member is not a neural estimator (ensemble or BIT)")
         return Ensemble._from_saved(members, ensemble)
+    if (path / MIXTURE_FILE).is_file():
+        return MixtureModel.load(path)
     if _is_saved_bit(path):
         return BoostedInformationTree.load(path)
     meta = read_metadata(path)
