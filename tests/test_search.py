@@ -1,0 +1,125 @@
+"""A signal strength with interference through the limits machinery, on a synthetic sample.
+
+One observable m with exact per-event components: a signal peak S, a destructive interference I
+(|I| ≤ 2√(S B) so that every w(μ) = μ S + √μ I + B ≥ 0) and a falling background B, sampled
+uniformly on [0, 1] (weights = densities / proposal). N(μ) = μ S + √μ I + B is not monotonic, so
+the rate alone cannot tell μ = 1 from a second μ with the same yield (seed 001's two minima); the
+shape of m can. Checked: counting numbers (iZ, z0) against their formulas, the rate's Z0 against
+z0, the second minimum of the rate scan, disjoint regions in summary.json, results round trip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from assay.analysis.limits import summary_of
+from assay.analysis.methods import BinnedMethod, Dataset, RateMethod, RatioMethod
+from assay.analysis.scans import OneDimensional, scan_all
+from assay.analysis.search import counting_significance, effective_events, signal_components
+from assay.inference.asimov import AsimovSample
+from assay.inference.asymptotic import ONE_SIGMA
+from assay.inference.histograms import Binning
+from assay.joint import JointQuantities
+from assay.morphing import Morpher, morphing_components
+from assay.results import LevelResults, Results, Scan1D
+
+MU_BENCHMARKS = np.array([0.0, 1.0, 4.0])
+LUMINOSITY = 300.0  # fb⁻¹: the rate's two minima are separated by Δq ≈ 4
+
+
+def _components(n: int = 40_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """m ~ U(0, 1) and per-event (S, I, B) in pb: S a peak at 0.7, I = −0.6 √(S B) (in total about
+    −1.6 S, as in the off-shell region), B falling."""
+    m = np.random.default_rng(seed).random(n)
+    s = 2.0 * np.exp(-0.5 * ((m - 0.7) / 0.08) ** 2) / n
+    b = 30.0 * np.exp(-2.0 * m) / n
+    i = -0.6 * np.sqrt(s * b)
+    return m, np.column_stack([s, i, b])
+
+
+def _sample(m: np.ndarray, comps: np.ndarray) -> AsimovSample:
+    s, i, b = comps.T
+    bench = np.column_stack([mu * s + np.sqrt(mu) * i + b for mu in MU_BENCHMARKS])
+    morpher = Morpher(morphing_components(1, 1, power_step=0.5), MU_BENCHMARKS[:, None])
+    joint = JointQuantities(morpher, bench.sum(axis=0))
+    return AsimovSample(m[:, None], ("m",), bench, joint, np.array([1.0]), LUMINOSITY)
+
+
+@pytest.fixture(scope="module")
+def sample() -> AsimovSample:
+    return _sample(*_components())
+
+
+def test_signal_components_recover_s_i_b(sample):
+    _, comps = _components()
+    np.testing.assert_allclose(signal_components(sample, 0), comps, rtol=1e-9, atol=1e-15)
+
+
+def test_rate_z0_is_the_counting_formula_and_iz_is_one_over_sigma_mu(sample):
+    s, i, b = signal_components(sample, 0).sum(axis=0) * 1000.0 * LUMINOSITY
+    scan = OneDimensional("mu", 0, np.linspace(0.0, 3.0, 301)[:, None])
+    found = scan_all({"rate": RateMethod()}, Dataset.from_sample(sample), sample, [scan], (ONE_SIGMA,), 0)
+    z0 = counting_significance(s + i + b, b)
+    assert np.sqrt(found.delta_q_zero["rate"]["mu"]) == pytest.approx(z0, rel=1e-3)
+    # σ_μ of a counting experiment (seed 001): √N(1) / (dN/dμ at 1) = √(S + I + B) / (S + I/2)
+    # locally q ≈ ((μ − 1)/σ_μ)²: q''(1) = 2/σ_μ² (the interval itself is not Gaussian here)
+    q, h = found.q["mu"]["rate"], 0.01
+    at_1 = int(np.argmin(np.abs(scan.values - 1.0)))
+    curvature = (q[at_1 + 1] - 2 * q[at_1] + q[at_1 - 1]) / h**2
+    sigma_mu = np.sqrt(s + i + b) / (s + i / 2)
+    assert np.sqrt(2 / curvature) == pytest.approx(abs(sigma_mu), rel=0.01)
+
+
+def test_the_rate_has_a_second_minimum_that_the_shape_removes(sample):
+    """N(μ) = N(1) twice: μ = 1 and (−I/S − 1)², a degenerate second minimum of the rate (Δq ≈ 0);
+    the exact likelihood of the shape has one minimum only."""
+    s, i, _ = signal_components(sample, 0).sum(axis=0)
+    second = (-i / s - 1.0) ** 2
+    assert 0.0 < second < 1.0
+    scan = OneDimensional("mu", 0, np.linspace(0.0, 3.0, 301)[:, None])
+
+    def exact(data: Dataset, theta: np.ndarray) -> np.ndarray:
+        return sample.truth_log_ratio(theta, data.benchmark_weights)
+
+    methods = {"rate": RateMethod(), "truth": RatioMethod("truth", exact, normalise=False, needs_weights=True),
+               "hist_m": BinnedMethod("hist_m", lambda d: d.x, Binning(("m",), (np.linspace(0, 1, 21),)))}
+    found = scan_all(methods, Dataset.from_sample(sample), sample, [scan], (ONE_SIGMA, 0.95), 0)
+    rate_minima = found.minima["rate"]["mu"]
+    assert len(rate_minima) == 2
+    assert rate_minima[0][0] == pytest.approx(second, abs=0.02) and rate_minima[0][1] < 1e-3
+    assert rate_minima[1][0] == pytest.approx(1.0, abs=0.02)
+    assert [t for t, _ in found.minima["truth"]["mu"]] == pytest.approx([1.0], abs=0.01)
+    assert len(found.regions["rate"]["mu_68"]) == 2  # two disjoint intervals at one σ
+    assert len(found.regions["truth"]["mu_68"]) == 1
+    truth_width = np.diff(found.intervals["truth"]["mu_68"])[0]
+    assert truth_width < np.diff(found.intervals["hist_m"]["mu_68"])[0] * 1.0001
+
+
+def test_summary_lists_disjoint_intervals_and_results_round_trip(tmp_path, sample):
+    scan = OneDimensional("mu", 0, np.linspace(0.0, 3.0, 301)[:, None])
+    found = scan_all({"rate": RateMethod()}, Dataset.from_sample(sample), sample, [scan], (ONE_SIGMA,), 0)
+    level = LevelResults(
+        label="synthetic", scans_1d={"mu": Scan1D(parameter="mu", theta=scan.values, fixed={},
+                                                  q={"rate": found.q["mu"]["rate"]})},
+        intervals=found.intervals, best_fit=found.best_fit, regions=found.regions, minima=found.minima,
+        significance={"rate": {"mu": float(np.sqrt(found.delta_q_zero["rate"]["mu"]))}},
+        search={"iZ": 1.5, "z0_counting": float("nan")},
+    )  # fmt: skip
+    results = Results(title="t", parameters=("mu",), parameter_labels=("μ",), luminosity_ifb=1.0,
+                      levels={"synthetic": level})  # fmt: skip
+    path = tmp_path / "results.json"
+    results.to_json(path)
+    back = Results.from_json(path).levels["synthetic"]
+    assert back.regions == level.regions and back.minima == level.minima
+    assert back.significance == level.significance and back.search["iZ"] == 1.5
+    summary = summary_of(results)
+    mu_68 = summary["synthetic"]["rate"]["mu_68"]
+    assert isinstance(mu_68[0], list) and len(mu_68) == 2  # a list of [lo, hi] where not connected
+    assert len(summary["local_minima"]["synthetic"]["rate"]["mu"]) == 2
+
+
+def test_effective_events_counts_signed_weights():
+    assert effective_events(np.ones(10)) == pytest.approx(10.0)
+    assert effective_events(np.array([2.0, -1.0, 1.0])) == pytest.approx(4.0 / 6.0)
+    assert effective_events(np.zeros(3)) == 0.0
