@@ -82,8 +82,11 @@ def test_the_rate_has_a_second_minimum_that_the_shape_removes(sample):
     def exact(data: Dataset, theta: np.ndarray) -> np.ndarray:
         return sample.truth_log_ratio(theta, data.benchmark_weights)
 
-    methods = {"rate": RateMethod(), "truth": RatioMethod("truth", exact, normalise=False, needs_weights=True),
-               "hist_m": BinnedMethod("hist_m", lambda d: d.x, Binning(("m",), (np.linspace(0, 1, 21),)))}
+    methods = {
+        "rate": RateMethod(),
+        "truth": RatioMethod("truth", exact, normalise=False, needs_weights=True),
+        "hist_m": BinnedMethod("hist_m", lambda d: d.x, Binning(("m",), (np.linspace(0, 1, 21),))),
+    }
     found = scan_all(methods, Dataset.from_sample(sample), sample, [scan], (ONE_SIGMA, 0.95), 0)
     rate_minima = found.minima["rate"]["mu"]
     assert len(rate_minima) == 2
