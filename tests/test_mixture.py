@@ -87,10 +87,10 @@ def fit(model: MixtureModel, x: np.ndarray, weights: np.ndarray, morpher: Morphe
 
 @pytest.fixture(scope="module")
 def tiny(morpher):
-    """A model trained for one epoch on few events (for structure, I/O and error tests)."""
+    """A model trained for one epoch on few events, with validation events (structure, I/O, errors)."""
     x, w = sample(500, seed=3)
-    return fit(MixtureModel(processes=SEED003, reference="S", n_ensemble=2, epochs=1, seed=0, **FAST),
-               x, w, morpher)  # fmt: skip
+    model = MixtureModel(processes=SEED003, reference="S", n_ensemble=2, epochs=1, seed=0, **FAST)
+    return fit(model, x, w, morpher, validation=sample(200, seed=4))
 
 
 # ---- closure with the exact ratios -----------------------------------------------------------
@@ -291,6 +291,7 @@ EVENTS = sample(40, seed=5)
         ({"processes": {"A": "k0", "B": "k1", "C": {"k2": -1.0}}}, {}, ValueError,
          r"Σ W_j over the events must be > 0 for every process, got \['C: "),
         ({"reference": "S"}, {}, ConfigError, r"reference: unknown process 'S'; valid names are \['k0'"),
+        ({}, {"validation": (np.zeros((5, 1)), -np.ones((5, 3)))}, ValueError, "numerator: the weights of a"),
         ({}, {"parameters": ("a", "b")}, ValueError, "morpher: has 3 benchmarks and 1 parameters"),
         ({}, {"validation": (np.zeros((5, 1)), np.ones((5, 2)))}, ValueError, "validation: weights: expe"),
     ],

@@ -218,6 +218,7 @@ class MixtureModel(PredictorBase):
             ValueError: wrong shapes, NaN or infinite values, Σ W_j ≤ 0 for a process, a morpher
                 that does not match ``benchmarks`` or ``parameters``.
         """
+        self.__dict__.pop("classifiers_", None)  # a failed refit leaves the model unfitted, not mixed
         names, matrix = process_matrix(self.processes, benchmarks)
         if self.reference is not None and self.reference not in names:
             raise ConfigError(f"reference: unknown process {self.reference!r}; valid names are {list(names)}")
@@ -235,18 +236,20 @@ class MixtureModel(PredictorBase):
         self.processes_, self.process_matrix_, self.nu_, self.morpher_ = names, matrix, nu, morpher
         self.benchmarks_, self.observables_ = tuple(benchmarks), tuple(observables)
         self.parameters_ = tuple(parameters)
-        sets = self._sets(x, proc, validation)
-        seeds = np.random.SeedSequence(self.trainer.seed).spawn(self.n_ensemble)
+        ref = self._reference_weights(proc)
+        val_sets = self._validation_sets(validation)
         members: dict[str, list[ProcessClassifier]] = {n: [] for n in self._trained()}
         events = TrainingSet(x=x, observables=self.observables_, parameters=(), kind="plain")
-        for seed in seeds:
-            boot, init = seed.spawn(2)
+        for seed in np.random.SeedSequence(self.trainer.seed).spawn(self.n_ensemble):
+            boot, init = seed.spawn(2)  # member m: one Poisson replica of the events for every process
             counts = poisson_bootstrap(events, np.random.default_rng(boot)).sample_weight
-            member_seed = int(init.generate_state(1)[0])
-            for name, (make, val_set) in sets.items():
-                params = {**self.trainer.to_dict(), "seed": member_seed}
+            params = {**self.trainer.to_dict(), "seed": int(init.generate_state(1)[0])}
+            for name in members:
+                train = classification_set(
+                    x, proc[:, names.index(name)], ref, observables=self.observables_, counts=counts
+                )
                 clf = ProcessClassifier(hidden=self.hidden, activation=self.activation, **params)
-                members[name].append(clf.fit(make(counts), validation_set=val_set))
+                members[name].append(clf.fit(train, validation_set=val_sets.get(name)))
         self.classifiers_ = {n: tuple(m) for n, m in members.items()}
         return self
 
@@ -254,32 +257,23 @@ class MixtureModel(PredictorBase):
         """The processes that get a classifier (all but a reference process)."""
         return [n for n in self.processes_ if n != self.reference]
 
-    def _sets(self, x: np.ndarray, proc: np.ndarray, validation: tuple | None) -> dict[str, tuple]:
-        """Per trained process: (counts → training set, validation set or None)."""
+    def _reference_weights(self, proc: np.ndarray) -> np.ndarray:
+        """W_ref ``(n_events,)`` from the process weights ``(n_events, n_processes)``."""
+        return proc.sum(axis=1) if self.reference is None else proc[:, self.processes_.index(self.reference)]
 
-        def ref_weights(p: np.ndarray) -> np.ndarray:
-            return p.sum(axis=1) if self.reference is None else p[:, self.processes_.index(self.reference)]
-
-        val_x = val_proc = None
-        if validation is not None:
-            val_x, val_w = _check_events(
-                *validation, len(self.observables_), len(self.processes_), "validation"
+    def _validation_sets(self, validation: tuple[np.ndarray, np.ndarray] | None) -> dict[str, TrainingSet]:
+        """Per trained process, the classification set of the validation events (none: empty)."""
+        if validation is None:
+            return {}
+        x, weights = _check_events(*validation, len(self.observables_), len(self.processes_), "validation")
+        proc = weights @ self.process_matrix_.T
+        ref = self._reference_weights(proc)
+        return {
+            name: classification_set(
+                x, proc[:, self.processes_.index(name)], ref, observables=self.observables_
             )
-            val_proc = val_w @ self.process_matrix_.T
-        out = {}
-        for name in self._trained():
-            j = self.processes_.index(name)
-
-            def make(counts: np.ndarray, j: int = j) -> TrainingSet:
-                return classification_set(x, proc[:, j], ref_weights(proc), observables=self.observables_,
-                                          counts=counts)  # fmt: skip
-
-            val_set = None
-            if val_proc is not None:
-                val_set = classification_set(val_x, val_proc[:, j], ref_weights(val_proc),
-                                             observables=self.observables_)  # fmt: skip
-            out[name] = (make, val_set)
-        return out
+            for name in self._trained()
+        }
 
     # ---- predictions --------------------------------------------------------------------
     def _fitted(self) -> None:

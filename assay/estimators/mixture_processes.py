@@ -140,12 +140,18 @@ def classification_set(
         A ``"plain"`` :class:`~assay.training_set.TrainingSet` of ``2 n_events`` rows with ``y``
         and ``sample_weight`` and no parameters.
 
+    Raises:
+        ValueError: a class whose weights do not sum to > 0.
+
     Example:
         >>> s = classification_set(np.zeros((2, 1)), np.array([1.0, 3.0]), np.ones(2), observables=("x",))
         >>> s.y.tolist(), s.sample_weight.tolist()
         ([1.0, 1.0, 0.0, 0.0], [0.5, 1.5, 1.0, 1.0])
     """
     n = len(x)
+    for name, w in (("numerator", numerator), ("denominator", denominator)):
+        if not w.sum() > 0:
+            raise ValueError(f"{name}: the weights of a class must have a positive sum, got {w.sum():.4g}")
     weight = np.concatenate([numerator * (n / numerator.sum()), denominator * (n / denominator.sum())])
     if counts is not None:
         weight = weight * np.tile(counts, 2)
