@@ -30,6 +30,7 @@ from assay.estimators import (
     RASCAL,
     ROLR,
     SALLY,
+    MixtureModel,
     RatioEstimator,
     load_estimator,
     method_class,
@@ -121,10 +122,10 @@ def test_every_registered_class_is_covered():
 def test_one_registry_of_method_names():
     """Config names map to classes through METHODS (BIT included); ESTIMATORS are its neural classes."""
     assert sorted(METHODS) == [
-        "alice", "alices", "bit", "carl", "cascal", "nde", "rascal", "rolr", "sally", "scandal"
+        "alice", "alices", "bit", "carl", "cascal", "mixture", "nde", "rascal", "rolr", "sally", "scandal"
     ]  # fmt: skip
     assert all(name == cls.__name__.lower() for name, cls in METHODS.items() if cls in ESTIMATORS.values())
-    assert set(ESTIMATORS.values()) == set(METHODS.values()) - {BoostedInformationTree}
+    assert set(ESTIMATORS.values()) == set(METHODS.values()) - {BoostedInformationTree, MixtureModel}
     assert method_class("ALICES") is ALICES and method_class("Bit") is BoostedInformationTree
     with pytest.raises(ConfigError, match=r"'alicez'; valid names are \['alice', 'alices', 'bit'"):
         method_class("alicez")

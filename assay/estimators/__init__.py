@@ -28,6 +28,8 @@ _SOURCES = {  # module → the names it exports here
     "flows": ("NDE", "SCANDAL", "FlowEstimator"),
     "flow_columns": ("FlowColumns",),
     "flows_models": ("FLOWS", "ConditionalFlow"),
+    "mixture": ("ClippedRatioWarning", "MixtureModel", "mixture_log_ratio"),
+    "mixture_processes": ("ProcessClassifier", "process_coefficients", "process_matrix"),
     "nets": ("ACTIVATIONS", "MLP", "Standardizer"),
     "prediction": ("Prediction", "Predictor"),
     "ratio": ("ALICE", "ALICES", "CARL", "CASCAL", "RASCAL", "ROLR", "RatioEstimator", "RatioPrediction"),

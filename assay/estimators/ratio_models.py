@@ -264,7 +264,9 @@ class MorphingRatioNet(nn.Module):
         """Morphing weights c_k(θ) ``(..., n_benchmarks)`` for θ ``(..., n_params)`` (differentiable)."""
         # φ_c(θ) = Π_a (θ_a^step_a)^n_ca by repeated products: ``theta ** p`` has a NaN second
         # derivative at θ_a = 0 (0 · 0⁻¹), which the score loss differentiates through.
-        base = torch.where(self.steps < 1, theta.clamp_min(0).sqrt(), theta)
+        roots = self.steps < 1  # θ → √θ there; elsewhere √ of 1, so no 0·∞ = NaN in the backward pass
+        safe = torch.where(roots, theta, torch.ones_like(theta)).clamp_min(0)
+        base = torch.where(roots, safe.sqrt(), theta)
         max_power = int(self.components.max()) if self.components.numel() else 0
         powers = [torch.ones_like(base)]
         for _ in range(max_power):
