@@ -274,12 +274,12 @@ class OffshellSimulator:
         channel = rng.choice(len(self.channels), size=n_events, p=self._channel_probs)
         flavours = np.array([CHANNELS[c] for c in self.channels])[channel]  # (n, 2)
         ids = np.column_stack([flavours[:, 0], -flavours[:, 0], flavours[:, 1], -flavours[:, 1]])
-        u = rng.random((n_events, 15))
+        u = rng.random((n_events, 16))
         shat = self._mass_map.sample(u[:, 0])
         y = self._rapidity.sample(shat, u[:, 1:3])
         pt2 = self.recoil.sample(u[:, 3:5]) if self.recoil is not None else np.zeros(n_events)
-        rest = sample_decay(shat, u[:, 6:14], self.mll_min, inp.m_z, inp.width_z)
-        swap = (ids[:, 0] == ids[:, 2]) & (u[:, 14] < 0.5)  # identical leptons: the other pairing
+        rest = sample_decay(shat, u[:, 6:15], self.mll_min, inp.m_z, inp.width_z)
+        swap = (ids[:, 0] == ids[:, 2]) & (u[:, 15] < 0.5)  # identical leptons: the other pairing
         rest[swap] = rest[swap][:, list(_EXCHANGED)]
         return to_lab(rest, shat, y, pt2, 2 * np.pi * u[:, 5]), ids, channel
 

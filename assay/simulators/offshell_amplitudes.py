@@ -261,17 +261,32 @@ def gg_structures(pairings: list[Pairing], inputs: OffshellInputs) -> tuple[np.n
 
     Returns ``(Σ|s|², Σ s l*, Σ|l|², Σ_± |t_±|²)``, each ``(n,)`` (the second complex), with
     s = E₁·E₂, l = (E₁·E₂)_LL, t_± = 2(ε_±·E₁ᵀ)(ε_±·E₂ᵀ), antisymmetrised over the pairings;
-    the second pairing (identical leptons) contributes only where λ_a = λ_b.
+    the exchanged pairing (identical leptons) interferes only where λ_a = λ_b (:func:`_states`).
     """
     coupling = helicity_couplings(inputs)
-    total = None
-    for i, p in enumerate(pairings):
-        mask = 1.0 if i == 0 else _SAME
-        terms = [p.sign * mask * coupling * p.d12 * t for t in _bare_gg(p)]
-        total = terms if total is None else [a + b for a, b in zip(total, terms)]
-    s, l, tp, tm = total
-    return ((np.abs(s) ** 2).sum((0, 1)), (s * l.conj()).sum((0, 1)), (np.abs(l) ** 2).sum((0, 1)),
-            4.0 * (np.abs(tp) ** 2 + np.abs(tm) ** 2).sum((0, 1)))  # fmt: skip
+    states = _states([[p.sign * coupling * p.d12 * t for t in _bare_gg(p)] for p in pairings])
+    ss = sl = ll = tt = 0.0
+    for s, l, tp, tm in states:
+        ss = ss + (np.abs(s) ** 2).sum((0, 1))
+        sl = sl + (s * l.conj()).sum((0, 1))
+        ll = ll + (np.abs(l) ** 2).sum((0, 1))
+        tt = tt + 4.0 * (np.abs(tp) ** 2 + np.abs(tm) ** 2).sum((0, 1))
+    return ss, sl, ll, tt
+
+
+def _states(per_pairing: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Group amplitudes ``(2, 2, n)`` over (λa, λb) by physical helicity state.
+
+    Pairing A's (λa, λb) and the exchanged pairing's are the same external state only for λa = λb
+    (then they add coherently); for λa ≠ λb the exchanged pairing's amplitude belongs to another state
+    (ℓ⁺ helicities swapped) and adds incoherently.
+    """
+    coherent = per_pairing[0]
+    extra = []
+    for amps in per_pairing[1:]:
+        coherent = [a + _SAME * b for a, b in zip(coherent, amps)]
+        extra.append([~_SAME * b for b in amps])
+    return [coherent, *extra]
 
 
 def _light_cone(x: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -314,14 +329,13 @@ def qq_structures(pairings: list[Pairing], root_s: np.ndarray, inputs: OffshellI
     coupling = helicity_couplings(inputs)
     for o, plus_z in enumerate((True, False)):
         pa = np.column_stack([root_s / 2, zeros, zeros, (1 if plus_z else -1) * root_s / 2])
-        amp_l = amp_r = 0.0
-        for i, p in enumerate(pairings):
+        per_pairing = []
+        for p in pairings:
             j1, j2 = p.j1[:, None], p.j2[None, :]  # (λa, λb) broadcast
             c = (quark_chain(j2, pa - p.k1, j1, root_s, plus_z) / mass2(pa - p.k1)
                  + quark_chain(j1, pa - p.k2, j2, root_s, plus_z) / mass2(pa - p.k2))  # fmt: skip
-            mask = 1.0 if i == 0 else _SAME
-            amp_l = amp_l + p.sign * mask * coupling * p.d12 * c
-            amp_r = amp_r + p.sign * mask * coupling * p.d12 * c[::-1, ::-1].conj()
-        out[:, o, 0] = (np.abs(amp_l) ** 2).sum((0, 1))
-        out[:, o, 1] = (np.abs(amp_r) ** 2).sum((0, 1))
+            factor = p.sign * coupling * p.d12
+            per_pairing.append([factor * c, factor * c[::-1, ::-1].conj()])
+        out[:, o] = sum(np.stack([(np.abs(a) ** 2).sum((0, 1)) for a in amps], axis=1)
+                        for amps in _states(per_pairing))  # fmt: skip
     return out

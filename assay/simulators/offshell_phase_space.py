@@ -154,14 +154,18 @@ def _upper(m: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def sample_decay(shat: np.ndarray, u: np.ndarray, mll_min: float, m_z: float, width_z: float) -> np.ndarray:
-    """Leptons ``(n, 4, 4)`` (ℓ₁⁻, ℓ₁⁺, ℓ₂⁻, ℓ₂⁺) in R from uniforms ``u (n, 8)``; GeV.
+    """Leptons ``(n, 4, 4)`` (ℓ₁⁻, ℓ₁⁺, ℓ₂⁻, ℓ₂⁺) in R from uniforms ``u (n, 9)``; GeV.
 
-    k₁² ∈ [m_min², (√ŝ − m_min)²], k₂² ∈ [m_min², (√ŝ − k₁)²] Breit–Wigner, angles uniform.
+    One mass k² ∈ [m_min², (√ŝ − m_min)²], the other k'² ∈ [m_min², (√ŝ − k)²], both Breit–Wigner;
+    which of the two is Z₁ is chosen with probability ½ (``u[:, 8]``), so the density is symmetric
+    under Z₁ ↔ Z₂; angles uniform.
     """
     m = np.sqrt(shat)
     lo = np.full_like(m, mll_min**2)
-    k1, _ = breit_wigner_map(u[:, 0], m_z, width_z, lo, _upper(m, mll_min))
-    k2, _ = breit_wigner_map(u[:, 1], m_z, width_z, lo, _upper(m, np.sqrt(k1)))
+    ka, _ = breit_wigner_map(u[:, 0], m_z, width_z, lo, _upper(m, mll_min))
+    kb, _ = breit_wigner_map(u[:, 1], m_z, width_z, lo, _upper(m, np.sqrt(ka)))
+    first = u[:, 8] < 0.5
+    k1, k2 = np.where(first, ka, kb), np.where(first, kb, ka)
     zeros = np.zeros_like(m)
     q = np.column_stack([m, zeros, zeros, zeros])
     z1, z2 = two_body_decay(q, k1, k2, 2 * u[:, 2] - 1, 2 * np.pi * u[:, 3])
@@ -170,9 +174,23 @@ def sample_decay(shat: np.ndarray, u: np.ndarray, mll_min: float, m_z: float, wi
     return np.stack([l1m, l1p, l2m, l2p], axis=1)
 
 
-def decay_density(leptons: np.ndarray, order: tuple[int, int, int, int], shat: np.ndarray,
-                  mll_min: float, m_z: float, width_z: float) -> np.ndarray:  # fmt: skip
-    """ĝ per dΦ₄ of :func:`sample_decay` for the lepton labelling ``order``, ``(n,)`` GeV⁻⁴ · const.
+def _mass_density(ka: np.ndarray, kb: np.ndarray, m: np.ndarray, mll_min: float, m_z: float, width_z: float):
+    """Density of drawing ka first, then kb ≤ (m − √ka)², per dka dkb."""
+    rho_a = breit_wigner_density(ka, m_z, width_z, mll_min**2, _upper(m, mll_min))
+    return rho_a * breit_wigner_density(kb, m_z, width_z, mll_min**2, _upper(m, np.sqrt(np.maximum(ka, 0.0))))
+
+
+def decay_density(
+    leptons: np.ndarray,
+    order: tuple[int, int, int, int],
+    shat: np.ndarray,
+    mll_min: float,
+    m_z: float,
+    width_z: float,
+) -> np.ndarray:
+    """ĝ per dΦ₄ of :func:`sample_decay` for the lepton labelling ``order``, ``(n,)``.
+
+    ĝ = ½[ρ(k₁²)ρ(k₂²|k₁) + ρ(k₂²)ρ(k₁²|k₂)] · 1024 π⁵ √ŝ / |p*| (symmetric under Z₁ ↔ Z₂).
 
     Args:
         leptons: ``(n, 4, 4)`` momenta in R.
@@ -182,11 +200,12 @@ def decay_density(leptons: np.ndarray, order: tuple[int, int, int, int], shat: n
     m = np.sqrt(shat)
     k1 = mass2(leptons[:, order[0]] + leptons[:, order[1]])
     k2 = mass2(leptons[:, order[2]] + leptons[:, order[3]])
-    rho1 = breit_wigner_density(k1, m_z, width_z, mll_min**2, _upper(m, mll_min))
-    rho2 = breit_wigner_density(k2, m_z, width_z, mll_min**2, _upper(m, np.sqrt(np.maximum(k1, 0.0))))
+    rho = 0.5 * (
+        _mass_density(k1, k2, m, mll_min, m_z, width_z) + _mass_density(k2, k1, m, mll_min, m_z, width_z)
+    )
     pstar = two_body_momentum(shat, np.maximum(k1, 0.0), np.maximum(k2, 0.0))
     ok = pstar > 0
-    return np.where(ok, rho1 * rho2 * 1024 * np.pi**5 * m / np.where(ok, pstar, 1.0), 0.0)
+    return np.where(ok, rho * 1024 * np.pi**5 * m / np.where(ok, pstar, 1.0), 0.0)
 
 
 def to_lab(
