@@ -14,9 +14,10 @@ Gluon fusion (per gluon-helicity configuration, colour δ^{ab}); K = M_ggH(ŝ) �
 
 - signal, λ₁ = λ₂:  A_S  = K D_H(ŝ) (E₁·E₂),  D_H = 1/(ŝ − m_H² + i m_H Γ_H);
 - background, λ₁ = λ₂: A_Bs = −c_B K / ŝ · (E₁·E₂)_LL, the Higgs' Lorentz structure projected on
-  longitudinal Z's: for c_B = 1 the longitudinal parts of A_S + A_Bs cancel like m_H²/ŝ at high ŝ
-  (the unitarity cancellation between the triangle and the box, Glover & van der Bij, Nucl. Phys.
-  B321 (1989) 561; Kauer & Passarino, arXiv:1206.4803), so the interference is destructive;
+  longitudinal Z's: for c_B = 1 the longitudinal parts of A_S + A_Bs cancel at high ŝ
+  (D_H − 1/ŝ ≈ m_H²/ŝ²: the unitarity cancellation between the triangle and the box, Glover &
+  van der Bij, Nucl. Phys. B321 (1989) 561; Kauer & Passarino, arXiv:1206.4803), so the
+  interference is destructive;
 - background, λ₁ = −λ₂: A_Bt = 2 C_T (ε_±·E₁ᵀ)(ε_±·E₂ᵀ), a J_z = ±2 continuum into transverse Z's
   (Eᵀ: E without its longitudinal part), which cannot interfere with the scalar,
 
