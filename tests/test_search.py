@@ -126,3 +126,86 @@ def test_effective_events_counts_signed_weights():
     assert effective_events(np.ones(10)) == pytest.approx(10.0)
     assert effective_events(np.array([2.0, -1.0, 1.0])) == pytest.approx(4.0 / 6.0)
     assert effective_events(np.zeros(3)) == 0.0
+
+
+def test_negative_weight_events_enter_the_likelihood_as_signed_weights(sample):
+    """Every event split in two copies with weights 2w and −w (a third of the events negative, the
+    net density unchanged): the truth, a histogram and the rate scan exactly as before."""
+    bench = sample.benchmark_weights
+    split = AsimovSample(
+        np.concatenate([sample.x, sample.x]), sample.observables, np.concatenate([2 * bench, -bench]),
+        sample.joint, sample.theta_true, sample.luminosity,
+    )  # fmt: skip
+    assert (split.weights < 0).mean() == pytest.approx(0.5)  # half the rows carry negative weights
+    scan = OneDimensional("mu", 0, np.linspace(0.0, 3.0, 61)[:, None])
+
+    def methods() -> dict:
+        def exact(data: Dataset, theta: np.ndarray) -> np.ndarray:
+            return sample.truth_log_ratio(theta, data.benchmark_weights)
+
+        return {
+            "truth": RatioMethod("truth", exact, normalise=False, needs_weights=True),
+            "hist_m": BinnedMethod("hist_m", lambda d: d.x, Binning(("m",), (np.linspace(0, 1, 11),))),
+            "rate": RateMethod(),
+        }
+
+    before = scan_all(methods(), Dataset.from_sample(sample), sample, [scan], (ONE_SIGMA,), 0)
+    after = scan_all(methods(), Dataset.from_sample(split), split, [scan], (ONE_SIGMA,), 0)
+    for name in ("truth", "hist_m", "rate"):
+        np.testing.assert_allclose(after.q["mu"][name], before.q["mu"][name], rtol=1e-8, atol=1e-8)
+
+
+# ---- the off-shell simulator through the mixture formula and the search demo ----------------------
+@pytest.fixture(scope="module")
+def offshell_events():
+    from assay.simulators.offshell import OffshellSimulator
+
+    sim = OffshellSimulator(MU_BENCHMARKS)
+    return sim.simulate(20_000, np.random.default_rng(5))
+
+
+def test_mixture_with_exact_process_ratios_closes_on_offshell_events(offshell_events):
+    """Seed 003's S / SBI / B processes with the exact r_j = (W_j/ν_j)/(W_B/ν_B) from the event
+    weights reproduce log p(x|μ)/p(x|1) of the simulator event by event."""
+    from assay.estimators.mixture import mixture_log_ratio
+    from assay.estimators.mixture_processes import process_coefficients, process_matrix
+
+    weights = offshell_events.weights  # (n, 3) at μ = 0, 1, 4
+    _, matrix = process_matrix({"S": {"mu4": 0.5, "sm": -1.0, "b_only": 0.5}, "SBI": "sm", "B": "b_only"},
+                                   ["b_only", "sm", "mu4"])  # fmt: skip
+    proc = weights @ matrix.T  # (n, 3): S, SBI, B per event
+    assert np.all(proc[:, 0] > -1e-12 * proc[:, 2])  # the signal process is a positive density
+    nu = proc.sum(axis=0)
+    ratios = (proc / nu).T / (proc[:, 2] / nu[2])  # reference B
+    morpher = Morpher(morphing_components(1, 1, power_step=0.5), MU_BENCHMARKS[:, None])
+    mus = np.array([[0.0], [0.3], [2.0], [4.0]])
+    f, f_ref = process_coefficients(morpher, matrix, mus), process_coefficients(morpher, matrix, [1.0])[0]
+    got, clipped = mixture_log_ratio(ratios, f, f_ref, nu)
+    c = offshell_events.components  # exact: w(μ)/σ(μ) ÷ w(1)/σ(1)
+    w_mu = np.column_stack([m * c[:, 0] + np.sqrt(m) * c[:, 1] + c[:, 2] + c[:, 3] for m in mus[:, 0]]).T
+    exact = np.log(w_mu / w_mu.sum(axis=1, keepdims=True)) - np.log(weights[:, 1] / weights[:, 1].sum())
+    assert clipped == 0
+    np.testing.assert_allclose(got, exact, atol=1e-9)
+
+
+def test_search_demo_small(tmp_path):
+    """`assay demo --search` at 5 % size: every method, μ intervals, Z0, the counting numbers, and
+    the rate's second minimum at (−I/S − 1)² from the demo's own expected S and I."""
+    from assay.search_demo import LEVEL, run_search_demo, search_size
+
+    summary = run_search_demo(tmp_path / "search", size=search_size(0.05), progress=False, report=False)
+    methods = summary[LEVEL]
+    assert set(methods) == {"truth", "nsbi", "alices", "hist_m4l", "hist_2d", "rate"}
+    lo, hi = methods["truth"]["mu_68"]
+    assert lo < 1.0 < hi
+    assert hi - lo < np.diff(methods["hist_m4l"]["mu_68"])[0]  # the shape beats m4ℓ alone
+    search = summary["search"]
+    assert search["expected_I"] < 0 < search["expected_S"] < search["expected_B"]
+    second = (-search["expected_I"] / search["expected_S"] - 1.0) ** 2
+    rate_minima = summary["local_minima"][LEVEL]["rate"]["mu"]
+    assert min(abs(t - second) for t, _ in rate_minima) < 0.05
+    z0 = summary["significance"][LEVEL]
+    assert z0["rate"]["mu"] == pytest.approx(search["z0_counting"], rel=1e-3)
+    assert z0["truth"]["mu"] > z0["rate"]["mu"]
+    assert set(summary["timings_s"]) >= {"events_and_sets", "train_nsbi", "train_alices", "limits", "total"}
+    assert (tmp_path / "search" / "limits" / "results.json").is_file()

@@ -124,8 +124,8 @@ class AsimovSample:
         density = self.joint.weights_on_grid(weights, thetas).T / self.cross_section(thetas)[:, None]
         sigma_true = float(self.joint.cross_section(self.theta_true))
         reference = self.joint.weights(weights, self.theta_true) / sigma_true
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(density) - np.log(reference)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):  # the ratio: a negative-weight event's too
+            return np.log(density / reference[None, :])
 
     def truth_score(self) -> np.ndarray:
         """Exact t(x_i|θ_true) = ∇w_i/w_i − ∇σ/σ from the event weights, ``(n_events, n_params)``,
