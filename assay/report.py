@@ -365,6 +365,31 @@ def _coverage_section(results: Results) -> str:
     return _section("Coverage", _table(["level", "method", "θ_true", "toys", *keys], rows, names=2), note)
 
 
+def _search_section(results: Results) -> str:
+    """Signal strengths: Z0 per method, its local minima and disjoint CL regions; the counting numbers."""
+    rows = []
+    for name, level in results.levels.items():
+        for method in _methods(level.significance):
+            for p, z0 in level.significance[method].items():
+                found = level.minima.get(method, {}).get(p, ())
+                minima = "; ".join(f"{_fmt(t)} (Δq {dq:.2f})" for t, dq in found)
+                regions = level.regions.get(method, {})
+                split = [f"{k}: " + " ∪ ".join(format_interval(r) for r in regions[k])
+                         for k in regions if k.startswith(f"{p}_") and len(regions[k]) > 1]  # fmt: skip
+                rows.append([name, _label(method), p, f"{z0:.2f}", minima, "; ".join(split) or "connected"])
+    if not rows:
+        return ""
+    table = _table(["level", "method", "parameter", "Z0", "local minima", "CL regions"], rows, names=3)
+    counts = [[name, key, _fmt4(value)] for name, level in results.levels.items()
+              for key, value in level.search.items()]  # fmt: skip
+    note = ("Z0 = √(q(0) − q_min): the expected significance of the background-only hypothesis; several "
+            "local minima or a CL region in pieces: the interference makes the likelihood degenerate "
+            "(seed 001). Counting numbers: expected S, I, B at the luminosity, iZ = (S + I/2)/√N(1), "
+            "z0 the counting significance, N_eff = (Σw)²/Σw².")  # fmt: skip
+    counting = _table(["level", "quantity", "value"], counts, names=2) if counts else ""
+    return _section("Search: significance and degeneracies", table + counting, note)
+
+
 def _fisher_section(results: Results) -> str:
     """σ = sqrt(diag(I⁻¹)) of every method at every level."""
     rows = [[name, _label(m), *_sigmas(level.fisher.information[m])]
@@ -435,6 +460,7 @@ def _page(results: Results, summary: Mapping, summary_problem: str | None, plots
         _intervals_section(results),
         _best_fit_section(results),
         _coverage_section(results),
+        _search_section(results),
         _fisher_section(results),
         _checks_section(results, summary, summary_problem),
         _timings_section(results, summary),

@@ -45,12 +45,12 @@ class SearchSize:
         points: points of the μ scan.
     """
 
-    events: int = 400_000
+    events: int = 1_600_000
     alices_samples: int = 100_000
     alices_epochs: int = 15
     nsbi_events: int | None = None
-    nsbi_epochs: int = 20
-    members: int = 3
+    nsbi_epochs: int = 60
+    members: int = 5
     asimov_events: int = 60_000
     points: int = 121
 
@@ -63,7 +63,8 @@ def search_size(scale: float) -> SearchSize:
         events=max(6_000, int(base.events * scale)),
         alices_samples=max(1_000, int(base.alices_samples * scale)),
         asimov_events=max(1_500, int(base.asimov_events * scale)),
-        nsbi_epochs=base.nsbi_epochs if scale >= 0.5 else max(3, int(base.nsbi_epochs * scale * 2)),
+        nsbi_epochs=base.nsbi_epochs if scale >= 0.5 else max(3, int(base.nsbi_epochs * scale)),
+        members=base.members if scale >= 0.5 else 2,
         alices_epochs=base.alices_epochs if scale >= 0.5 else max(3, int(base.alices_epochs * scale * 2)),
     )
 
