@@ -39,8 +39,9 @@ def invoke(runner: CliRunner, *args: str):
 
 
 def flat(text: str) -> str:
-    """The output with rich's line wrapping undone (runs of whitespace become one space)."""
-    return " ".join(text.split())
+    """The output with rich's line wrapping undone: runs of whitespace become one space, and a
+    path wrapped inside an error box ("…/nowh │ │ ere.yaml") is joined again."""
+    return " ".join(text.replace(" │\n│ ", "").split())
 
 
 @pytest.fixture(scope="module")

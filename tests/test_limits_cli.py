@@ -161,7 +161,8 @@ def test_data_with_other_observables(limits_run, tmp_path):
     result = invoke("limits", config, "-o", folder / "out", "-q", "--no-report", "--data", data)
     assert result.exit_code == 2
     text = flat(result.output)
-    assert "other.h5" in text and "observables ['pt', 'eta'] differ from the run's ['x0', 'x1']" in text
+    assert "other.h5" in text.replace(" ", "")  # a long tmp path may wrap inside the name
+    assert "observables ['pt', 'eta'] differ from the run's ['x0', 'x1']" in text
 
 
 def test_missing_data_file(limits_run, tmp_path):

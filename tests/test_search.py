@@ -201,6 +201,9 @@ def test_search_demo_small(tmp_path):
     assert hi - lo < np.diff(methods["hist_m4l"]["mu_68"])[0]  # the shape beats m4ℓ alone
     search = summary["search"]
     assert search["expected_I"] < 0 < search["expected_S"] < search["expected_B"]
+    for process in ("S", "SBI", "B"):  # N_eff of the mixture model's weighted training events
+        assert 0 < search[f"n_eff_train_nsbi_{process}"] < 0.6 * search_size(0.05).events
+    assert 0 < search["n_eff_asimov"] <= search["n_asimov_events"]
     second = (-search["expected_I"] / search["expected_S"] - 1.0) ** 2
     rate_minima = summary["local_minima"][LEVEL]["rate"]["mu"]
     assert min(abs(t - second) for t, _ in rate_minima) < 0.05

@@ -362,7 +362,7 @@ def run_limits(
         data=dataset.label, scans_1d=scans_1d, scans_2d=scans_2d, intervals=found.intervals,
         best_fit=found.best_fit, regions=found.regions, minima=found.minima,
         significance=_significance(cfg, found.delta_q_zero),
-        search=search_numbers(cfg, sample, _benchmark_names(run)),
+        search={**search_numbers(cfg, sample, _benchmark_names(run)), **_training_n_eff(loaded)},
         fisher=fisher, histories=_histories(loaded), calibration=calibration,
         distributions=_distributions(cfg, sample, scans), cut_flow=_cut_flow(run), checks=checks,
         warnings=(*notes, *warnings), coverage=coverage,
@@ -379,6 +379,15 @@ def run_limits(
     )
     write_limits(run.limits, results)
     return results
+
+
+def _training_n_eff(models: Mapping[str, Any]) -> dict[str, float]:
+    """N_eff = (Σw)²/Σw² of the weighted training events of every mixture model, per process."""
+    return {
+        f"n_eff_train_{name}_{process}": float(n)
+        for name, model in models.items() if isinstance(model, MixtureModel)
+        for process, n in zip(model.processes_, model.n_eff_)
+    }  # fmt: skip
 
 
 def _benchmark_names(run: RunDir) -> list[str]:

@@ -211,6 +211,7 @@ class MixtureModel(PredictorBase):
 
         Returns:
             ``self``, with ``processes_``, ``process_matrix_``, ``nu_`` (ν_j, units of the weights),
+            ``n_eff_`` (N_eff = (Σ W_j)²/Σ W_j² of each process's training events),
             ``morpher_``, ``classifiers_`` (process name → members).
 
         Raises:
@@ -234,6 +235,7 @@ class MixtureModel(PredictorBase):
             bad = [f"{n}: {v:.4g}" for n, v in zip(names, nu) if not v > 0]
             raise ValueError(f"weights: Σ W_j over the events must be > 0 for every process, got {bad}")
         self.processes_, self.process_matrix_, self.nu_, self.morpher_ = names, matrix, nu, morpher
+        self.n_eff_ = nu**2 / np.sum(proc**2, axis=0)
         self.benchmarks_, self.observables_ = tuple(benchmarks), tuple(observables)
         self.parameters_ = tuple(parameters)
         ref = self._reference_weights(proc)
@@ -366,7 +368,8 @@ class MixtureModel(PredictorBase):
             "format": FORMAT, "schema_version": SCHEMA_VERSION, "class": type(self).__name__,
             "assay_version": __version__, "params": self.get_params(),
             "state": {"processes": list(self.processes_), "process_matrix": self.process_matrix_.tolist(),
-                      "nu": self.nu_.tolist(), "morpher": self.morpher_.to_dict(),
+                      "nu": self.nu_.tolist(), "n_eff": self.n_eff_.tolist(),
+                      "morpher": self.morpher_.to_dict(),
                       "benchmarks": list(self.benchmarks_), "observables": list(self.observables_),
                       "parameters": list(self.parameters_), "members": dirs},
         }  # fmt: skip
@@ -393,6 +396,7 @@ class MixtureModel(PredictorBase):
             model.processes_ = tuple(json_field(state, "processes", source, list, "state."))
             model.process_matrix_ = np.array(json_field(state, "process_matrix", source, list, "state."))
             model.nu_ = np.array(json_field(state, "nu", source, list, "state."), dtype=float)
+            model.n_eff_ = np.array(state.get("n_eff", [np.nan] * len(model.nu_)), dtype=float)
             model.morpher_ = Morpher.from_dict(json_field(state, "morpher", source, Mapping, "state."))
             for name in ("benchmarks", "observables", "parameters"):
                 setattr(model, f"{name}_", tuple(json_field(state, name, source, list, "state.")))
