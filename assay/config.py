@@ -46,7 +46,9 @@ __all__ = [
     "MixtureModelConfig",
     "ModelConfig",
     "NeuralModelConfig",
+    "NuisanceConfig",
     "RunConfig",
+    "SystematicsConfig",
     "config_from_dict",
     "load_config",
     "root_parameters",
@@ -514,6 +516,61 @@ class InferenceConfig(_Model):
     )
 
 
+# ---- systematic uncertainties -------------------------------------------------------------
+class NuisanceConfig(_Model):
+    """One nuisance parameter α_k with a unit Gaussian constraint (seed 003).
+
+    Either a shape (and rate) variation the simulator provides (``variation``, default the name:
+    exact per-event weight factors at α = ±1), or a normalisation uncertainty (``normalisation``:
+    the relative ±1σ change, log-normal: weights × (1 + u)^α) on some or all ``components``.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    variation: str | None = Field(None, description="the simulator's variation; None: the name")
+    normalisation: float | None = Field(None, gt=0, lt=1, description="relative ±1σ rate change")
+    components: list[str] | None = Field(
+        None, description="normalisation: the simulator components it scales (None: all)"
+    )
+
+    @property
+    def is_normalisation(self) -> bool:
+        return self.normalisation is not None
+
+    @property
+    def simulator_variation(self) -> str:
+        return self.variation or self.name
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NuisanceConfig:
+        if self.normalisation is not None and self.variation is not None:
+            raise ValueError("give either `variation` (a shape variation) or `normalisation`, not both")
+        if self.components is not None and self.normalisation is None:
+            raise ValueError("`components` only applies to a `normalisation` uncertainty")
+        return self
+
+
+class SystematicsConfig(_Model):
+    """Nuisance parameters profiled in ``assay limits`` (the ``*_profiled`` methods)."""
+
+    nuisances: list[NuisanceConfig] = Field(min_length=1)
+    interpolation: Literal["vertical", "exponential"] = Field(
+        "vertical",
+        description="per-event and rate interpolation in α: seed 003's vertical (6th-order polynomial "
+        "for |α| ≤ 1, exponential outside, C² at |α| = 1) or exponential (g(±1)^|α|)",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> SystematicsConfig:
+        names = [n.name for n in self.nuisances]
+        if len(set(names)) != len(names):
+            raise ValueError(f"nuisance names must be unique, got {names}")
+        return self
+
+    def shape_variations(self) -> list[str]:
+        """The simulator variations the nuisances need, in order."""
+        return [n.simulator_variation for n in self.nuisances if not n.is_normalisation]
+
+
 # ---- the run ---------------------------------------------------------------------
 class RunConfig(_Model):
     """One analysis, from parameters to limits."""
@@ -529,6 +586,9 @@ class RunConfig(_Model):
         {}, description="named models: name -> {method: sally | alices | ... | bit, settings}"
     )
     inference: InferenceConfig = InferenceConfig()
+    systematics: SystematicsConfig | None = Field(
+        None, description="nuisance parameters (shape variations of the simulator, normalisations)"
+    )
 
     def parameter_space(self) -> ParameterSpace:
         """Parameters plus the listed benchmarks (``sm`` added if absent)."""
@@ -618,6 +678,23 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
         errors.append((("sampling", "sets"), f"training set names must be unique, got {set_names}"))
     errors.extend(_inference_errors(cfg, names, check_theta))
     errors.extend(_root_parameter_errors(cfg, names))
+    errors.extend(_systematics_errors(cfg))
+    return errors
+
+
+def _systematics_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
+    """Shape variations only where the simulator has them (the off-shell one), by known names."""
+    if cfg.systematics is None:
+        return []
+    errors = []
+    for i, n in enumerate(cfg.systematics.nuisances):
+        loc = ("systematics", "nuisances", i)
+        if n.is_normalisation:
+            continue
+        if not isinstance(cfg.simulator, OffshellConfig):
+            message = (f"{n.simulator_variation!r}: simulator kind {cfg.simulator.kind} provides no shape "
+                       "variations; use `normalisation: u` or the offshell simulator")  # fmt: skip
+            errors.append((loc, message))
     return errors
 
 

@@ -104,11 +104,15 @@ def _simulator(cfg: RunConfig, space: ParameterSpace) -> tuple[BatchSimulator, i
         toy = GaussianToy.default(space.n_params, sim.n_obs, smearing=sim.smearing)
         return ToyBatchSimulator(toy, theta_gen, space.benchmark_thetas), sim.n_events, sim.batch_size
     if isinstance(sim, OffshellConfig):
-        return _offshell_simulator(sim, space, root_parameters(cfg)), sim.n_events, sim.batch_size
+        variations = tuple(cfg.systematics.shape_variations()) if cfg.systematics else ()
+        simulator = _offshell_simulator(sim, space, root_parameters(cfg), variations)
+        return simulator, sim.n_events, sim.batch_size
     return wh_batch_simulator(sim, space, theta_gen, seed=cfg.seed), sim.n_events, sim.batch_size
 
 
-def _offshell_simulator(sim: OffshellConfig, space: ParameterSpace, roots: list[str]) -> BatchSimulator:
+def _offshell_simulator(
+    sim: OffshellConfig, space: ParameterSpace, roots: list[str], variations: tuple[str, ...] = ()
+) -> BatchSimulator:
     """The off-shell 4ℓ simulator at the benchmarks' signal strengths (one parameter, through √μ)."""
     from assay.simulators.offshell import OffshellBatchSimulator, OffshellSimulator
 
@@ -118,10 +122,15 @@ def _offshell_simulator(sim: OffshellConfig, space: ParameterSpace, roots: list[
             f"{{max_power: 1, power_step: 0.5}} (w(mu) = mu w_S + sqrt(mu) w_I + w_B); the config has "
             f"parameters {space.names} with power_step 0.5 for {roots}"
         )
-    simulator = OffshellSimulator(
-        space.benchmark_thetas[:, 0], sqrt_s=sim.sqrt_s, m4l_range=tuple(sim.m4l_range),
-        channels=tuple(sim.channels), lepton_cuts=sim.lepton_cuts, processes=tuple(sim.processes),
-    )  # fmt: skip
+    options = {"systematics": variations} if variations else {}
+    try:
+        simulator = OffshellSimulator(
+            space.benchmark_thetas[:, 0], sqrt_s=sim.sqrt_s, m4l_range=tuple(sim.m4l_range),
+            channels=tuple(sim.channels), lepton_cuts=sim.lepton_cuts, processes=tuple(sim.processes),
+            **options,
+        )  # fmt: skip
+    except ValueError as exc:  # an unknown variation name
+        raise ConfigError(f"systematics.nuisances: {exc}") from exc
     return OffshellBatchSimulator(simulator)
 
 
@@ -227,6 +236,8 @@ def generate_events(
         # only what shapes the events: editing sampling/training/inference keeps them
         "config": cfg.model_dump(mode="json", include=_EVENT_SECTIONS),
     }
+    if cfg.systematics is not None and cfg.systematics.shape_variations():  # the events' variation factors
+        metadata["config"]["variations"] = cfg.systematics.shape_variations()
     backgrounds = getattr(cfg.simulator, "backgrounds", [])
     signal_path = run.process_events("wh") if backgrounds else run.events
     store = generate(
