@@ -1,0 +1,186 @@
+"""Per-event (or per-bin) terms of the profiled likelihood of seed 003, from a run's events.
+
+With nuisances α_k (``config.systematics``), seed 003 writes
+
+    p(x|μ, α)/p_ref(x) = Σ_j f_j(μ) ν_j r_j(x) Π_k G_jk(α_k) g_jk(x, α_k) / ν(μ, α),
+
+G_jk = ν_j(α_k)/ν_j the rate and g_jk = p_j(x|α_k)/p_j(x) the shape of process j under nuisance k,
+interpolated between their values at α_k = ±1. Here everything at α = ±1 follows from weights:
+the simulator's variations are exact per-event, per-component weight factors F_c^±(x)
+(:mod:`assay.simulators.offshell_systematics`), a normalisation uncertainty u is F_c^± = (1 + u)^±1
+on its components, and the benchmark weights at α = ±1 are W_k^±(x) = Σ_c a_kc F_c^±(x) w_c(x) with
+a_kc the components' coefficients at benchmark k (μ_k, √μ_k, 1, 1 for S, I, B_gg, B_qq).
+
+:func:`process_terms` turns nominal and varied process weights of "events" into r_j, ν_j, G and g;
+the events are the Asimov events (exact terms: the truth), or histogram bins (their summed
+weights: a binned likelihood), or the Asimov events with r_j from a trained mixture model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from assay.config import NuisanceConfig, RunConfig
+
+__all__ = [
+    "ProcessTerms",
+    "bin_terms",
+    "component_factors",
+    "process_terms",
+    "varied_benchmark_weights",
+]
+
+
+@dataclass(frozen=True)
+class ProcessTerms:
+    """The per-event terms of seed 003's likelihood with nuisances.
+
+    Attributes:
+        ratios: r_j = p_j/p_ref per event ``(n_proc, n_events)``.
+        nu: ν_j in the units of the weights ``(n_proc,)``.
+        shape_up, shape_down: g_jk at α_k = ±1 per event ``(n_syst, n_proc, n_events)``.
+        norm_up, norm_down: G_jk at α_k = ±1 ``(n_syst, n_proc)``.
+        names: the nuisances ``(n_syst,)``.
+    """
+
+    ratios: np.ndarray
+    nu: np.ndarray
+    shape_up: np.ndarray
+    shape_down: np.ndarray
+    norm_up: np.ndarray
+    norm_down: np.ndarray
+    names: tuple[str, ...]
+
+
+def component_factors(
+    nuisances: Sequence[NuisanceConfig],
+    variations: np.ndarray | None,
+    variation_names: Sequence[str],
+    component_names: Sequence[str],
+    n_events: int,
+) -> np.ndarray:
+    """F_c^± per event, nuisance and component ``(n_events, n_syst, 2, n_components)``.
+
+    Args:
+        nuisances: the config's nuisances, in order.
+        variations: the simulator's factors ``(n_events, n_var, 2, n_components)`` for
+            ``variation_names`` (None when no nuisance needs one).
+        variation_names: the names of the stored variations, in order.
+        component_names: the simulator's components (``S, I, B_gg, B_qq``).
+        n_events: number of events.
+
+    Raises:
+        ValueError: a nuisance whose variation is not stored, or an unknown component name.
+    """
+    out = np.ones((n_events, len(nuisances), 2, len(component_names)))
+    for k, n in enumerate(nuisances):
+        if n.is_normalisation:
+            chosen = n.components or list(component_names)
+            unknown = [c for c in chosen if c not in component_names]
+            if unknown:
+                raise ValueError(
+                    f"systematics.nuisances[{k}].components: unknown {unknown}; the simulator's components "
+                    f"are {list(component_names)}"
+                )
+            columns = [list(component_names).index(c) for c in chosen]
+            out[:, k, 0, columns] = 1.0 + n.normalisation
+            out[:, k, 1, columns] = 1.0 / (1.0 + n.normalisation)  # log-normal: (1 + u)^α
+            continue
+        name = n.simulator_variation
+        if variations is None or name not in variation_names:
+            raise ValueError(
+                f"systematics.nuisances[{k}]: variation {name!r} is not in the events (they hold "
+                f"{list(variation_names)}); rerun `assay run CONFIG` to generate it"
+            )
+        out[:, k] = variations[:, list(variation_names).index(name)]
+    return out
+
+
+def varied_benchmark_weights(
+    components: np.ndarray, factors: np.ndarray, coefficients: np.ndarray
+) -> np.ndarray:
+    """W_k^± = Σ_c a_kc F_c^± w_c, ``(n_events, n_syst, 2, n_benchmarks)``.
+
+    Args:
+        components: w_c per event ``(n_events, n_components)`` (pb).
+        factors: F_c^± ``(n_events, n_syst, 2, n_components)``.
+        coefficients: a_kc ``(n_benchmarks, n_components)``: W_k = Σ_c a_kc w_c.
+    """
+    return np.einsum("nsvc,kc->nsvk", factors * components[:, None, None, :], coefficients)
+
+
+def process_terms(
+    nominal: np.ndarray,
+    varied: np.ndarray,
+    names: Sequence[str],
+    *,
+    reference: np.ndarray | None = None,
+    ratios: np.ndarray | None = None,
+) -> ProcessTerms:
+    """r_j, ν_j, G_jk and g_jk from process weights of "events" (events or bins).
+
+    Args:
+        nominal: W_j per event ``(n_events, n_proc)``, > 0 where events have weight.
+        varied: W_j at α_k = ±1 ``(n_events, n_syst, 2, n_proc)``.
+        names: the nuisances.
+        reference: W_ref per event ``(n_events,)``; default the sum of the processes.
+        ratios: r_j ``(n_proc, n_events)`` to use instead of the exact ones (a trained model).
+
+    Returns:
+        :class:`ProcessTerms`: g_jk = (W_j^±/ν_j^±)/(W_j/ν_j), G_jk = ν_j^±/ν_j and
+        r_j = (W_j/ν_j)/(W_ref/ν_ref).
+
+    Raises:
+        ValueError: a process or variation with Σ W ≤ 0, or a negative varied/nominal ratio.
+    """
+    nominal, varied = np.asarray(nominal, dtype=float), np.asarray(varied, dtype=float)
+    nu = nominal.sum(axis=0)
+    nu_varied = varied.sum(axis=0)  # (n_syst, 2, n_proc)
+    if np.any(nu <= 0) or np.any(nu_varied <= 0):
+        raise ValueError("process_terms: every process needs Σ W > 0, nominal and varied")
+    ref = nominal.sum(axis=1) if reference is None else np.asarray(reference, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = (nominal / nu).T / (ref / ref.sum())
+        shape = (varied / nu_varied) / (nominal / nu)[:, None, None, :]  # (n, n_syst, 2, n_proc)
+    shape = np.where(np.isfinite(shape), shape, 1.0)  # a process without weight at x: no shape effect
+    if np.any(shape < 0):
+        raise ValueError("process_terms: a varied weight has the opposite sign of the nominal one")
+    g = np.transpose(shape, (1, 2, 3, 0))  # (n_syst, 2, n_proc, n_events)
+    norm = nu_varied / nu  # (n_syst, 2, n_proc)
+    return ProcessTerms(
+        ratios=exact if ratios is None else np.asarray(ratios, dtype=float),
+        nu=nu, shape_up=g[:, 0], shape_down=g[:, 1], norm_up=norm[:, 0], norm_down=norm[:, 1],
+        names=tuple(names),
+    )  # fmt: skip
+
+
+def bin_terms(
+    nominal: np.ndarray, varied: np.ndarray, bins: np.ndarray, n_bins: int, names: Sequence[str]
+) -> tuple[ProcessTerms, np.ndarray]:
+    """The terms of a histogram: events summed per bin, the bins as the "events" of the likelihood.
+
+    Args:
+        nominal: W_j per event ``(n_events, n_proc)``.
+        varied: ``(n_events, n_syst, 2, n_proc)``.
+        bins: each event's bin, −1 outside ``(n_events,)``.
+        n_bins: number of bins.
+        names: the nuisances.
+
+    Returns:
+        (terms over the non-empty bins, their indices).
+    """
+    inside = bins >= 0
+    sums = np.zeros((n_bins, *nominal.shape[1:]))
+    np.add.at(sums, bins[inside], nominal[inside])
+    varied_sums = np.zeros((n_bins, *varied.shape[1:]))
+    np.add.at(varied_sums, bins[inside], varied[inside])
+    filled = np.flatnonzero(sums.sum(axis=1) > 0)
+    return process_terms(sums[filled], varied_sums[filled], names), filled
+
+
+def nuisances_of(cfg: RunConfig) -> list[NuisanceConfig]:
+    """The config's nuisances (empty without a systematics section)."""
+    return list(cfg.systematics.nuisances) if cfg.systematics is not None else []
