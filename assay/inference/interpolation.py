@@ -1,0 +1,179 @@
+"""Vertical interpolation of a ratio in a nuisance parameter α from its values at α = ±1 (seed 003).
+
+A systematic variation is simulated at α = ±1 only; seed 003 ("Vertical interpolation", backup)
+interpolates both the yield factor G_j(α) = ν_j(α)/ν_j and every event's density ratio
+g_j(x_i, α) = p_j(x_i|α)/p_j(x_i) with
+
+    g(α) = up^α                      α > 1,
+    g(α) = 1 + Σ_{n=1}^{6} c_n α^n    |α| ≤ 1,
+    g(α) = down^(−α)                 α < −1,
+
+where up = g(+1), down = g(−1) > 0 and the six c_n make g, g' and g'' continuous at α = ±1
+(pyhf's interpolation "code 4", arXiv:1007.1727; here applied per event). The six conditions are
+linear in c, A c = b with a constant matrix A and
+
+    b = (up − 1, down − 1, up ln up, −down ln down, up ln² up, down ln² down),
+
+so c = A⁻¹ b with the exact inverse :data:`VERTICAL_INVERSE` (sixteenths). Every function here
+broadcasts α against ``up``/``down`` of any shape and works on numpy arrays and on torch tensors
+(differentiable in α and in up/down), returning the type of ``up``.
+
+Also :func:`exponential` (up^α for α ≥ 0, down^(−α) for α < 0: positive, kinked at 0) and
+:func:`linear` (1 + α(up − 1), 1 + α(1 − down): kinked at 0, may turn negative).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "INTERPOLATIONS",
+    "VERTICAL_INVERSE",
+    "exponential",
+    "interpolation",
+    "linear",
+    "vertical",
+    "vertical_coefficients",
+]
+
+Array = Any  # np.ndarray or torch.Tensor
+
+# A⁻¹ of the conditions on (c_1..c_6): rows of A are g(1), g(−1), g'(1), g'(−1), g''(1), g''(−1).
+VERTICAL_INVERSE = (
+    np.array(
+        [
+            [15, -15, -7, -7, 1, -1],
+            [24, 24, -9, 9, 1, 1],
+            [-10, 10, 10, 10, -2, 2],
+            [-24, -24, 14, -14, -2, -2],
+            [3, -3, -3, -3, 1, -1],
+            [8, 8, -5, 5, 1, 1],
+        ],
+        dtype=float,
+    )
+    / 16.0
+)
+
+
+def _backend(up: Array) -> Any:
+    return torch if isinstance(up, torch.Tensor) else np
+
+
+def _as_array(value: Array, like: Array) -> Array:
+    if isinstance(like, torch.Tensor):
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    return np.asarray(value, dtype=float)
+
+
+def vertical_coefficients(up: Array, down: Array) -> Array:
+    """c_1..c_6 of the polynomial branch of :func:`vertical` (seed 003 "Vertical interpolation").
+
+    Args:
+        up: g(+1) > 0, any shape.
+        down: g(−1) > 0, the same shape.
+
+    Returns:
+        ``(6, *up.shape)``, c_n at index n − 1; numpy or torch like ``up``.
+
+    Example:
+        >>> vertical_coefficients(np.array(2.0), np.array(0.8)).round(4).tolist()
+        [0.498, 0.5832, 0.1129, -0.2683, -0.0108, 0.0851]
+    """
+    xp = _backend(up)
+    down = _as_array(down, up)
+    log_up, log_down = xp.log(up), xp.log(down)
+    b = xp.stack(
+        [up - 1, down - 1, up * log_up, -down * log_down, up * log_up**2, down * log_down**2]
+    )  # (6, ...)
+    inverse = _as_array(VERTICAL_INVERSE, up)
+    return xp.tensordot(inverse, b, 1)
+
+
+def _polynomial(alpha: Array, coefficients: Array) -> Array:
+    """1 + Σ_n c_n α^n by Horner's rule; ``coefficients (6, ...)``."""
+    out = coefficients[5]
+    for n in range(4, -1, -1):
+        out = coefficients[n] + alpha * out
+    return 1 + alpha * out
+
+
+def vertical(alpha: Array, up: Array, down: Array) -> Array:
+    """g(α) of seed 003's vertical interpolation: exponential outside [−1, 1], a C² polynomial inside.
+
+    Args:
+        alpha: α, broadcastable against ``up`` (a number, or one value per entry).
+        up: g(+1) > 0, any shape (e.g. ``(n_events,)`` per-event ratios, or yields).
+        down: g(−1) > 0, the same shape.
+
+    Returns:
+        g(α), the broadcast shape; numpy or torch like ``up`` (differentiable in α for torch).
+
+    References:
+        seed 003 "Vertical interpolation"; pyhf interpolation code 4 (arXiv:1007.1727).
+
+    Example:
+        >>> alpha = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 2.0])
+        >>> vertical(alpha, np.array(2.0), np.array(0.8)).round(4).tolist()
+        [0.64, 0.8, 1.0, 1.3931, 2.0, 4.0]
+    """
+    xp = _backend(up)
+    down = _as_array(down, up)
+    alpha = _as_array(alpha, up)
+    inside = _polynomial(alpha, vertical_coefficients(up, down))
+    above = xp.exp(alpha * xp.log(up))
+    below = xp.exp(-alpha * xp.log(down))
+    return xp.where(alpha > 1, above, xp.where(alpha < -1, below, inside))
+
+
+def exponential(alpha: Array, up: Array, down: Array) -> Array:
+    """g(α) = up^α (α ≥ 0), down^(−α) (α < 0): positive, kinked at α = 0 (pyhf code 1).
+
+    Args:
+        alpha: α, broadcastable against ``up``.
+        up: g(+1) > 0, any shape.
+        down: g(−1) > 0, the same shape.
+
+    Returns:
+        g(α), the broadcast shape; numpy or torch like ``up``.
+    """
+    xp = _backend(up)
+    down, alpha = _as_array(down, up), _as_array(alpha, up)
+    return xp.exp(xp.where(alpha >= 0, alpha * xp.log(up), -alpha * xp.log(down)))
+
+
+def linear(alpha: Array, up: Array, down: Array) -> Array:
+    """g(α) = 1 + α(up − 1) (α ≥ 0), 1 + α(1 − down) (α < 0): kinked at 0, negative far out (pyhf code 0).
+
+    Args:
+        alpha: α, broadcastable against ``up``.
+        up: g(+1), any shape.
+        down: g(−1), the same shape.
+
+    Returns:
+        g(α), the broadcast shape; numpy or torch like ``up``.
+    """
+    xp = _backend(up)
+    down, alpha = _as_array(down, up), _as_array(alpha, up)
+    return 1 + alpha * xp.where(alpha >= 0, up - 1, 1 - down)
+
+
+INTERPOLATIONS: dict[str, Callable[[Array, Array, Array], Array]] = {
+    "vertical": vertical,
+    "exponential": exponential,
+    "linear": linear,
+}
+
+
+def interpolation(name: str) -> Callable[[Array, Array, Array], Array]:
+    """The interpolation function called ``name`` (:data:`INTERPOLATIONS`).
+
+    Raises:
+        ValueError: an unknown name (lists the valid ones).
+    """
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"interpolation: unknown name {name!r}; valid names are {sorted(INTERPOLATIONS)}")
+    return INTERPOLATIONS[name]
