@@ -45,6 +45,7 @@ from assay.simulators.offshell_phase_space import (
     to_lab,
     to_rest_frame,
 )
+from assay.simulators.offshell_systematics import check_variations, variation_factors
 from assay.simulators.pdf import FLAVOURS, PDFGrid
 from assay.simulators.phase_space import mass2
 from assay.simulators.wh import GEV2_TO_PB
@@ -78,6 +79,8 @@ class OffshellEvents:
         ids: ``(n, 4)`` PDG ids. x1, x2: ``(n,)`` momentum fractions (x1 x2 = m4ℓ²/s).
         components: ``(n, 4)`` pb, columns :data:`COMPONENTS` (S, I, B_gg, B_qq).
         weights: ``(n, n_benchmarks)`` pb, μ_k S + √μ_k I + B_gg + B_qq.
+        variations: ``(n, n_syst, 2, 4)`` dimensionless factors F_c^± of the simulator's
+            ``systematics`` (:mod:`~assay.simulators.offshell_systematics`), None without.
     """
 
     leptons: np.ndarray
@@ -86,6 +89,7 @@ class OffshellEvents:
     x2: np.ndarray
     components: np.ndarray
     weights: np.ndarray
+    variations: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.x1)
@@ -129,6 +133,8 @@ class OffshellSimulator:
         mll_min: every same-flavour opposite-sign pair has m_ℓℓ > mll_min GeV (part of the model).
         inputs: physics constants; m4l_power: the ŝ^−a exponent of the m4ℓ sampling map.
         pdf: a :class:`PDFGrid` (built from Pythia if None).
+        systematics: names from :data:`~assay.simulators.offshell_systematics.VARIATIONS`; each event
+            then carries their exact factors F_c^± (``OffshellEvents.variations``).
 
     Example:
         >>> sim = OffshellSimulator(np.array([0.0, 1.0]))  # doctest: +SKIP
@@ -148,8 +154,10 @@ class OffshellSimulator:
     inputs: OffshellInputs = field(default_factory=OffshellInputs)
     m4l_power: float = 1.0
     pdf: PDFGrid | None = None
+    systematics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.systematics = check_variations(self.systematics)
         self.mu_benchmarks = np.atleast_1d(np.asarray(self.mu_benchmarks, dtype=float))
         if self.mu_benchmarks.ndim != 1 or np.any(self.mu_benchmarks < 0):
             raise ValueError(
@@ -283,12 +291,17 @@ class OffshellSimulator:
         rest[swap] = rest[swap][:, list(_EXCHANGED)]
         return to_lab(rest, shat, y, pt2, 2 * np.pi * u[:, 5]), ids, channel
 
-    def passes_cuts(self, leptons: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Mask ``(n,)``: m_ℓℓ > mll_min for every SFOS pair and, with ``lepton_cuts``, the lepton cuts."""
+    def passes_mll(self, leptons: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Mask ``(n,)``: m_ℓℓ > mll_min for every SFOS pair (the model's phase space)."""
         keep = np.ones(len(leptons), dtype=bool)
         identical = ids[:, 0] == ids[:, 2]
         for a, b, always in ((0, 1, True), (2, 3, True), (0, 3, False), (2, 1, False)):
             keep &= (mass2(leptons[:, a] + leptons[:, b]) > self.mll_min**2) | ~(identical | always)
+        return keep
+
+    def passes_cuts(self, leptons: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Mask ``(n,)``: :meth:`passes_mll` and, with ``lepton_cuts``, the lepton cuts."""
+        keep = self.passes_mll(leptons, ids)
         if self.lepton_cuts:
             pt = np.hypot(leptons[..., 1], leptons[..., 2])
             pabs = np.linalg.norm(leptons[..., 1:], axis=-1)
@@ -303,11 +316,15 @@ class OffshellSimulator:
         leptons, ids, channel = leptons[keep], ids[keep], channel[keep]
         frame = to_rest_frame(leptons)
         scale = 1.0 / (self._sampling_density(frame, ids) * self._channel_probs[channel] * n_events)
-        components = self._dsigma(frame, ids) * scale[:, None]
+        dsigma = self._dsigma(frame, ids)
+        components = dsigma * scale[:, None]
         _, shat, y, _ = frame
         tau_root = np.sqrt(shat) / self.sqrt_s
+        variations = None
+        if self.systematics:
+            variations = variation_factors(self, leptons, ids, self.systematics, nominal=dsigma)
         return OffshellEvents(leptons, ids, tau_root * np.exp(y), tau_root * np.exp(-y), components,
-                              weights_at(components, self.mu_benchmarks))  # fmt: skip
+                              weights_at(components, self.mu_benchmarks), variations)  # fmt: skip
 
 
 OFFSHELL_EXTRAS: dict[str, tuple[int, ...]] = {
@@ -323,7 +340,8 @@ class OffshellBatchSimulator:
     """Batches of parton-level 4ℓ events for :func:`assay.generation.generate` (:class:`BatchSimulator`).
 
     x holds :data:`OFFSHELL_OBSERVABLES`; the components travel as weight-like extras, so the exact
-    w(μ) at any μ stays available after normalisation.
+    w(μ) at any μ stays available after normalisation. With ``simulator.systematics`` the extra
+    ``"variations"`` ``(n_syst, 2, 4)`` holds the dimensionless factors F_c^± (not weight-like).
     """
 
     simulator: OffshellSimulator
@@ -335,11 +353,14 @@ class OffshellBatchSimulator:
 
     @property
     def extras_shapes(self) -> dict[str, tuple[int, ...]]:
-        return dict(OFFSHELL_EXTRAS)
+        n_syst = len(self.simulator.systematics)
+        return dict(OFFSHELL_EXTRAS) | ({"variations": (n_syst, 2, 4)} if n_syst else {})
 
     def batch(self, n_events: int, rng: np.random.Generator) -> EventBatch:
         ev = self.simulator.simulate(n_events, rng)
         extras = {name: ev.leptons[:, i] for i, name in enumerate(("l1m", "l1p", "l2m", "l2p"))}
         extras |= {"ids": ev.ids.astype(float), "x1_x2": np.column_stack([ev.x1, ev.x2]),
                    "components": ev.components}  # fmt: skip
+        if ev.variations is not None:
+            extras["variations"] = ev.variations
         return EventBatch(ev.observables(), ev.weights, extras=extras, weight_like=("components",))
