@@ -8,9 +8,11 @@ import torch
 
 from assay.inference.interpolation import (
     INTERPOLATIONS,
+    TABLES,
     VERTICAL_INVERSE,
     exponential,
     interpolation,
+    interpolation_table,
     linear,
     vertical,
     vertical_coefficients,
@@ -111,3 +113,16 @@ def test_monotone_for_up_above_one_above_down(up, down):
 def test_unknown_interpolation_lists_the_valid_names():
     with pytest.raises(ValueError, match=r"valid names are.*vertical"):
         interpolation("code4")
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+@pytest.mark.parametrize("alpha", [-2.2, -1.0, -0.4, 0.0, 0.7, 1.0, 1.9])
+def test_precomputed_table_equals_the_function(name, alpha):
+    up, down = torch.as_tensor(UP), torch.as_tensor(DOWN)
+    a = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
+    got = interpolation_table(name)(up, down)(a)
+    np.testing.assert_allclose(got.detach().numpy(), interpolation(name)(alpha, UP, DOWN), rtol=1e-12)
+    got.sum().backward()
+    b = torch.tensor(alpha, dtype=torch.float64, requires_grad=True)
+    interpolation(name)(b, up, down).sum().backward()
+    assert a.grad.item() == pytest.approx(b.grad.item(), rel=1e-10)

@@ -19,7 +19,9 @@ broadcasts α against ``up``/``down`` of any shape and works on numpy arrays and
 (differentiable in α and in up/down), returning the type of ``up``.
 
 Also :func:`exponential` (up^α for α ≥ 0, down^(−α) for α < 0: positive, kinked at 0) and
-:func:`linear` (1 + α(up − 1), 1 + α(1 − down): kinked at 0, may turn negative).
+:func:`linear` (1 + α(up − 1), 1 + α(1 − down): kinked at 0, may turn negative). Each has a
+precomputed torch form for one scalar α over many events (:data:`TABLES`), the fast path of
+:class:`~assay.inference.profile.ProfileLikelihood`.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ import torch
 
 __all__ = [
     "INTERPOLATIONS",
+    "TABLES",
     "VERTICAL_INVERSE",
+    "ExponentialTable",
+    "LinearTable",
+    "VerticalTable",
     "exponential",
     "interpolation",
+    "interpolation_table",
     "linear",
     "vertical",
     "vertical_coefficients",
@@ -177,3 +184,67 @@ def interpolation(name: str) -> Callable[[Array, Array, Array], Array]:
     if name not in INTERPOLATIONS:
         raise ValueError(f"interpolation: unknown name {name!r}; valid names are {sorted(INTERPOLATIONS)}")
     return INTERPOLATIONS[name]
+
+
+class VerticalTable:
+    """:func:`vertical` over fixed torch ``up``/``down`` for one scalar α at a time, precomputed.
+
+    The fast path of a likelihood with many events: c_n, ln up and ln down are computed once, and a
+    call is one matrix-vector product ``(..., 6) @ (6,)`` (|α| ≤ 1) or one exponential. The branch
+    is chosen from the value of α; the result is differentiable in α.
+
+    Args:
+        up: g(+1) > 0, torch, any shape.
+        down: g(−1) > 0, the same shape.
+    """
+
+    def __init__(self, up: torch.Tensor, down: torch.Tensor):
+        self.log_up, self.log_down = up.log(), down.log()
+        self.coefficients = vertical_coefficients(up, down).movedim(0, -1).contiguous()  # (..., 6)
+
+    def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
+        value = float(alpha.detach())
+        if value > 1:
+            return torch.exp(alpha * self.log_up)
+        if value < -1:
+            return torch.exp(-alpha * self.log_down)
+        powers = torch.stack([alpha**n for n in range(1, 7)])
+        return 1 + self.coefficients @ powers
+
+
+class ExponentialTable:
+    """:func:`exponential` over fixed torch ``up``/``down`` for one scalar α (see :class:`VerticalTable`)."""
+
+    def __init__(self, up: torch.Tensor, down: torch.Tensor):
+        self.log_up, self.log_down = up.log(), down.log()
+
+    def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
+        return torch.exp(alpha * self.log_up if float(alpha.detach()) >= 0 else -alpha * self.log_down)
+
+
+class LinearTable:
+    """:func:`linear` over fixed torch ``up``/``down`` for one scalar α (see :class:`VerticalTable`)."""
+
+    def __init__(self, up: torch.Tensor, down: torch.Tensor):
+        self.up_step, self.down_step = up - 1, 1 - down
+
+    def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
+        return 1 + alpha * (self.up_step if float(alpha.detach()) >= 0 else self.down_step)
+
+
+TABLES: dict[str, type[VerticalTable | ExponentialTable | LinearTable]] = {
+    "vertical": VerticalTable,
+    "exponential": ExponentialTable,
+    "linear": LinearTable,
+}
+
+
+def interpolation_table(name: str) -> type[VerticalTable | ExponentialTable | LinearTable]:
+    """The precomputed form of the interpolation called ``name`` (:data:`TABLES`).
+
+    Raises:
+        ValueError: an unknown name (lists the valid ones).
+    """
+    if name not in TABLES:
+        raise ValueError(f"interpolation: unknown name {name!r}; valid names are {sorted(TABLES)}")
+    return TABLES[name]
