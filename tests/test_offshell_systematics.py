@@ -222,3 +222,15 @@ def test_lepton_scale_matches_scaled_nominal_events_away_from_edges(events):
         d = (f[:, c] * w * pt_ok)[:, None] * _onehot(m, edges)
         d -= (w * pt_ok_scaled)[:, None] * _onehot(m * 1.005, edges)
         _assert_close(d.sum(0), np.sqrt((d**2).sum(0)), f"c={c}")
+
+
+def test_variations_round_trip_through_the_event_store(sim, tmp_path):
+    from assay.generation import generate
+
+    store = generate(OffshellBatchSimulator(sim), tmp_path / "ev.h5", 4000, seed=1, benchmarks=["mu0", "mu1"],
+                     batch_size=2000, progress=False)  # fmt: skip
+    assert store.extras_shapes["variations"] == (len(VARIATIONS), 2, 4)
+    chunk = store.read()
+    batch = OffshellBatchSimulator(sim).batch(2000, np.random.default_rng([1, 0]))
+    np.testing.assert_array_equal(chunk.extras["variations"][: len(batch.x)], batch.extras["variations"])
+    store.close()

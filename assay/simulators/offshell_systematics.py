@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # offshell.py imports this module
 
 __all__ = ["VARIATIONS", "SystematicsModel", "check_variations", "variation_factors"]
 
+_Nominal = np.ndarray | None  # dσ (n, 4) pb per unit measure at the momenta (None: not needed)
 _GG, _QQ = [0, 1, 2], [3]  # component columns (S, I, B_gg, B_qq) of each initial state
 
 
@@ -90,13 +91,17 @@ def _up_down(delta: np.ndarray, columns: list[int]) -> np.ndarray:
     return out
 
 
-def _gg_nlo_qcd(sim: OffshellSimulator, leptons, ids, nominal, model: SystematicsModel) -> np.ndarray:
+def _gg_nlo_qcd(
+    sim: OffshellSimulator, leptons: np.ndarray, ids: np.ndarray, nominal: _Nominal, model: SystematicsModel
+) -> np.ndarray:
     (m_lo, m_hi), lo, hi = model.gg_qcd_masses, model.gg_qcd_low, model.gg_qcd_high
     delta = lo + (hi - lo) * (_m4l(leptons) - m_lo) / (m_hi - m_lo)
     return _up_down(np.clip(delta, lo, model.cap), _GG)
 
 
-def _qq_nlo_ew(sim: OffshellSimulator, leptons, ids, nominal, model: SystematicsModel) -> np.ndarray:
+def _qq_nlo_ew(
+    sim: OffshellSimulator, leptons: np.ndarray, ids: np.ndarray, nominal: _Nominal, model: SystematicsModel
+) -> np.ndarray:
     delta = model.qq_ew_kappa * (_m4l(leptons) / 1000.0) ** 2
     return _up_down(np.minimum(delta, model.cap), _QQ)
 
@@ -104,7 +109,13 @@ def _qq_nlo_ew(sim: OffshellSimulator, leptons, ids, nominal, model: Systematics
 def _shower(initial: str) -> Callable[..., np.ndarray]:
     columns = _GG if initial == "gg" else _QQ
 
-    def factors(sim: OffshellSimulator, leptons, ids, nominal, model: SystematicsModel) -> np.ndarray:
+    def factors(
+        sim: OffshellSimulator,
+        leptons: np.ndarray,
+        ids: np.ndarray,
+        nominal: _Nominal,
+        model: SystematicsModel,
+    ) -> np.ndarray:
         if sim.recoil is None:
             raise ValueError(f"{initial}_shower varies the recoil density: the simulator has recoil=None")
         q = sim.recoil.q_gg if initial == "gg" else sim.recoil.q_qq
@@ -118,7 +129,9 @@ def _shower(initial: str) -> Callable[..., np.ndarray]:
     return factors
 
 
-def _lepton_scale(sim: OffshellSimulator, leptons, ids, nominal, model: SystematicsModel) -> np.ndarray:
+def _lepton_scale(
+    sim: OffshellSimulator, leptons: np.ndarray, ids: np.ndarray, nominal: _Nominal, model: SystematicsModel
+) -> np.ndarray:
     out = np.ones((len(leptons), 2, 4))
     safe = np.where(nominal != 0.0, nominal, 1.0)
     for k, sign in enumerate((1.0, -1.0)):
