@@ -45,6 +45,7 @@ __all__ = [
     "FisherInformation",
     "LevelResults",
     "LossCurve",
+    "NeymanBeltResult",
     "Results",
     "Scan1D",
     "Scan2D",
@@ -360,6 +361,37 @@ class Coverage:
                                 for m, f in self.coverage.items()})  # fmt: skip
 
 
+@dataclass(frozen=True, eq=False)
+class NeymanBeltResult:
+    """One method's Neyman construction on one parameter (:mod:`assay.analysis.neyman_belt`).
+
+    Attributes:
+        theta: the scanned values ``(n_points,)``.
+        n_toys: toys per point.
+        critical: CL tag ("68", "95") → t_c(θ) ``(n_points,)``.
+        regions: CL tag → the Neyman confidence set of the data, ((lo, hi), …).
+        wilks_regions: CL tag → the same with Wilks' χ²₁ critical value.
+    """
+
+    theta: np.ndarray
+    n_toys: int
+    critical: dict[str, np.ndarray]
+    regions: dict[str, tuple[tuple[float | None, float | None], ...]]
+    wilks_regions: dict[str, tuple[tuple[float | None, float | None], ...]]
+
+    def __post_init__(self) -> None:
+        _set(self, "theta", _floats(self.theta, "theta", 1))
+        _set(self, "n_toys", _count(self.n_toys, "n_toys"))
+        n = len(self.theta)
+        _set(self, "critical", {_name(k, "critical"): _floats(v, _at("critical", k), 1)
+                                for k, v in self.critical.items()})  # fmt: skip
+        for k, v in self.critical.items():
+            _check_shape(v, (n,), _at("critical", k))
+        for field_name in ("regions", "wilks_regions"):
+            _set(self, field_name, {_name(k, field_name): tuple(_interval(iv, field_name, k) for iv in v)
+                                    for k, v in getattr(self, field_name).items()})  # fmt: skip
+
+
 def _fractions(values: Mapping[str, Any], path: str) -> dict[str, float]:
     out = {_name(k, path): _number(v, _at(path, k)) for k, v in values.items()}
     for key, x in out.items():
@@ -395,6 +427,7 @@ class LevelResults:
         significance: method → parameter → Z0 = √(q(0) − q_min), the expected significance of
             θ = 0 (background only, for a signal strength).
         search: counting-level numbers of a search (expected S, I, B, iZ, z0, N_eff, …).
+        neyman: method → parameter → its Neyman construction (``assay limits --neyman N``).
     """
 
     label: str
@@ -416,6 +449,7 @@ class LevelResults:
     minima: dict[str, dict[str, tuple[tuple[float, float], ...]]] = field(default_factory=dict)
     significance: dict[str, dict[str, float]] = field(default_factory=dict)
     search: dict[str, float] = field(default_factory=dict)
+    neyman: dict[str, dict[str, NeymanBeltResult]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.data != "asimov" and not self.data.startswith("observed: "):
@@ -599,6 +633,7 @@ def strict_json(value: Any) -> Any:
 
 
 _CALIBRATION = ("theta", "r_hat_mean", "r_hat_std")
+_NEYMAN = ("theta", "n_toys", "critical", "regions", "wilks_regions")
 _DISTRIBUTION = ("label", "edges", "benchmarks")
 
 
@@ -624,6 +659,7 @@ def _level_dict(level: LevelResults) -> dict[str, Any]:
         "coverage": parts(level.coverage, "theta_true", "n_toys", "confidence_levels", "coverage"),
         "regions": level.regions, "minima": level.minima, "significance": level.significance,
         "search": level.search,
+        "neyman": {m: {p: parts(b, *_NEYMAN) for p, b in entry.items()} for m, entry in level.neyman.items()},
     }  # fmt: skip
 
 
@@ -749,6 +785,12 @@ _read_coverage = _reader(Coverage, ("theta_true", "n_toys", "confidence_levels",
                          coverage=lambda v, p: _each(v, p, lambda f, q: _each(f, q, _num)))  # fmt: skip
 
 
+_read_neyman = _reader(NeymanBeltResult, _NEYMAN, theta=_numbers,
+                       critical=lambda v, p: _each(v, p, _numbers),
+                       regions=lambda v, p: _each(v, p, _as_is_seq),
+                       wilks_regions=lambda v, p: _each(v, p, _as_is_seq))  # fmt: skip
+
+
 def _check_value(value: Any, path: str) -> float | str:
     return value if isinstance(value, str) else _num(value, path)
 
@@ -780,6 +822,7 @@ def _read_level(data: Any, path: str) -> LevelResults:
         "minima": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _number_pairs)),
         "significance": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _num)),
         "search": lambda v, p: _each(v, p, _num),
+        "neyman": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _read_neyman)),
     }  # fmt: skip
     required = ("label", "scans_1d", "intervals")
     d = _object(data, path, required, [k for k in reads if k not in required])

@@ -253,3 +253,19 @@ def test_neyman_belt_of_the_exact_likelihood_agrees_with_wilks_where_asymptotics
     assert abs(asymptotic.mean() - 1.0) < 0.22
     (lo, hi), (wlo, whi) = belt.regions[ONE_SIGMA][0], belt.wilks_regions[ONE_SIGMA][0]
     assert lo <= wlo + 0.02 and abs(hi - whi) < 0.3
+
+
+def test_neyman_belt_result_round_trips(tmp_path):
+    from assay.results import NeymanBeltResult
+
+    belt = NeymanBeltResult(
+        theta=np.linspace(0, 2, 5), n_toys=10, critical={"68": np.ones(5)},
+        regions={"68": ((0.2, 0.9), (1.4, None))}, wilks_regions={"68": ((0.3, 1.8),)},
+    )  # fmt: skip
+    level = LevelResults(label="t", scans_1d={}, intervals={}, neyman={"truth": {"mu": belt}})
+    results = Results(title="t", parameters=("mu",), parameter_labels=("μ",), luminosity_ifb=1.0,
+                      levels={"t": level})  # fmt: skip
+    results.to_json(tmp_path / "r.json")
+    back = Results.from_json(tmp_path / "r.json").levels["t"].neyman["truth"]["mu"]
+    assert back.regions == belt.regions and back.n_toys == 10
+    np.testing.assert_array_equal(back.critical["68"], np.ones(5))

@@ -32,6 +32,7 @@ from assay.estimators import Ensemble
 from assay.estimators.mixture import MixtureModel
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
+from assay.inference.asymptotic import cl_tag
 from assay.inference.fisher import (
     histogram_fisher_information,
     rate_fisher_information,
@@ -44,6 +45,7 @@ from assay.results import (
     FisherInformation,
     LevelResults,
     LossCurve,
+    NeymanBeltResult,
     Results,
     Scan1D,
     Scan2D,
@@ -275,6 +277,8 @@ def run_limits(
     client: Any = None,
     level: str | None = None,
     label: str | None = None,
+    neyman: int = 0,
+    neyman_methods: Sequence[str] | None = None,
     progress: bool = True,
 ) -> Results:
     """Limits of every configured method; writes ``limits/`` in the run folder.
@@ -289,6 +293,8 @@ def run_limits(
         client: a ``dask.distributed.Client`` for the pseudo-experiments.
         level: the name of this level in results.json (default: the run folder's name).
         label: a one-line description of the level.
+        neyman: toys per scan point for the Neyman construction of every 1D scan (0: none).
+        neyman_methods: the methods it is made for (default: all).
         progress: progress bars.
 
     Returns:
@@ -354,6 +360,14 @@ def run_limits(
                                 progress=progress)  # fmt: skip
         timings["toys"] = time.perf_counter() - t0
 
+    belts = {}
+    if neyman:
+        t0 = time.perf_counter()
+        belts = _neyman(
+            methods, neyman_methods, dataset, sample, scans, cls, neyman, cfg.seed, client, progress
+        )
+        timings["neyman"] = time.perf_counter() - t0
+
     with_truth = "truth" in methods
     level_results = LevelResults(
         label=label or _default_label(cfg, with_truth),
@@ -365,7 +379,7 @@ def run_limits(
         search={**search_numbers(cfg, sample, _benchmark_names(run)), **_training_n_eff(loaded)},
         fisher=fisher, histories=_histories(loaded), calibration=calibration,
         distributions=_distributions(cfg, sample, scans), cut_flow=_cut_flow(run), checks=checks,
-        warnings=(*notes, *warnings), coverage=coverage,
+        warnings=(*notes, *warnings), coverage=coverage, neyman=belts,
     )  # fmt: skip
     timings["total"] = time.perf_counter() - start
     results = Results(
@@ -379,6 +393,31 @@ def run_limits(
     )
     write_limits(run.limits, results)
     return results
+
+
+def _neyman(
+    methods: Mapping[str, Method], names: Sequence[str] | None, data: Dataset, sample: AsimovSample,
+    scans, cls: Sequence[float], n_toys: int, seed: int, client: Any, progress: bool,
+) -> dict[str, dict[str, NeymanBeltResult]]:  # fmt: skip
+    """Every chosen method's Neyman construction on every 1D scan (:mod:`assay.analysis.neyman_belt`)."""
+    from assay.analysis.neyman_belt import neyman_belt
+
+    chosen = list(names) if names else list(methods)
+    unknown = [n for n in chosen if n not in methods]
+    if unknown:
+        raise ConfigError(f"--neyman-method: unknown method(s) {unknown}; the methods are {list(methods)}")
+    out: dict[str, dict[str, NeymanBeltResult]] = {}
+    for name in chosen:
+        for s in scans:
+            belt = neyman_belt(methods[name], data, sample, s, n_toys, cls, seed=seed, client=client,
+                               progress=progress)  # fmt: skip
+            out.setdefault(name, {})[s.parameter] = NeymanBeltResult(
+                theta=belt.theta, n_toys=n_toys,
+                critical={cl_tag(cl): c for cl, c in belt.critical.items()},
+                regions={cl_tag(cl): tuple(r) for cl, r in belt.regions.items()},
+                wilks_regions={cl_tag(cl): tuple(r) for cl, r in belt.wilks_regions.items()},
+            )  # fmt: skip
+    return out
 
 
 def _training_n_eff(models: Mapping[str, Any]) -> dict[str, float]:

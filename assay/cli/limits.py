@@ -39,6 +39,12 @@ def limits(
     theta: list[str] | None = typer.Option(
         None, "--theta", help="Where the toys are drawn: NAME=VALUE (repeat); default inference.theta_true."
     ),
+    neyman: int = typer.Option(
+        0, "--neyman", min=0, help="Neyman construction: this many toys at every point of each 1D scan."
+    ),
+    neyman_methods: list[str] | None = typer.Option(
+        None, "--neyman-method", help="The methods of the Neyman construction (repeat); default all."
+    ),
     workers: int | None = typer.Option(
         None, "--workers", "-w", min=1, help="Fit the toys on a local Dask cluster with this many workers."
     ),
@@ -65,7 +71,7 @@ def limits(
         with cluster as client:
             results = run_limits(
                 cfg, output, models=models, data=data, toys=toys, theta_toys=theta_toys, client=client,
-                progress=not quiet,
+                neyman=neyman, neyman_methods=neyman_methods, progress=not quiet,
             )  # fmt: skip
         run = RunDir(output or cfg.output)
         print_results(results)
