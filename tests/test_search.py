@@ -188,12 +188,21 @@ def test_mixture_with_exact_process_ratios_closes_on_offshell_events(offshell_ev
     np.testing.assert_allclose(got, exact, atol=1e-9)
 
 
-def test_search_demo_small(tmp_path):
-    """`assay demo --search` at 5 % size: every method, μ intervals, Z0, the counting numbers, and
-    the rate's second minimum at (−I/S − 1)² from the demo's own expected S and I."""
-    from assay.search_demo import LEVEL, run_search_demo, search_size
+@pytest.fixture(scope="module")
+def small_search(tmp_path_factory):
+    """`assay demo --search` at 5 % size: (run folder, summary)."""
+    from assay.search_demo import run_search_demo, search_size
 
-    summary = run_search_demo(tmp_path / "search", size=search_size(0.05), progress=False, report=False)
+    folder = tmp_path_factory.mktemp("search") / "search"
+    return folder, run_search_demo(folder, size=search_size(0.05), progress=False, report=False)
+
+
+def test_search_demo_small(small_search):
+    """Every method, μ intervals, Z0, the counting numbers, and the rate's second minimum at
+    (−I/S − 1)² from the demo's own expected S and I."""
+    from assay.search_demo import LEVEL, search_size
+
+    folder, summary = small_search
     methods = summary[LEVEL]
     assert set(methods) == {"truth", "nsbi", "alices", "hist_m4l", "hist_2d", "rate"}
     lo, hi = methods["truth"]["mu_68"]
@@ -211,7 +220,27 @@ def test_search_demo_small(tmp_path):
     assert z0["rate"]["mu"] == pytest.approx(search["z0_counting"], rel=1e-3)
     assert z0["truth"]["mu"] > z0["rate"]["mu"]
     assert set(summary["timings_s"]) >= {"events_and_sets", "train_nsbi", "train_alices", "limits", "total"}
-    assert (tmp_path / "search" / "limits" / "results.json").is_file()
+    assert (folder / "limits" / "results.json").is_file()
+
+
+def test_limits_neyman_option_on_the_search_run(small_search):
+    """`assay limits --neyman 20 --neyman-method truth`: a belt per scan point, stored in results.json."""
+    from assay.analysis import run_limits
+    from assay.results import Results
+    from assay.search_demo import search_config, search_size
+
+    folder, _ = small_search
+    cfg = search_config(search_size(0.05), folder)
+    data = cfg.model_dump(mode="json")
+    data["inference"]["scans"] = [{"parameter": "mu", "range": [0.0, 3.0], "n_points": 13}]
+    from assay.config import config_from_dict
+
+    run_limits(config_from_dict(data), folder, neyman=20, neyman_methods=["truth"], progress=False)
+    belt = Results.from_json(folder / "limits" / "results.json").levels["search"].neyman["truth"]["mu"]
+    assert belt.n_toys == 20 and belt.critical["68"].shape == (13,) and np.all(belt.critical["68"] >= 0)
+    assert belt.regions["68"] and belt.wilks_regions["68"]
+    with pytest.raises(Exception, match="unknown method"):
+        run_limits(config_from_dict(data), folder, neyman=2, neyman_methods=["nope"], progress=False)
 
 
 @pytest.mark.slow
