@@ -27,22 +27,22 @@ from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
 from assay.training import read_basis
 
-__all__ = ["asimov_sample", "build_methods", "has_truth", "load_models"]
+__all__ = ["asimov_rows", "asimov_sample", "build_methods", "has_truth", "load_models"]
 
 logger = logging.getLogger(__name__)
 
 
-def asimov_sample(cfg: RunConfig, run: RunDir) -> AsimovSample:
-    """The events of ``inference.events`` weighted at θ_true (a seeded subset of at most
-    ``max_events``), with the store's benchmark cross sections.
+def asimov_rows(cfg: RunConfig, run: RunDir) -> np.ndarray:
+    """The rows of ``events.h5`` that form the Asimov data: the ``inference.events`` partition, a
+    seeded subset of at most ``max_events``, sorted.
 
     Raises:
-        StoreError: the run folder lacks ``events.h5``, ``basis.json`` or its split.
+        StoreError: the run folder lacks ``events.h5`` or its split.
+        ConfigError: the partition is empty.
     """
     if not run.events.is_file():
         raise StoreError(f"{run.events}: event file not found; run `assay run CONFIG` first")
     with EventStore(run.events) as store:
-        morpher = read_basis(run.basis, store)
         rows = read_split(run.split, store.n_events, cfg)[cfg.inference.events.partition]
     limit = cfg.inference.events.max_events
     if limit is not None and len(rows) > limit:
@@ -51,6 +51,19 @@ def asimov_sample(cfg: RunConfig, run: RunDir) -> AsimovSample:
         raise ConfigError(
             f"inference.events.partition: the {cfg.inference.events.partition!r} partition holds no events"
         )
+    return np.sort(rows)
+
+
+def asimov_sample(cfg: RunConfig, run: RunDir) -> AsimovSample:
+    """The events of ``inference.events`` (:func:`asimov_rows`) weighted at θ_true, with the
+    store's benchmark cross sections.
+
+    Raises:
+        StoreError: the run folder lacks ``events.h5``, ``basis.json`` or its split.
+    """
+    rows = asimov_rows(cfg, run)
+    with EventStore(run.events) as store:
+        morpher = read_basis(run.basis, store)
     theta_true = cfg.theta(cfg.inference.theta_true, "inference.theta_true")
     return AsimovSample.from_store(
         run.events, rows, morpher, theta_true=theta_true, luminosity=cfg.inference.luminosity_ifb

@@ -37,12 +37,15 @@ class Dataset:
             parton-level simulator needs them), else None.
         asimov: True for the Asimov sample (weighted), False for observed events (w_i = 1).
         label: ``"asimov"``, ``"observed: FILE"`` or ``"toy"``.
+        rows: for a pseudo-experiment, its events' rows in the Asimov sample ``(n_events,)`` (per-event
+            terms computed once on the sample are sliced with them); None otherwise.
     """
 
     x: np.ndarray
     benchmark_weights: np.ndarray | None
     asimov: bool
     label: str = "observed"
+    rows: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -52,7 +55,8 @@ class Dataset:
     def take(self, indices: np.ndarray, label: str = "toy") -> Dataset:
         """Unweighted events ``indices`` of this set (a pseudo-experiment drawn from it)."""
         bench = None if self.benchmark_weights is None else self.benchmark_weights[indices]
-        return Dataset(self.x[indices], bench, False, label)
+        rows = indices if self.rows is None else self.rows[indices]
+        return Dataset(self.x[indices], bench, False, label, rows)
 
     def cached(self, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """A per-dataset value computed once (an estimator's t̂ on these events)."""
