@@ -17,7 +17,7 @@ from scipy import optimize, stats
 
 from assay.estimators.mixture_processes import process_coefficients
 from assay.inference.likelihood import expected_scan
-from assay.inference.profile import ProfileLikelihood, asimov_weights
+from assay.inference.profile_likelihood import ProfileLikelihood, asimov_weights
 from assay.inference.profile_terms import ProcessCoefficients, ProfileTerms
 from assay.morphing import Morpher
 

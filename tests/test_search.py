@@ -298,3 +298,41 @@ def test_neyman_belt_result_round_trips(tmp_path):
     back = Results.from_json(tmp_path / "r.json").levels["t"].neyman["truth"]["mu"]
     assert back.regions == belt.regions and back.n_toys == 10
     np.testing.assert_array_equal(back.critical["68"], np.ones(5))
+
+
+@pytest.fixture(scope="module")
+def systematics_run(tmp_path_factory):
+    """The 5 % search with five nuisances: four exact simulator variations and a 2 % luminosity."""
+    from assay.analysis import run_limits
+    from assay.config import config_from_dict
+    from assay.pipeline import run_pipeline
+    from assay.search_demo import search_config, search_size
+    from assay.training import train
+
+    folder = tmp_path_factory.mktemp("systematics") / "run"
+    data = search_config(search_size(0.05), folder).model_dump(mode="json")
+    data["systematics"] = {"nuisances": [
+        {"name": "gg_nlo_qcd"}, {"name": "qq_nlo_ew"}, {"name": "gg_shower"}, {"name": "lepton_scale"},
+        {"name": "lumi", "normalisation": 0.02},
+    ]}  # fmt: skip
+    data["training"] = {"nsbi": data["training"]["nsbi"]}
+    data["inference"]["histograms"] = data["inference"]["histograms"][1:]  # m4ℓ × D_ME only
+    cfg = config_from_dict(data)
+    run_pipeline(cfg, folder, progress=False)
+    train(cfg, folder, progress=False)
+    return run_limits(cfg, folder, progress=False).levels["run"]
+
+
+def test_profiled_methods_widen_the_intervals(systematics_run):
+    """Profiling nuisances can only widen an interval: truth and the histogram, each against its
+    fixed-nuisance self; every profiled method closes around μ = 1 on Asimov data."""
+    iv = systematics_run.intervals
+    assert {"truth_profiled", "nsbi_profiled", "hist_2d_profiled"} <= set(iv)
+    for name in ("truth", "hist_2d"):
+        lo, hi = iv[name]["mu_68"]
+        plo, phi = iv[f"{name}_profiled"]["mu_68"]
+        assert plo <= lo + 1e-3 and phi >= hi - 1e-3 and (phi - plo) > (hi - lo)
+    for name in ("truth_profiled", "hist_2d_profiled"):
+        lo, hi = iv[name]["mu_68"]
+        assert lo < 1.0 < hi
+        assert systematics_run.best_fit[name]["mu"] == pytest.approx(1.0, abs=0.02)

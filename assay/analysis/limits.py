@@ -24,6 +24,7 @@ import numpy as np
 from assay.analysis.build import asimov_sample, build_methods, load_models
 from assay.analysis.data import observed_dataset
 from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.analysis.profiled import profiled_methods
 from assay.analysis.scans import grids, one_d_scans, scan_all
 from assay.analysis.search import search_numbers
 from assay.bit import BoostedInformationTree
@@ -315,6 +316,7 @@ def run_limits(
     sample = asimov_sample(cfg, run)
     loaded = load_models(cfg, run, models)
     methods = build_methods(cfg, sample, loaded)
+    methods |= profiled_methods(cfg, run, sample, loaded, methods)
     dataset = Dataset.from_sample(sample) if data is None else observed_dataset(data, cfg, run, sample)
     notes = []
     if dataset.benchmark_weights is None:  # e.g. LHE data: no truth from the event weights

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from assay.analysis.methods import Dataset, Method
-from assay.config import RunConfig, ScanConfig
+from assay.config import RunConfig, ScanConfig, root_parameters
 from assay.inference.asimov import AsimovSample
-from assay.inference.asymptotic import cl_tag, limits_1d, open_ends, theta_grid
+from assay.inference.asymptotic import LimitResult, cl_tag, limits_1d, open_ends, theta_grid
 from assay.inference.likelihood import Scan
 
 __all__ = [
@@ -41,18 +41,28 @@ class OneDimensional:
     parameter: str
     axis: int
     theta: np.ndarray
+    lower: float | None = None
 
     @property
     def values(self) -> np.ndarray:
         return self.theta[:, self.axis]
 
-    def wider(self, factor: float) -> OneDimensional:
-        """The same number of points over a range ``factor`` × as wide, same centre."""
+    def wider(self, factor: int) -> OneDimensional:
+        """A range ``factor`` × as wide with the same spacing (so the spline resolves the same
+        structure), same centre, never below ``lower`` (a signal strength through √μ stays ≥ 0)."""
         lo, hi = self.values[0], self.values[-1]
         centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * factor
-        theta = np.repeat(self.theta[:1], len(self.theta), axis=0)
-        theta[:, self.axis] = np.linspace(centre - half, centre + half, len(self.theta))
-        return OneDimensional(self.parameter, self.axis, theta)
+        start, stop = centre - half, centre + half
+        if self.lower is not None and start < self.lower:
+            start, stop = self.lower, self.lower + 2 * half
+        n = (len(self.theta) - 1) * int(factor) + 1
+        theta = np.repeat(self.theta[:1], n, axis=0)
+        theta[:, self.axis] = np.linspace(start, stop, n)
+        return OneDimensional(self.parameter, self.axis, theta, self.lower)
+
+    def at_lower_bound(self) -> bool:
+        """The scan starts at the parameter's physical lower bound (μ = 0): not an open end there."""
+        return self.lower is not None and bool(np.isclose(self.values[0], self.lower))
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,14 +77,14 @@ class TwoDimensional:
 
 def one_d_scans(cfg: RunConfig, theta_true: np.ndarray) -> list[OneDimensional]:
     """``inference.scans``, or one per parameter over its declared range (121 points)."""
-    names = [p.name for p in cfg.parameters]
+    names, roots = [p.name for p in cfg.parameters], root_parameters(cfg)
     scans = cfg.inference.scans or [ScanConfig(parameter=p.name, range=p.range) for p in cfg.parameters]
     out = []
     for s in scans:
         a = names.index(s.parameter)
         theta = np.repeat(theta_true[None], s.n_points, axis=0)
         theta[:, a] = np.linspace(*s.range, s.n_points)
-        out.append(OneDimensional(s.parameter, a, theta))
+        out.append(OneDimensional(s.parameter, a, theta, 0.0 if s.parameter in roots else None))
     return out
 
 
@@ -132,12 +142,12 @@ def fit_intervals(
     max_extensions: int,
 ) -> Intervals:
     """Intervals of ``first`` (the method's scan over ``scan``), rescanning wider while an end is open."""
-    current, points, factor = one_parameter(first, scan.axis), scan, 1.0
-    result = limits_1d(current, cls)
+    current, points, factor = one_parameter(first, scan.axis), scan, 1
+    result = _bounded(limits_1d(current, cls), scan)
     for _ in range(max_extensions):
         if not any(lo or hi for lo, hi in result.open.values()):
             break
-        factor *= 2.0
+        factor *= 2
         points = scan.wider(factor)
         try:
             wider = method.scan(data, sample, points.theta, (scan.axis,))
@@ -145,7 +155,7 @@ def fit_intervals(
             logger.info("%s: cannot extend the %s scan further (%s)", method.name, scan.parameter, exc)
             break
         current = one_parameter(wider, scan.axis)
-        result = limits_1d(current, cls)
+        result = _bounded(limits_1d(current, cls), points)
     bounds = {f"{scan.parameter}_{cl_tag(cl)}": result.bounds(cl) for cl in cls}
     regions = {f"{scan.parameter}_{cl_tag(cl)}": result.regions(cl) for cl in cls}
     warnings = tuple(f"{method.name}: {m}" for m in open_ends(result, scan.parameter))
@@ -177,6 +187,13 @@ class ScanResults:
     minima: dict[str, dict[str, tuple[tuple[float, float], ...]]]
     delta_q_zero: dict[str, dict[str, float]]
     warnings: list[str]
+
+
+def _bounded(result: LimitResult, scan: OneDimensional) -> LimitResult:
+    """A region reaching the physical lower bound of the parameter (μ = 0) ends there: closed."""
+    if not scan.at_lower_bound():
+        return result
+    return replace(result, open={cl: (False, hi) for cl, (_, hi) in result.open.items()})
 
 
 def scan_all(

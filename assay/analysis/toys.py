@@ -75,7 +75,7 @@ def toy_coverage(
     rng = np.random.default_rng([seed, 11])
     experiments = draw_pseudo_experiments(np.clip(weights, 0, None), n_expected, n_toys, rng)
     # the scans' other parameters sit at θ_true; toys drawn elsewhere move the fixed ones too
-    moved = [OneDimensional(s.parameter, s.axis, _at(s.theta, theta, s.axis)) for s in scans]
+    moved = [OneDimensional(s.parameter, s.axis, _at(s.theta, theta, s.axis), s.lower) for s in scans]
     fitter = ToyFitter(dict(methods), sample, tuple(moved), tuple(cls))
     fits = fit_pseudo_experiments(experiments, fitter, client=client, progress=progress)
     parameters, values = [s.parameter for s in moved], [theta[s.axis] for s in moved]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import interpolate, optimize, stats
@@ -222,6 +222,7 @@ class LimitResult:
     open: dict[float, tuple[bool, bool]]
     scan_range: tuple[float, float]
     minima: tuple[tuple[float, float], ...] = ()
+    spline: interpolate.CubicSpline | None = field(default=None, repr=False)
 
     def regions(self, cl: float) -> list[tuple[float | None, float | None]]:
         """The disjoint intervals at ``cl`` with ``None`` for an open end (never the scan edge as a limit).
@@ -245,7 +246,9 @@ class LimitResult:
         lo, hi = self.scan_range
         if not lo <= theta <= hi:
             return None
-        return float(self._spline(theta)) - self.q_min  # type: ignore[attr-defined]
+        if self.spline is None:
+            return None
+        return float(self.spline(theta)) - self.q_min
 
     def bounds(self, cl: float) -> tuple[float | None, float | None]:
         """The span at ``cl`` with ``None`` for an open end (JSON null): never the scan edge as a limit.
@@ -326,8 +329,8 @@ def limits_1d(scan: Scan, cls: Sequence[float] = DEFAULT_CLS, *, dof: int | None
         open={cl: (bool(q_edges[0] < c), bool(q_edges[1] < c)) for cl, c in crit.items()},
         scan_range=(lo, hi),
         minima=_local_minima(spline, q_min),
+        spline=spline,
     )
-    object.__setattr__(result, "_spline", spline)
     return result
 
 

@@ -21,7 +21,7 @@ broadcasts α against ``up``/``down`` of any shape and works on numpy arrays and
 Also :func:`exponential` (up^α for α ≥ 0, down^(−α) for α < 0: positive, kinked at 0) and
 :func:`linear` (1 + α(up − 1), 1 + α(1 − down): kinked at 0, may turn negative). Each has a
 precomputed torch form for one scalar α over many events (:data:`TABLES`), the fast path of
-:class:`~assay.inference.profile.ProfileLikelihood`.
+:class:`~assay.inference.profile_likelihood.ProfileLikelihood`.
 """
 
 from __future__ import annotations

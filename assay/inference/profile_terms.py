@@ -11,7 +11,7 @@ G_jk(α_k) = ν_j(α_k)/ν_j interpolated from their values at α_k = ±1
 depend on (μ, α), evaluated once per event; :class:`ProcessCoefficients` gives f_j(θ) = c(θ) P⁻¹
 in torch (seed 003 "Search-Oriented Mixture Model"; :func:`~assay.estimators.mixture_processes.
 process_coefficients` is the numpy form). :class:`FitResult` and :class:`Impacts` are what
-:class:`~assay.inference.profile.ProfileLikelihood` returns.
+:class:`~assay.inference.profile_likelihood.ProfileLikelihood` returns.
 """
 
 from __future__ import annotations

@@ -1,0 +1,272 @@
+"""Profiled methods of ``assay limits``: the nuisances of ``config.systematics`` profiled (seed 003).
+
+For every signal-strength analysis with a ``systematics`` section, ``assay limits`` adds
+
+- ``truth_profiled``: the exact likelihood with the nuisances profiled; r_j and the shapes g_jk
+  from the event weights (processes: the benchmarks);
+- ``<mixture model>_profiled``: seed 003's mixture model's r_j with the exact g_jk, G_jk (the
+  nuisance ratios are not learned yet);
+- ``hist_<name>_profiled``: a 1D/2D histogram with the same nuisances, bins as the "events".
+
+Each is a :class:`ProfiledMethod`: the per-event terms are computed once on the Asimov events
+(:mod:`assay.analysis.systematics`), and :class:`~assay.inference.profile_likelihood.ProfileLikelihood` fits
+(μ, α) with seed 003's vertical interpolation, its yield kept exact by renormalising each
+process's interpolated shape on the Asimov events (the reference sample). A pseudo-experiment
+slices the same terms by its rows and keeps the Asimov events as the reference sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from assay.analysis.build import asimov_rows
+from assay.analysis.methods import BinnedMethod, Dataset, Method
+from assay.analysis.systematics import component_factors, process_terms, varied_benchmark_weights
+from assay.config import RunConfig
+from assay.estimators.mixture import MixtureModel
+from assay.estimators.mixture_processes import process_matrix
+from assay.exceptions import ConfigError, StoreError
+from assay.inference.asimov import AsimovSample
+from assay.inference.likelihood import PB_TO_FB, Scan
+from assay.inference.profile_likelihood import ProfileLikelihood
+from assay.inference.profile_terms import FitResult, ProcessCoefficients, ProfileTerms
+from assay.rundir import RunDir
+from assay.store import EventStore
+
+__all__ = ["ProfiledMethod", "VariedWeights", "profiled_methods", "varied_weights"]
+
+logger = logging.getLogger(__name__)
+
+SHAPE_FLOOR = 1e-6  # g at ±1 where a variation empties an event (a lepton pair below the model's m_ℓℓ)
+
+
+@dataclass(frozen=True, eq=False)
+class VariedWeights:
+    """Benchmark weights of the Asimov events, nominal ``(n, K)`` and at α_k = ±1 ``(n, n_syst, 2, K)``."""
+
+    nominal: np.ndarray
+    varied: np.ndarray
+    names: tuple[str, ...]
+
+
+def varied_weights(cfg: RunConfig, run: RunDir, sample: AsimovSample) -> VariedWeights:
+    """The Asimov events' benchmark weights under every nuisance at ±1.
+
+    The per-component factors of the simulator's variations (extra ``variations``, in the order
+    recorded in the events' metadata) and of the normalisation nuisances multiply the events'
+    ``components``; the benchmark weights follow through the linear map W_k = Σ_c a_kc w_c, found
+    from the events themselves (it must reproduce their weights).
+
+    Raises:
+        StoreError: the events lack ``components`` (and ``variations`` where a shape nuisance
+            needs them), or the weights are not linear in the components.
+    """
+    nuisances = list(cfg.systematics.nuisances) if cfg.systematics else []
+    rows = asimov_rows(cfg, run)
+    with EventStore(run.events) as store:
+        if "components" not in store.extras_shapes:
+            raise StoreError(
+                f"{run.events}: no 'components' extra; systematics need the simulator's components"
+            )
+        fields = ["components"] + (["variations"] if "variations" in store.extras_shapes else [])
+        extras = store.take(rows, fields=fields).extras
+        stored = list(((store.config or {}).get("run") or {}).get("variations", []))  # pipeline metadata
+    components = extras["components"]
+    names = (
+        ("S", "I", "B_gg", "B_qq")
+        if components.shape[1] == 4
+        else tuple(map(str, range(components.shape[1])))
+    )
+    coefficients, *_ = np.linalg.lstsq(components, sample.benchmark_weights, rcond=None)  # (C, K)
+    scale = np.abs(sample.benchmark_weights).max()
+    if np.abs(components @ coefficients - sample.benchmark_weights).max() > 1e-8 * scale:
+        raise StoreError(f"{run.events}: the benchmark weights are not a linear map of the components")
+    try:
+        factors = component_factors(nuisances, extras.get("variations"), stored, names, len(rows))
+    except ValueError as exc:
+        raise StoreError(f"{run.events}: {exc}") from exc
+    varied = varied_benchmark_weights(components, factors, coefficients.T)
+    return VariedWeights(sample.benchmark_weights, varied, tuple(n.name for n in nuisances))
+
+
+@dataclass(eq=False)
+class ProfiledMethod(Method):
+    """A profiled likelihood on precomputed terms of the Asimov events (or of histogram bins).
+
+    Args:
+        name: method name.
+        terms: the terms on the Asimov events ``(n_events)`` (or bins), ν_j in expected events.
+        weights: Asimov weights per event (bin) in expected events ``(n,)``.
+        reference: u_i, weights making the events a sample of p_ref ``(n,)`` (the renormalisation).
+        coefficients: f_j(θ) of the terms' processes.
+        interpolation: ``vertical`` or ``exponential``.
+        bins: for a histogram: (data → bin index per event) and the bins kept; None for events.
+    """
+
+    name: str
+    terms: ProfileTerms
+    weights: np.ndarray
+    reference: np.ndarray
+    coefficients: ProcessCoefficients
+    interpolation: str = "vertical"
+    bins: tuple | None = None
+    kind: str = "profiled"
+    fits: dict = field(default_factory=dict, repr=False)
+
+    def likelihood(self, data: Dataset) -> ProfileLikelihood:
+        """The profiled likelihood of ``data``: the Asimov events, or a pseudo-experiment's rows."""
+        options = {"interpolation": self.interpolation, "normalization": self.reference}
+        if data.asimov:
+            return ProfileLikelihood(self.terms, self.weights, self.coefficients, **options)
+        if self.bins is not None:
+            index, kept = self.bins
+            bins = index(data)
+            counts = np.bincount(bins[bins >= 0], minlength=int(kept.max()) + 1)[kept].astype(float)
+            return ProfileLikelihood(self.terms, counts, self.coefficients, **options)
+        if data.rows is None:
+            raise ValueError(
+                f"{self.name}: observed data need their per-event terms; only toys are supported"
+            )
+        terms = ProfileTerms.concatenate(self.terms.subset(data.rows), self.terms)
+        n = len(data.rows)
+        weights = np.concatenate([np.ones(n), np.zeros(len(self.weights))])
+        reference = np.concatenate([np.zeros(n), self.reference])
+        return ProfileLikelihood(terms, weights, self.coefficients, interpolation=self.interpolation,
+                                 normalization=reference)  # fmt: skip
+
+    def scan(self, data: Dataset, sample: AsimovSample, theta: np.ndarray, axes: Sequence[int]) -> Scan:
+        if len(axes) != 1:
+            raise ValueError(f"{self.name}: profiled scans are one-dimensional, got axes {list(axes)}")
+        likelihood = self.likelihood(data)
+        best = likelihood.fit()
+        if data.asimov:
+            self.fits["asimov"] = (likelihood, best)
+        return likelihood.scan(theta[:, axes[0]], fit=best)
+
+    def asimov_fit(self, sample: AsimovSample) -> tuple[ProfileLikelihood, FitResult]:
+        """The Asimov fit (cached after a scan)."""
+        if "asimov" not in self.fits:
+            likelihood = self.likelihood(Dataset.from_sample(sample))
+            self.fits["asimov"] = (likelihood, likelihood.fit())
+        return self.fits["asimov"]
+
+
+def _in_events(sample: AsimovSample) -> float:
+    """pb per Asimov event weight → expected events: the partition's scale × L × 1000."""
+    return sample.scale * sample.luminosity * PB_TO_FB
+
+
+def profiled_methods(
+    cfg: RunConfig,
+    run: RunDir,
+    sample: AsimovSample,
+    models: Mapping[str, object],
+    binned: Mapping[str, Method],
+) -> dict[str, ProfiledMethod]:
+    """``truth_profiled``, ``<mixture>_profiled`` and ``hist_<name>_profiled`` (module docstring);
+    {} without a systematics section.
+
+    Raises:
+        ConfigError: systematics with more than one parameter of interest.
+    """
+    if cfg.systematics is None:
+        return {}
+    if len(cfg.parameters) != 1:
+        raise ConfigError("systematics: profiled limits need exactly one parameter of interest for now")
+    weights = varied_weights(cfg, run, sample)
+    to_events = _in_events(sample)
+    asimov = sample.weights * to_events
+    interpolation = cfg.systematics.interpolation
+    identity = np.eye(weights.nominal.shape[1])
+    out: dict[str, ProfiledMethod] = {}
+    exact = _terms(
+        weights.nominal @ identity.T, _processes(weights.varied, identity), weights.names, to_events
+    )
+    out["truth_profiled"] = ProfiledMethod(
+        "truth_profiled", exact, asimov, weights.nominal.sum(axis=1),
+        ProcessCoefficients(sample.joint.morpher, identity), interpolation,
+    )  # fmt: skip
+    for name, model in models.items():
+        if not isinstance(model, MixtureModel):
+            continue
+        _, matrix = process_matrix(model.processes, model.benchmarks_)
+        nominal, varied = weights.nominal @ matrix.T, _processes(weights.varied, matrix)
+        reference = _reference(model, nominal)
+        ratios = model.process_ratios(sample.x).mean
+        terms = _terms(nominal, varied, weights.names, to_events, reference=reference, ratios=ratios)
+        out[f"{name}_profiled"] = ProfiledMethod(
+            f"{name}_profiled", terms, asimov, reference, ProcessCoefficients(sample.joint.morpher, matrix),
+            interpolation,
+        )  # fmt: skip
+    for name, method in binned.items():
+        if not (isinstance(method, BinnedMethod) and method.binning is not None):
+            continue
+        binning = method.binning
+        data = Dataset.from_sample(sample)
+
+        def index(d: Dataset, method: BinnedMethod = method) -> np.ndarray:
+            return method.binning.bin_index(method.values(d))
+
+        bins = index(data)
+        n_bins = int(np.prod([len(e) - 1 for e in binning.edges]))
+        nominal_b, varied_b, kept = _binned(weights.nominal, weights.varied, bins, n_bins)
+        terms = _terms(nominal_b, varied_b, weights.names, to_events)
+        counts = np.bincount(bins[bins >= 0], weights=asimov[bins >= 0], minlength=n_bins)[kept]
+        coefficients = ProcessCoefficients(sample.joint.morpher, identity)
+        out[f"{name}_profiled"] = ProfiledMethod(
+            f"{name}_profiled", terms, counts, nominal_b.sum(axis=1), coefficients, interpolation,
+            bins=(index, kept),
+        )  # fmt: skip
+    return out
+
+
+def _processes(varied: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Process weights at ±1 ``(n, n_syst, 2, n_proc)`` from benchmark weights at ±1."""
+    return varied @ matrix.T
+
+
+def _reference(model: MixtureModel, nominal: np.ndarray) -> np.ndarray:
+    """W_ref per event: the model's reference process, or the sum of its processes."""
+    if model.reference is None:
+        return nominal.sum(axis=1)
+    return nominal[:, list(model.processes_).index(model.reference)]
+
+
+def _binned(nominal: np.ndarray, varied: np.ndarray, bins: np.ndarray, n_bins: int) -> tuple:
+    inside = bins >= 0
+    sums = np.zeros((n_bins, nominal.shape[1]))
+    np.add.at(sums, bins[inside], nominal[inside])
+    varied_sums = np.zeros((n_bins, *varied.shape[1:]))
+    np.add.at(varied_sums, bins[inside], varied[inside])
+    kept = np.flatnonzero(sums.sum(axis=1) > 0)
+    return sums[kept], varied_sums[kept], kept
+
+
+def _terms(
+    nominal: np.ndarray,
+    varied: np.ndarray,
+    names: Sequence[str],
+    to_events: float,
+    *,
+    reference: np.ndarray | None = None,
+    ratios: np.ndarray | None = None,
+) -> ProfileTerms:
+    """:func:`assay.analysis.systematics.process_terms` as ProfileTerms, ν_j in expected events.
+
+    Estimated ratios are normalised so that E_ref[r̂_j] = 1 on the events weighted by W_ref (a
+    classifier's r̂_j can be off by a few per cent in scale, which ν_j ~ 10⁴ events would turn
+    into a shift of hundreds in −2 log L; the exact r_j already satisfy it)."""
+    t = process_terms(nominal, varied, names, reference=reference, ratios=ratios)
+    if ratios is not None:
+        u = nominal.sum(axis=1) if reference is None else np.asarray(reference, dtype=float)
+        mean = t.ratios @ u / u.sum()
+        t = replace(t, ratios=t.ratios / mean[:, None])
+    floor = lambda g: np.maximum(g, SHAPE_FLOOR)  # noqa: E731
+    return ProfileTerms(
+        ratios=np.maximum(t.ratios, 0.0), nu=t.nu * to_events, shape_up=floor(t.shape_up),
+        shape_down=floor(t.shape_down), norm_up=t.norm_up, norm_down=t.norm_down, names=t.names,
+    )  # fmt: skip
