@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
+from scipy import interpolate
 
 from assay.analysis.build import asimov_rows
 from assay.analysis.methods import BinnedMethod, Dataset, Method
@@ -105,6 +107,14 @@ class ProfiledMethod(Method):
         coefficients: f_j(θ) of the terms' processes.
         interpolation: ``vertical`` or ``exponential``.
         bins: for a histogram: (data → bin index per event) and the bins kept; None for events.
+        model_asimov: the Asimov data are the model's own prediction at θ_true, α = 0: the
+            reference events weighted by u_i p̂(x_i|θ_true)/p_ref(x_i) (seed 003's Asimov for an
+            estimated ratio, which a fit returns to θ_true by construction); False: the events'
+            exact weights at θ_true.
+        theta_true: θ_true ``(n_params,)`` (for ``model_asimov``).
+        max_points: a scan of more points is profiled at this many evenly spread ones (the ends
+            included) and the rest interpolated by a cubic spline of the profiled q (each point is
+            a fit of every nuisance; q is smooth on this scale).
     """
 
     name: str
@@ -114,6 +124,9 @@ class ProfiledMethod(Method):
     coefficients: ProcessCoefficients
     interpolation: str = "vertical"
     bins: tuple | None = None
+    model_asimov: bool = False
+    theta_true: np.ndarray | None = None
+    max_points: int = 41
     kind: str = "profiled"
     fits: dict = field(default_factory=dict, repr=False)
 
@@ -121,7 +134,8 @@ class ProfiledMethod(Method):
         """The profiled likelihood of ``data``: the Asimov events, or a pseudo-experiment's rows."""
         options = {"interpolation": self.interpolation, "normalization": self.reference}
         if data.asimov:
-            return ProfileLikelihood(self.terms, self.weights, self.coefficients, **options)
+            weights = self._model_weights() if self.model_asimov else self.weights
+            return ProfileLikelihood(self.terms, weights, self.coefficients, **options)
         if self.bins is not None:
             index, kept = self.bins
             bins = index(data)
@@ -138,6 +152,16 @@ class ProfiledMethod(Method):
         return ProfileLikelihood(terms, weights, self.coefficients, interpolation=self.interpolation,
                                  normalization=reference)  # fmt: skip
 
+    def _model_weights(self) -> np.ndarray:
+        """u_i S_i(θ_true, 0), scaled to the expected yield ν(θ_true, 0) of the model."""
+        options = {"interpolation": self.interpolation, "normalization": self.reference}
+        nominal = ProfileLikelihood(self.terms, self.weights, self.coefficients, **options)
+        theta = torch.as_tensor(self.theta_true, dtype=torch.float64)
+        with torch.no_grad():
+            rates, total = nominal.event_rates(theta, torch.zeros(self.terms.n_syst, dtype=torch.float64))
+        w = self.reference * rates.numpy()
+        return w * (float(total) / w.sum())
+
     def scan(self, data: Dataset, sample: AsimovSample, theta: np.ndarray, axes: Sequence[int]) -> Scan:
         if len(axes) != 1:
             raise ValueError(f"{self.name}: profiled scans are one-dimensional, got axes {list(axes)}")
@@ -145,7 +169,13 @@ class ProfiledMethod(Method):
         best = likelihood.fit()
         if data.asimov:
             self.fits["asimov"] = (likelihood, best)
-        return likelihood.scan(theta[:, axes[0]], fit=best)
+        values = theta[:, axes[0]]
+        if len(values) <= self.max_points:
+            return likelihood.scan(values, fit=best)
+        coarse = np.linspace(values[0], values[-1], self.max_points)
+        scan = likelihood.scan(coarse, fit=best)
+        q = interpolate.CubicSpline(coarse, scan.minus_2_delta_log_l)(values)
+        return Scan(theta, q - q.min(), theta[int(np.argmin(q))])
 
     def asimov_fit(self, sample: AsimovSample) -> tuple[ProfileLikelihood, FitResult]:
         """The Asimov fit (cached after a scan)."""
@@ -200,7 +230,7 @@ def profiled_methods(
         terms = _terms(nominal, varied, weights.names, to_events, reference=reference, ratios=ratios)
         out[f"{name}_profiled"] = ProfiledMethod(
             f"{name}_profiled", terms, asimov, reference, ProcessCoefficients(sample.joint.morpher, matrix),
-            interpolation,
+            interpolation, model_asimov=True, theta_true=sample.theta_true,
         )  # fmt: skip
     for name, method in binned.items():
         if not (isinstance(method, BinnedMethod) and method.binning is not None):
