@@ -428,6 +428,10 @@ class LevelResults:
             θ = 0 (background only, for a signal strength).
         search: counting-level numbers of a search (expected S, I, B, iZ, z0, N_eff, …).
         neyman: method → parameter → its Neyman construction (``assay limits --neyman N``).
+        systematics: profiled method → nuisance → ``alpha_hat``, ``sigma`` (post-fit), ``pull``,
+            ``impact_hessian`` (seed 003's formula), ``impact_profiled`` (C_μk/√C_kk),
+            ``impact_up``/``impact_down`` (refits at α̂ ± σ), ``width_68_fixed`` (the 68% interval's
+            width with this nuisance fixed at α̂); the entry ``all`` holds the stat-only width.
     """
 
     label: str
@@ -450,6 +454,7 @@ class LevelResults:
     significance: dict[str, dict[str, float]] = field(default_factory=dict)
     search: dict[str, float] = field(default_factory=dict)
     neyman: dict[str, dict[str, NeymanBeltResult]] = field(default_factory=dict)
+    systematics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.data != "asimov" and not self.data.startswith("observed: "):
@@ -474,6 +479,8 @@ class LevelResults:
         _set(self, "significance", _nested(self.significance, "significance", _number))
         for name, value in self.search.items():
             _number(value, _at("search", name))
+        _set(self, "systematics", _nested(self.systematics, "systematics", lambda entry, path: {
+            q: _number(v, f"{path}.{q}") for q, v in entry.items()}))  # fmt: skip
         for name, value in self.checks.items():
             if not isinstance(value, str):
                 _number(value, _at("checks", name))
@@ -660,6 +667,7 @@ def _level_dict(level: LevelResults) -> dict[str, Any]:
         "regions": level.regions, "minima": level.minima, "significance": level.significance,
         "search": level.search,
         "neyman": {m: {p: parts(b, *_NEYMAN) for p, b in entry.items()} for m, entry in level.neyman.items()},
+        "systematics": level.systematics,
     }  # fmt: skip
 
 
@@ -823,6 +831,7 @@ def _read_level(data: Any, path: str) -> LevelResults:
         "significance": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _num)),
         "search": lambda v, p: _each(v, p, _num),
         "neyman": lambda v, p: _each(v, p, lambda e, q: _each(e, q, _read_neyman)),
+        "systematics": lambda v, p: _each(v, p, lambda e, q: _each(e, q, lambda n, r: _each(n, r, _num))),
     }  # fmt: skip
     required = ("label", "scans_1d", "intervals")
     d = _object(data, path, required, [k for k in reads if k not in required])

@@ -24,7 +24,7 @@ import numpy as np
 from assay.analysis.build import asimov_sample, build_methods, load_models
 from assay.analysis.data import observed_dataset
 from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
-from assay.analysis.profiled import profiled_methods
+from assay.analysis.profiled import ProfiledMethod, nuisance_summary, profiled_methods
 from assay.analysis.scans import grids, one_d_scans, scan_all
 from assay.analysis.search import search_numbers
 from assay.bit import BoostedInformationTree
@@ -362,6 +362,14 @@ def run_limits(
                                 progress=progress)  # fmt: skip
         timings["toys"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    systematics = {
+        name: nuisance_summary(method, sample, scans[0].values)
+        for name, method in methods.items() if isinstance(method, ProfiledMethod) and scans
+    }  # fmt: skip
+    if systematics:
+        timings["pulls_impacts"] = time.perf_counter() - t0
+
     belts = {}
     if neyman:
         t0 = time.perf_counter()
@@ -381,7 +389,7 @@ def run_limits(
         search={**search_numbers(cfg, sample, _benchmark_names(run)), **_training_n_eff(loaded)},
         fisher=fisher, histories=_histories(loaded), calibration=calibration,
         distributions=_distributions(cfg, sample, scans), cut_flow=_cut_flow(run), checks=checks,
-        warnings=(*notes, *warnings), coverage=coverage, neyman=belts,
+        warnings=(*notes, *warnings), coverage=coverage, neyman=belts, systematics=systematics,
     )  # fmt: skip
     timings["total"] = time.perf_counter() - start
     results = Results(

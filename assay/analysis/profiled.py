@@ -33,13 +33,14 @@ from assay.estimators.mixture import MixtureModel
 from assay.estimators.mixture_processes import process_matrix
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
+from assay.inference.asymptotic import ONE_SIGMA, limits_1d
 from assay.inference.likelihood import PB_TO_FB, Scan
 from assay.inference.profile_likelihood import ProfileLikelihood
 from assay.inference.profile_terms import FitResult, ProcessCoefficients, ProfileTerms
 from assay.rundir import RunDir
 from assay.store import EventStore
 
-__all__ = ["ProfiledMethod", "VariedWeights", "profiled_methods", "varied_weights"]
+__all__ = ["ProfiledMethod", "VariedWeights", "nuisance_summary", "profiled_methods", "varied_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -300,3 +301,35 @@ def _terms(
         ratios=np.maximum(t.ratios, 0.0), nu=t.nu * to_events, shape_up=floor(t.shape_up),
         shape_down=floor(t.shape_down), norm_up=t.norm_up, norm_down=t.norm_down, names=t.names,
     )  # fmt: skip
+
+
+def nuisance_summary(
+    method: ProfiledMethod, sample: AsimovSample, values: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Post-fit α̂, σ, pull and impacts of every nuisance on the Asimov data, and the 68% interval's
+    width with that nuisance fixed at α̂ (seed 003's "Impact of nuisance parameters" table;
+    ``all``: every nuisance fixed, the statistical width), over the scan ``values``.
+
+    Returns:
+        nuisance → quantity → value (:attr:`assay.results.LevelResults.systematics`).
+    """
+    likelihood, fit = method.asimov_fit(sample)
+    pulls, impacts = likelihood.pulls(fit), likelihood.impacts(fit)
+    sigma = fit.errors[likelihood.n_poi :]
+    coarse = np.linspace(values[0], values[-1], min(len(values), 21))  # enough for a 68% width
+
+    def width(fixed: Mapping[str, float]) -> float:
+        result = limits_1d(likelihood.scan(coarse, fixed_alpha=fixed), (ONE_SIGMA,))
+        lo, hi = result.bounds(ONE_SIGMA)
+        return float("nan") if lo is None or hi is None else hi - lo
+
+    out: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(method.terms.names):
+        out[name] = {
+            "alpha_hat": float(fit.alpha_hat[k]), "sigma": float(sigma[k]), "pull": float(pulls[k]),
+            "impact_hessian": float(impacts.hessian[k]), "impact_profiled": float(impacts.covariance[k]),
+            "impact_up": float(impacts.up[k]), "impact_down": float(impacts.down[k]),
+            "width_68_fixed": width(fit.nuisances([name])),
+        }  # fmt: skip
+    out["all"] = {"width_68_fixed": width(fit.nuisances())}
+    return out
