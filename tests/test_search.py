@@ -350,3 +350,16 @@ def test_pulls_impacts_and_fixed_widths_on_asimov_data(systematics_run):
         assert stat - 1e-3 <= entry["width_68_fixed"] <= (hi - lo) + 0.02
     assert table["lumi"]["impact_up"] < 0 < table["lumi"]["impact_down"]
     assert np.sign(table["lumi"]["impact_profiled"]) == -1
+
+
+def test_report_shows_the_systematics(systematics_run, tmp_path):
+    """The report of a profiled run: the nuisance table and the impact ranking figure."""
+    from assay.report import write_report
+    from assay.results import Results
+
+    results = Results(title="t", parameters=("mu",), parameter_labels=(r"$\mu$",), luminosity_ifb=3000.0,
+                      levels={"run": systematics_run})  # fmt: skip
+    results.to_json(tmp_path / "results.json")
+    page = write_report(tmp_path).read_text()
+    assert "Systematic uncertainties" in page and "lepton_scale" in page and "all (stat only)" in page
+    assert (tmp_path / "plots" / "run_impacts.png").is_file()
