@@ -52,9 +52,9 @@ import torch
 
 from assay.analysis.build import asimov_sample, build_methods, load_models
 from assay.analysis.profiled import ProfiledMethod, profiled_methods
+from assay.analysis.scans import OneDimensional, one_d_scans
 from assay.config import RunConfig
 from assay.exceptions import ConfigError, StoreError
-from assay.analysis.scans import OneDimensional, one_d_scans
 from assay.inference.asymptotic import ONE_SIGMA, limits_1d
 from assay.inference.neyman import challenge_score
 from assay.inference.profile_likelihood import ProfileLikelihood
@@ -92,7 +92,9 @@ class Point:
 
 
 # ---- toys ------------------------------------------------------------------------------------
-def _likelihood(method: ProfiledMethod, weights: np.ndarray | None, a: np.ndarray | None) -> ProfileLikelihood:
+def _likelihood(
+    method: ProfiledMethod, weights: np.ndarray | None, a: np.ndarray | None
+) -> ProfileLikelihood:
     return ProfileLikelihood(
         method.terms, weights, method.coefficients, interpolation=method.interpolation,
         normalization=method.reference, global_observables=a,
@@ -304,7 +306,9 @@ def run_coverage(
     nuisance_names = [n.name for n in cfg.systematics.nuisances]
     unknown = [k for k in alpha or {} if k not in nuisance_names]
     if unknown:
-        raise ConfigError(f"--alpha: unknown nuisance(s) {unknown}; the config's nuisances are {nuisance_names}")
+        raise ConfigError(
+            f"--alpha: unknown nuisance(s) {unknown}; the config's nuisances are {nuisance_names}"
+        )
     run = RunDir(output or cfg.output)
     sample = asimov_sample(cfg, run)
     chosen = _methods(cfg, run, sample, methods)
@@ -337,7 +341,10 @@ def run_coverage(
             summary = point_summary(toys, point, names)
             say(_line(name, summary))
             results.append({"method": name, **summary, "file": str(path.relative_to(run.limits.root))})
-    out = {"settings": {k: v for k, v in settings.items() if k not in ("format", "version")}, "results": results}
+    out = {
+        "settings": {k: v for k, v in settings.items() if k not in ("format", "version")},
+        "results": results,
+    }
     _write(run.limits.root / "coverage.json", {"format": FORMAT, "version": VERSION, **out})
     return out
 
@@ -375,7 +382,9 @@ def _write(path: Path, data: Mapping[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, _strict(data), indent=1)
     except OSError as exc:
-        raise StoreError(f"{exc.filename or path}: cannot write the coverage ({exc.strerror or exc})") from exc
+        raise StoreError(
+            f"{exc.filename or path}: cannot write the coverage ({exc.strerror or exc})"
+        ) from exc
 
 
 def _strict(value: Any) -> Any:
