@@ -399,6 +399,11 @@ class MixtureModelConfig(_Model):
         None, gt=0, description="train on at most this many train events (a seeded random subset); None: all"
     )
     threads: int | None = Field(None, ge=1, description="torch threads; None: torch's default")
+    nuisances: bool = Field(
+        False,
+        description="also learn each process's shape ratios g_jk(x, ±1) of config.systematics (one "
+        "network per process, GOLLUM's form); the profiled method then uses them instead of the exact ones",
+    )
 
 
 ModelConfig = Annotated[

@@ -359,11 +359,37 @@ def _train_mixture(
     path = run.model(name)
     _remove_other_kind(path, ensemble=False)
     mixture.save(path)
+    if model.nuisances:
+        _train_nuisance_ratios(cfg, name, model, run, events, mixture, progress)
     wall = time.perf_counter() - start
     n = len(events.x)
     logger.info("trained the mixture model %r on %d train events in %.1f s → %s", name, n, wall, path)
     histories = tuple(m.history_ for members in mixture.classifiers_.values() for m in members)
     return TrainingResult(name, "MixtureModel", ("train",), path, mixture, histories, (fit_s,), wall, n)
+
+
+def _train_nuisance_ratios(
+    cfg: RunConfig, name: str, model: MixtureModelConfig, run: RunDir, events: TrainEvents,
+    mixture: MixtureModel, progress: bool,
+) -> None:  # fmt: skip
+    """The mixture model's processes' shape ratios under config.systematics, to models/<name>/nuisances/."""
+    from assay.analysis.profiled import varied_weights_at
+    from assay.estimators.mixture_processes import process_matrix
+    from assay.estimators.nuisance_ratios import NuisanceRatios
+
+    if cfg.systematics is None:
+        raise ConfigError(f"training.{name}.nuisances: the config has no systematics section to learn")
+    varied = varied_weights_at(cfg, run, events.indices, events.weights)
+    _, matrix = process_matrix(mixture.processes, events.benchmarks)
+    ratios = NuisanceRatios(
+        hidden=tuple(model.hidden), activation=model.activation, max_events=model.max_events,
+        epochs=model.epochs, batch_size=model.batch_size, lr=model.lr, optimizer=model.optimizer,
+        validation_split=model.validation_split, early_stopping=model.early_stopping,
+        patience=model.patience, seed=cfg.seed, progress=progress,
+    )  # fmt: skip
+    ratios.fit(events.x, events.weights @ matrix.T, varied.varied @ matrix.T, names=varied.names,
+               processes=mixture.processes_)  # fmt: skip
+    ratios.save(run.model(name) / "nuisances")
 
 
 def _remove_other_kind(path: Path, *, ensemble: bool) -> None:

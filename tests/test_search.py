@@ -363,3 +363,27 @@ def test_report_shows_the_systematics(systematics_run, tmp_path):
     page = write_report(tmp_path).read_text()
     assert "Systematic uncertainties" in page and "lepton_scale" in page and "all (stat only)" in page
     assert (tmp_path / "plots" / "run_impacts.png").is_file()
+
+
+@pytest.mark.slow
+def test_learned_nuisance_ratios_profile_like_the_exact_ones(tmp_path):
+    """`nuisances: true` on the mixture model (GOLLUM-form g_jk learned per process) at 25 % of the
+    search demo: its profiled 68% interval has the width of the one with the exact g_jk within 15%."""
+    from assay.analysis import run_limits
+    from assay.config import config_from_dict
+    from assay.pipeline import run_pipeline
+    from assay.search_demo import search_config, search_size
+    from assay.training import train
+
+    folder = tmp_path / "run"
+    data = search_config(search_size(0.25), folder).model_dump(mode="json")
+    names = ("gg_nlo_qcd", "gg_shower", "lepton_scale")
+    data["systematics"] = {"nuisances": [{"name": n} for n in names]}
+    data["training"] = {"nsbi": {**data["training"]["nsbi"], "nuisances": True, "epochs": 20}}
+    data["inference"]["histograms"] = []
+    cfg = config_from_dict(data)
+    run_pipeline(cfg, folder, progress=False)
+    train(cfg, folder, progress=False)
+    iv = run_limits(cfg, folder, progress=False).levels["run"].intervals
+    learned, exact = (np.diff(iv[m]["mu_68"])[0] for m in ("nsbi_profiled", "nsbi_profiled_exact_g"))
+    assert learned == pytest.approx(exact, rel=0.15)

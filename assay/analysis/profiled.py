@@ -31,6 +31,7 @@ from assay.analysis.systematics import component_factors, process_terms, varied_
 from assay.config import RunConfig
 from assay.estimators.mixture import MixtureModel
 from assay.estimators.mixture_processes import process_matrix
+from assay.estimators.nuisance_ratios import NuisanceRatios
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
 from assay.inference.asymptotic import ONE_SIGMA, limits_1d
@@ -40,7 +41,14 @@ from assay.inference.profile_terms import FitResult, ProcessCoefficients, Profil
 from assay.rundir import RunDir
 from assay.store import EventStore
 
-__all__ = ["ProfiledMethod", "VariedWeights", "nuisance_summary", "profiled_methods", "varied_weights"]
+__all__ = [
+    "ProfiledMethod",
+    "VariedWeights",
+    "nuisance_summary",
+    "profiled_methods",
+    "varied_weights",
+    "varied_weights_at",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,19 +65,25 @@ class VariedWeights:
 
 
 def varied_weights(cfg: RunConfig, run: RunDir, sample: AsimovSample) -> VariedWeights:
-    """The Asimov events' benchmark weights under every nuisance at ±1.
+    """The Asimov events' benchmark weights under every nuisance at ±1 (:func:`varied_weights_at`)."""
+    return varied_weights_at(cfg, run, asimov_rows(cfg, run), sample.benchmark_weights)
+
+
+def varied_weights_at(
+    cfg: RunConfig, run: RunDir, rows: np.ndarray, benchmark_weights: np.ndarray
+) -> VariedWeights:
+    """Benchmark weights of the events ``rows`` (sorted) under every nuisance at ±1.
 
     The per-component factors of the simulator's variations (extra ``variations``, in the order
     recorded in the events' metadata) and of the normalisation nuisances multiply the events'
     ``components``; the benchmark weights follow through the linear map W_k = Σ_c a_kc w_c, found
-    from the events themselves (it must reproduce their weights).
+    from the events themselves (it must reproduce their weights ``benchmark_weights``).
 
     Raises:
         StoreError: the events lack ``components`` (and ``variations`` where a shape nuisance
             needs them), or the weights are not linear in the components.
     """
     nuisances = list(cfg.systematics.nuisances) if cfg.systematics else []
-    rows = asimov_rows(cfg, run)
     with EventStore(run.events) as store:
         if "components" not in store.extras_shapes:
             raise StoreError(
@@ -84,16 +98,16 @@ def varied_weights(cfg: RunConfig, run: RunDir, sample: AsimovSample) -> VariedW
         if components.shape[1] == 4
         else tuple(map(str, range(components.shape[1])))
     )
-    coefficients, *_ = np.linalg.lstsq(components, sample.benchmark_weights, rcond=None)  # (C, K)
-    scale = np.abs(sample.benchmark_weights).max()
-    if np.abs(components @ coefficients - sample.benchmark_weights).max() > 1e-8 * scale:
+    coefficients, *_ = np.linalg.lstsq(components, benchmark_weights, rcond=None)  # (C, K)
+    scale = np.abs(benchmark_weights).max()
+    if np.abs(components @ coefficients - benchmark_weights).max() > 1e-8 * scale:
         raise StoreError(f"{run.events}: the benchmark weights are not a linear map of the components")
     try:
         factors = component_factors(nuisances, extras.get("variations"), stored, names, len(rows))
     except ValueError as exc:
         raise StoreError(f"{run.events}: {exc}") from exc
     varied = varied_benchmark_weights(components, factors, coefficients.T)
-    return VariedWeights(sample.benchmark_weights, varied, tuple(n.name for n in nuisances))
+    return VariedWeights(benchmark_weights, varied, tuple(n.name for n in nuisances))
 
 
 @dataclass(eq=False)
@@ -229,9 +243,17 @@ def profiled_methods(
         reference = _reference(model, nominal)
         ratios = model.process_ratios(sample.x).mean
         terms = _terms(nominal, varied, weights.names, to_events, reference=reference, ratios=ratios)
+        coefficients = ProcessCoefficients(sample.joint.morpher, matrix)
+        learned = run.model(name) / "nuisances"
+        if learned.is_dir():  # the model's own g_jk(x, ±1); the exact ones stay as a cross-check
+            out[f"{name}_profiled_exact_g"] = ProfiledMethod(
+                f"{name}_profiled_exact_g", terms, asimov, reference, coefficients, interpolation,
+                model_asimov=True, theta_true=sample.theta_true,
+            )  # fmt: skip
+            terms = _learned_shapes(terms, NuisanceRatios.load(learned), sample.x, model)
         out[f"{name}_profiled"] = ProfiledMethod(
-            f"{name}_profiled", terms, asimov, reference, ProcessCoefficients(sample.joint.morpher, matrix),
-            interpolation, model_asimov=True, theta_true=sample.theta_true,
+            f"{name}_profiled", terms, asimov, reference, coefficients, interpolation, model_asimov=True,
+            theta_true=sample.theta_true,
         )  # fmt: skip
     for name, method in binned.items():
         if not (isinstance(method, BinnedMethod) and method.binning is not None):
@@ -253,6 +275,19 @@ def profiled_methods(
             bins=(index, kept),
         )  # fmt: skip
     return out
+
+
+def _learned_shapes(
+    terms: ProfileTerms, ratios: NuisanceRatios, x: np.ndarray, model: MixtureModel
+) -> ProfileTerms:
+    """``terms`` with the shapes g_jk(x, ±1) learned by ``ratios`` (same nuisances and processes)."""
+    if ratios.names_ != terms.names or ratios.processes_ != tuple(model.processes_):
+        raise StoreError(
+            f"the learned nuisance ratios are for nuisances {list(ratios.names_)} and processes "
+            f"{list(ratios.processes_)}, the config has {list(terms.names)}; retrain it (`assay train`)"
+        )
+    g = np.maximum(ratios.shape_ratios(x), SHAPE_FLOOR)  # (n_syst, 2, n_proc, n)
+    return replace(terms, shape_up=g[:, 0], shape_down=g[:, 1])
 
 
 def _processes(varied: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -316,7 +351,7 @@ def nuisance_summary(
     likelihood, fit = method.asimov_fit(sample)
     pulls, impacts = likelihood.pulls(fit), likelihood.impacts(fit)
     sigma = fit.errors[likelihood.n_poi :]
-    coarse = np.linspace(values[0], values[-1], min(len(values), 21))  # enough for a 68% width
+    coarse = np.linspace(values[0], values[-1], min(len(values), 13))  # enough for a 68% width
 
     def width(fixed: Mapping[str, float]) -> float:
         result = limits_1d(likelihood.scan(coarse, fixed_alpha=fixed), (ONE_SIGMA,))
