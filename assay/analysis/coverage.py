@@ -16,10 +16,12 @@ For each chosen profiled method (:mod:`assay.analysis.profiled`: ``truth_profile
 - **fit**: the toy's events enter as counts on the pool's per-event terms (Σ_i c_i log S_i − ν,
   the same likelihood as :meth:`~assay.analysis.profiled.ProfiledMethod.likelihood`'s slices of
   the terms with the pool as reference sample, evaluated on the pool's n events instead of N + n);
-  the global fit gives μ̂ and α̂ ± σ (Hessian); the 68% interval's ends are the crossings of the
-  profiled −2Δlog L(μ) with 1 (χ²₁), found from μ̂ ± σ̂_μ by a safeguarded secant in √q (MINOS-like:
-  3-4 conditional fits per end instead of a 15-21 point scan, and no spline error). An end below
-  which μ leaves its physical range (μ ≥ 0) closes there when q(0) < 1;
+  the global fit gives α̂ ± σ (Hessian); the 68% interval is the span of {μ : −2Δlog L < 1}
+  on a coarse profiled scan over the configured μ range (``points`` points, warm-started fits,
+  cubic spline: :func:`~assay.inference.asymptotic.limits_1d`), rescanned twice and four times as
+  wide while an end is open; μ̂ is the spline's minimum. A region reaching μ = 0 closes there.
+  Where the profiled likelihood has two minima (the off-shell search at μ = 1: destructive
+  interference gives the rate N(1) again at μ ≈ 0.5) the span covers both and over-covers;
 - **per (method, point)**: the coverage of the 68% interval, its mean width, the FAIR Universe
   challenge score (:func:`~assay.inference.neyman.challenge_score`), the mean and standard
   deviation of the pulls of μ ((μ̂ − μ_true)/σ with σ the interval's half on the side of μ_true)
