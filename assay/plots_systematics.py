@@ -16,6 +16,8 @@ from assay.plots import _mark_empty, _new_figure, method_label, style
 
 __all__ = ["impact_ranking_figure"]
 
+_SUMMARY = ("all", "none")  # the widths with every / no nuisance fixed, not nuisances
+
 
 def impact_ranking_figure(
     systematics: Mapping[str, Mapping[str, Mapping[str, float]]], poi_label: str
@@ -26,15 +28,15 @@ def impact_ranking_figure(
         systematics: :attr:`assay.results.LevelResults.systematics` (method → nuisance → numbers).
         poi_label: the parameter of interest's axis label (LaTeX allowed).
     """
-    methods = [m for m, table in systematics.items() if any(k != "all" for k in table)]
+    methods = [m for m, table in systematics.items() if any(k not in _SUMMARY for k in table)]
     n = max(1, len(methods))
-    rows = max((len(systematics[m]) - 1 for m in methods), default=1)
+    rows = max((len(systematics[m]) - len(_SUMMARY) for m in methods), default=1)
     fig, axes = _new_figure(1, n, size=(4.6 * n, 1.2 + 0.45 * rows))
     if not methods:
         return _mark_empty(fig, axes[0, 0], "nuisances")
     with style():
         for ax, method in zip(axes[0], methods):
-            table = {k: v for k, v in systematics[method].items() if k != "all"}
+            table = {k: v for k, v in systematics[method].items() if k not in _SUMMARY}
             names = sorted(table, key=lambda k: abs(table[k]["impact_up"]) + abs(table[k]["impact_down"]))
             y = np.arange(len(names))
             up = [table[k]["impact_up"] for k in names]

@@ -404,9 +404,9 @@ def _systematics_section(results: Results) -> str:
     for name, level in results.levels.items():
         for method, table in level.systematics.items():
             for nuisance, v in table.items():
-                if nuisance == "all":
-                    stat = _fmt(v["width_68_fixed"])
-                    rows.append([name, _label(method), "all (stat only)", *[_MISSING] * 4, stat])
+                if nuisance in ("all", "none"):
+                    label = {"all": "all (stat only)", "none": "none (full result)"}[nuisance]
+                    rows.append([name, _label(method), label, *[_MISSING] * 4, _fmt(v["width_68_fixed"])])
                     continue
                 rows.append([name, _label(method), nuisance, f"{_fmt(v['alpha_hat'])} ± {_fmt(v['sigma'])}",
                              _fmt(v["pull"]), f"{_fmt(v['impact_up'])} / {_fmt(v['impact_down'])}",

@@ -431,7 +431,8 @@ class LevelResults:
         systematics: profiled method → nuisance → ``alpha_hat``, ``sigma`` (post-fit), ``pull``,
             ``impact_hessian`` (seed 003's formula), ``impact_profiled`` (C_μk/√C_kk),
             ``impact_up``/``impact_down`` (refits at α̂ ± σ), ``width_68_fixed`` (the 68% interval's
-            width with this nuisance fixed at α̂); the entry ``all`` holds the stat-only width.
+            width with this nuisance fixed at α̂); the entries ``all`` and ``none`` hold the widths with
+            every nuisance fixed (stat only) and none (the full result, on the same coarse scan).
     """
 
     label: str

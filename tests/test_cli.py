@@ -17,7 +17,8 @@ from assay.store import EventStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy.yaml"
 COMMANDS = {
-    "version", "demo", "generate", "run", "inspect", "basis", "import-lhe", "train", "limits", "report"
+    "version", "demo", "generate", "run", "inspect", "basis", "import-lhe", "train", "limits", "coverage",
+    "report",
 }  # fmt: skip
 
 SMALL = {

@@ -41,7 +41,7 @@ def test_learned_shape_ratios_match_the_exact_ones(fitted):
     """A tilt of ±0.3 x0 (RMS of log g: 0.3) is learned to 0.08 RMS over the nominal events and
     correlates > 0.98 with the exact one; a pure rate change has no shape (|log g| RMS < 0.08). The
     bound is the networks' training noise on 20k events, tails included (measured 0.03-0.07)."""
-    model, (x, nominal, varied) = fitted
+    model, _ = fitted
     test_x, test_nom, test_var = _events(5_000, seed=1)
     learned = np.log(model.shape_ratios(test_x))
     exact = _exact_log_g(test_x, test_nom, test_var)
