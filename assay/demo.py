@@ -30,7 +30,7 @@ from assay.analysis.limits import summary_of
 from assay.config import RunConfig, config_from_dict
 from assay.results import Results
 
-__all__ = ["LEVELS", "PARAMETERS", "DemoSize", "demo_size", "level_config", "run_demo"]
+__all__ = ["LEVELS", "PARAMETERS", "DemoSize", "demo_size", "level_config", "run_chain", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +135,16 @@ def level_config(level: str, size: DemoSize, output: str | os.PathLike | None = 
     return config_from_dict(data, source=f"examples/wh_{level}.yaml (demo)")
 
 
-def _level(name: str, size: DemoSize, folder: Path, client: Any, progress: bool) -> tuple[Results, dict]:
-    """run → train → limits of one level; returns its results and timings."""
+def run_chain(
+    cfg: RunConfig, folder: Path, *, level: str, label: str, client: Any = None, progress: bool = True
+) -> tuple[Results, dict[str, float]]:
+    """``assay run`` → ``assay train`` → ``assay limits`` of ``cfg`` in ``folder``: the results (one
+    level named ``level``) and the seconds of each step (``events_and_sets``, ``train_<model>``,
+    ``limits``)."""
     from assay.analysis.limits import run_limits
     from assay.pipeline import run_pipeline
     from assay.training import train
 
-    cfg = level_config(name, size, folder)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     run_pipeline(cfg, folder, progress=progress)
@@ -149,9 +152,15 @@ def _level(name: str, size: DemoSize, folder: Path, client: Any, progress: bool)
     for model, result in train(cfg, folder, client=client, progress=progress).items():
         timings[f"train_{model}"] = result.wall_s
     start = time.perf_counter()
-    results = run_limits(cfg, folder, level=name, label=LABELS[name], progress=progress)
+    results = run_limits(cfg, folder, level=level, label=label, progress=progress)
     timings["limits"] = time.perf_counter() - start
     return results, timings
+
+
+def _level(name: str, size: DemoSize, folder: Path, client: Any, progress: bool) -> tuple[Results, dict]:
+    """run → train → limits of one level; returns its results and timings."""
+    cfg = level_config(name, size, folder)
+    return run_chain(cfg, folder, level=name, label=LABELS[name], client=client, progress=progress)
 
 
 def run_demo(

@@ -22,7 +22,7 @@ from typing import Any
 
 from assay.analysis.limits import summary_of
 from assay.config import RunConfig, config_from_dict
-from assay.demo import example_config
+from assay.demo import example_config, run_chain
 
 __all__ = ["LEVEL", "SearchSize", "run_search_demo", "search_config", "search_size"]
 
@@ -100,25 +100,17 @@ def run_search_demo(
         ``{"offshell": {method: {"mu_68": …, "mu_95": …}}, "significance": …, "search": …,
         "local_minima": … (where a scan has several), "warnings": …, "timings_s": …}``.
     """
-    from assay.analysis.limits import run_limits, write_limits
-    from assay.pipeline import run_pipeline
+    from assay.analysis.limits import write_limits
     from assay.results import strict_json
     from assay.rundir import ResultsDir
     from assay.saving import write_json
-    from assay.training import train
 
     size = size or SearchSize()
     out = Path(output)
-    cfg = search_config(size, out)
-    timings: dict[str, float] = {}
     start = time.perf_counter()
-    run_pipeline(cfg, out, progress=progress)
-    timings["events_and_sets"] = time.perf_counter() - start
-    for model, result in train(cfg, out, client=client, progress=progress).items():
-        timings[f"train_{model}"] = result.wall_s
-    t0 = time.perf_counter()
-    results = run_limits(cfg, out, level=LEVEL, label=LABEL, progress=progress)
-    timings["limits"] = time.perf_counter() - t0
+    results, timings = run_chain(
+        search_config(size, out), out, level=LEVEL, label=LABEL, client=client, progress=progress
+    )
     timings["total"] = time.perf_counter() - start
     results = replace(results, title="assay demo --search: off-shell H* → ZZ → 4ℓ, expected limits on μ",
                       timings_s=timings)  # fmt: skip

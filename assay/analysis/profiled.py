@@ -27,7 +27,7 @@ from scipy import interpolate
 
 from assay.analysis.build import asimov_rows
 from assay.analysis.methods import BinnedMethod, Dataset, Method
-from assay.analysis.systematics import component_factors, process_terms, varied_benchmark_weights
+from assay.analysis.systematics import SHAPE_FLOOR, component_factors, process_terms, varied_benchmark_weights
 from assay.config import RunConfig
 from assay.estimators.mixture import MixtureModel
 from assay.estimators.mixture_processes import process_matrix
@@ -51,8 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-SHAPE_FLOOR = 1e-6  # g at ±1 where a variation empties an event (a lepton pair below the model's m_ℓℓ)
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,9 +226,7 @@ def profiled_methods(
     interpolation = cfg.systematics.interpolation
     identity = np.eye(weights.nominal.shape[1])
     out: dict[str, ProfiledMethod] = {}
-    exact = _terms(
-        weights.nominal @ identity.T, _processes(weights.varied, identity), weights.names, to_events
-    )
+    exact = process_terms(weights.nominal, weights.varied, weights.names, to_events=to_events)  # P = 1
     out["truth_profiled"] = ProfiledMethod(
         "truth_profiled", exact, asimov, weights.nominal.sum(axis=1),
         ProcessCoefficients(sample.joint.morpher, identity), interpolation,
@@ -242,7 +238,8 @@ def profiled_methods(
         nominal, varied = weights.nominal @ matrix.T, _processes(weights.varied, matrix)
         reference = _reference(model, nominal)
         ratios = model.process_ratios(sample.x).mean
-        terms = _terms(nominal, varied, weights.names, to_events, reference=reference, ratios=ratios)
+        terms = process_terms(nominal, varied, weights.names, to_events=to_events, reference=reference,
+                              ratios=ratios)  # fmt: skip
         coefficients = ProcessCoefficients(sample.joint.morpher, matrix)
         learned = run.model(name) / "nuisances"
         if learned.is_dir():  # the model's own g_jk(x, ±1); the exact ones stay as a cross-check
@@ -267,7 +264,7 @@ def profiled_methods(
         bins = index(data)
         n_bins = int(np.prod([len(e) - 1 for e in binning.edges]))
         nominal_b, varied_b, kept = _binned(weights.nominal, weights.varied, bins, n_bins)
-        terms = _terms(nominal_b, varied_b, weights.names, to_events)
+        terms = process_terms(nominal_b, varied_b, weights.names, to_events=to_events)
         counts = np.bincount(bins[bins >= 0], weights=asimov[bins >= 0], minlength=n_bins)[kept]
         coefficients = ProcessCoefficients(sample.joint.morpher, identity)
         out[f"{name}_profiled"] = ProfiledMethod(
@@ -310,32 +307,6 @@ def _binned(nominal: np.ndarray, varied: np.ndarray, bins: np.ndarray, n_bins: i
     np.add.at(varied_sums, bins[inside], varied[inside])
     kept = np.flatnonzero(sums.sum(axis=1) > 0)
     return sums[kept], varied_sums[kept], kept
-
-
-def _terms(
-    nominal: np.ndarray,
-    varied: np.ndarray,
-    names: Sequence[str],
-    to_events: float,
-    *,
-    reference: np.ndarray | None = None,
-    ratios: np.ndarray | None = None,
-) -> ProfileTerms:
-    """:func:`assay.analysis.systematics.process_terms` as ProfileTerms, ν_j in expected events.
-
-    Estimated ratios are normalised so that E_ref[r̂_j] = 1 on the events weighted by W_ref (a
-    classifier's r̂_j can be off by a few per cent in scale, which ν_j ~ 10⁴ events would turn
-    into a shift of hundreds in −2 log L; the exact r_j already satisfy it)."""
-    t = process_terms(nominal, varied, names, reference=reference, ratios=ratios)
-    if ratios is not None:
-        u = nominal.sum(axis=1) if reference is None else np.asarray(reference, dtype=float)
-        mean = t.ratios @ u / u.sum()
-        t = replace(t, ratios=t.ratios / mean[:, None])
-    floor = lambda g: np.maximum(g, SHAPE_FLOOR)  # noqa: E731
-    return ProfileTerms(
-        ratios=np.maximum(t.ratios, 0.0), nu=t.nu * to_events, shape_up=floor(t.shape_up),
-        shape_down=floor(t.shape_down), norm_up=t.norm_up, norm_down=t.norm_down, names=t.names,
-    )  # fmt: skip
 
 
 def nuisance_summary(

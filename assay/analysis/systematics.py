@@ -11,7 +11,8 @@ the simulator's variations are exact per-event, per-component weight factors F_c
 on its components, and the benchmark weights at α = ±1 are W_k^±(x) = Σ_c a_kc F_c^±(x) w_c(x) with
 a_kc the components' coefficients at benchmark k (μ_k, √μ_k, 1, 1 for S, I, B_gg, B_qq).
 
-:func:`process_terms` turns nominal and varied process weights of "events" into r_j, ν_j, G and g;
+:func:`process_terms` turns nominal and varied process weights of "events" into r_j, ν_j, G and g
+(:class:`~assay.inference.profile_terms.ProfileTerms`);
 the events are the Asimov events (exact terms: the truth), or histogram bins (their summed
 weights: a binned likelihood), or the Asimov events with r_j from a trained mixture model.
 """
@@ -19,40 +20,15 @@ weights: a binned likelihood), or the Asimov events with r_j from a trained mixt
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from assay.config import NuisanceConfig, RunConfig
+from assay.config import NuisanceConfig
+from assay.inference.profile_terms import ProfileTerms
 
-__all__ = [
-    "ProcessTerms",
-    "bin_terms",
-    "component_factors",
-    "process_terms",
-    "varied_benchmark_weights",
-]
+__all__ = ["SHAPE_FLOOR", "component_factors", "process_terms", "varied_benchmark_weights"]
 
-
-@dataclass(frozen=True)
-class ProcessTerms:
-    """The per-event terms of seed 003's likelihood with nuisances.
-
-    Attributes:
-        ratios: r_j = p_j/p_ref per event ``(n_proc, n_events)``.
-        nu: ν_j in the units of the weights ``(n_proc,)``.
-        shape_up, shape_down: g_jk at α_k = ±1 per event ``(n_syst, n_proc, n_events)``.
-        norm_up, norm_down: G_jk at α_k = ±1 ``(n_syst, n_proc)``.
-        names: the nuisances ``(n_syst,)``.
-    """
-
-    ratios: np.ndarray
-    nu: np.ndarray
-    shape_up: np.ndarray
-    shape_down: np.ndarray
-    norm_up: np.ndarray
-    norm_down: np.ndarray
-    names: tuple[str, ...]
+SHAPE_FLOOR = 1e-6  # g at ±1 where a variation empties an event (a lepton pair below the model's m_ℓℓ)
 
 
 def component_factors(
@@ -117,21 +93,26 @@ def process_terms(
     varied: np.ndarray,
     names: Sequence[str],
     *,
+    to_events: float = 1.0,
     reference: np.ndarray | None = None,
     ratios: np.ndarray | None = None,
-) -> ProcessTerms:
+) -> ProfileTerms:
     """r_j, ν_j, G_jk and g_jk from process weights of "events" (events or bins).
 
     Args:
         nominal: W_j per event ``(n_events, n_proc)``, > 0 where events have weight.
         varied: W_j at α_k = ±1 ``(n_events, n_syst, 2, n_proc)``.
         names: the nuisances.
+        to_events: ν_j in expected events per unit of the weights (L · 1000 · the sample's scale).
         reference: W_ref per event ``(n_events,)``; default the sum of the processes.
-        ratios: r_j ``(n_proc, n_events)`` to use instead of the exact ones (a trained model).
+        ratios: r̂_j ``(n_proc, n_events)`` to use instead of the exact ones (a trained model); they
+            are normalised so that E_ref[r̂_j] = 1 on the events weighted by W_ref (a classifier's r̂_j
+            can be off by a few per cent in scale, which ν_j ~ 10⁴ events would turn into a shift of
+            hundreds in −2 log L; the exact r_j satisfy it already).
 
     Returns:
-        :class:`ProcessTerms`: g_jk = (W_j^±/ν_j^±)/(W_j/ν_j), G_jk = ν_j^±/ν_j and
-        r_j = (W_j/ν_j)/(W_ref/ν_ref).
+        :class:`~assay.inference.profile_terms.ProfileTerms`: g_jk = (W_j^±/ν_j^±)/(W_j/ν_j) (at least
+        :data:`SHAPE_FLOOR`), G_jk = ν_j^±/ν_j and r_j = (W_j/ν_j)/(W_ref/ν_ref).
 
     Raises:
         ValueError: a process or variation with Σ W ≤ 0, or a negative varied/nominal ratio.
@@ -143,44 +124,19 @@ def process_terms(
         raise ValueError("process_terms: every process needs Σ W > 0, nominal and varied")
     ref = nominal.sum(axis=1) if reference is None else np.asarray(reference, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        exact = (nominal / nu).T / (ref / ref.sum())
         shape = (varied / nu_varied) / (nominal / nu)[:, None, None, :]  # (n, n_syst, 2, n_proc)
     shape = np.where(np.isfinite(shape), shape, 1.0)  # a process without weight at x: no shape effect
     if np.any(shape < 0):
         raise ValueError("process_terms: a varied weight has the opposite sign of the nominal one")
-    g = np.transpose(shape, (1, 2, 3, 0))  # (n_syst, 2, n_proc, n_events)
+    g = np.maximum(np.transpose(shape, (1, 2, 3, 0)), SHAPE_FLOOR)  # (n_syst, 2, n_proc, n_events)
+    if ratios is None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = (nominal / nu).T / (ref / ref.sum())
+    else:
+        r = np.asarray(ratios, dtype=float)
+        r = r / (r @ ref / ref.sum())[:, None]
     norm = nu_varied / nu  # (n_syst, 2, n_proc)
-    return ProcessTerms(
-        ratios=exact if ratios is None else np.asarray(ratios, dtype=float),
-        nu=nu, shape_up=g[:, 0], shape_down=g[:, 1], norm_up=norm[:, 0], norm_down=norm[:, 1],
-        names=tuple(names),
+    return ProfileTerms(
+        ratios=np.maximum(r, 0.0), nu=nu * to_events, shape_up=g[:, 0], shape_down=g[:, 1],
+        norm_up=norm[:, 0], norm_down=norm[:, 1], names=tuple(names),
     )  # fmt: skip
-
-
-def bin_terms(
-    nominal: np.ndarray, varied: np.ndarray, bins: np.ndarray, n_bins: int, names: Sequence[str]
-) -> tuple[ProcessTerms, np.ndarray]:
-    """The terms of a histogram: events summed per bin, the bins as the "events" of the likelihood.
-
-    Args:
-        nominal: W_j per event ``(n_events, n_proc)``.
-        varied: ``(n_events, n_syst, 2, n_proc)``.
-        bins: each event's bin, −1 outside ``(n_events,)``.
-        n_bins: number of bins.
-        names: the nuisances.
-
-    Returns:
-        (terms over the non-empty bins, their indices).
-    """
-    inside = bins >= 0
-    sums = np.zeros((n_bins, *nominal.shape[1:]))
-    np.add.at(sums, bins[inside], nominal[inside])
-    varied_sums = np.zeros((n_bins, *varied.shape[1:]))
-    np.add.at(varied_sums, bins[inside], varied[inside])
-    filled = np.flatnonzero(sums.sum(axis=1) > 0)
-    return process_terms(sums[filled], varied_sums[filled], names), filled
-
-
-def nuisances_of(cfg: RunConfig) -> list[NuisanceConfig]:
-    """The config's nuisances (empty without a systematics section)."""
-    return list(cfg.systematics.nuisances) if cfg.systematics is not None else []

@@ -34,6 +34,18 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(code=INTERRUPTED) from None
 
 
+@contextmanager
+def dask_client(workers: int | None) -> Iterator[object]:
+    """A local Dask cluster with ``workers`` workers for the duration (``--workers``), or None."""
+    if not workers:
+        yield None
+        return
+    from assay.cluster import local_client
+
+    with local_client(workers) as client:
+        yield client
+
+
 def register_all(app: typer.Typer, *commands: Callable) -> None:
     for command in commands:
         app.command()(command)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from assay.cli._common import CONFIG, OUTPUT, QUIET, console, register_all, user_errors
+from assay.cli._common import CONFIG, OUTPUT, QUIET, console, dask_client, register_all, user_errors
 
 
 def _alpha(values: list[str] | None) -> dict[str, list[float]]:
@@ -50,8 +50,6 @@ def coverage(
     method's model with randomised global observables, fitted with the nuisances profiled. Writes
     OUTPUT/limits/coverage.json (and one file per method and point in limits/coverage/; a rerun
     with the same settings skips the finished ones)."""
-    from contextlib import nullcontext
-
     from assay.analysis.coverage import run_coverage
     from assay.config import load_config
     from assay.rundir import RunDir
@@ -59,14 +57,8 @@ def coverage(
     true_alpha = _alpha(alpha)
     with user_errors():
         cfg = load_config(config)
-        if workers:
-            from assay.cluster import local_client
-
-            cluster = local_client(workers)
-        else:
-            cluster = nullcontext(None)
         log = (lambda line: None) if quiet else (lambda line: console.print(line, highlight=False))
-        with cluster as client:
+        with dask_client(workers) as client:
             found = run_coverage(
                 cfg, output, mu=mu, alpha=true_alpha, methods=methods, n_toys=toys, points=points,
                 client=client, progress=not quiet, log=log,

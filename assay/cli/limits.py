@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from assay.cli._common import CONFIG, OUTPUT, QUIET, console, register_all, user_errors
+from assay.cli._common import CONFIG, OUTPUT, QUIET, console, dask_client, register_all, user_errors
 
 
 def _theta(values: list[str] | None) -> dict[str, float] | None:
@@ -53,8 +53,6 @@ def limits(
 ) -> None:
     """Scan every method of the config's `inference` section on the same events and write
     OUTPUT/limits/summary.json, results.json and the pyhf workspaces of the histogram methods."""
-    from contextlib import nullcontext
-
     from assay.analysis.limits import run_limits
     from assay.config import load_config
     from assay.rundir import RunDir
@@ -62,13 +60,7 @@ def limits(
     theta_toys = _theta(theta)
     with user_errors():
         cfg = load_config(config)
-        if workers:
-            from assay.cluster import local_client
-
-            cluster = local_client(workers)
-        else:
-            cluster = nullcontext(None)
-        with cluster as client:
+        with dask_client(workers) as client:
             results = run_limits(
                 cfg, output, models=models, data=data, toys=toys, theta_toys=theta_toys, client=client,
                 neyman=neyman, neyman_methods=neyman_methods, progress=not quiet,
