@@ -456,3 +456,17 @@ def test_offshell_m4l_window_is_checked():
     data["simulator"] = {"kind": "offshell", "n_events": 10, "m4l_range": [500, 300]}
     with pytest.raises(ConfigError, match=r"simulator.*m4l_range must have 0 < low < high"):
         config_from_dict(data)
+
+
+EXAMPLES = sorted(
+    p.name for p in resources.files("assay").joinpath("examples").iterdir() if p.name.endswith(".yaml")
+)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_example_config_is_valid(name):
+    cfg = load_config(Path(str(resources.files("assay").joinpath("examples", name))))
+    if cfg.systematics is not None:  # shape nuisances name variations the simulator knows
+        from assay.simulators.offshell_systematics import check_variations
+
+        check_variations(tuple(cfg.systematics.shape_variations()))
