@@ -470,3 +470,21 @@ def test_every_example_config_is_valid(name):
         from assay.simulators.offshell_systematics import check_variations
 
         check_variations(tuple(cfg.systematics.shape_variations()))
+
+
+def test_shape_nuisances_need_a_simulator_with_variations():
+    data = {
+        "parameters": [{"name": "a", "range": [-1, 1]}],
+        "simulator": {"kind": "gaussian_toy", "n_events": 10},
+        "systematics": {"nuisances": [{"name": "jes"}, {"name": "lumi", "normalisation": 0.02}]},
+    }
+    with pytest.raises(ConfigError, match=r"nuisances\[0\]: 'jes': .*provides no shape variations"):
+        config_from_dict(data)
+
+
+def test_unknown_offshell_variation_is_a_config_error(tmp_path):
+    from assay.pipeline import run_pipeline
+
+    data = {**_mu_config(), "systematics": {"nuisances": [{"name": "jet_energy_scale"}]}}
+    with pytest.raises(ConfigError, match=r"systematics\.nuisances: .*jet_energy_scale"):
+        run_pipeline(config_from_dict(data), tmp_path / "run", progress=False)

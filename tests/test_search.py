@@ -419,3 +419,15 @@ def test_full_size_profiled_nsbi_is_close_to_the_profiled_truth(tmp_path):
     assert width["nsbi_profiled"] < hi - lo
     fixed = {k: v["width_68_fixed"] for k, v in level.systematics["truth_profiled"].items()}
     assert min(fixed, key=fixed.get) == "all" and sorted(fixed, key=fixed.get)[1] == "gg_nlo_qcd"
+
+
+def test_a_nuisance_whose_variation_is_not_in_the_events_says_rerun():
+    from assay.analysis.systematics import component_factors
+    from assay.config import NuisanceConfig
+
+    with pytest.raises(ValueError, match=r"variation 'gg_shower' is not in the events .*rerun"):
+        component_factors([NuisanceConfig(name="gg_shower")], None, [], ("S", "I", "B_gg", "B_qq"), 3)
+    factors = component_factors([NuisanceConfig(name="n", normalisation=0.1, components=["B_qq"])], None, [],
+                                ("S", "I", "B_gg", "B_qq"), 2)  # fmt: skip
+    np.testing.assert_allclose(factors[0, 0, :, 3], [1.1, 1 / 1.1])
+    np.testing.assert_allclose(factors[0, 0, :, :3], 1.0)
