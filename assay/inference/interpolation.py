@@ -20,8 +20,9 @@ broadcasts α against ``up``/``down`` of any shape and works on numpy arrays and
 
 Also :func:`exponential` (up^α for α ≥ 0, down^(−α) for α < 0: positive, kinked at 0) and
 :func:`linear` (1 + α(up − 1), 1 + α(1 − down): kinked at 0, may turn negative). Each has a
-precomputed torch form for one scalar α over many events (:data:`TABLES`), the fast path of
-:class:`~assay.inference.profile_likelihood.ProfileLikelihood`.
+precomputed form for one scalar α over many events (:data:`TABLES`), the fast path of
+:class:`~assay.inference.profile_likelihood.ProfileLikelihood`: a differentiable torch call and
+``derivatives(α)``, g and dg/dα in numpy for its analytic gradient.
 """
 
 from __future__ import annotations
@@ -186,6 +187,9 @@ def interpolation(name: str) -> Callable[[Array, Array, Array], Array]:
     return INTERPOLATIONS[name]
 
 
+_ORDERS = np.arange(1.0, 7.0)
+
+
 class VerticalTable:
     """:func:`vertical` over fixed torch ``up``/``down`` for one scalar α at a time, precomputed.
 
@@ -201,6 +205,7 @@ class VerticalTable:
     def __init__(self, up: torch.Tensor, down: torch.Tensor):
         self.log_up, self.log_down = up.log(), down.log()
         self.coefficients = vertical_coefficients(up, down).movedim(0, -1).contiguous()  # (..., 6)
+        self._numpy = self.log_up.numpy(), self.log_down.numpy(), self.coefficients.numpy()
 
     def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
         value = float(alpha.detach())
@@ -211,15 +216,37 @@ class VerticalTable:
         powers = torch.stack([alpha**n for n in range(1, 7)])
         return 1 + self.coefficients @ powers
 
+    def derivatives(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """(g(α), dg/dα) as numpy arrays of ``up``'s shape, for one value α."""
+        log_up, log_down, coefficients = self._numpy
+        if alpha > 1:
+            g = np.exp(alpha * log_up)
+            return g, log_up * g
+        if alpha < -1:
+            g = np.exp(-alpha * log_down)
+            return g, -log_down * g
+        powers = np.empty((6, 2))  # α^n and n α^(n−1), n = 1..6
+        powers[:, 0] = alpha ** _ORDERS
+        powers[:, 1] = _ORDERS * alpha ** (_ORDERS - 1)
+        both = coefficients @ powers
+        return 1 + both[..., 0], both[..., 1]
+
 
 class ExponentialTable:
     """:func:`exponential` over fixed torch ``up``/``down`` for one scalar α (see :class:`VerticalTable`)."""
 
     def __init__(self, up: torch.Tensor, down: torch.Tensor):
         self.log_up, self.log_down = up.log(), down.log()
+        self._numpy = self.log_up.numpy(), -self.log_down.numpy()
 
     def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
         return torch.exp(alpha * self.log_up if float(alpha.detach()) >= 0 else -alpha * self.log_down)
+
+    def derivatives(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """(g(α), dg/dα) as numpy arrays of ``up``'s shape, for one value α."""
+        slope = self._numpy[0] if alpha >= 0 else self._numpy[1]
+        g = np.exp(alpha * slope)
+        return g, slope * g
 
 
 class LinearTable:
@@ -227,9 +254,15 @@ class LinearTable:
 
     def __init__(self, up: torch.Tensor, down: torch.Tensor):
         self.up_step, self.down_step = up - 1, 1 - down
+        self._numpy = self.up_step.numpy(), self.down_step.numpy()
 
     def __call__(self, alpha: torch.Tensor) -> torch.Tensor:
         return 1 + alpha * (self.up_step if float(alpha.detach()) >= 0 else self.down_step)
+
+    def derivatives(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """(g(α), dg/dα) as numpy arrays of ``up``'s shape, for one value α."""
+        step = self._numpy[0] if alpha >= 0 else self._numpy[1]
+        return 1 + alpha * step, step
 
 
 TABLES: dict[str, type[VerticalTable | ExponentialTable | LinearTable]] = {

@@ -105,9 +105,14 @@ class ProfileLikelihood:
             self._u = torch.tensor(u / u.sum())
         as_tensor = lambda v: torch.tensor(np.array(v), dtype=torch.float64)  # noqa: E731
         self._w, self._a = as_tensor(w), as_tensor(a)
+        self._w_numpy = self._w.numpy()
         self._constrained = as_tensor(terms.constrained)
         self._ratios, self._nu = as_tensor(terms.ratios), as_tensor(terms.nu)
         self._tables = self._build_tables(interpolation_table(interpolation))
+        self._numpy_tables = [
+            (slice(None) if index is None else index.numpy(), shape, norm_index.numpy(), yields)
+            for index, shape, norm_index, yields in self._tables
+        ]  # fmt: skip
         self._norm0 = None if self._u is None else self._ratios @ self._u  # N_j(0)
         f = coefficients(as_tensor(self._default_poi()))
         if f.shape != (terms.n_proc,):
@@ -177,6 +182,84 @@ class ProfileLikelihood:
     def _nll_vector(self, values: torch.Tensor) -> torch.Tensor:
         return self.nll(values[: self.n_poi], values[self.n_poi :])
 
+    def _coefficients_jacobian(self, poi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """f_j(θ) ``(n_proc,)`` and ∂f_j/∂θ ``(n_poi, n_proc)``: numpy where the coefficients have it."""
+        numpy_form = getattr(self.coefficients, "value_and_jacobian", None)
+        if numpy_form is not None:
+            return numpy_form(poi)
+        theta = torch.as_tensor(np.asarray(poi, dtype=float))
+        f = self.coefficients(theta).detach().numpy()
+        jacobian = torch.autograd.functional.jacobian(self.coefficients, theta).numpy()  # (n_proc, n_poi)
+        return f, jacobian.T
+
+    def value_and_gradient(self, values: np.ndarray) -> tuple[float, np.ndarray]:
+        """−2 log L and its exact gradient ``(n_par,)`` at ``values`` (POIs then nuisances), in numpy.
+
+        The same function as :meth:`nll` with its derivatives written out (what MIGRAD calls; torch
+        autograd of :meth:`nll` gives the same numbers and the Hessian). With
+        rows_ji = r_j(x_i) Π_k g_jk(x_i, α_k), L_kji = ∂ln g_jk(x_i, α_k)/∂α_k, A_j = f_j ν_j Π_k G_jk,
+        N_j = Σ_i u_i rows_ji (1 without ``normalization``), s_j = A_j N_j(0)/N_j and S_i = Σ_j s_j rows_ji:
+
+            ∂S_i/∂f_j = (s_j/f_j) rows_ji,
+            ∂S_i/∂α_k = Σ_j s_j rows_ji (∂ln G_jk/∂α_k − Σ_l u_l rows_jl L_kjl / N_j + L_kji),
+
+        and ∂ν/∂α_k = Σ_j A_j ∂ln G_jk/∂α_k; events with S_i clipped at the floor count through ν.
+        A non-finite result (a g_jk = 0) falls back to torch autograd.
+        """
+        values = np.asarray(values, dtype=float)
+        poi, alpha = values[: self.n_poi], values[self.n_poi :]
+        f, jacobian = self._coefficients_jacobian(poi)
+        terms = self.terms
+        rows = terms.ratios.copy()
+        G, d_log_G = np.ones(terms.n_proc), np.zeros((terms.n_syst, terms.n_proc))
+        logs = []
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for k, (where, shape, norm_where, yields) in enumerate(self._numpy_tables):
+                if shape is not None:
+                    g, dg = shape.derivatives(float(alpha[k]))
+                    rows[where] *= g
+                    logs.append((k, where, dg / g))
+                if yields is not None:
+                    gk, dgk = yields.derivatives(float(alpha[k]))
+                    G[norm_where] *= gk
+                    d_log_G[k, norm_where] = dgk / gk
+            base = terms.nu * G  # ∂A_j/∂f_j
+            amplitudes = f * base
+            if self._u is None:
+                scale = np.ones(terms.n_proc)
+            else:
+                u = self._u.numpy()
+                norms = rows @ u
+                scale = self._norm0.numpy() / norms
+            shapes = amplitudes * scale
+            rates = shapes @ rows
+            total = amplitudes.sum()
+            floor = self.floor * total
+            clipped = rates < floor
+            w = self._w_numpy
+            log_rates = np.log(np.where(clipped, floor, rates))
+            a, constrained = self.global_observables, self._constrained.numpy()
+            value = -2 * (w @ log_rates - total) + float((constrained * (alpha - a) ** 2).sum())
+            v = np.where(clipped, 0.0, w / np.where(clipped, 1.0, rates))  # ∂(Σ w ln S)/∂S_i
+            outside = float(w[clipped].sum()) / total - 1.0  # clipped events and −ν: per unit ∂ν
+            projected = rows @ v  # Σ_i v_i rows_ji
+            grad_f = base * scale * projected + outside * base
+            grad_alpha = outside * (d_log_G @ amplitudes) + (d_log_G * shapes * projected).sum(axis=1)
+            for k, where, log_derivative in logs:
+                weighted = rows[where] * log_derivative  # rows_ji L_kji (touched processes)
+                sums = weighted @ (np.stack([v, u], axis=1) if self._u is not None else v[:, None])
+                grad_alpha[k] += shapes[where] @ sums[:, 0]
+                if self._u is not None:
+                    grad_alpha[k] -= (shapes[where] * sums[:, 1] / norms[where]) @ projected[where]
+            gradient = -2 * np.concatenate([jacobian @ grad_f, grad_alpha])
+            gradient[self.n_poi :] += 2 * constrained * (alpha - a)
+        if not (np.isfinite(value) and np.isfinite(gradient).all()):
+            v_torch = torch.tensor(values, requires_grad=True)
+            value_torch = self._nll_vector(v_torch)
+            (grad,) = torch.autograd.grad(value_torch, v_torch)
+            return value_torch.item(), grad.numpy()
+        return float(value), gradient
+
     # ---- minimisation -------------------------------------------------------------------
     def _setup(
         self,
@@ -221,10 +304,7 @@ class ProfileLikelihood:
             key = np.asarray(x, dtype=float).tobytes()
             if key not in cache:
                 cache.clear()
-                v = torch.tensor(np.asarray(x, dtype=float), requires_grad=True)
-                value = self._nll_vector(v)
-                (grad,) = torch.autograd.grad(value, v)
-                cache[key] = (value.item(), grad.numpy())
+                cache[key] = self.value_and_gradient(x)
                 calls[0] += 1
             return cache[key]
 

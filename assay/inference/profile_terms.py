@@ -229,6 +229,25 @@ class ProcessCoefficients:
         """Per parameter (lower, upper): (0, None) where θ enters through √θ, else (None, None)."""
         return tuple((0.0, None) if bool(r) else (None, None) for r in self.roots)
 
+    def value_and_jacobian(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """f_j(θ) ``(n_proc,)`` and ∂f_j/∂θ_a ``(n_params, n_proc)`` in numpy, for θ ``(n_params,)``.
+
+        Where θ_a enters through √θ_a its derivative at θ_a = 0 is taken at θ_a = 10⁻³⁰⁰ (finite;
+        a fit reaches 0 only as a bound or a fixed point of a scan).
+        """
+        theta = np.asarray(theta, dtype=float)
+        roots, exponents = self.roots.numpy(), self.exponents.numpy()  # (n_params,), (n_comp, n_params)
+        base = np.where(roots, np.sqrt(np.clip(theta, 0.0, None)), theta)
+        d_base = np.where(roots, 0.5 / np.sqrt(np.clip(theta, 1e-300, None)), 1.0)
+        powers = base**exponents  # (n_comp, n_params); 0⁰ = 1
+        d_powers = exponents * base ** np.maximum(exponents - 1, 0) * d_base
+        monomials = powers.prod(axis=1)
+        jacobian = np.stack([
+            d_powers[:, a] * np.prod(np.delete(powers, a, axis=1), axis=1) for a in range(len(theta))
+        ])  # fmt: skip
+        linear = self.linear.numpy()
+        return monomials @ linear, jacobian @ linear
+
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
         """f_j(θ) ``(n_proc,)`` for θ ``(n_params,)`` (float64)."""
         # Π_a base_a^n by repeated products: pow(0, 0)'s gradient is NaN, and √θ's is infinite at 0
