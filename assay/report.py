@@ -70,8 +70,28 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     (run_dir / PLOTS).mkdir(exist_ok=True)
     plots = _write_plots(results, run_dir)
     path = run_dir / REPORT
-    write_text(path, _page(results, summary, summary_problem, plots))
+    write_text(path, _page(results, summary, summary_problem, plots, _diagnostics_section(run_dir)))
     return path
+
+
+def _diagnostics_section(run_dir: Path) -> str:
+    """The tables and figures of ``assay diagnostics`` (``diagnostics.json``), if it has been run."""
+    from assay.analysis.mixture_diagnostics import DIAGNOSTICS
+
+    if not (run_dir / DIAGNOSTICS).is_file():
+        return ""
+    from assay.plots_diagnostics import diagnostics_tables, write_diagnostics_plots
+
+    try:
+        data = read_json(run_dir / DIAGNOSTICS, missing="not found")
+    except StoreError as exc:
+        log.warning("%s", exc)
+        return f'<p class="note">{_e(exc)}</p>'
+    parts = [_section(title, _table(header, rows, names=2), note)
+             for title, header, rows, note in diagnostics_tables(data)]  # fmt: skip
+    parts += [f'<figure><img src="{_e(p)}" alt="{_e(c)}"><figcaption>{_e(c)}</figcaption></figure>'
+              for p, c in write_diagnostics_plots(data, run_dir)]  # fmt: skip
+    return "\n".join(parts)
 
 
 def _read_summary(path: Path) -> tuple[dict, str | None]:
@@ -484,8 +504,14 @@ def _figures_section(results: Results, plots: Sequence[_Plot]) -> str:
     return "\n".join(parts)
 
 
-def _page(results: Results, summary: Mapping, summary_problem: str | None, plots: Sequence[_Plot]) -> str:
-    """The whole report page."""
+def _page(
+    results: Results,
+    summary: Mapping,
+    summary_problem: str | None,
+    plots: Sequence[_Plot],
+    diagnostics: str = "",
+) -> str:
+    """The whole report page; ``diagnostics``: the HTML of :func:`_diagnostics_section`."""
     sections = [
         _overview(results),
         _levels_section(results),
@@ -498,6 +524,7 @@ def _page(results: Results, summary: Mapping, summary_problem: str | None, plots
         _checks_section(results, summary, summary_problem),
         _timings_section(results, summary),
         _figures_section(results, plots),
+        diagnostics,
     ]
     body = "\n".join(s for s in sections if s)
     title = _e(results.title)

@@ -2,7 +2,7 @@
 
 One module per command group: :mod:`assay.cli.run` (demo, generate, run), :mod:`assay.cli.data`
 (inspect, basis, import-lhe), :mod:`assay.cli.train` (train), :mod:`assay.cli.limits` (limits),
-:mod:`assay.cli.coverage` (coverage),
+:mod:`assay.cli.coverage` (coverage), :mod:`assay.cli.diagnostics` (diagnostics),
 :mod:`assay.cli.report` (report).
 Every command has ``--help``.
 """
@@ -14,7 +14,7 @@ import logging
 import typer
 
 from assay import __version__
-from assay.cli import coverage, data, limits, report, run, train
+from assay.cli import coverage, data, diagnostics, limits, report, run, train
 
 app = typer.Typer(
     name="assay",
@@ -45,6 +45,7 @@ data.register(app)
 train.register(app)
 limits.register(app)
 coverage.register(app)
+diagnostics.register(app)
 report.register(app)
 
 
