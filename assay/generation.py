@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from assay.exceptions import StoreError
 from assay.simulators.base import BatchSimulator, EventBatch
 from assay.simulators.toys import GaussianToy
-from assay.store import EventStore
+from assay.store import EventStore, ResumeMismatch
 
 __all__ = ["BatchSimulator", "EventBatch", "ToyBatchSimulator", "generate", "merge_stores"]
 
@@ -67,6 +67,7 @@ def generate(
     client: Any = None,
     on_batch: Callable[[EventBatch], None] | None = None,
     compression: str | None = "lzf",
+    negative_weights: bool = False,
 ) -> EventStore:
     """Generate ``n_events`` into ``path``, resuming an interrupted run.
 
@@ -85,13 +86,19 @@ def generate(
             ``None`` runs in this process.
         on_batch: called with every batch in order (e.g. to sum cut flows).
         compression: HDF5 filter of the file; LZF (default) writes ~2× faster than gzip.
+        negative_weights: the sample may have negative benchmark weights (interference, NLO;
+            the config's ``sampling.allow_negative_weights``); otherwise a negative weight is an
+            error naming the file, row and benchmark (:meth:`EventStore.create`).
 
     Returns:
         The finished, opened :class:`EventStore`. If ``path`` already holds a complete
         file made with the same settings it is returned unchanged.
 
     Raises:
-        StoreError: an interrupted run with other settings left ``<path>.partial``.
+        StoreError: an interrupted run with other settings left ``<path>.partial``; the disk is
+            full (the message names the file and says "no space left"; the batches written
+            before are kept and a rerun resumes after them, or starts a partial file that HDF5
+            left unreadable over, logging which); a batch has NaN/inf or unexpected negative weights.
     """
     path = Path(path)
     meta = dict(metadata or {})
@@ -113,14 +120,20 @@ def generate(
             resume=True,
             overwrite=True,
             compression=compression,
+            negative_weights=negative_weights,
             **meta,
         )
-    except StoreError as exc:
+    except ResumeMismatch as exc:
         raise StoreError(
             f"{exc}\n(an interrupted run with other settings (seed, n_events, batch_size, config) "
             f"left {path}.partial; rerun with those settings, or delete it to start over)"
         ) from exc
     done = writer.checkpoint  # batches completed by an interrupted run
+    if writer.restarted:
+        logger.warning("%s.partial was damaged (%s): starting it over", path, writer.restarted)
+    elif done:
+        logger.warning("resuming %s.partial after batch %d of %d (%d events kept)",
+                       path, done, -(-n_events // batch_size), writer.n_events)  # fmt: skip
     try:
         with tqdm(
             total=n_events, initial=min(done * batch_size, n_events), unit="ev", desc=f"generate {path.name}",
@@ -165,6 +178,12 @@ def _batches(
         yield index, pending.pop(index).result()
 
 
+def _negative_weights(stores: list[EventStore]) -> bool | None:
+    """What a merge of ``stores`` declares: allowed if any input allows them, refused if all refuse."""
+    declared = [s.negative_weights for s in stores]
+    return True if True in declared else (False if all(d is False for d in declared) else None)
+
+
 def merge_stores(
     paths: list[str | os.PathLike],
     output: str | os.PathLike,
@@ -197,7 +216,7 @@ def merge_stores(
     writer = EventStore.create(
         output, observables=first.observables, benchmarks=first.benchmarks, processes=processes,
         parameters=first.parameters, morphing=first.morphing, config=config, extras=first.extras_shapes,
-        overwrite=True, compression="lzf",
+        overwrite=True, compression="lzf", negative_weights=_negative_weights(stores),
     )  # fmt: skip
     with writer:
         for s in stores:

@@ -15,7 +15,6 @@ continues where an interrupted one stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -41,7 +40,7 @@ from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
 from assay.rundir import RunDir
 from assay.sampling import EventSource, local_score_training_set, plain_training_set, ratio_training_set
-from assay.saving import atomic_path, write_json
+from assay.saving import atomic_path, read_json, require_space, write_json
 from assay.simulators.detector import CutFlow
 from assay.simulators.toys import GaussianToy
 from assay.simulators.wh_batch import CutFlowCounter, wh_batch_simulator
@@ -143,40 +142,95 @@ def read_split(path: Path, n_events: int, cfg: RunConfig) -> EventSplit:
     file is missing or was made for another seed, event count or fractions.
 
     Raises:
-        StoreError: ``path`` exists but is not a readable split file of a known format.
+        StoreError: ``path`` exists but is not a readable split file of a known format, or its rows
+            do not cover each of the ``n_events`` events exactly once (naming the file and the part).
     """
     fractions = (cfg.sampling.split.train, cfg.sampling.split.validation, cfg.sampling.split.test)
     if path.exists():
-        try:
-            with h5py.File(path, "r") as f:
-                fmt, version = f.attrs.get("format"), f.attrs.get("schema_version")
-                if fmt is not None and (fmt != SPLIT_FORMAT or version > SPLIT_SCHEMA_VERSION):
-                    raise StoreError(
-                        f"{path}: attribute 'format' is {fmt!r} (schema {version}), expected "
-                        f"{SPLIT_FORMAT!r} (schema <= {SPLIT_SCHEMA_VERSION}); delete it to split anew"
-                    )
-                same = f.attrs.get("seed") == cfg.seed and f.attrs.get("n_events") == n_events
-                if same and tuple(f.attrs["fractions"]) == fractions:
-                    return EventSplit(f["train"][()], f["validation"][()], f["test"][()])
-        except (OSError, KeyError) as exc:
-            raise StoreError(f"{path}: cannot read the event split ({exc}); delete it to split anew") from exc
+        split = _read_split_file(path, n_events, cfg.seed, fractions)
+        if split is not None:
+            return split
     split = split_events(n_events, fractions, np.random.default_rng([cfg.seed, 1]))
+    require_space(path, 8 * n_events)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"], f.attrs["schema_version"] = SPLIT_FORMAT, SPLIT_SCHEMA_VERSION
         f.attrs["seed"], f.attrs["n_events"], f.attrs["fractions"] = cfg.seed, n_events, fractions
-        for name in ("train", "validation", "test"):
+        for name in _PARTITIONS:
             f.create_dataset(name, data=split[name])
     return split
 
 
+_PARTITIONS = ("train", "validation", "test")
+
+
+def _read_split_file(path: Path, n_events: int, seed: int, fractions: tuple) -> EventSplit | None:
+    """The checked split in ``path``; None if it was made for other settings."""
+    fix = "delete it to split anew"
+    try:
+        with h5py.File(path, "r") as f:
+            fmt, version = f.attrs.get("format"), f.attrs.get("schema_version")
+            newer = not isinstance(version, (int, np.integer)) or version > SPLIT_SCHEMA_VERSION
+            if fmt is not None and (fmt != SPLIT_FORMAT or newer):
+                raise StoreError(
+                    f"{path}: attribute 'format' is {fmt!r} (schema {version}), expected "
+                    f"{SPLIT_FORMAT!r} (schema <= {SPLIT_SCHEMA_VERSION}); {fix}"
+                )
+            fractions_made = tuple(np.ravel(f.attrs.get("fractions", ())))
+            made = (f.attrs.get("seed"), f.attrs.get("n_events"), fractions_made)
+            if made != (seed, n_events, fractions):
+                return None
+            parts = {}
+            for name in _PARTITIONS:
+                ds = f.get(name)
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "iu":
+                    raise StoreError(f"{path}: {name!r} must be a 1D integer dataset, got {ds}; {fix}")
+                parts[name] = ds[()]
+    except StoreError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: cannot read the event split (truncated or damaged: {exc}); {fix}") from exc
+    rows = np.concatenate(list(parts.values()))
+    if (
+        len(rows) != n_events
+        or (rows.size and (rows.min() < 0 or rows.max() >= n_events))
+        or (np.bincount(rows, minlength=n_events) != 1).any()
+    ):
+        raise StoreError(
+            f"{path}: the train/validation/test rows do not cover each of the {n_events} events exactly once "
+            f"(the file is damaged); {fix}"
+        )
+    return EventSplit(*(parts[name] for name in _PARTITIONS))
+
+
 def _invalidate_stale_sets(run: RunDir, cfg: RunConfig) -> None:
-    """Delete training sets made from another config (they would silently be reused)."""
+    """Delete training sets made from another config (they would silently be reused), or whose
+    manifest cannot be read (it is rewritten and the sets rebuilt, with a warning naming it)."""
     folder, manifest = run.sets, run.sets_manifest
     current = cfg.model_dump(mode="json", exclude={"training", "inference", "output"})
-    if manifest.exists() and json.loads(manifest.read_text()) != current:
-        for old in folder.glob("*.h5"):
-            old.unlink()
+    if manifest.exists():
+        try:
+            made = read_json(manifest, missing="missing", unreadable="not valid JSON")
+        except StoreError as exc:
+            logger.warning("%s; rebuilding the training sets in %s", exc, folder)
+            made = None
+        if made != current:
+            for old in folder.glob("*.h5"):
+                old.unlink()
     write_json(manifest, current)
+
+
+def _usable_set(path: Path) -> bool:
+    """Whether the training set ``path`` exists and reads back complete; a damaged one is deleted
+    (with a warning naming it) so that it is made anew."""
+    if not path.exists():
+        return False
+    try:
+        TrainingSet.load(path)
+    except StoreError as exc:
+        logger.warning("%s; making it anew", exc)
+        path.unlink()
+        return False
+    return True
 
 
 def _training_set(cfg: RunConfig, spec, source: EventSource, rng: np.random.Generator) -> TrainingSet:
@@ -243,6 +297,7 @@ def generate_events(
     store = generate(
         simulator, signal_path, n_events, seed=cfg.seed, benchmarks=space.benchmark_names,
         batch_size=batch, progress=progress, client=client, on_batch=counter.add_batch, metadata=metadata,
+        negative_weights=cfg.sampling.allow_negative_weights,
     )  # fmt: skip
     if backgrounds:
         store = _with_backgrounds(cfg, store, backgrounds, run, metadata, progress=progress, client=client)
@@ -268,7 +323,7 @@ def _with_backgrounds(
         sim = BackgroundBatchSimulator(bkg.process, len(signal.benchmarks), mpi=bkg.mpi)
         store = generate(sim, run.process_events(bkg.process), bkg.n_events, seed=cfg.seed * 1000 + k,
                          benchmarks=signal.benchmarks, batch_size=bkg.batch_size, metadata=metadata,
-                         **kwargs)  # fmt: skip
+                         negative_weights=cfg.sampling.allow_negative_weights, **kwargs)  # fmt: skip
         paths.append(store.path)
         store.close()
     return merge_stores(paths, run.events, processes=list(PROCESSES))
@@ -277,9 +332,12 @@ def _with_backgrounds(
 def _read_cut_flow(path: Path) -> CutFlow | None:
     if not path.exists():
         return None
-    d = json.loads(path.read_text())
-    return CutFlow(tuple(d["names"]), np.array(d["n_pass"]), np.array(d["efficiency"]), d["n_total"],
-                   d["total_weight_pb"])  # fmt: skip
+    d = read_json(path, missing="missing", unreadable="cannot read the cut flow")
+    try:
+        numbers = (np.array(d["n_pass"], dtype=float), np.array(d["efficiency"], dtype=float))
+        return CutFlow(tuple(d["names"]), *numbers, int(d["n_total"]), float(d["total_weight_pb"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: not a cut flow ({exc!r}); delete it and rerun to remake it") from exc
 
 
 def run_pipeline(
@@ -299,6 +357,7 @@ def _run_pipeline(cfg: RunConfig, run: RunDir, *, progress: bool, client: Any) -
     run.sets.mkdir(parents=True, exist_ok=True)
     generated = generate_events(cfg, run.root, progress=progress, client=client)
     space, morpher, store, timings = generated.space, generated.morpher, generated.store, generated.timings_s
+    store.validate()  # every value once, before anything is made from it (NaN/inf, labels, negative weights)
 
     split = read_split(run.split, store.n_events, cfg)
     _invalidate_stale_sets(run, cfg)
@@ -313,11 +372,10 @@ def _run_pipeline(cfg: RunConfig, run: RunDir, *, progress: bool, client: Any) -
         )
         for i, spec in enumerate(s for s in cfg.sampling.sets if partition in s.partitions):
             path = run.training_set(spec.name, partition)
-            if not path.exists():
-                rng = np.random.default_rng(
-                    [cfg.seed, 2, i, ("train", "validation", "test").index(partition)]
-                )
+            if not _usable_set(path):
+                rng = np.random.default_rng([cfg.seed, 2, i, _PARTITIONS.index(partition)])
                 _training_set(cfg, spec, source, rng).save(path)
+                TrainingSet.load(path)  # complete before the step counts as done
             paths[f"{spec.name}_{partition}"] = path
     timings["sampling"] = time.perf_counter() - start
     logger.info("pipeline done in %s", run.root)

@@ -9,8 +9,10 @@ ensembles, BIT); torch-free.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,10 +25,13 @@ from assay.exceptions import StoreError
 __all__ = [
     "atomic_directory",
     "atomic_path",
+    "disk_full",
+    "full_error",
     "json_field",
     "read_json",
     "read_tagged_json",
     "replace_directory",
+    "require_space",
     "write_json",
     "write_text",
 ]
@@ -37,6 +42,59 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_FULL_TEXTS = ("No space left", "File too large", "Disk quota", "errno = 28,", "errno = 27,", "errno = 122,")
+_MARGIN_BYTES = 2**20  # metadata and headers on top of the data
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (an ``OSError``, or h5py's ``RuntimeError`` that only names the errno in its
+    text) says the disk or the file-size limit (``ulimit -f``) or the quota is exhausted."""
+    if isinstance(err, OSError) and err.errno in _FULL_ERRNOS:
+        return True
+    return isinstance(err, (OSError, RuntimeError)) and any(t in str(err) for t in _FULL_TEXTS)
+
+
+def full_error(path: str | os.PathLike, err: BaseException, kept: str = "") -> StoreError:
+    """The one message for a full disk while writing ``path``: it names the file, says "no space
+    left" and what was kept; chain it (``raise full_error(...) from err``)."""
+    return StoreError(
+        f"{path}: no space left on the device (or over the file-size limit, ulimit -f, or the quota): "
+        f"{err}.{(' ' + kept) if kept else ''} Free some space and rerun the same command."
+    )
+
+
+def require_space(path: str | os.PathLike, n_bytes: int, *, kept: str = "") -> None:
+    """Refuse, before writing, to grow ``path`` by ``n_bytes`` (plus 1 MiB for metadata) where the
+    free space of its file system or the process's file-size limit (``ulimit -f``) is smaller.
+
+    Checking first keeps a half-written HDF5 file out of the picture: HDF5 cannot recover from a
+    failed write (the file is left unreadable, and the library can crash at exit).
+
+    Raises:
+        StoreError: naming ``path``, "no space left", the bytes needed and available.
+    """
+    path = Path(path)
+    folder = path.parent if not path.is_dir() else path
+    size = path.stat().st_size if path.is_file() else 0
+    need = int(n_bytes) + _MARGIN_BYTES
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return  # cannot tell: let the write itself fail if it must
+    limits = [stat.f_bavail * stat.f_frsize]
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft - size)
+    if need > min(limits):
+        what = "free space" if min(limits) == limits[0] else "room under the file-size limit (ulimit -f)"
+        raise full_error(
+            path, OSError(errno.ENOSPC, f"{need / 2**20:.1f} MiB needed, {max(0, min(limits)) / 2**20:.1f} "
+                                        f"MiB of {what}"),
+            kept,
+        )  # fmt: skip
 
 
 @contextmanager
@@ -52,14 +110,21 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
         ('done', 1)
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as err:
+        if disk_full(err):
+            raise full_error(path, err, f"{path} was left as it was.") from err
+        raise
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode a plain open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if disk_full(err) and not isinstance(err, StoreError):
+            raise full_error(path, err, f"{path} was left as it was.") from err
         raise
 
 

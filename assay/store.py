@@ -29,8 +29,10 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,19 +42,26 @@ import h5py
 import numpy as np
 
 from assay.exceptions import StoreError
+from assay.saving import disk_full, full_error, require_space
 from assay.store_layout import (
     _COMPRESSIONS,
     BENCHMARK,
     EXTRAS,
     FIELDS,
+    NEGATIVE_WEIGHTS,
     PROCESS,
     SCHEMA_VERSION,
     WEIGHTS,
+    ResumeMismatch,
+    UnreadablePartial,
     X,
+    _append_bytes,
     _block_rows,
     _check_datasets,
     _check_extras,
     _check_header,
+    _check_label_values,
+    _check_values,
     _floats,
     _labels,
     _make_extras,
@@ -65,7 +74,15 @@ from assay.store_layout import (
     _short,
 )
 
-__all__ = ["SCHEMA_VERSION", "EventChunk", "EventSelection", "EventStore", "EventWriter"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "EventChunk",
+    "EventSelection",
+    "EventStore",
+    "EventWriter",
+    "ResumeMismatch",
+    "UnreadablePartial",
+]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +150,8 @@ class EventWriter:
         self._meta = meta
         self._extras = extras
         self._n = int(file.attrs["n_committed"])
+        self._negative = bool(file.attrs.get(NEGATIVE_WEIGHTS, True))
+        self.restarted: str | None = None  # why a damaged partial file was started over
 
     @property
     def n_events(self) -> int:
@@ -167,34 +186,53 @@ class EventWriter:
                 back from :attr:`checkpoint` when resuming.
 
         Raises:
-            StoreError: on any shape, dtype, range or finiteness problem (nothing is written),
-                or if the writer is no longer open.
+            StoreError: naming the file, on any shape, dtype, range or finiteness problem or a
+                negative weight in a file created with ``negative_weights=False`` (nothing is
+                written), or if the writer is no longer open.
         """
-        file = self._require_open()
-        batch = {X: _floats("x", x, self._meta["observables"], "observable", self._n)}
-        batch[WEIGHTS] = _floats("weights", weights, self._meta["benchmarks"], "benchmark", self._n)
+        file, where = self._require_open(), self.partial_path
+        batch = {X: _floats("x", x, self._meta["observables"], "observable", self._n, where)}
+        batch[WEIGHTS] = _floats("weights", weights, self._meta["benchmarks"], "benchmark", self._n, where,
+                                 negative=self._negative)  # fmt: skip
         n = len(batch[X])
         if len(batch[WEIGHTS]) != n:
             raise StoreError(
-                f"x and weights: expected the same number of rows (events), got {n} and {len(batch[WEIGHTS])}"
+                f"{where}: x and weights: expected the same number of rows (events), got {n} and "
+                f"{len(batch[WEIGHTS])}"
             )
-        batch[PROCESS] = _labels("process", process, n, self._meta["processes"], 0)
-        batch[BENCHMARK] = _labels("benchmark", benchmark, n, self._meta["benchmarks"], -1)
-        batch.update(_check_extras(extras, self._extras, n))
-        for name, values in batch.items():
-            file[name].resize(self._n + n, axis=0)
-            file[name][self._n :] = values
-        file.attrs["n_committed"] = self._n + n
-        if checkpoint is not None:
-            file.attrs["checkpoint"] = int(checkpoint)
-        file.flush()
+        batch[PROCESS] = _labels("process", process, n, self._meta["processes"], 0, where)
+        batch[BENCHMARK] = _labels("benchmark", benchmark, n, self._meta["benchmarks"], -1, where)
+        batch.update(_check_extras(extras, self._extras, n, where, self._n))
+        kept = f"The {self._n} events written before are kept in it; the rerun resumes from there."
+        require_space(where, _append_bytes(file, batch), kept=kept)
+        try:
+            for name, values in batch.items():
+                file[name].resize(self._n + n, axis=0)
+                file[name][self._n :] = values
+            file.attrs["n_committed"] = self._n + n
+            if checkpoint is not None:
+                file.attrs["checkpoint"] = int(checkpoint)
+            file.flush()
+        except (OSError, RuntimeError) as err:  # h5py reports a failed write as either
+            self._discard()
+            if disk_full(err):
+                raise full_error(where, err, "HDF5 may have left it unreadable; the rerun then starts it "
+                                             "over (and says so), else resumes it.") from err  # fmt: skip
+            raise StoreError(f"{where}: cannot write events {self._n}-{self._n + n}: {err}") from err
         self._n += n
 
     def finalize(self) -> EventStore:
         """Mark the file complete, move it atomically to ``path`` and open it for reading."""
         file = self._require_open()
-        file.attrs["complete"] = True
-        file.close()
+        try:
+            file.attrs["complete"] = True
+            file.close()
+        except (OSError, RuntimeError) as err:
+            self._discard()
+            if disk_full(err):
+                kept = "The rerun starts it over if it is unreadable."
+                raise full_error(self.partial_path, err, kept) from err
+            raise StoreError(f"{self.partial_path}: cannot finish the file: {err}") from err
         self._file = None
         os.replace(self.partial_path, self.path)
         log.info("wrote %d events to %s", self._n, self.path)
@@ -229,6 +267,19 @@ class EventWriter:
     def __repr__(self) -> str:
         state = "open" if self._file is not None else "closed"
         return f"EventWriter({str(self.path)!r}, n_events={self._n}, {state})"
+
+    def _discard(self) -> None:
+        """Drop a file whose write failed (closing it fails again; HDF5's noise is not the user's)."""
+        file, self._file = self._file, None
+        hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
+        try:
+            file.close()
+        except Exception:  # the write already failed; this is the cleanup
+            pass
+        finally:
+            del file
+            gc.collect()
+            sys.unraisablehook = hook
 
     def _require_open(self) -> h5py.File:
         if self._file is None:
@@ -273,6 +324,8 @@ class EventStore:
         self.parameters: dict[str, Any] = meta["parameters"]
         self.morphing: dict[str, Any] | None = meta["morphing"]
         self.config: dict[str, Any] | None = meta["config"]
+        declared = self._file.attrs.get(NEGATIVE_WEIGHTS)
+        self.negative_weights: bool | None = None if declared is None else bool(declared)
 
     @classmethod
     def create(
@@ -290,6 +343,7 @@ class EventStore:
         compression: str | None = "gzip",
         overwrite: bool = False,
         resume: bool = False,
+        negative_weights: bool | None = None,
     ) -> EventWriter:
         """Start writing a new event file (to ``<path>.partial`` until finalized).
 
@@ -304,7 +358,10 @@ class EventStore:
             overwrite: replace an existing ``path`` and discard a stale partial file.
             resume: continue ``<path>.partial`` of an interrupted run if it exists; its
                 metadata must equal this call's. ``EventWriter.n_events`` says how many
-                events it already holds.
+                events it already holds. A damaged partial file (e.g. left by a full disk) is
+                started over when ``overwrite`` is set too; ``EventWriter.restarted`` says why.
+            negative_weights: whether the sample may have negative weights (interference, NLO):
+                False refuses them on write and on read; None (default) declares nothing.
 
         Raises:
             StoreError: bad metadata, ``path`` exists, a partial file exists and neither
@@ -322,18 +379,28 @@ class EventStore:
             raise StoreError(f"{path} already exists; pass overwrite=True to replace it")
         if not path.parent.is_dir():
             raise StoreError(f"{path}: directory {path.parent} does not exist; create it first")
-        partial = _partial_path(path)
+        partial, restarted = _partial_path(path), None
+        file = None
         if resume and partial.exists():
-            file = _reopen_partial(partial, meta, shapes)
-            log.info("resuming %s with %d events", partial, file.attrs["n_committed"])
+            try:
+                file = _reopen_partial(partial, meta, shapes, negative_weights)
+                log.info("resuming %s with %d events", partial, file.attrs["n_committed"])
+            except UnreadablePartial as err:
+                if not overwrite:
+                    raise
+                restarted = str(err)
+                log.warning("%s cannot be continued (%s); starting it over", partial, err)
         elif partial.exists() and not overwrite:
             raise StoreError(
                 f"{partial} exists from an interrupted write; pass resume=True to "
                 f"continue it or overwrite=True to discard it"
             )
-        else:
-            file = _new_partial(partial, meta, shapes, int(chunk_events), compression)
-        return EventWriter(file, path, meta, shapes)
+        if file is None:
+            require_space(partial, 0)
+            file = _new_partial(partial, meta, shapes, int(chunk_events), compression, negative_weights)
+        writer = EventWriter(file, path, meta, shapes)
+        writer.restarted = restarted
+        return writer
 
     @property
     def n_obs(self) -> int:
@@ -358,11 +425,11 @@ class EventStore:
         f = self._require_file()
         names = self.extras_shapes if extras else {}
         return EventChunk(
-            x=f[X][start:stop],
-            weights=f[WEIGHTS][start:stop],
-            process=f[PROCESS][start:stop],
-            benchmark=f[BENCHMARK][start:stop],
-            extras={n: f[f"{EXTRAS}/{n}"][start:stop] for n in names},
+            x=self._checked(X, f[X][start:stop], start),
+            weights=self._checked(WEIGHTS, f[WEIGHTS][start:stop], start),
+            process=self._checked(PROCESS, f[PROCESS][start:stop], start),
+            benchmark=self._checked(BENCHMARK, f[BENCHMARK][start:stop], start),
+            extras={n: self._checked(f"{EXTRAS}/{n}", f[f"{EXTRAS}/{n}"][start:stop], start) for n in names},
             start=start,
         )
 
@@ -404,8 +471,27 @@ class EventStore:
         total = np.zeros(self.n_benchmarks)
         step = _block_rows(ds)
         for start in range(0, self.n_events, step):
-            total += ds[start : start + step].sum(axis=0)
+            total += self._checked(WEIGHTS, ds[start : start + step], start).sum(axis=0)
         return total
+
+    def validate(self) -> EventStore:
+        """Read every dataset once, block by block, checking values: finite observables, weights and
+        extras, labels in range, and no negative weight unless the file declares them
+        (:attr:`negative_weights`). Every read checks what it reads the same way; this checks all.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            StoreError: naming the file, the dataset and the first bad row.
+        """
+        f = self._require_file()
+        for name in (X, WEIGHTS, PROCESS, BENCHMARK, *(f"{EXTRAS}/{n}" for n in self.extras_shapes)):
+            ds = f[name]
+            step = _block_rows(ds)
+            for start in range(0, self.n_events, step):
+                self._checked(name, ds[start : start + step], start)
+        return self
 
     def close(self) -> None:
         """Close the file; further reads raise StoreError."""
@@ -462,5 +548,20 @@ class EventStore:
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(rows)], strict=True):
             if hi > lo:
                 start = int(blocks[lo]) * step
-                out[lo:hi] = ds[start : start + step][rows[lo:hi] - start]
+                values = ds[start : start + step][rows[lo:hi] - start]
+                out[lo:hi] = self._checked(name, values, 0, rows[lo:hi])
         return out
+
+    def _checked(
+        self, name: str, values: np.ndarray, start: int, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``values`` read from dataset ``name`` (events ``start, start + 1, …``, or the event indices
+        ``rows``), checked: finite floats, labels in range, weights >= 0 unless the file declares
+        negative ones (:func:`~assay.store_layout._check_values`)."""
+        index = (lambda row: start + row) if rows is None else (lambda row: int(rows[row]))
+        if name in (PROCESS, BENCHMARK):
+            n_names = len(self.processes if name == PROCESS else self.benchmarks)
+            return _check_label_values(self.path, name, values, index, n_names)
+        columns = {X: self.observables, WEIGHTS: self.benchmarks}.get(name)
+        negative = name != WEIGHTS or self.negative_weights is not False
+        return _check_values(self.path, name, values, index, columns, negative=negative)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ PROCESS = "labels/process"
 BENCHMARK = "labels/benchmark"
 EXTRAS = "extras"
 JSON_ATTRS = ("observables", "benchmarks", "processes", "parameters", "morphing", "config")
+NEGATIVE_WEIGHTS = "negative_weights"  # root attribute, only where declared: may weights be < 0?
 FIELDS = {"x": X, "weights": WEIGHTS, "process": PROCESS, "benchmark": BENCHMARK}
 _DTYPES = {X: np.float64, WEIGHTS: np.float64, PROCESS: np.int32, BENCHMARK: np.int32}
 _NDIM = {X: 2, WEIGHTS: 2, PROCESS: 1, BENCHMARK: 1}
@@ -110,64 +111,157 @@ def _make_extras(extras: Mapping[str, tuple[int, ...]] | None) -> dict[str, tupl
     return shapes
 
 
-def _floats(arg: str, value: Any, names: list[str], what: str, offset: int) -> np.ndarray:
-    """Check an (n, len(names)) finite float array; ``offset`` = events already written."""
+def _floats(
+    arg: str, value: Any, names: list[str], what: str, offset: int, where: Path, *, negative: bool = True
+) -> np.ndarray:
+    """Check an (n, len(names)) finite float array; ``offset`` = events already written to ``where``;
+    ``negative=False`` refuses values < 0."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise StoreError(f"{arg}: cannot convert to a float64 array: {err}") from err
+        raise StoreError(f"{where}: {arg}: cannot convert to a float64 array: {err}") from err
     if arr.ndim != 2 or arr.shape[1] != len(names):
         raise StoreError(
-            f"{arg}: expected shape (n_events, {len(names)}) for {what}s {_short(names)}, got {arr.shape}"
+            f"{where}: {arg}: expected shape (n_events, {len(names)}) for {what}s {_short(names)}, "
+            f"got {arr.shape}"
         )
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        row, col = (int(i) for i in np.argwhere(bad)[0])
+    problem = _first_bad(arr, negative=negative)
+    if problem is not None:
+        kind, row, col = problem
         raise StoreError(
-            f"{arg}: non-finite value {arr[row, col]} in row {row} (event "
-            f"{offset + row} of the file), {what} {names[col]!r}; expected finite "
-            f"numbers"
+            f"{where}: {arg}: {kind} value {arr[row, col]} in row {row} (event {offset + row} of the "
+            f"file), {what} {names[col]!r}; expected {_EXPECTED[kind]}"
         )
     return arr
 
 
-def _labels(arg: str, value: Any, n: int, names: list[str], low: int) -> np.ndarray:
+_EXPECTED = {
+    "non-finite": "finite numbers",
+    "negative": "weights >= 0, as declared for this sample (negative_weights=False); a sample with "
+    "negative weights (interference, NLO) needs sampling.allow_negative_weights: true in the config",
+}
+
+
+def _first_bad(values: np.ndarray, *, negative: bool = True) -> tuple[str, int, int] | None:
+    """``(problem, row, column)`` of the first NaN/inf (or, unless ``negative``, value < 0) in a float
+    array of shape (n, ...) (columns counted over the flattened trailing dimensions); None if clean.
+
+    Vectorised: one ``isfinite(...).all()`` pass per call, the search only on failure.
+    """
+    if values.dtype.kind != "f" or values.size == 0:
+        return None
+    flat = values.reshape(len(values), -1)
+    if not np.isfinite(flat).all():
+        row, col = np.argwhere(~np.isfinite(flat))[0]
+        return "non-finite", int(row), int(col)
+    if not negative and (flat < 0).any():
+        row, col = np.argwhere(flat < 0)[0]
+        return "negative", int(row), int(col)
+    return None
+
+
+def _check_values(
+    path: Path,
+    name: str,
+    values: np.ndarray,
+    index: Callable[[int], int],
+    columns: Sequence[str] | None = None,
+    *,
+    negative: bool = True,
+) -> np.ndarray:
+    """``values`` (row i: event ``index(i)`` of dataset ``name`` of ``path``), checked on read.
+
+    Raises:
+        StoreError: naming the file, the dataset, the first bad row (and column): a NaN/inf, or a
+            negative weight in a file declared without them.
+    """
+    problem = _first_bad(values, negative=negative)
+    if problem is None:
+        return values
+    kind, row, col = problem
+    column = f" ({columns[col]!r})" if columns is not None and col < len(columns) else ""
+    fix = (
+        "the file is damaged or was written outside assay; delete it and rerun to regenerate it"
+        if kind == "non-finite"
+        else f"expected {_EXPECTED[kind]}"
+    )
+    value = values.reshape(len(values), -1)[row, col]
+    raise StoreError(f"{path}: dataset {name!r}: {kind} value {value} in row {index(row)}, column {col}"
+                     f"{column}; {fix}")  # fmt: skip
+
+
+def _labels(arg: str, value: Any, n: int, names: list[str], low: int, where: Path) -> np.ndarray:
     """Check integer labels in [low, len(names)), scalar or shape (n,)."""
     arr = np.asarray(value)
     arr = np.full(n, arr) if arr.ndim == 0 else arr
     if arr.shape != (n,) or arr.dtype.kind not in "iu":
         raise StoreError(
-            f"{arg}: expected an integer or an integer array of shape ({n},), "
+            f"{where}: {arg}: expected an integer or an integer array of shape ({n},), "
             f"got {arr.dtype} with shape {arr.shape}"
         )
     bad = np.flatnonzero((arr < low) | (arr >= len(names)))
     if bad.size:
         what = "processes" if arg == "process" else "benchmarks"
         raise StoreError(
-            f"{arg}: label {arr[bad[0]]} in row {bad[0]} is outside "
+            f"{where}: {arg}: label {arr[bad[0]]} in row {bad[0]} is outside "
             f"[{low}, {len(names) - 1}] for {what} {_short(names)}"
         )
     return arr.astype(np.int32)
 
 
 def _check_extras(
-    extras: Mapping[str, Any] | None, shapes: dict[str, tuple[int, ...]], n: int
+    extras: Mapping[str, Any] | None, shapes: dict[str, tuple[int, ...]], n: int, where: Path, offset: int
 ) -> dict[str, np.ndarray]:
     given = dict(extras or {})
     if set(given) != set(shapes):
         raise StoreError(
-            f"extras: expected exactly the extras declared at create {sorted(shapes)}, got {sorted(given)}"
+            f"{where}: extras: expected exactly the extras declared at create {sorted(shapes)}, "
+            f"got {sorted(given)}"
         )
     out = {}
     for name, value in given.items():
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise StoreError(f"extras[{name!r}]: cannot convert to float64: {err}") from err
+            raise StoreError(f"{where}: extras[{name!r}]: cannot convert to float64: {err}") from err
         if arr.shape != (n, *shapes[name]):
-            raise StoreError(f"extras[{name!r}]: expected shape {(n, *shapes[name])}, got {arr.shape}")
+            raise StoreError(
+                f"{where}: extras[{name!r}]: expected shape {(n, *shapes[name])}, got {arr.shape}"
+            )
+        problem = _first_bad(arr)
+        if problem is not None:
+            raise StoreError(
+                f"{where}: extras[{name!r}]: non-finite value in row {problem[1]} (event "
+                f"{offset + problem[1]} of the file), column {problem[2]}; expected finite numbers"
+            )
         out[f"{EXTRAS}/{name}"] = arr
     return out
+
+
+def _append_bytes(file: h5py.File, batch: Mapping[str, np.ndarray]) -> int:
+    """Upper bound of the bytes an append of ``batch`` adds to ``file``: the data uncompressed plus, per
+    dataset, one chunk (HDF5 rewrites a partly filled last chunk elsewhere)."""
+    total = 0
+    for name, values in batch.items():
+        ds = file[name]
+        row = ds.dtype.itemsize * int(np.prod(ds.shape[1:]))
+        total += values.size * ds.dtype.itemsize + (ds.chunks[0] if ds.chunks else 0) * row
+    return total
+
+
+def _check_label_values(
+    path: Path, name: str, values: np.ndarray, index: Callable[[int], int], n_names: int
+) -> np.ndarray:
+    """Labels (row i: event ``index(i)`` of dataset ``name``) checked to lie in [low, n_names) (low: -1 for
+    benchmarks, else 0)."""
+    low = -1 if name == BENCHMARK else 0
+    if values.size and (values.min() < low or values.max() >= n_names):
+        row = int(np.flatnonzero((values < low) | (values >= n_names))[0])
+        raise StoreError(
+            f"{path}: dataset {name!r}: label {values[row]} in row {index(row)} is outside "
+            f"[{low}, {n_names - 1}]; the file is damaged or was written outside assay"
+        )
+    return values
 
 
 def _open(path: Path, mode: str) -> h5py.File:
@@ -191,9 +285,12 @@ def _new_partial(
     shapes: dict[str, tuple[int, ...]],
     chunk_events: int,
     compression: str | None,
+    negative_weights: bool | None = None,
 ) -> h5py.File:
     partial.unlink(missing_ok=True)
     file = _open(partial, "w")
+    if negative_weights is not None:
+        file.attrs[NEGATIVE_WEIGHTS] = bool(negative_weights)
     file.attrs.update(
         format=FORMAT,
         schema_version=SCHEMA_VERSION,
@@ -227,9 +324,28 @@ def _new_partial(
     return file
 
 
-def _reopen_partial(partial: Path, meta: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> h5py.File:
-    """Open an interrupted partial file, check it matches, truncate to ``n_committed``."""
-    file = _open(partial, "r+")
+class UnreadablePartial(StoreError):
+    """A partial file that cannot be continued because it is damaged (e.g. by a full disk), not
+    because it was written with other settings."""
+
+
+class ResumeMismatch(StoreError):
+    """A partial file written with other metadata (settings) than the call that would continue it."""
+
+
+def _reopen_partial(
+    partial: Path, meta: dict[str, Any], shapes: dict[str, tuple[int, ...]], negative_weights: bool | None
+) -> h5py.File:
+    """Open an interrupted partial file, check it matches, truncate to ``n_committed``.
+
+    Raises:
+        UnreadablePartial: the file is damaged (not HDF5, truncated, datasets shorter than committed).
+        StoreError: it holds another run's metadata.
+    """
+    try:
+        file = _open(partial, "r+")
+    except StoreError as err:
+        raise UnreadablePartial(str(err)) from err
     try:
         _check_header(file, partial, resuming=True)
         stored = _read_meta(file, partial)
@@ -237,7 +353,7 @@ def _reopen_partial(partial: Path, meta: dict[str, Any], shapes: dict[str, tuple
         stored["extras"] = {n: ds.shape[1:] for n, ds in group.items()} if group else {}
         for key, value in {**meta, "extras": shapes}.items():
             if json.dumps(stored[key], sort_keys=True) != json.dumps(value, sort_keys=True):
-                raise StoreError(
+                raise ResumeMismatch(
                     f"{partial}: cannot resume: {key} differs; the file has "
                     f"{stored[key]!r}, this call gives {value!r}"
                 )
@@ -245,12 +361,14 @@ def _reopen_partial(partial: Path, meta: dict[str, Any], shapes: dict[str, tuple
         for name in [X, WEIGHTS, PROCESS, BENCHMARK, *(f"{EXTRAS}/{s}" for s in shapes)]:
             ds = _dataset(file, partial, name)
             if len(ds) < n:
-                raise StoreError(
+                raise UnreadablePartial(
                     f"{partial}: dataset {name!r} has {len(ds)} events, fewer than "
                     f"n_committed = {n}; delete the file to start over"
                 )
             ds.resize(n, axis=0)
         file.attrs["complete"] = False
+        if negative_weights is not None:
+            file.attrs[NEGATIVE_WEIGHTS] = bool(negative_weights)
     except BaseException:
         file.close()
         raise

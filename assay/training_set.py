@@ -16,14 +16,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from assay.exceptions import StoreError
-from assay.saving import atomic_path
+from assay.exceptions import SamplingError, StoreError
+from assay.saving import atomic_path, require_space
 
 __all__ = ["TrainingSet"]
 
 _FORMAT = "assay.TrainingSet"
 _SCHEMA_VERSION = 1
 _ARRAYS = ("x", "theta0", "theta1", "y", "log_r", "t0", "t1", "sample_weight")
+_FINITE = ("x", "theta0", "theta1", "sample_weight")  # NaN/inf refused; log_r, t: NaN refused (±inf
+# is a joint ratio or score at a zero weight)
+_META_KEYS = {"observables": list, "parameters": list, "kind": str}
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,36 @@ class TrainingSet:
     event_index: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        """Check shapes, numeric dtypes and values.
+
+        Raises:
+            SamplingError: a wrong shape or dtype, NaN/inf in x, θ or the sample weights, NaN in the
+                joint ratio or scores (naming the field and the first bad row).
+        """
+        if not isinstance(self.x, np.ndarray) or self.x.ndim != 2 or self.x.shape[1] != len(self.observables):
+            raise SamplingError(
+                f"x: expected shape (n_samples, {len(self.observables)}), got {np.shape(self.x)}"
+            )
         n = len(self.x)
-        if self.x.ndim != 2 or self.x.shape[1] != len(self.observables):
-            raise ValueError(f"x: expected shape (n_samples, {len(self.observables)}), got {self.x.shape}")
-        for name in (*_ARRAYS[1:], "event_index"):
+        for name in (*_ARRAYS, "event_index"):
             value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise ValueError(f"{name}: expected {n} rows like x, got {len(value)}")
+            if value is None:
+                continue
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiub" or value.ndim == 0:
+                raise SamplingError(f"{name}: expected a numeric array, got {type(value).__name__} "
+                                    f"{getattr(value, 'dtype', '')}")  # fmt: skip
+            if len(value) != n:
+                raise SamplingError(f"{name}: expected {n} rows like x, got {len(value)}")
+            flat = value.reshape(n, -1)
+            bad = ~np.isfinite(flat) if name in _FINITE else np.isnan(flat)
+            if value.dtype.kind == "f" and bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                raise SamplingError(
+                    f"{name}: {'non-finite' if name in _FINITE else 'NaN'} value in row {row} "
+                    f"({flat[row].tolist()[:4]}); the events it came from need checking"
+                )
+        if self.y is not None and self.y.size and not np.isin(self.y, (0, 1)).all():
+            raise SamplingError(f"y: expected labels 0 or 1, got {np.unique(self.y)[:5].tolist()}")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -85,6 +111,8 @@ class TrainingSet:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = [getattr(self, n) for n in (*_ARRAYS, "event_index") if getattr(self, n) is not None]
+        require_space(path, sum(a.nbytes for a in arrays))
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = _FORMAT
             f.attrs["schema_version"] = _SCHEMA_VERSION
@@ -110,38 +138,65 @@ class TrainingSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainingSet:
-        """Read a file written by :meth:`save`, validating format and shapes."""
+        """Read a file written by :meth:`save`, validating format, shapes, dtypes and values.
+
+        Raises:
+            StoreError: naming the file: missing, not HDF5, truncated, foreign, newer, a missing or
+                malformed field, or bad values (see ``__post_init__``).
+        """
         path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"{path}: cannot read training set (no such file; `assay run` makes it)")
         try:
             with h5py.File(path, "r") as f:
-                if f.attrs.get("format") != _FORMAT:
-                    raise StoreError(
-                        f"{path}: not an assay training set (attribute 'format' is "
-                        f"{f.attrs.get('format')!r}, expected {_FORMAT!r})"
-                    )
-                if int(f.attrs.get("schema_version", -1)) > _SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{path}: schema_version {f.attrs['schema_version']} is newer than "
-                        f"{_SCHEMA_VERSION}; upgrade assay"
-                    )
-                meta = json.loads(f.attrs["meta"])
-                if "x" not in f:
-                    raise StoreError(f"{path}: missing dataset 'x'")
-                arrays = {k: f[k][()] for k in (*_ARRAYS, "event_index") if k in f}
-        except (OSError, KeyError, json.JSONDecodeError) as exc:
-            if isinstance(exc, StoreError):
-                raise
-            raise StoreError(f"{path}: cannot read training set ({exc})") from exc
+                meta = _read_header(f, path)
+                arrays = {k: _read_array(f, k, path) for k in (*_ARRAYS, "event_index") if k in f}
+        except StoreError:
+            raise
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{path}: cannot read training set (truncated or damaged: {exc})") from exc
+        if "x" not in arrays:
+            raise StoreError(f"{path}: missing dataset 'x'")
         try:
             return cls(
-                observables=tuple(meta["observables"]),
-                parameters=tuple(meta["parameters"]),
-                kind=meta["kind"],
-                **arrays,
-            )
+                observables=tuple(meta["observables"]), parameters=tuple(meta["parameters"]),
+                kind=meta["kind"], **arrays,
+            )  # fmt: skip
         except ValueError as exc:
             raise StoreError(f"{path}: {exc}") from exc
 
     def fields_present(self) -> list[str]:
         """Names of the array fields that are set."""
         return [f.name for f in fields(self) if f.name in _ARRAYS and getattr(self, f.name) is not None]
+
+
+def _read_header(f: h5py.File, path: Path) -> dict:
+    """The checked format, schema version and ``meta`` attribute of a training-set file."""
+    if f.attrs.get("format") != _FORMAT:
+        raise StoreError(
+            f"{path}: not an assay training set (attribute 'format' is {f.attrs.get('format')!r}, "
+            f"expected {_FORMAT!r})"
+        )
+    version = f.attrs.get("schema_version")
+    if not isinstance(version, (int, np.integer)):
+        raise StoreError(f"{path}: attribute 'schema_version' is {version!r}, expected an integer")
+    if version > _SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema_version {version} is newer than {_SCHEMA_VERSION}; upgrade assay")
+    try:
+        meta = json.loads(f.attrs["meta"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: attribute 'meta' is missing or not JSON ({exc})") from exc
+    for key, kind in _META_KEYS.items():
+        if not isinstance(meta, dict) or not isinstance(meta.get(key), kind):
+            shown = repr(meta)[:200]
+            raise StoreError(f"{path}: attribute 'meta' needs field {key!r} ({kind.__name__}), got {shown}")
+    if not all(isinstance(n, str) for n in meta["observables"] + meta["parameters"]):
+        raise StoreError(f"{path}: 'meta' observables and parameters must be lists of names")
+    return meta
+
+
+def _read_array(f: h5py.File, name: str, path: Path) -> np.ndarray:
+    ds = f[name]
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "fiub":
+        raise StoreError(f"{path}: {name!r} must be a numeric dataset, got {ds}")
+    return ds[()]

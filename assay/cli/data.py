@@ -14,11 +14,15 @@ from assay.cli._common import console, register_all, user_errors
 def inspect(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="An assay event file (.h5)."),
 ) -> None:
-    """Summarise an event file: observables, benchmarks, cross sections, processes."""
+    """Summarise an event file: observables, benchmarks, cross sections, processes.
+
+    Every value is checked on the way (NaN/inf, labels, negative weights where the file declares
+    none): a damaged file is one error naming the dataset and row, never σ = nan.
+    """
     from assay.store import EventStore
 
     with user_errors(), EventStore(path) as store:
-        xsec = store.weights_sum()
+        xsec = store.validate().weights_sum()
         table = Table(title=f"{path}: {store.n_events:,} events, schema v{store.schema_version}")
         table.add_column("benchmark")
         table.add_column("σ (pb)", justify="right")
@@ -29,6 +33,12 @@ def inspect(
         console.print(
             f"processes: {', '.join(store.processes)}; extras: {', '.join(store.extras_names) or '-'}"
         )
+        declared = {True: "allowed", False: "none (checked)", None: "not declared"}[store.negative_weights]
+        console.print(f"negative weights: {declared}")
+        for name, value in zip(store.benchmarks, xsec):
+            if value <= 0:
+                console.print(f"[bold yellow]warning:[/] σ({name}) = {value:.6g} pb is not positive: "
+                              f"its weights cannot be sampled from", highlight=False)  # fmt: skip
 
 
 def basis(
@@ -69,7 +79,8 @@ def import_lhe(
         cfg = load_config(config)
         space = cfg.parameter_space()
         morpher = Morpher(basis_components(cfg), space.benchmark_thetas)
-        store = run_import(files, output, space, morpher, overwrite=overwrite)
+        store = run_import(files, output, space, morpher, overwrite=overwrite,
+                           negative_weights=cfg.sampling.allow_negative_weights)  # fmt: skip
     console.print(f"{output}: {store.n_events:,} events from {len(files)} file(s), "
                   f"σ = {store.weights_sum()[0]:.6g} pb at {store.benchmarks[0]}")  # fmt: skip
 

@@ -117,8 +117,9 @@ def generate(
     with user_errors():
         cfg = load_config(config)
         result = generate_events(cfg, output, progress=not quiet)
-    store = result.store
-    console.print(f"{store.path}: {store.n_events:,} events, σ = {store.weights_sum()[0]:.6g} pb at "
+        store = result.store
+        sigma = store.weights_sum()[0]
+    console.print(f"{store.path}: {store.n_events:,} events, σ = {sigma:.6g} pb at "
                   f"{store.benchmarks[0]} ({result.timings_s['generation']:.1f} s)")  # fmt: skip
     if result.cut_flow is not None:
         console.print(result.cut_flow.table())

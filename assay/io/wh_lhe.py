@@ -74,6 +74,7 @@ def import_lhe(
     *,
     rwgt_ids: Mapping[str, str] | None = None,
     overwrite: bool = False,
+    negative_weights: bool = False,
 ) -> EventStore:
     """Read WH LHE files into an EventStore with the seed-000 parton-level observables.
 
@@ -84,6 +85,8 @@ def import_lhe(
         morpher: morphing basis of those benchmarks (stored in the file).
         rwgt_ids: benchmark name → ``<weight id>`` in the files; default: the names themselves.
         overwrite: replace ``output`` if it exists.
+        negative_weights: the files may hold negative weights (NLO, interference; the config's
+            ``sampling.allow_negative_weights``); otherwise one is an error naming the row.
 
     Returns:
         The opened store; extras hold the parton momenta (``LHE_EXTRAS``).
@@ -94,7 +97,7 @@ def import_lhe(
         output, observables=list(WH_OBSERVABLES), benchmarks=names, processes=["wh"],
         parameters=space.to_dict(), morphing=morpher.to_dict(),
         config={"import_lhe": [str(f) for f in files], "rwgt_ids": ids}, extras=LHE_EXTRAS,
-        overwrite=overwrite,
+        overwrite=overwrite, negative_weights=negative_weights,
     )  # fmt: skip
     with writer:
         for file in files:
