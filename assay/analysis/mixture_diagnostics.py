@@ -145,8 +145,8 @@ def run_diagnostics(
 
     run = RunDir(output or cfg.output)
     name = mixture_model_name(cfg, model)
-    sample = asimov_sample(cfg, run)
     mixture = load_models(cfg, run, [name])[name]
+    sample = asimov_sample(cfg, run)
     with EventStore(run.events) as store:
         benchmarks = tuple(store.benchmarks)
     if benchmarks != tuple(mixture.benchmarks_) or tuple(sample.observables) != tuple(mixture.observables_):
