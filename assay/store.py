@@ -70,6 +70,7 @@ from assay.store_layout import (
     _open,
     _partial_path,
     _read_meta,
+    _reading,
     _reopen_partial,
     _short,
 )
@@ -311,20 +312,25 @@ class EventStore:
         self.path = Path(path)
         self._file: h5py.File | None = _open(self.path, "r")
         try:
-            self.schema_version = _check_header(self._file, self.path, resuming=False)
-            meta = _read_meta(self._file, self.path)
-            self.n_events, self.extras_shapes = _check_datasets(self._file, self.path, meta)
+            with _reading(self.path, "open it"):
+                self.schema_version = _check_header(self._file, self.path, resuming=False)
+                meta = _read_meta(self._file, self.path)
+                self.n_events, self.extras_shapes = _check_datasets(self._file, self.path, meta)
+                declared = self._file.attrs.get(NEGATIVE_WEIGHTS)
+                if declared is not None and not isinstance(declared, (bool, np.bool_)):
+                    raise StoreError(
+                        f"{self.path}: attribute {NEGATIVE_WEIGHTS!r} is {declared!r}, expected true or false"
+                    )
+                self.assay_version = str(self._file.attrs.get("assay_version", "unknown"))
         except BaseException:
             self.close()
             raise
-        self.assay_version = str(self._file.attrs.get("assay_version", "unknown"))
         self.observables: list[str] = meta["observables"]
         self.benchmarks: list[str] = meta["benchmarks"]
         self.processes: list[str] = meta["processes"]
         self.parameters: dict[str, Any] = meta["parameters"]
         self.morphing: dict[str, Any] | None = meta["morphing"]
         self.config: dict[str, Any] | None = meta["config"]
-        declared = self._file.attrs.get(NEGATIVE_WEIGHTS)
         self.negative_weights: bool | None = None if declared is None else bool(declared)
 
     @classmethod
@@ -424,14 +430,11 @@ class EventStore:
             )
         f = self._require_file()
         names = self.extras_shapes if extras else {}
-        return EventChunk(
-            x=self._checked(X, f[X][start:stop], start),
-            weights=self._checked(WEIGHTS, f[WEIGHTS][start:stop], start),
-            process=self._checked(PROCESS, f[PROCESS][start:stop], start),
-            benchmark=self._checked(BENCHMARK, f[BENCHMARK][start:stop], start),
-            extras={n: self._checked(f"{EXTRAS}/{n}", f[f"{EXTRAS}/{n}"][start:stop], start) for n in names},
-            start=start,
-        )
+        with _reading(self.path, f"read events {start}-{stop}"):
+            got = {name: self._checked(name, f[name][start:stop], start) for name in FIELDS.values()}
+            extra = {n: self._checked(f"{EXTRAS}/{n}", f[f"{EXTRAS}/{n}"][start:stop], start) for n in names}
+        core = {key: got[name] for key, name in FIELDS.items()}
+        return EventChunk(**core, extras=extra, start=start)
 
     def iter_chunks(self, chunk_size: int = 100_000, *, extras: bool = False) -> Iterator[EventChunk]:
         """Stream all events in order, ``chunk_size`` at a time (the last chunk may be short)."""
@@ -460,7 +463,8 @@ class EventStore:
                 f"got range [{idx.min()}, {idx.max()}]"
             )
         rows, inverse = np.unique(idx.astype(np.int64), return_inverse=True)
-        got = {name: self._gather(name, rows)[inverse] for name in self._fields(fields)}
+        with _reading(self.path, "read events"):
+            got = {name: self._gather(name, rows)[inverse] for name in self._fields(fields)}
         core = {key: got.get(name) for key, name in FIELDS.items()}
         extras = {n: got[f"{EXTRAS}/{n}"] for n in self.extras_shapes if f"{EXTRAS}/{n}" in got}
         return EventSelection(indices=idx.astype(np.int64), extras=extras, **core)
@@ -470,8 +474,9 @@ class EventStore:
         ds = self._require_file()[WEIGHTS]
         total = np.zeros(self.n_benchmarks)
         step = _block_rows(ds)
-        for start in range(0, self.n_events, step):
-            total += self._checked(WEIGHTS, ds[start : start + step], start).sum(axis=0)
+        with _reading(self.path, "read the weights"):
+            for start in range(0, self.n_events, step):
+                total += self._checked(WEIGHTS, ds[start : start + step], start).sum(axis=0)
         return total
 
     def validate(self) -> EventStore:
@@ -489,8 +494,9 @@ class EventStore:
         for name in (X, WEIGHTS, PROCESS, BENCHMARK, *(f"{EXTRAS}/{n}" for n in self.extras_shapes)):
             ds = f[name]
             step = _block_rows(ds)
-            for start in range(0, self.n_events, step):
-                self._checked(name, ds[start : start + step], start)
+            with _reading(self.path, f"read dataset {name!r}"):
+                for start in range(0, self.n_events, step):
+                    self._checked(name, ds[start : start + step], start)
         return self
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,18 @@ def _check_label_values(
             f"[{low}, {n_names - 1}]; the file is damaged or was written outside assay"
         )
     return values
+
+
+@contextmanager
+def _reading(path: Path, doing: str = "read it") -> Iterator[None]:
+    """Turn whatever h5py raises on a damaged file (OSError, RuntimeError, ValueError, KeyError,
+    TypeError) into one StoreError naming ``path``; assay's own errors pass unchanged."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise StoreError(f"{path}: cannot {doing}: the file is damaged or truncated ({err})") from err
 
 
 def _open(path: Path, mode: str) -> h5py.File:

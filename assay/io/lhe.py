@@ -22,6 +22,7 @@ import gzip
 import math
 import os
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
@@ -235,6 +236,8 @@ def read_lhe(path: str | os.PathLike, *, rwgt_ids: Sequence[str] | None = None) 
             events = reader.events(declared, wanted)
         except EOFError as exc:  # gzip stream cut short
             raise reader.error(f"truncated: the compressed data ends early ({exc})") from exc
+        except (OSError, zlib.error) as exc:  # gzip.BadGzipFile, a damaged deflate stream or CRC
+            raise reader.error(f"damaged compressed data ({exc})") from exc
     return events, init
 
 
