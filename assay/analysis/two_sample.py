@@ -99,8 +99,8 @@ def two_sample_test(
     """Can a classifier tell sample a from sample b? (seed 003's "High-Dim Classifier Test").
 
     Each sample is split (seeded) into a training and a test part; a weighted classifier
-    (:class:`~assay.estimators.mixture_processes.ProcessClassifier`, CPU, seeded, early stopping on
-    a quarter of the training part) learns a against b on the training parts, with each class
+    (:class:`~assay.estimators.mixture_processes.ProcessClassifier`, CPU, one thread, seeded, early
+    stopping on a quarter of the training part) learns a against b on the training parts, with each class
     weighted to the same total; its :func:`weighted_auc` on the test parts is 0.5 ± error when the
     samples follow the same density (within the error: the score is fixed before the test events
     are seen).
@@ -119,6 +119,8 @@ def two_sample_test(
     Returns:
         :class:`TwoSampleTest`; AUC > 0.5 means b is recognised as b.
     """
+    import torch
+
     from assay.estimators.mixture_processes import ProcessClassifier
     from assay.training_set import TrainingSet
 
@@ -135,7 +137,12 @@ def two_sample_test(
                         sample_weight=balance_classes(y_tr, w_tr))  # fmt: skip
     clf = ProcessClassifier(hidden=hidden, activation="relu", epochs=epochs, batch_size=batch_size,
                             lr=(3e-3, 3e-4), patience=3, seed=seed, device="cpu", progress=False)  # fmt: skip
-    score = clf.fit(train).log_density_ratio(x_te)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small MLP gains nothing from threads; on busy cores they cost 10-20x
+    try:
+        score = clf.fit(train).log_density_ratio(x_te)
+    finally:
+        torch.set_num_threads(threads)
     auc, error = weighted_auc(score, y_te, w_te)
     n_eff = (_n_eff(w_te[y_te == 0]), _n_eff(w_te[y_te == 1]))
     return TwoSampleTest(auc, error, (auc - 0.5) / error, len(x_tr), len(x_te), n_eff)
