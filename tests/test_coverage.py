@@ -204,3 +204,48 @@ def test_cli_grid_over_alpha(run_folder, tmp_path):
     assert [r["alpha"]["lumi"] for r in found["results"]] == [1.0, -1.0]
     assert found["settings"]["n_toys"] == 2
     assert (copy / "limits" / "coverage" / "truth_profiled__mu=4__lumi=-1.json").is_file()
+
+
+def test_neyman_critical_value_corrects_wilks_over_coverage_at_mu_1(run_folder, tmp_path, monkeypatch):
+    """At μ = 1 the profiled likelihood has two minima (module docstring): Wilks' threshold t = 1
+    over-covers (0.92 in 200 toys with a 17-point scan, measured; a 13-point scan here). The Neyman belt at
+    μ = 1 (100 toys) gives t_c < 1 (measured 0.53 in 200 toys), and the Neyman interval
+    {t(μ_true) ≤ t_c} of 100 independent toys covers 0.683 within 3σ, σ = √2 · √(0.683 · 0.317/100)
+    = 0.066 (the binomial error of the coverage and, about as large, that of the estimated
+    quantile): [0.49, 0.88]. t_c is the 68.27% quantile of the belt's t, written to the belt file,
+    and a rerun reuses the belt and the toys."""
+    import json
+
+    from assay.analysis import coverage as module
+    from assay.analysis import coverage_neyman as neyman_module
+    from assay.cluster import local_client
+    from assay.config import RunConfig
+    from assay.inference.asymptotic import ONE_SIGMA
+
+    cfg, copy = _copy(run_folder, tmp_path)
+    data = cfg.model_dump(mode="json")
+    data["inference"]["scans"] = [{"parameter": "mu", "range": [0.0, 3.0], "n_points": 121}]
+    cfg = RunConfig.model_validate(data)
+    options = {"mu": [1.0], "methods": ["truth_profiled"], "n_toys": 100, "points": 13, "neyman": 100,
+               "neyman_grid": [1.0], "progress": False}  # fmt: skip
+    with local_client(2) as client:
+        out = module.run_coverage(cfg, copy, client=client, **options)
+    (r,) = out["results"]
+    assert r["n_failed"] == 0 and r["coverage_68"] >= 0.8, r
+    n = r["neyman"]
+    assert n["n_valid"] == 100 and n["n_toys_belt"] == 100 and n["n_failed_belt"] == 0
+    assert 0.2 < n["t_c"] < 1.0, n
+    assert 0.49 <= n["coverage_68"] <= 0.88, n
+    assert n["mean_width_68"] is None  # a one-point belt gives the coverage only
+    belt = json.loads((copy / "limits" / "coverage" / "truth_profiled__neyman.json").read_text())
+    assert belt["grid"] == [1.0] and len(belt["t_toys"][0]) == 100
+    assert n["t_c"] == pytest.approx(np.quantile(belt["t_toys"][0], ONE_SIGMA), rel=1e-12)
+    toys = json.loads((copy / "limits" / "coverage" / "truth_profiled__mu=1.json").read_text())["toys"]
+    assert n["coverage_68"] == np.mean([t["t_true"] <= n["t_c"] for t in toys])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished belt or point was fitted again")
+
+    monkeypatch.setattr(module, "fit_pseudo_experiments", refuse)
+    monkeypatch.setattr(neyman_module, "fit_pseudo_experiments", refuse)
+    assert module.run_coverage(cfg, copy, **options)["results"] == out["results"]

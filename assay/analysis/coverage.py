@@ -53,6 +53,14 @@ import numpy as np
 import torch
 
 from assay.analysis.build import asimov_sample, build_methods, load_models
+from assay.analysis.coverage_neyman import (
+    BELT_TAG,
+    Belt,
+    belt_path,
+    neyman_belt,
+    neyman_summary,
+    toy_statistics,
+)
 from assay.analysis.profiled import ProfiledMethod, profiled_methods
 from assay.analysis.scans import OneDimensional, one_d_scans
 from assay.config import RunConfig
@@ -103,9 +111,12 @@ def _likelihood(
     )  # fmt: skip
 
 
-def toy_tasks(method: ProfiledMethod, point: Point, n_toys: int, seed: int, names: Sequence[str]) -> list:
+def toy_tasks(
+    method: ProfiledMethod, point: Point, n_toys: int, seed: int, names: Sequence[str], tag: int = SEED_TAG
+) -> list:
     """The pseudo-experiments of ``method`` at ``point``: ``(events, counts, a)`` per toy, the
-    distinct pool events drawn, how often each, and the global observables (module docstring)."""
+    distinct pool events drawn, how often each, and the global observables (module docstring).
+    ``tag`` separates the random streams of coverage toys and belt toys."""
     model = _likelihood(method, method.weights, None)
     poi = torch.tensor([point.mu], dtype=torch.float64)
     alpha = torch.tensor(point.alpha, dtype=torch.float64)
@@ -117,7 +128,7 @@ def toy_tasks(method: ProfiledMethod, point: Point, n_toys: int, seed: int, name
     key = zlib.crc32(point.tag(names).encode())
     tasks = []
     for i in range(n_toys):
-        rng = np.random.default_rng([seed, SEED_TAG, key, i])
+        rng = np.random.default_rng([seed, tag, key, i])
         (indices,) = draw_pseudo_experiments(weights, nu, 1, rng)
         a = np.where(constrained, rng.normal(point.alpha, 1.0), point.alpha)
         events, counts = np.unique(indices, return_counts=True)
@@ -137,6 +148,8 @@ class CoverageToy:
             wide (same spacing) while the region is open at an end.
         cl: the interval's confidence level.
         max_extensions: rescans at most.
+        statistic: also t(μ_true) and t on the scan grid for the Neyman interval
+            (:func:`~assay.analysis.coverage_neyman.toy_statistics`).
     """
 
     method: ProfiledMethod
@@ -144,6 +157,7 @@ class CoverageToy:
     scan: OneDimensional
     cl: float = ONE_SIGMA
     max_extensions: int = 2
+    statistic: bool = False
 
     def __call__(self, task: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
         events, counts, a = task
@@ -171,6 +185,8 @@ class CoverageToy:
             out["mu_hat"], out["lo"], out["hi"] = float(result.best_fit[0]), lo, hi
             out["n_regions"] = len(result.regions(self.cl))
             out["valid"] = bool(best.valid) and not (lo_open or hi_open)
+            if self.statistic:
+                out |= toy_statistics(likelihood, self.point.mu, best, self.scan.values)
         except (ValueError, RuntimeError, FloatingPointError, np.linalg.LinAlgError) as exc:
             out["error"] = f"{type(exc).__name__}: {exc}"
         return out
@@ -264,6 +280,8 @@ def run_coverage(
     methods: Sequence[str] | None = None,
     n_toys: int = 100,
     points: int = 17,
+    neyman: int = 0,
+    neyman_grid: Sequence[float] | None = None,
     client: Any = None,
     progress: bool = True,
     log=None,
@@ -279,6 +297,10 @@ def run_coverage(
         methods: profiled method names (default: all available).
         n_toys: pseudo-experiments per (method, point), ≥ 1.
         points: points of each toy's profiled scan over the configured μ range (≥ 5).
+        neyman: belt toys per grid point for Neyman critical values (0: Wilks only;
+            :mod:`~assay.analysis.coverage_neyman`); each result then has a ``neyman`` entry.
+        neyman_grid: the belt's μ values (default: the scan's points, which also gives the Neyman
+            widths; a few values around the true μ suffice for the coverage alone).
         client: a ``dask.distributed.Client`` for the toys; None: in this process.
         progress: progress bars.
         log: ``str → None`` for one line per (method, point) (skipped, recomputed, done); default
@@ -290,7 +312,7 @@ def run_coverage(
 
     Raises:
         ConfigError: no ``systematics`` section, unknown method or nuisance names, n_toys < 1,
-            μ outside the parameter's physical range.
+            neyman < 0, μ outside the parameter's physical range, a true μ outside the Neyman grid.
         StoreError: the run folder lacks events or a trained model; it cannot be written.
     """
     say = log or logger.info
@@ -303,6 +325,8 @@ def run_coverage(
         raise ConfigError(f"--toys: expected at least 1 pseudo-experiment, got {n_toys}")
     if points < 5:
         raise ConfigError(f"--points: expected at least 5 scan points, got {points}")
+    if neyman < 0:
+        raise ConfigError(f"--neyman: expected 0 (off) or a number of belt toys per point, got {neyman}")
     if len(cfg.parameters) != 1:
         raise ConfigError("coverage: profiled limits need exactly one parameter of interest for now")
     nuisance_names = [n.name for n in cfg.systematics.nuisances]
@@ -321,8 +345,9 @@ def run_coverage(
     settings = {
         "format": FORMAT, "version": VERSION, "n_toys": int(n_toys), "seed": int(cfg.seed),
         "cl": ONE_SIGMA, "scan": [float(values[0]), float(values[-1]), int(points)],
-        "config": _config_hash(cfg),
+        "config": _config_hash(cfg), "statistic": bool(neyman),
     }  # fmt: skip
+    grid = _neyman_grid(neyman_grid, values, mu_values) if neyman else None
     folder = run.limits.root / "coverage"
     results = []
     for name, method in chosen.items():
@@ -332,15 +357,21 @@ def run_coverage(
         bad = [p.mu for p in points if lower is not None and p.mu < lower]
         if bad:
             raise ConfigError(f"--mu: {bad} below the parameter's lower bound {lower}")
+        shipped = replace(method, bins=None, fits={})  # no closures to ship
+        belt = None
+        if grid is not None:
+            belt = _belt(shipped, name, grid, neyman, settings, folder, client, progress, say)
         for point in points:
             path = folder / f"{name}__{point.tag(names)}.json"
             toys = _finished(path, settings, say)
             if toys is None:
                 tasks = toy_tasks(method, point, n_toys, cfg.seed, names)
-                fitter = CoverageToy(replace(method, bins=None, fits={}), point, scan)  # no closures to ship
+                fitter = CoverageToy(shipped, point, scan, statistic=bool(neyman))
                 toys = _strict(fit_pseudo_experiments(tasks, fitter, client=client, progress=progress))
                 _write(path, {"settings": settings, "method": name, **point.as_dict(names), "toys": toys})
             summary = point_summary(toys, point, names)
+            if belt is not None:
+                summary["neyman"] = neyman_summary(toys, point.mu, belt, values)
             say(_line(name, summary))
             results.append({"method": name, **summary, "file": str(path.relative_to(run.limits.root))})
     out = {
@@ -358,11 +389,48 @@ def _line(name: str, s: Mapping[str, Any]) -> str:
         f"coverage {c:.3f} ± {s['coverage_68_error']:.3f}, width {s['mean_width_68']:.3g}, "
         f"score {s['challenge_score']:.3f}"
     )  # fmt: skip
+    n = s.get("neyman")
+    if n and n.get("coverage_68") is not None:
+        c, e = n["coverage_68"], n["coverage_68_error"]
+        shown += f"; Neyman (t_c = {n['t_c']:.3g}): coverage {c:.3f} ± {e:.3f}"
     return f"{name} at mu={s['mu']:g}{', ' + alpha if alpha else ''}: {shown} ({s['n_failed']} failed)"
 
 
-def _finished(path: Path, settings: Mapping[str, Any], say) -> list | None:
-    """The toys of a finished (method, point) with the same settings; None: (re)compute."""
+def _neyman_grid(given: Sequence[float] | None, values: np.ndarray, mu_true: Sequence[float]) -> list[float]:
+    """The belt's grid: ``given`` (sorted, unique) or the scan's points; every true μ inside it."""
+    grid = sorted({float(m) for m in given}) if given else [float(v) for v in values]
+    outside = [m for m in mu_true if not grid[0] - 1e-12 <= m <= grid[-1] + 1e-12]
+    if outside:
+        raise ConfigError(
+            f"--neyman-mu: the true μ {outside} lie outside the belt's grid [{grid[0]:g}, {grid[-1]:g}]; "
+            "add grid points around them"
+        )
+    return grid
+
+
+def _belt(
+    method: ProfiledMethod, name: str, grid: Sequence[float], n_toys: int, settings: Mapping[str, Any],
+    folder: Path, client: Any, progress: bool, say,
+) -> Belt:  # fmt: skip
+    """The Neyman belt of ``method`` (:mod:`~assay.analysis.coverage_neyman`), reused if written with the
+    same settings, else computed and written."""
+    names = list(method.terms.names)
+    belt_settings = {**settings, "statistic": True, "grid": list(grid), "n_toys_belt": int(n_toys)}
+    path = belt_path(folder, name)
+    found = _finished(path, belt_settings, say, key="t_toys")
+    if found is not None:
+        t = np.array([[np.nan if v is None else v for v in row] for row in found], dtype=float)
+        return Belt.from_toys(grid, t)
+    zero = (0.0,) * len(names)
+    tasks = lambda mu: toy_tasks(method, Point(mu, zero), n_toys, settings["seed"], names, BELT_TAG)  # noqa: E731
+    belt = neyman_belt(method, grid, tasks, _likelihood, client=client, progress=progress)
+    _write(path, {"settings": belt_settings, "method": name, "grid": list(grid),
+                  "critical": belt.critical.tolist(), "t_toys": belt.t_toys.tolist()})  # fmt: skip
+    return belt
+
+
+def _finished(path: Path, settings: Mapping[str, Any], say, key: str = "toys") -> list | None:
+    """The ``key`` entry (toys) of a finished (method, point) with the same settings; None: (re)compute."""
     if not path.is_file():
         return None
     try:
@@ -376,7 +444,7 @@ def _finished(path: Path, settings: Mapping[str, Any], say) -> list | None:
         say(f"{path.name}: settings changed ({', '.join(changed)}); recomputing")
         return None
     say(f"{path.name}: finished earlier with the same settings; skipped")
-    return data["toys"]
+    return data[key]
 
 
 def _write(path: Path, data: Mapping[str, Any]) -> None:

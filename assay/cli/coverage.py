@@ -41,6 +41,13 @@ def coverage(
         None, "--method", "-m", help="A profiled method, e.g. truth_profiled (repeat); default all."
     ),
     points: int = typer.Option(17, "--points", min=5, help="Points of each toy's profiled scan of μ."),
+    neyman: int = typer.Option(
+        0, "--neyman", min=0,
+        help="Belt toys per μ for Neyman critical values t_c(μ) (0: Wilks only); adds Neyman coverage.",
+    ),
+    neyman_mu: list[float] | None = typer.Option(
+        None, "--neyman-mu", help="A μ of the Neyman belt (repeat); default the scan points (gives widths).",
+    ),
     workers: int | None = typer.Option(
         None, "--workers", "-w", min=1, help="Fit the toys on a local Dask cluster with this many workers."
     ),
@@ -49,7 +56,9 @@ def coverage(
     """Coverage of the profiled methods' 68% intervals: toys at each true (μ, α) drawn from each
     method's model with randomised global observables, fitted with the nuisances profiled. Writes
     OUTPUT/limits/coverage.json (and one file per method and point in limits/coverage/; a rerun
-    with the same settings skips the finished ones)."""
+    with the same settings skips the finished ones). With --neyman N, the threshold of each
+    interval is also measured: N toys at each μ of a belt give t_c(μ), and the Neyman coverage
+    is the fraction of toys with t(μ_true) ≤ t_c(μ_true)."""
     from assay.analysis.coverage import run_coverage
     from assay.config import load_config
     from assay.rundir import RunDir
@@ -61,7 +70,7 @@ def coverage(
         with dask_client(workers) as client:
             found = run_coverage(
                 cfg, output, mu=mu, alpha=true_alpha, methods=methods, n_toys=toys, points=points,
-                client=client, progress=not quiet, log=log,
+                neyman=neyman, neyman_grid=neyman_mu, client=client, progress=not quiet, log=log,
             )  # fmt: skip
         run = RunDir(output or cfg.output)
     print_coverage(found)
@@ -76,7 +85,11 @@ def print_coverage(found: dict) -> None:
     """One row per (method, point): coverage ± its binomial error, mean width, score, pulls, failures."""
     n = found["settings"]["n_toys"]
     table = Table(title=f"68% intervals in {n} pseudo-experiments per point", pad_edge=False)
-    for column in ("method", "true point", "coverage", "width", "score", "pull μ", "failed"):
+    neyman = any("neyman" in r for r in found["results"])
+    columns = ["method", "true point", "coverage", "width", "score", "pull μ", "failed"]
+    if neyman:
+        columns[5:5] = ["t_c", "Neyman coverage", "Neyman width"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("method", "true point") else "right")
     for r in found["results"]:
         point = ", ".join([f"μ={r['mu']:g}"] + [f"{k}={v:g}" for k, v in r["alpha"].items() if v])
@@ -85,12 +98,20 @@ def print_coverage(found: dict) -> None:
         pull = (
             "-" if c is None else f"{_number(r['pull_mu_mean'], '+.2f')} ± {_number(r['pull_mu_std'], '.2f')}"
         )
-        table.add_row(r["method"], point, cov, _number(r.get("mean_width_68"), ".3g"),
-                      _number(r.get("challenge_score"), ".3f"), pull, str(r["n_failed"]))  # fmt: skip
+        cells = [r["method"], point, cov, _number(r.get("mean_width_68"), ".3g"),
+                 _number(r.get("challenge_score"), ".3f"), pull, str(r["n_failed"])]  # fmt: skip
+        if neyman:
+            n = r.get("neyman") or {}
+            c = n.get("coverage_68")
+            shown = "-" if c is None else f"{c:.3f} ± {n['coverage_68_error']:.3f}"
+            cells[5:5] = [_number(n.get("t_c"), ".3g"), shown, _number(n.get("mean_width_68"), ".3g")]
+        table.add_row(*cells)
     console.print(table)
     console.print("coverage: fraction of toys whose 68% interval contains the true μ (target 0.683); score: "
                   "the FAIR Universe challenge score of the mean width and coverage; pull μ: mean ± std of "
-                  "(μ̂ − μ_true)/σ", highlight=False, soft_wrap=True)  # fmt: skip
+                  "(μ̂ − μ_true)/σ" + ("; t_c: the Neyman critical value of t at the true μ (Wilks: 1), "
+                  "Neyman coverage: fraction of toys with t(μ_true) ≤ t_c" if neyman else ""),
+                  highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

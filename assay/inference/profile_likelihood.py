@@ -346,6 +346,7 @@ class ProfileLikelihood:
         start: np.ndarray | None = None,
         *,
         fixed_alpha: Mapping[str, float] | None = None,
+        covariance: bool = True,
     ) -> FitResult:
         """Minimise −2 log L over the free parameters.
 
@@ -355,6 +356,8 @@ class ProfileLikelihood:
                 strengths (0 otherwise) and α = a.
             fixed_alpha: {nuisance name: value} held fixed; all nuisances (:meth:`FitResult.nuisances`):
                 a stat-only fit; one: seed 003's "systematic fixed" table.
+            covariance: compute the Hessian covariance; False (toys that need only the minimum):
+                NaN covariance, ``valid`` from MIGRAD alone.
 
         Returns:
             :class:`FitResult` with the Hessian covariance.
@@ -364,7 +367,8 @@ class ProfileLikelihood:
         """
         values, fixed = self._setup(fixed_poi, start, fixed_alpha)
         best, fval, valid, calls = self._minimize(values, fixed)
-        cov, posdef = self._covariance(best, fixed)
+        skipped = (np.full((len(best), len(best)), np.nan), True)
+        cov, posdef = self._covariance(best, fixed) if covariance else skipped
         return FitResult(
             self.parameters, self.n_poi, best, fval, cov, valid and posdef,
             tuple(n for n, f in zip(self.parameters, fixed) if f), calls,
@@ -377,6 +381,7 @@ class ProfileLikelihood:
         parameter: str | None = None,
         fixed_alpha: Mapping[str, float] | None = None,
         fit: FitResult | None = None,
+        reference: float | None = None,
     ) -> Scan:
         """Profiled −2 log λ(p) = −2 log L(p, other p̂̂) + 2 log L(all p̂) at each value of one parameter.
 
@@ -387,6 +392,8 @@ class ProfileLikelihood:
             parameter: a POI or nuisance name; default the first POI.
             fixed_alpha: nuisances held fixed in the scan and in the global fit.
             fit: the global fit with the same ``fixed_alpha``, if already done.
+            reference: the −2 log L subtracted (default: the lower of the global fit's and the
+                scan's minimum, so the scan is ≥ 0).
 
         Returns:
             :class:`~assay.inference.likelihood.Scan`, ``theta (n_values, 1)``; ``mle`` the global
@@ -408,9 +415,9 @@ class ProfileLikelihood:
             for j in walk:
                 current[i] = points[j]
                 current, out[j], _, _ = self._minimize(current, fixed)
-        reference = min(best.minus_2_log_l, float(out.min()))
+        lowest = min(best.minus_2_log_l, float(out.min()))
         mle = best.values[i] if best.minus_2_log_l <= out.min() else points[int(np.argmin(out))]
-        return Scan(points[:, None], out - reference, np.array([mle]))
+        return Scan(points[:, None], out - (lowest if reference is None else reference), np.array([mle]))
 
     # ---- pulls and impacts --------------------------------------------------------------
     def pulls(self, fit: FitResult, reference: np.ndarray | None = None) -> np.ndarray:
