@@ -563,10 +563,19 @@ class SystematicsConfig(_Model):
         description="per-event and rate interpolation in α: seed 003's vertical (6th-order polynomial "
         "for |α| ≤ 1, exponential outside, C² at |α| = 1) or exponential (g(±1)^|α|)",
     )
+    training_statistics: Literal["none", "spurious_signal", "ensemble"] = Field(
+        "none",
+        description="finite-training-statistics nuisances of a mixture model's profiled method: seed 003's "
+        "spurious signal f_j(μ + α Δμ̂(μ)) (`training_statistics`), or the ensemble's principal modes "
+        "as shape nuisances (`training_statistics_1`, ...); needs n_ensemble >= 2",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> SystematicsConfig:
         names = [n.name for n in self.nuisances]
+        reserved = [n for n in names if n.startswith("training_statistics")]
+        if reserved:
+            raise ValueError(f"nuisance names starting with 'training_statistics' are reserved, got {reserved}")
         if len(set(names)) != len(names):
             raise ValueError(f"nuisance names must be unique, got {names}")
         return self
