@@ -124,6 +124,44 @@ def test_analytic_gradient_equals_autograd(interpolation, normalised):
             np.testing.assert_allclose(gradient[1:], expected_gradient.numpy()[1:], rtol=1e-9, atol=1e-8)
 
 
+def test_spurious_signal_shifts_mu_and_its_gradient_equals_autograd():
+    """Seed 003's f_j(μ + α_s Δμ̂(μ)): the rates at (μ, α_s) equal the rates at μ + α_s Δμ̂(μ) without
+    the term; value and gradient equal autograd (also where μ + α_s Δ < 0, clamped to 0, and on a
+    grid kink); the profiled interval widens by about Δμ̂ in quadrature."""
+    from assay.inference.spurious_signal import SpuriousSignal
+
+    names = (*NAMES, "training_statistics")
+    ones = np.ones((1, *TERMS.shape_up.shape[1:]))
+    terms = ProfileTerms(TERMS.ratios, TERMS.nu, np.concatenate([TERMS.shape_up, ones]),
+                         np.concatenate([TERMS.shape_down, ones]), np.vstack([TERMS.norm_up, np.ones(3)]),
+                         np.vstack([TERMS.norm_down, np.ones(3)]), names)  # fmt: skip
+    shift = SpuriousSignal("training_statistics", np.array([0.0, 1.0, 4.0]), np.array([0.05, 0.2, 0.3]))
+    plain = ProfileLikelihood(terms, None, COEFFICIENTS, normalization=FLAT)
+    shifted = ProfileLikelihood(terms, None, COEFFICIENTS, normalization=FLAT, spurious=shift)
+    alpha = torch.tensor([0.2, -0.3, 0.1, 1.5], dtype=torch.float64)
+    mu = torch.tensor([2.0], dtype=torch.float64)
+    moved = torch.tensor([2.0 + 1.5 * (0.2 + 0.1 / 3)], dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(shifted.event_rates(mu, alpha)[0], plain.event_rates(moved, alpha)[0])
+    weights = asimov_weights(terms, COEFFICIENTS, [1.0], np.zeros(4), normalization=FLAT)
+    model = ProfileLikelihood(terms, weights, COEFFICIENTS, normalization=FLAT, spurious=shift)
+    for values in ([2.0, 0.2, -0.3, 0.1, 1.5], [0.02, 0.0, 0.1, 0.0, -2.0], [1.0, 0.0, 0.0, 0.0, 0.7],
+                   [0.5, 0.4, 0.0, -0.2, -0.8]):  # fmt: skip
+        value, gradient = model.value_and_gradient(np.array(values))
+        point = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+        expected = model.nll(point[:1], point[1:])
+        (expected_gradient,) = torch.autograd.grad(expected, point)
+        assert value == pytest.approx(expected.item(), rel=1e-10)
+        np.testing.assert_allclose(gradient, expected_gradient.numpy(), rtol=1e-8, atol=1e-8)
+    without = ProfileLikelihood(terms, weights, COEFFICIENTS, normalization=FLAT)
+    fit, fit_without = model.fit(), without.fit()
+    assert fit.values[0] == pytest.approx(1.0, abs=1e-3) and fit.alpha_hat[-1] == pytest.approx(0.0, abs=1e-3)
+    sigma, sigma_without = fit.errors[0], fit_without.errors[0]
+    assert sigma == pytest.approx(np.hypot(sigma_without, 0.2), rel=0.05), (sigma, sigma_without)
+    with pytest.raises(ValueError, match="spurious: nuisance 'nope'"):
+        ProfileLikelihood(terms, None, COEFFICIENTS, spurious=SpuriousSignal("nope", [0.0], [0.1]))
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("side", [0, 1])
 def test_rates_are_exact_at_each_variation(name, side):

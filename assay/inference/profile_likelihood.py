@@ -34,6 +34,7 @@ from iminuit import Minuit
 from assay.inference.interpolation import interpolation_table
 from assay.inference.likelihood import Scan
 from assay.inference.profile_terms import Coefficients, FitResult, Impacts, ProfileTerms
+from assay.inference.spurious_signal import SpuriousSignal
 
 __all__ = ["Coefficients", "FitResult", "Impacts", "ProfileLikelihood", "asimov_weights"]
 
@@ -58,6 +59,8 @@ class ProfileLikelihood:
             fit by ~ν_j Var(ln g_jk(±1))/2 events per unit α (module docstring).
         tolerance: MIGRAD's ``tol`` (stops at EDM < 0.002 · tol).
         floor: S_i is clipped below at ``floor`` · ν(θ, α).
+        spurious: seed 003's spurious-signal term (:class:`~assay.inference.spurious_signal.SpuriousSignal`):
+            f_j(θ) is evaluated at θ_p + α_s Δθ̂(θ_p), α_s the nuisance it names.
 
     Raises:
         ValueError: bad shapes or values of ``weights``/``global_observables``, an unknown
@@ -75,6 +78,7 @@ class ProfileLikelihood:
         normalization: np.ndarray | None = None,
         tolerance: float = 1e-3,
         floor: float = 1e-12,
+        spurious: SpuriousSignal | None = None,
     ):
         self.terms, self.coefficients = terms, coefficients
         self.tolerance, self.floor = float(tolerance), float(floor)
@@ -93,6 +97,14 @@ class ProfileLikelihood:
                 f"got shape {a.shape}"
             )
         self.global_observables = a
+        self.spurious = spurious
+        if spurious is not None:
+            if spurious.nuisance not in terms.names or not 0 <= spurious.parameter < self.n_poi:
+                raise ValueError(
+                    f"spurious: nuisance {spurious.nuisance!r} (parameter {spurious.parameter}) is not among "
+                    f"the nuisances {list(terms.names)} (parameters of interest {self.n_poi})"
+                )
+            self._spurious_index = terms.names.index(spurious.nuisance)
         if normalization is None:
             self._u = None
         else:
@@ -155,6 +167,8 @@ class ProfileLikelihood:
                 )  # fmt: skip
             if yields is not None:
                 norm = norm.index_copy(0, norm_index, norm[norm_index] * yields(alpha[k]))
+        if self.spurious is not None:
+            poi = self.spurious.shifted(poi, alpha[self._spurious_index])
         amplitudes = self.coefficients(poi) * self._nu * norm  # f_j ν_j Π_k G_jk
         shapes = (
             amplitudes if self._u is None else amplitudes * self._norm0 / (rows @ self._u)
@@ -208,6 +222,11 @@ class ProfileLikelihood:
         """
         values = np.asarray(values, dtype=float)
         poi, alpha = values[: self.n_poi], values[self.n_poi :]
+        if self.spurious is not None:  # θ'_p = θ_p + α_s Δ(θ_p)
+            p, s_index = self.spurious.parameter, self._spurious_index
+            delta, d_delta = self.spurious.numpy(poi[p])
+            poi = poi.copy()
+            poi[p] += alpha[s_index] * delta
         f, jacobian = self._coefficients_jacobian(poi)
         terms = self.terms
         rows = terms.ratios.copy()
@@ -251,7 +270,11 @@ class ProfileLikelihood:
                 grad_alpha[k] += shapes[where] @ sums[:, 0]
                 if self._u is not None:
                     grad_alpha[k] -= (shapes[where] * sums[:, 1] / norms[where]) @ projected[where]
-            gradient = -2 * np.concatenate([jacobian @ grad_f, grad_alpha])
+            grad_poi = jacobian @ grad_f
+            if self.spurious is not None:  # ∂θ'_p/∂θ_p = 1 + α_s Δ'(θ_p), ∂θ'_p/∂α_s = Δ(θ_p)
+                grad_alpha[s_index] += delta * grad_poi[p]
+                grad_poi[p] *= 1 + alpha[s_index] * d_delta
+            gradient = -2 * np.concatenate([grad_poi, grad_alpha])
             gradient[self.n_poi :] += 2 * constrained * (alpha - a)
         if not (np.isfinite(value) and np.isfinite(gradient).all()):
             v_torch = torch.tensor(values, requires_grad=True)

@@ -233,12 +233,14 @@ class ProcessCoefficients:
         """f_j(θ) ``(n_proc,)`` and ∂f_j/∂θ_a ``(n_params, n_proc)`` in numpy, for θ ``(n_params,)``.
 
         Where θ_a enters through √θ_a its derivative at θ_a = 0 is taken at θ_a = 10⁻³⁰⁰ (finite;
-        a fit reaches 0 only as a bound or a fixed point of a scan).
+        a fit reaches 0 only as a bound or a fixed point of a scan), and below 0 (where the torch form
+        clamps θ_a to 0) it is 0.
         """
         theta = np.asarray(theta, dtype=float)
         roots, exponents = self.roots.numpy(), self.exponents.numpy()  # (n_params,), (n_comp, n_params)
         base = np.where(roots, np.sqrt(np.clip(theta, 0.0, None)), theta)
-        d_base = np.where(roots, 0.5 / np.sqrt(np.clip(theta, 1e-300, None)), 1.0)
+        d_root = np.where(theta < 0, 0.0, 0.5 / np.sqrt(np.clip(theta, 1e-300, None)))  # √ of θ clipped at 0
+        d_base = np.where(roots, d_root, 1.0)
         powers = base**exponents  # (n_comp, n_params); 0⁰ = 1
         d_powers = exponents * base ** np.maximum(exponents - 1, 0) * d_base
         monomials = powers.prod(axis=1)
