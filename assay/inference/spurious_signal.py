@@ -35,11 +35,11 @@ class SpuriousSignal:
         parameter: index of the parameter of interest that is shifted.
 
     Example:
-        >>> s = SpuriousSignal("training_statistics", np.array([0.0, 2.0]), np.array([0.1, 0.5]))
+        >>> s = SpuriousSignal("training_statistics", np.array([0.0, 2.0]), np.array([0.25, 0.75]))
         >>> s.numpy(1.0)
-        (0.3, 0.2)
+        (0.5, 0.25)
         >>> s.numpy(5.0)  # constant outside the grid
-        (0.5, 0.0)
+        (0.75, 0.0)
     """
 
     nuisance: str
