@@ -105,10 +105,8 @@ class Point:
 def _likelihood(
     method: ProfiledMethod, weights: np.ndarray | None, a: np.ndarray | None
 ) -> ProfileLikelihood:
-    return ProfileLikelihood(
-        method.terms, weights, method.coefficients, interpolation=method.interpolation,
-        normalization=method.reference, global_observables=a,
-    )  # fmt: skip
+    options = method.options
+    return ProfileLikelihood(method.terms, weights, method.coefficients, global_observables=a, **options)
 
 
 def toy_tasks(

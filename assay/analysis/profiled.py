@@ -27,7 +27,9 @@ from scipy import interpolate
 
 from assay.analysis.build import asimov_rows
 from assay.analysis.methods import BinnedMethod, Dataset, Method
+from assay.analysis.scans import one_d_scans
 from assay.analysis.systematics import SHAPE_FLOOR, component_factors, process_terms, varied_benchmark_weights
+from assay.analysis.training_statistics import GRID_POINTS, with_training_statistics
 from assay.config import RunConfig
 from assay.estimators.mixture import MixtureModel
 from assay.estimators.mixture_processes import process_matrix
@@ -38,6 +40,7 @@ from assay.inference.asymptotic import ONE_SIGMA, limits_1d
 from assay.inference.likelihood import PB_TO_FB, Scan
 from assay.inference.profile_likelihood import ProfileLikelihood
 from assay.inference.profile_terms import FitResult, ProcessCoefficients, ProfileTerms
+from assay.inference.spurious_signal import SpuriousSignal
 from assay.rundir import RunDir
 from assay.store import EventStore
 
@@ -128,6 +131,8 @@ class ProfiledMethod(Method):
         max_points: a scan of more points is profiled at this many evenly spread ones (the ends
             included) and the rest interpolated by a cubic spline of the profiled q (each point is
             a fit of every nuisance; q is smooth on this scale).
+        spurious: seed 003's spurious-signal term of the finite training statistics, or None
+            (:mod:`assay.analysis.training_statistics`).
     """
 
     name: str
@@ -140,12 +145,13 @@ class ProfiledMethod(Method):
     model_asimov: bool = False
     theta_true: np.ndarray | None = None
     max_points: int = 41
+    spurious: SpuriousSignal | None = None
     kind: str = "profiled"
     fits: dict = field(default_factory=dict, repr=False)
 
     def likelihood(self, data: Dataset) -> ProfileLikelihood:
         """The profiled likelihood of ``data``: the Asimov events, or a pseudo-experiment's rows."""
-        options = {"interpolation": self.interpolation, "normalization": self.reference}
+        options = self.options
         if data.asimov:
             weights = self._model_weights() if self.model_asimov else self.weights
             return ProfileLikelihood(self.terms, weights, self.coefficients, **options)
@@ -163,13 +169,22 @@ class ProfiledMethod(Method):
         weights = np.concatenate([np.ones(n), np.zeros(len(self.weights))])
         reference = np.concatenate([np.zeros(n), self.reference])
         return ProfileLikelihood(terms, weights, self.coefficients, interpolation=self.interpolation,
-                                 normalization=reference)  # fmt: skip
+                                 normalization=reference, spurious=self.spurious)  # fmt: skip
+
+    @property
+    def options(self) -> dict:
+        """The keyword arguments of this method's :class:`ProfileLikelihood` on its own events."""
+        return {
+            "interpolation": self.interpolation, "normalization": self.reference, "spurious": self.spurious
+        }  # fmt: skip
 
     def _model_weights(self) -> np.ndarray:
-        """u_i S_i(θ_true, 0), scaled to the expected yield ν(θ_true, 0) of the model."""
-        options = {"interpolation": self.interpolation, "normalization": self.reference}
-        nominal = ProfileLikelihood(self.terms, self.weights, self.coefficients, **options)
-        theta = torch.as_tensor(self.theta_true, dtype=torch.float64)
+        return self.model_weights(self.theta_true)
+
+    def model_weights(self, theta: np.ndarray) -> np.ndarray:
+        """u_i S_i(θ, 0): the model's Asimov weights at θ ``(n_params,)``, summing to ν(θ, 0)."""
+        nominal = ProfileLikelihood(self.terms, self.weights, self.coefficients, **self.options)
+        theta = torch.as_tensor(np.asarray(theta, dtype=float), dtype=torch.float64)
         with torch.no_grad():
             rates, total = nominal.event_rates(theta, torch.zeros(self.terms.n_syst, dtype=torch.float64))
         w = self.reference * rates.numpy()
@@ -234,6 +249,12 @@ def profiled_methods(
     for name, model in models.items():
         if not isinstance(model, MixtureModel):
             continue
+        kind = cfg.systematics.training_statistics
+        if kind != "none" and model.n_ensemble < 2:
+            raise ConfigError(
+                f"systematics.training_statistics: {kind} needs an ensemble; model {name!r} has "
+                f"n_ensemble = {model.n_ensemble} (set training.{name}.n_ensemble >= 2 and retrain)"
+            )
         _, matrix = process_matrix(model.processes, model.benchmarks_)
         nominal, varied = weights.nominal @ matrix.T, _processes(weights.varied, matrix)
         reference = _reference(model, nominal)
@@ -242,16 +263,17 @@ def profiled_methods(
                               ratios=ratios)  # fmt: skip
         coefficients = ProcessCoefficients(sample.joint.morpher, matrix)
         learned = run.model(name) / "nuisances"
+        members = model.member_log_ratios(sample.x) if kind != "none" else None
+        grid = np.linspace(*one_d_scans(cfg, sample.theta_true)[0].values[[0, -1]], GRID_POINTS)
+        variants = {}
         if learned.is_dir():  # the model's own g_jk(x, ±1); the exact ones stay as a cross-check
-            out[f"{name}_profiled_exact_g"] = ProfiledMethod(
-                f"{name}_profiled_exact_g", terms, asimov, reference, coefficients, interpolation,
-                model_asimov=True, theta_true=sample.theta_true,
-            )  # fmt: skip
+            variants[f"{name}_profiled_exact_g"] = terms
             terms = _learned_shapes(terms, NuisanceRatios.load(learned), sample.x, model)
-        out[f"{name}_profiled"] = ProfiledMethod(
-            f"{name}_profiled", terms, asimov, reference, coefficients, interpolation, model_asimov=True,
-            theta_true=sample.theta_true,
-        )  # fmt: skip
+        variants[f"{name}_profiled"] = terms
+        for label, chosen in variants.items():
+            plain = ProfiledMethod(label, chosen, asimov, reference, coefficients, interpolation,
+                                   model_asimov=True, theta_true=sample.theta_true)  # fmt: skip
+            out[label] = with_training_statistics(plain, kind, members, grid)
     for name, method in binned.items():
         if not (isinstance(method, BinnedMethod) and method.binning is not None):
             continue

@@ -300,6 +300,10 @@ class MixtureModel(PredictorBase):
                 out[m, j] = clf.log_density_ratio(x)
         return out
 
+    def member_log_ratios(self, x: np.ndarray) -> np.ndarray:
+        """ln r̂_j(x) of every member ``(n_ensemble, n_processes, n_events)`` (0 for a reference process)."""
+        return self._member_log_ratios(x)
+
     def process_ratios(self, x: np.ndarray) -> Prediction:
         """r̂_j(x) = p̂_j(x)/p̂_ref(x), the ensemble mean and std (1 and 0 for a reference process).
 

@@ -168,6 +168,27 @@ class ProfileTerms:
         return cls(join("ratios", 1), first.nu, join("shape_up", 2), join("shape_down", 2), first.norm_up,
                    first.norm_down, first.names, first.constrained, first.processes)  # fmt: skip
 
+    def with_nuisances(
+        self,
+        names: Sequence[str],
+        shape_up: np.ndarray,
+        shape_down: np.ndarray,
+        norm_up: np.ndarray | None = None,
+        norm_down: np.ndarray | None = None,
+    ) -> ProfileTerms:
+        """These terms with constrained nuisances ``names`` appended: shapes ``(n_new, n_proc, n_events)``,
+        yields ``(n_new, n_proc)`` (default 1: shape only)."""
+        n_new = len(names)
+        unit = np.ones((n_new, self.n_proc))
+        up_n = unit if norm_up is None else norm_up
+        down_n = unit if norm_down is None else norm_down
+        return ProfileTerms(
+            self.ratios, self.nu, np.concatenate([self.shape_up, shape_up]),
+            np.concatenate([self.shape_down, shape_down]), np.concatenate([self.norm_up, up_n]),
+            np.concatenate([self.norm_down, down_n]), (*self.names, *names),
+            (*self.constrained, *(True,) * n_new), self.processes,
+        )  # fmt: skip
+
     def shape_touches(self) -> np.ndarray:
         """``(n_syst, n_proc)`` bool: nuisance k changes the shape of process j somewhere."""
         return np.any((self.shape_up != 1) | (self.shape_down != 1), axis=2)
