@@ -12,13 +12,14 @@
 3. ``coverage_68``, ``challenge_score``: the harness (`assay coverage`) on the 5 % off-shell search
    with five nuisances at 3000 fb⁻¹: truth_profiled at μ = 1, ``coverage_toys`` toys, a 17-point
    profiled scan of μ over [0, 3] each, on 2 workers; also its mean width, the pulls of μ and the
-   wall time per toy.
+   wall time per toy (Neyman belt included). With Wilks' threshold, and (``*_neyman``) with the
+   Neyman critical values of ``neyman_belt_toys_per_point`` belt toys at each scan point.
 
 Prints a table and writes benchmarks/results/systematics.json.
 
 ``load_average_1m`` records the machine's load when it started (other jobs share the cores).
 
-Usage: python benchmarks/systematics.py [--toys 200] [--work DIR] [--fits-only]
+Usage: python benchmarks/systematics.py [--toys 200] [--neyman 100] [--work DIR] [--fits-only]
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def toys_per_second(n_toys: int = 60) -> dict:
     return out
 
 
-def harness(work: Path, n_toys: int) -> dict:
+def harness(work: Path, n_toys: int, neyman: int) -> dict:
     from assay.analysis.coverage import run_coverage
     from assay.cluster import local_client
     from assay.config import config_from_dict
@@ -136,7 +137,7 @@ def harness(work: Path, n_toys: int) -> dict:
     start = time.perf_counter()
     with local_client(2) as client:
         found = run_coverage(cfg, folder, mu=[1.0], methods=["truth_profiled"], n_toys=n_toys, points=17,
-                             client=client, progress=False)  # fmt: skip
+                             neyman=neyman, client=client, progress=False)  # fmt: skip
     seconds = time.perf_counter() - start
     (r,) = found["results"]
     return {
@@ -144,13 +145,18 @@ def harness(work: Path, n_toys: int) -> dict:
         "challenge_score": r["challenge_score"], "coverage_toys": n_toys, "coverage_failed": r["n_failed"],
         "coverage_mean_width_68": r["mean_width_68"], "coverage_pull_mu_mean": r["pull_mu_mean"],
         "coverage_pull_mu_std": r["pull_mu_std"], "coverage_mu_true": 1.0,
-        "coverage_s_per_toy_2w": seconds / n_toys,
+        "coverage_s_per_toy_2w": seconds / n_toys, "neyman_belt_toys_per_point": neyman,
+        "coverage_68_neyman": r["neyman"]["coverage_68"],
+        "coverage_68_neyman_error": r["neyman"]["coverage_68_error"],
+        "coverage_mean_width_68_neyman": r["neyman"]["mean_width_68"],
+        "challenge_score_neyman": r["neyman"]["challenge_score"], "neyman_t_c_at_mu_true": r["neyman"]["t_c"],
     }  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toys", type=int, default=200, help="toys of the harness run")
+    parser.add_argument("--neyman", type=int, default=100, help="belt toys per scan point of the harness run")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "systematics.json")
     keep = "measure 1 and 2 only; keep the harness numbers already in the output file"
@@ -163,7 +169,7 @@ def main() -> None:
         old = json.loads(args.output.read_text()) if args.output.is_file() else {}
         results |= {k: v for k, v in old.items() if k.startswith(("coverage", "challenge"))}
     else:
-        results |= harness(work, args.toys)
+        results |= harness(work, args.toys, args.neyman)
     write_results(results, args.output)
 
 
