@@ -27,6 +27,7 @@ import numpy as np
 
 from assay import __version__
 from assay.exceptions import StoreError
+from assay.report_coverage import coverage_section
 from assay.results import LevelResults, Results
 from assay.rundir import ResultsDir
 from assay.saving import read_json, write_text
@@ -70,7 +71,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     (run_dir / PLOTS).mkdir(exist_ok=True)
     plots = _write_plots(results, run_dir)
     path = run_dir / REPORT
-    write_text(path, _page(results, summary, summary_problem, plots, _diagnostics_section(run_dir)))
+    extra = "\n".join(s for s in (coverage_section(run_dir), _diagnostics_section(run_dir)) if s)
+    write_text(path, _page(results, summary, summary_problem, plots, extra))
     return path
 
 
@@ -511,7 +513,9 @@ def _page(
     plots: Sequence[_Plot],
     diagnostics: str = "",
 ) -> str:
-    """The whole report page; ``diagnostics``: the HTML of :func:`_diagnostics_section`."""
+    """The whole report page; ``diagnostics``: extra HTML at the end (the sections of ``assay coverage``
+    and ``assay diagnostics``: :func:`~assay.report_coverage.coverage_section`,
+    :func:`_diagnostics_section`)."""
     sections = [
         _overview(results),
         _levels_section(results),

@@ -239,3 +239,27 @@ def test_fisher_ellipse_is_on_the_information_form():
     (line,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "truth"]
     delta = line.get_xydata() - [0.1, -0.2]
     np.testing.assert_allclose(np.einsum("ni,ij,nj->n", delta, A, delta), 2.30, rtol=1e-3)
+
+
+def test_report_has_the_coverage_of_profiled_intervals(tmp_path):
+    """`assay coverage` writes coverage.json next to results.json: the report gets a section with one
+    row per method and true point (Wilks' and, with a belt, the Neyman coverage); an unreadable
+    file is a note, not a failure."""
+    import json
+
+    minimal_results().to_json(tmp_path / "results.json")
+    row = {"method": "truth_profiled", "mu": 1.0, "alpha": {"lumi": 0.0, "gg_shower": 1.0}, "n_toys": 200,
+           "n_failed": 2, "coverage_68": 0.92, "coverage_68_error": 0.019, "mean_width_68": 1.06,
+           "challenge_score": -5.02, "pull_mu_mean": -0.49, "pull_mu_std": 1.36,
+           "neyman": {"t_c": 0.53, "coverage_68": 0.675, "coverage_68_error": 0.033, "mean_width_68": None,
+                      "challenge_score": None}}  # fmt: skip
+    data = {"format": "assay-coverage", "version": 1, "settings": {"n_toys": 200, "scan": [0.0, 3.0, 17]},
+            "results": [row]}  # fmt: skip
+    (tmp_path / "coverage.json").write_text(json.dumps(data))
+    page = write_report(tmp_path).read_text()
+    assert "<h2>Coverage of profiled intervals</h2>" in page
+    for cell in ("truth_profiled", "μ = 1, gg_shower = 1", "198/200", "0.920 ± 0.019", "1.06", "-5.020",
+                 "-0.49 ± 1.36", "0.53", "0.675 ± 0.033", "17-point scan of μ over [0.0, 3.0]"):  # fmt: skip
+        assert html.escape(cell) in page, cell
+    (tmp_path / "coverage.json").write_text("{oops")
+    assert "coverage.json: unreadable" in write_report(tmp_path).read_text()

@@ -73,8 +73,15 @@ def coverage(
                 neyman=neyman, neyman_grid=neyman_mu, client=client, progress=not quiet, log=log,
             )  # fmt: skip
         run = RunDir(output or cfg.output)
+        report = None
+        if run.limits.results.is_file():  # the report gets a coverage section
+            from assay.report import write_report
+
+            report = write_report(run.limits.root)
     print_coverage(found)
     console.print(f"coverage written to {run.limits.root / 'coverage.json'}", highlight=False, soft_wrap=True)
+    if report is not None:
+        console.print(f"report updated: {report}", highlight=False, soft_wrap=True)
 
 
 def _number(value, spec: str) -> str:
