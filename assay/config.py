@@ -696,19 +696,30 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
     return errors
 
 
+WH_VARIATIONS = ("jes", "btag")
+"""The WH detector's shape variations (:data:`assay.simulators.wh_systematics.VARIATIONS`; the config
+sits above the simulators, tests/test_wh_systematics.py checks that the two agree)."""
+
+
 def _systematics_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
-    """Shape variations only where the simulator has them (the off-shell one), by known names."""
+    """Shape variations only where the simulator has them (off-shell; WH's smearing detector), by known
+    names for WH (the off-shell simulator checks its own when the run starts)."""
     if cfg.systematics is None:
         return []
-    errors = []
+    errors, sim = [], cfg.simulator
     for i, n in enumerate(cfg.systematics.nuisances):
         loc = ("systematics", "nuisances", i)
-        if n.is_normalisation:
+        name = n.simulator_variation
+        if n.is_normalisation or isinstance(sim, OffshellConfig):
             continue
-        if not isinstance(cfg.simulator, OffshellConfig):
-            message = (f"{n.simulator_variation!r}: simulator kind {cfg.simulator.kind} provides no shape "
-                       "variations; use `normalisation: u` or the offshell simulator")  # fmt: skip
-            errors.append((loc, message))
+        if not isinstance(sim, WHConfig):
+            errors.append((loc, f"{name!r}: simulator kind {sim.kind} provides no shape variations; use "
+                                "`normalisation: u` or the offshell or wh simulator"))  # fmt: skip
+        elif name not in WH_VARIATIONS:
+            errors.append((loc, f"unknown WH variation {name!r}; valid names: {list(WH_VARIATIONS)}"))
+        elif sim.detector is None or sim.detector.ideal or sim.shower is not None or sim.backgrounds:
+            errors.append((loc, f"{name!r} varies the parametrised detector: it needs simulator.detector "
+                                "(not ideal), no shower and no backgrounds"))  # fmt: skip
     return errors
 
 

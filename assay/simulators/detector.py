@@ -22,7 +22,7 @@ from rich.table import Table
 
 from assay.observables import as_four_momenta, delta_r, eta, mass, phi, pt, wh_detector_observables
 
-__all__ = ["CutFlow", "DetectorEvents", "DetectorModel", "EnergyResolution", "Selection"]
+__all__ = ["CutFlow", "DetectorEvents", "DetectorModel", "EfficiencyScale", "EnergyResolution", "Selection"]
 
 
 def _check_non_negative(obj, names: tuple[str, ...], upper: float = np.inf) -> None:
@@ -55,6 +55,44 @@ class EnergyResolution:
         return np.sqrt(self.stochastic**2 / energy + self.constant**2 + (self.linear * energy) ** 2)
 
 
+@dataclass(frozen=True, kw_only=True)
+class EfficiencyScale:
+    """A relative change s(p_T) of an efficiency, ε(p_T) = ε (1 + s(p_T)) (a data/MC scale factor − 1).
+
+    s is linear in the true p_T between (``pt_low``, ``low``) and (``pt_high``, ``high``) and constant
+    outside.
+
+    Args:
+        low: s at and below ``pt_low``.
+        high: s at and above ``pt_high``.
+        pt_low, pt_high: the p_T nodes in GeV, ``pt_low < pt_high``.
+
+    Example:
+        >>> EfficiencyScale(low=0.02, high=0.08, pt_low=100.0, pt_high=500.0)(np.array([50.0, 300.0]))
+        array([0.02, 0.05])
+    """
+
+    low: float = 0.0
+    high: float = 0.0
+    pt_low: float = 100.0
+    pt_high: float = 500.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pt_low < self.pt_high:
+            raise ValueError(
+                f"EfficiencyScale: expected 0 <= pt_low < pt_high, got {self.pt_low}, {self.pt_high}"
+            )
+
+    def __call__(self, pt: np.ndarray) -> np.ndarray:
+        """s at the true p_T ``pt`` (n,) in GeV."""
+        return np.interp(pt, [self.pt_low, self.pt_high], [self.low, self.high])
+
+    def scaled(self, factor: float) -> EfficiencyScale:
+        """The same p_T dependence with ``factor`` × s (``-1``: the opposite shift)."""
+        return EfficiencyScale(low=factor * self.low, high=factor * self.high, pt_low=self.pt_low,
+                               pt_high=self.pt_high)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DetectorEvents:
     """Reconstructed events from :meth:`DetectorModel.simulate`.
@@ -67,6 +105,9 @@ class DetectorEvents:
         charge: lepton charge (n_events,), ±1.
         identified: (n_events,) bool, lepton identified and both b-jets tagged (and none of the three
             lost to a downward energy fluctuation below its mass).
+        jet_response: (n_events, 2) relative energy shifts r = E_reco/E_true − 1 drawn for the true b and
+            b̄ (truth order, not the p_T order of ``b1``, ``b2``); None where unknown. The systematic
+            variations reweight by them (:mod:`assay.simulators.wh_systematics`).
     """
 
     lepton: np.ndarray
@@ -75,6 +116,7 @@ class DetectorEvents:
     met_xy: np.ndarray
     charge: np.ndarray
     identified: np.ndarray
+    jet_response: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(as_four_momenta(self.lepton, "lepton"))
@@ -86,6 +128,8 @@ class DetectorEvents:
             "charge": (n,),
             "identified": (n,),
         }
+        if self.jet_response is not None:
+            shapes["jet_response"] = (n, 2)
         for name, shape in shapes.items():
             value = np.asarray(getattr(self, name), dtype=bool if name == "identified" else float)
             if value.shape != shape:
@@ -146,6 +190,11 @@ class DetectorModel:
         jet_eta_resolution: Gaussian σ of the b-jet η smearing.
         jet_phi_resolution: Gaussian σ of the b-jet φ smearing in radians.
         b_tag_efficiency: probability to tag each b-jet, independently (77% working point).
+        b_tag_scale: a p_T-dependent relative change of ``b_tag_efficiency`` (of the true jet p_T);
+            None: flat. A systematic variation (:mod:`assay.simulators.wh_systematics`) sets it.
+        jet_scale_shift: δ, the mean of the relative b-jet energy response: E_reco = E_true (1 + r),
+            r ~ N(δ, σ_E/E); 0 for the nominal detector, ±the jet energy scale uncertainty in its
+            variations.
         lepton_efficiency: lepton identification probability.
         met_soft_resolution: σ in GeV of the soft-term Gaussian added to each MET component.
 
@@ -161,10 +210,43 @@ class DetectorModel:
     b_tag_efficiency: float = 0.77
     lepton_efficiency: float = 0.95
     met_soft_resolution: float = 10.0
+    b_tag_scale: EfficiencyScale | None = None
+    jet_scale_shift: float = 0.0
 
     def __post_init__(self) -> None:
         _check_non_negative(self, ("jet_eta_resolution", "jet_phi_resolution", "met_soft_resolution"))
         _check_non_negative(self, ("b_tag_efficiency", "lepton_efficiency"), upper=1.0)
+        if not abs(self.jet_scale_shift) < 1:
+            raise ValueError(f"DetectorModel.jet_scale_shift: expected |δ| < 1, got {self.jet_scale_shift}")
+
+    def b_tag_probability(self, pt_true: np.ndarray) -> np.ndarray:
+        """Probability to tag a b-jet of true p_T ``pt_true`` (n,) GeV: ε (1 + s(p_T)), (n,).
+
+        Raises:
+            ValueError: ``b_tag_scale`` pushes a probability outside [0, 1].
+        """
+        pt_true = np.asarray(pt_true, dtype=float)
+        if self.b_tag_scale is None:
+            return np.full(pt_true.shape, self.b_tag_efficiency)
+        p = self.b_tag_efficiency * (1.0 + self.b_tag_scale(pt_true))
+        if np.any((p < 0) | (p > 1)):
+            raise ValueError(
+                f"b-tagging probability outside [0, 1] ({p.min():.3f} to {p.max():.3f}): b_tag_efficiency "
+                f"{self.b_tag_efficiency} with b_tag_scale {self.b_tag_scale}"
+            )
+        return p
+
+    def jet_response_log_density(self, response: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """log N(r; δ, σ_E/E(E_true)) of relative b-jet energy shifts ``response`` (n,), ``energy`` (n,) GeV.
+
+        Raises:
+            ValueError: a jet resolution of zero (no density: the response is a point mass).
+        """
+        sigma = self.jet_resolution.relative(energy)
+        if np.any(sigma <= 0):
+            raise ValueError("the jet energy response has no density: zero jet_resolution (ideal detector)")
+        z = (np.asarray(response, dtype=float) - self.jet_scale_shift) / sigma
+        return -0.5 * z**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
 
     @classmethod
     def ideal(cls) -> DetectorModel:
@@ -185,7 +267,9 @@ class DetectorModel:
 
         MET = p⃗_T^ν − Σ_visible (p⃗_T^smeared − p⃗_T^true) + soft term: for p_T-balanced (LO) events this is
         −Σ p⃗_T^smeared + soft term, and it keeps unrecorded recoil (ISR) as genuine MET otherwise. An object
-        drawn with E' ≤ m is lost (its event is not ``identified``; see ``_smear``).
+        drawn with E' ≤ m is lost (its event is not ``identified``; see ``_smear``). The relative b-jet
+        energy shift is r = δ + (σ_E/E) z with z ~ N(0, 1) (``jet_scale_shift`` δ), and each b-jet is
+        tagged with :meth:`b_tag_probability` of its true p_T.
 
         Args:
             lepton: true lepton four-momenta (n_events, 4) in GeV.
@@ -196,7 +280,7 @@ class DetectorModel:
             rng: ``numpy.random.Generator`` or an integer seed.
 
         Returns:
-            :class:`DetectorEvents`, b-jets re-ordered by smeared p_T.
+            :class:`DetectorEvents`, b-jets re-ordered by smeared p_T, with the drawn ``jet_response``.
 
         Raises:
             ValueError: wrong shapes or charges other than ±1.
@@ -207,18 +291,20 @@ class DetectorModel:
         z_soft, uniform = rng.normal(size=(n, 2)), rng.random((n, 3))
         smeared = [_smear(truth[0], self.lepton_resolution.relative(truth[0][:, 0]) * z_energy[:, 0])]
         sigma_angles = np.array([self.jet_eta_resolution, self.jet_phi_resolution])
-        for i, p in enumerate(truth[1:]):
-            shift = self.jet_resolution.relative(p[:, 0]) * z_energy[:, i + 1]
+        jet_energy = np.column_stack([truth[1][:, 0], truth[2][:, 0]])
+        response = self.jet_scale_shift + self.jet_resolution.relative(jet_energy) * z_energy[:, 1:]
+        for i, (p, shift) in enumerate(zip(truth[1:], response.T)):
             d_eta, d_phi = (z_angle[:, i] * sigma_angles).T
             smeared.append(_smear(p, shift, d_eta, d_phi) if sigma_angles.any() else _smear(p, shift))
         reco, lost = [r for r, _ in smeared], np.any([lost for _, lost in smeared], axis=0)
         mismeasured = sum(r[:, 1:3] - t[:, 1:3] for r, t in zip(reco, truth))
         met_xy = neutrino[:, 1:3] - mismeasured + self.met_soft_resolution * z_soft
-        efficiency = np.array([self.lepton_efficiency, self.b_tag_efficiency, self.b_tag_efficiency])
+        efficiency = np.column_stack([np.full(n, self.lepton_efficiency),
+                                      *(self.b_tag_probability(pt(p)) for p in truth[1:])])  # fmt: skip
         swap = (pt(reco[2]) > pt(reco[1]))[:, None]
         b_lead, b_sub = np.where(swap, reco[2], reco[1]), np.where(swap, reco[1], reco[2])
         identified = np.all(uniform < efficiency, axis=1) & ~lost
-        return DetectorEvents(reco[0], b_lead, b_sub, met_xy, charge, identified)
+        return DetectorEvents(reco[0], b_lead, b_sub, met_xy, charge, identified, response)
 
 
 @dataclass(frozen=True)

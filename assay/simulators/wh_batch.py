@@ -2,7 +2,9 @@
 
 Each stored event keeps its parton-level truth as extras (momenta, flavours, x1/x2/Q
 and the dσ polynomial coefficients ``components``), so the exact likelihood and the
-joint quantities stay available after smearing and selection.
+joint quantities stay available after smearing and selection. At detector level the
+extra ``variations`` can hold the detector systematics' exact weight factors
+(:mod:`assay.simulators.wh_systematics`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from assay.simulators.base import EventBatch
 from assay.simulators.detector import CutFlow, DetectorEvents, DetectorModel, Selection
 from assay.simulators.wh import WHEvents, WHSimulator
 from assay.simulators.wh_matrix_element import EWInputs
+from assay.simulators.wh_systematics import WHSystematicsModel, check_variations, variation_factors
 
 __all__ = [
     "WEIGHT_LIKE_EXTRAS",
@@ -132,6 +135,9 @@ class WHLayout:
         return dict(WH_EXTRAS)
 
 
+N_COMPONENTS = WH_EXTRAS["components"][0]
+
+
 @dataclass
 class WHBatchSimulator(WHLayout):
     """Batches of WH events; with a ``detector`` they are smeared and ``selection`` is applied.
@@ -140,12 +146,28 @@ class WHBatchSimulator(WHLayout):
         simulator: the parton-level generator.
         detector: detector model (None: parton level, all momenta observed).
         selection: event selection applied after the detector (default: seed 000's).
+        variations: detector systematics (:data:`~assay.simulators.wh_systematics.VARIATIONS`) whose
+            factors F^± each event carries in the extra ``variations`` ``(n_syst, 2, 6)``: the same
+            factor for every component (the truth is not varied); not weight-like. Needs a detector.
+        systematics: their sizes.
     """
 
     simulator: WHSimulator
     detector: DetectorModel | None = None
     selection: Selection | None = None
     processes: list[str] = field(default_factory=lambda: ["wh"])
+    variations: tuple[str, ...] = ()
+    systematics: WHSystematicsModel = field(default_factory=WHSystematicsModel)
+
+    def __post_init__(self) -> None:
+        self.variations = check_variations(self.variations)
+        if self.variations and self.detector is None:
+            raise ValueError(f"WH variations {list(self.variations)} vary the detector: give a detector")
+
+    @property
+    def extras_shapes(self) -> dict[str, tuple[int, ...]]:
+        extra = {"variations": (len(self.variations), 2, N_COMPONENTS)} if self.variations else {}
+        return dict(WH_EXTRAS) | extra
 
     def batch(self, n_events: int, rng: np.random.Generator) -> EventBatch:
         ev = self.simulator.simulate(n_events, rng)
@@ -156,18 +178,31 @@ class WHBatchSimulator(WHLayout):
         reco = self.detector.simulate(ev.lepton, ev.b, ev.bbar, ev.neutrino, ev.charge, rng)
         x, mask, flow = select_and_observe(reco, ev.weights[:, 0], self.selection or Selection())
         kept = {k: v[mask] for k, v in extras.items()}
+        if self.variations:
+            b_jets = np.stack([ev.b[mask], ev.bbar[mask]], axis=1)
+            factors = variation_factors(self.detector, b_jets, reco.jet_response[mask], self.variations,
+                                        model=self.systematics)  # fmt: skip
+            kept["variations"] = np.repeat(factors[..., None], N_COMPONENTS, axis=-1)
         return EventBatch(x, ev.weights[mask], extras=kept, cut_flow=flow, weight_like=WEIGHT_LIKE_EXTRAS)
 
 
-def wh_batch_simulator(cfg, space, theta_gen: np.ndarray, *, seed: int) -> WHBatchSimulator:
-    """Build from a :class:`assay.config.WHConfig` and the parameter space (cHW, cHWtilde)."""
-    if space.names != ["cHW", "cHWtilde"]:
-        raise ValueError(f"the WH simulator has parameters ['cHW', 'cHWtilde'], the config has {space.names}")
+def wh_batch_simulator(
+    cfg, space, theta_gen: np.ndarray, *, seed: int, variations: tuple[str, ...] = ()
+) -> WHBatchSimulator:
+    """Build from a :class:`assay.config.WHConfig` and the parameter space.
+
+    The space has both couplings (cHW, cHWtilde) or one of them, the other fixed at 0; ``components``
+    stay the six of (cHW, cHWtilde) either way. ``variations``: detector systematics to store.
+    """
+    thetas = _both_couplings(space.names, space.benchmark_thetas)
+    theta_gen = _both_couplings(space.names, np.atleast_2d(theta_gen))[0]
     simulator = WHSimulator(
-        space.benchmark_thetas, theta_gen=theta_gen, sqrt_s=cfg.sqrt_s, charges=tuple(cfg.charges),
+        thetas, theta_gen=theta_gen, sqrt_s=cfg.sqrt_s, charges=tuple(cfg.charges),
         lepton_flavours=tuple(cfg.lepton_flavours), ud_only=cfg.ud_only, ew=EWInputs(lambda_np=cfg.lambda_np),
         br_h_bb=cfg.br_h_bb, scale=cfg.scale, vegas_seed=seed,
     )  # fmt: skip
+    if variations and (cfg.shower is not None or cfg.detector is None or cfg.detector.ideal):
+        raise ValueError(f"WH variations {list(variations)} need a smearing detector, no shower")
     if cfg.shower is not None:
         from assay.simulators.pythia import PROCESSES, PythiaWHBatchSimulator
 
@@ -181,4 +216,14 @@ def wh_batch_simulator(cfg, space, theta_gen: np.ndarray, *, seed: int) -> WHBat
         b_tag_efficiency=d.b_tag_efficiency, lepton_efficiency=d.lepton_efficiency,
         met_soft_resolution=d.met_soft_resolution,
     )  # fmt: skip
-    return WHBatchSimulator(simulator, detector=detector, selection=Selection())
+    return WHBatchSimulator(simulator, detector=detector, selection=Selection(), variations=tuple(variations))
+
+
+def _both_couplings(names: list[str], thetas: np.ndarray) -> np.ndarray:
+    """(cHW, cHWtilde) points ``(n, 2)`` from points of ``names`` (both, or one with the other at 0)."""
+    both = ["cHW", "cHWtilde"]
+    if not names or len(set(names)) != len(names) or not set(names) <= set(both):
+        raise ValueError(f"the WH simulator has parameters {both} (or one of them), the config has {names}")
+    out = np.zeros((len(thetas), 2))
+    out[:, [both.index(n) for n in names]] = thetas
+    return out
