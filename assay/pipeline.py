@@ -102,11 +102,12 @@ def _simulator(cfg: RunConfig, space: ParameterSpace) -> tuple[BatchSimulator, i
     if isinstance(sim, GaussianToyConfig):
         toy = GaussianToy.default(space.n_params, sim.n_obs, smearing=sim.smearing)
         return ToyBatchSimulator(toy, theta_gen, space.benchmark_thetas), sim.n_events, sim.batch_size
+    variations = tuple(cfg.systematics.shape_variations()) if cfg.systematics else ()
     if isinstance(sim, OffshellConfig):
-        variations = tuple(cfg.systematics.shape_variations()) if cfg.systematics else ()
         simulator = _offshell_simulator(sim, space, root_parameters(cfg), variations)
         return simulator, sim.n_events, sim.batch_size
-    return wh_batch_simulator(sim, space, theta_gen, seed=cfg.seed), sim.n_events, sim.batch_size
+    simulator = wh_batch_simulator(sim, space, theta_gen, seed=cfg.seed, variations=variations)
+    return simulator, sim.n_events, sim.batch_size
 
 
 def _offshell_simulator(
