@@ -575,7 +575,7 @@ class SystematicsConfig(_Model):
         names = [n.name for n in self.nuisances]
         reserved = [n for n in names if n.startswith("training_statistics")]
         if reserved:
-            raise ValueError(f"nuisance names starting with 'training_statistics' are reserved, got {reserved}")
+            raise ValueError(f"nuisance names starting with training_statistics are reserved, got {reserved}")
         if len(set(names)) != len(names):
             raise ValueError(f"nuisance names must be unique, got {names}")
         return self

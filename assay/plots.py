@@ -48,8 +48,11 @@ __all__ = [
     "distributions_figure",
     "fisher_ellipses_figure",
     "has_data",
+    "legend",
     "loss_curves_figure",
+    "mark_empty",
     "method_label",
+    "new_figure",
     "save_figure",
     "scan_1d_figure",
     "style",
@@ -131,7 +134,7 @@ def _ordered(methods: Sequence[str]) -> list[str]:
     return sorted(methods, key=lambda m: m != "truth")
 
 
-def _new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None):
+def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None):
     """A pyplot-free figure with an Agg canvas and its axes (squeezed like ``plt.subplots``)."""
     with style():
         figsize = size or matplotlib.rcParams["figure.figsize"]
@@ -141,7 +144,7 @@ def _new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | N
     return fig, axes
 
 
-def _mark_empty(fig: Figure, ax: Axes, what: str) -> Figure:
+def mark_empty(fig: Figure, ax: Axes, what: str) -> Figure:
     ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes)
     fig.set_label(_EMPTY)
     return fig
@@ -171,7 +174,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
-def _legend(ax: Axes, handles: list | None = None, **kwargs: Any) -> None:
+def legend(ax: Axes, handles: list | None = None, **kwargs: Any) -> None:
     """A small legend from ``handles`` or else the labelled artists (if any); long ones outside, right."""
     handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
     if not handles:
@@ -195,7 +198,7 @@ def scan_1d_figure(scan: Scan1D, parameter_label: str, cls: Sequence[float] = CL
     Returns:
         The figure; truth is a solid black line, the other methods coloured lines (NaN points skipped).
     """
-    fig, axes = _new_figure()
+    fig, axes = new_figure()
     ax = axes[0, 0]
     curves = {}
     for method, q in scan.q.items():
@@ -203,7 +206,7 @@ def scan_1d_figure(scan: Scan1D, parameter_label: str, cls: Sequence[float] = CL
         if ok.sum() >= 2:
             curves[method] = (scan.theta[ok], q[ok])
     if not curves:
-        return _mark_empty(fig, ax, "1D scan")
+        return mark_empty(fig, ax, "1D scan")
     colors = _colors(list(curves))
     with style():
         for method in _ordered(list(curves)):
@@ -217,7 +220,7 @@ def scan_1d_figure(scan: Scan1D, parameter_label: str, cls: Sequence[float] = CL
         ax.set_ylim(0.0, min(max(q_max, 1.3 * max(cls)), 2.5 * max(cls)))
         ax.set_xlabel(parameter_label)
         ax.set_ylabel(r"$-2\,\Delta\log L$")
-        _legend(ax, title=_fixed(scan.fixed), loc="upper center")
+        legend(ax, title=_fixed(scan.fixed), loc="upper center")
     return fig
 
 
@@ -240,7 +243,7 @@ def contours_2d_figure(scan: Scan2D, labels: Sequence[str], cls: Sequence[float]
         The figure: one colour per method; each method's contours are one
         :class:`~matplotlib.contour.ContourSet` labelled with the method key.
     """
-    fig, axes = _new_figure(size=(7.5, 7.0))
+    fig, axes = new_figure(size=(7.5, 7.0))
     ax = axes[0, 0]
     x, y = scan.axes
     surfaces = {}
@@ -248,7 +251,7 @@ def contours_2d_figure(scan: Scan2D, labels: Sequence[str], cls: Sequence[float]
         if np.isfinite(q).sum() >= 4 and np.nanmin(q) < max(cls):
             surfaces[method] = np.ma.masked_invalid(q.T)  # contour wants z[row = y, column = x]
     if not surfaces or len(x) < 2 or len(y) < 2:
-        return _mark_empty(fig, ax, "2D scan")
+        return mark_empty(fig, ax, "2D scan")
     colors = _colors(list(surfaces))
     styles = ("solid", "dashed", "dotted", "dashdot")[: len(cls)]
     with style():
@@ -260,7 +263,7 @@ def contours_2d_figure(scan: Scan2D, labels: Sequence[str], cls: Sequence[float]
         handles += [
             Line2D([], [], color="grey", ls=s, label=f"q = {c:g}") for s, c in zip(styles, sorted(cls))
         ]
-        _legend(ax, handles, loc="upper right", title=_fixed(scan.fixed))
+        legend(ax, handles, loc="upper right", title=_fixed(scan.fixed))
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
     return fig
@@ -285,9 +288,9 @@ def distributions_figure(distributions: Mapping[str, Distribution], ncols: int =
     n = max(len(panels), 1)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = _new_figure(nrows, ncols, size=(5.0 * ncols, 4.2 * nrows))
+    fig, axes = new_figure(nrows, ncols, size=(5.0 * ncols, 4.2 * nrows))
     if not panels:
-        return _mark_empty(fig, axes[0, 0], "distributions")
+        return mark_empty(fig, axes[0, 0], "distributions")
     with style():
         for ax, panel in zip(axes.flat, panels.values()):
             for benchmark, h in panel.benchmarks.items():
@@ -295,7 +298,7 @@ def distributions_figure(distributions: Mapping[str, Distribution], ncols: int =
             ax.set_xlabel(panel.label)
             ax.set_ylabel("normalised")
             ax.set_ylim(bottom=0.0)
-            _legend(ax)
+            legend(ax)
         for ax in list(axes.flat)[len(panels) :]:
             ax.set_visible(False)
         fig.tight_layout()
@@ -334,7 +337,7 @@ def loss_curves_figure(histories: Mapping[str, Sequence[LossCurve]]) -> Figure:
         The figure; epochs count from 1, a dot at each member's kept epoch, log y when every
         plotted loss is positive.
     """
-    fig, axes = _new_figure()
+    fig, axes = new_figure()
     ax = axes[0, 0]
     drawn: dict[str, list] = {}
     for method, members in histories.items():
@@ -342,7 +345,7 @@ def loss_curves_figure(histories: Mapping[str, Sequence[LossCurve]]) -> Figure:
         if curves:
             drawn[method] = curves
     if not drawn:
-        return _mark_empty(fig, ax, "training histories")
+        return mark_empty(fig, ax, "training histories")
     colors = _colors(list(drawn))
     with style():
         for method, members in drawn.items():
@@ -360,7 +363,7 @@ def loss_curves_figure(histories: Mapping[str, Sequence[LossCurve]]) -> Figure:
             Line2D([], [], color="grey", ls="--", label="validation"),
             Line2D([], [], color="grey", ls="", marker="o", ms=4, label="kept epoch"),
         ]
-        _legend(ax, handles, loc="upper right")
+        legend(ax, handles, loc="upper right")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
@@ -379,11 +382,11 @@ def calibration_figure(calibration: Mapping[str, Calibration]) -> Figure:
     Returns:
         The figure; error bars are ``r_hat_std`` (none where it is None or NaN).
     """
-    fig, axes = _new_figure()
+    fig, axes = new_figure()
     ax = axes[0, 0]
     points = {m: c for m, c in calibration.items() if np.isfinite(c.r_hat_mean).any()}
     if not points:
-        return _mark_empty(fig, ax, "calibration")
+        return mark_empty(fig, ax, "calibration")
     colors = _colors(list(points))
     with style():
         for method, c in points.items():
@@ -396,7 +399,7 @@ def calibration_figure(calibration: Mapping[str, Calibration]) -> Figure:
         ax.margins(x=0.05)
         ax.set_xlabel(r"$|\theta|$")
         ax.set_ylabel(r"$\hat R(\theta)$")
-        _legend(ax)
+        legend(ax)
     return fig
 
 
@@ -412,10 +415,10 @@ def cut_flow_figure(cut_flow: CutFlowResult) -> Figure:
     Returns:
         The figure: one bar per cut, in the order applied, labelled with its efficiency in percent.
     """
-    fig, axes = _new_figure(size=(max(6.0, 1.2 * len(cut_flow.names) + 2), 5.0))
+    fig, axes = new_figure(size=(max(6.0, 1.2 * len(cut_flow.names) + 2), 5.0))
     ax = axes[0, 0]
     if not np.isfinite(cut_flow.efficiency).any():
-        return _mark_empty(fig, ax, "cut flow")
+        return mark_empty(fig, ax, "cut flow")
     with style():
         x = np.arange(len(cut_flow.names))
         bars = ax.bar(x, np.nan_to_num(100 * cut_flow.efficiency), color="#1f77b4")
@@ -493,14 +496,14 @@ def fisher_ellipses_figure(fisher: FisherInformation, labels: Sequence[str], q: 
         drawn as the band between two dashed lines. The window shows every ellipse, up to 4× the
         size of the truth ellipse (else the smallest).
     """
-    fig, axes = _new_figure(size=(7.5, 7.0))
+    fig, axes = new_figure(size=(7.5, 7.0))
     ax = axes[0, 0]
     if len(fisher.theta) < 2:
-        return _mark_empty(fig, ax, "Fisher information of two parameters")
+        return mark_empty(fig, ax, "Fisher information of two parameters")
     center = np.nan_to_num(fisher.theta[:2])
     ellipses, bands = _shapes(fisher, center, q)
     if not ellipses and not bands:
-        return _mark_empty(fig, ax, "Fisher information")
+        return mark_empty(fig, ax, "Fisher information")
     colors = _colors(list(ellipses) + list(bands))
     with style():
         for method in _ordered(list(ellipses)):
@@ -521,5 +524,5 @@ def fisher_ellipses_figure(fisher: FisherInformation, labels: Sequence[str], q: 
         ax.plot([center[0]], [center[1]], "k+", ms=10)
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
-        _legend(ax, loc="upper right", title=rf"$\delta^T I\, \delta = {q:.2f}$")
+        legend(ax, loc="upper right", title=rf"$\delta^T I\, \delta = {q:.2f}$")
     return fig

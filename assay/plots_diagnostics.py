@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from assay.plots import _legend, _mark_empty, _new_figure, has_data, save_figure, style
+from assay.plots import has_data, legend, mark_empty, new_figure, save_figure, style
 
 __all__ = [
     "closure_figure",
@@ -41,13 +41,13 @@ def _array(part: Mapping, key: str) -> np.ndarray:
 
 def reliability_figure(process: str, checks: Mapping[str, Any]) -> Figure:
     """Observed class-1 fraction against the mean score per bin; the diagonal is calibrated."""
-    fig, axes = _new_figure(size=(6.0, 5.0))
+    fig, axes = new_figure(size=(6.0, 5.0))
     ax = axes[0, 0]
     curves = [(kind, name, part) for kind in ("model", "exact")
               for name, part in (checks.get(kind, {}).get("reliability") or {}).items()
               if kind == "model" or name == "raw"]  # fmt: skip
     if not curves:
-        return _mark_empty(fig, ax, "reliability curves")
+        return mark_empty(fig, ax, "reliability curves")
     with style():
         for kind, name, part in curves:
             marker, label = _CALIBRATED.get(name, ("o", name))
@@ -66,7 +66,7 @@ def reliability_figure(process: str, checks: Mapping[str, Any]) -> Figure:
         ax.set_xlabel(r"mean score $\hat s = \hat r/(1 + \hat r)$")
         ax.set_ylabel("observed fraction of the process")
         ax.set_title(f"{process} vs reference", fontsize="medium")
-        _legend(ax, loc="upper left")
+        legend(ax, loc="upper left")
     return fig
 
 
@@ -76,9 +76,9 @@ def closure_figure(process: str, checks: Mapping[str, Any], ncols: int = 4) -> F
     observables = list(checks[kinds[0]]["closure"]) if kinds else []
     observables = [o for o in observables if checks[kinds[0]]["closure"][o]["ndf"] > 0]
     nrows = max(1, math.ceil(len(observables) / ncols))
-    fig, axes = _new_figure(nrows, ncols, size=(3.6 * ncols, 2.8 * nrows))
+    fig, axes = new_figure(nrows, ncols, size=(3.6 * ncols, 2.8 * nrows))
     if not observables:
-        return _mark_empty(fig, axes[0, 0], "closure")
+        return mark_empty(fig, axes[0, 0], "closure")
     with style():
         for ax, obs in zip(axes.flat, observables):
             for kind in kinds:
@@ -107,11 +107,11 @@ def _step(ax, part: Mapping, color: str, label: str) -> None:
 
 def spread_figure(processes: Mapping[str, Any]) -> Figure:
     """The ensemble's relative spread std/r̂_j per event, Asimov-weighted, one line per process."""
-    fig, axes = _new_figure()
+    fig, axes = new_figure()
     ax = axes[0, 0]
     spreads = {p: c["spread"] for p, c in processes.items() if "spread" in c}
     if not spreads:
-        return _mark_empty(fig, ax, "ensemble spread")
+        return mark_empty(fig, ax, "ensemble spread")
     with style():
         for (process, part), color in zip(
             spreads.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")
@@ -122,23 +122,23 @@ def spread_figure(processes: Mapping[str, Any]) -> Figure:
                       label=f"{process}: error of the mean")  # fmt: skip
         ax.set_xlabel(r"relative ensemble spread of $\hat r_j(x)$")
         ax.set_ylabel("fraction of expected events")
-        _legend(ax)
+        legend(ax)
     return fig
 
 
 def log_ratio_figure(benchmark: str, entry: Mapping[str, Any]) -> Figure:
     """The per-event −2 log r̂(x|θ_k, θ_true) distribution, model against exact."""
-    fig, axes = _new_figure()
+    fig, axes = new_figure()
     ax = axes[0, 0]
     if "model" not in entry:
-        return _mark_empty(fig, ax, "log ratios")
+        return mark_empty(fig, ax, "log ratios")
     with style():
         _step(ax, entry["model"], "tab:blue", "model")
         if "exact" in entry:
             _step(ax, entry["exact"], "black", "exact")
         ax.set_xlabel(rf"$-2 \log \hat r(x | \theta_{{\mathrm{{{benchmark}}}}}, \theta_{{\mathrm{{true}}}})$")
         ax.set_ylabel("fraction of expected events")
-        _legend(ax)
+        legend(ax)
     return fig
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from assay.plots import _mark_empty, _new_figure, method_label, style
+from assay.plots import mark_empty, method_label, new_figure, style
 
 __all__ = ["impact_ranking_figure"]
 
@@ -31,9 +31,9 @@ def impact_ranking_figure(
     methods = [m for m, table in systematics.items() if any(k not in _SUMMARY for k in table)]
     n = max(1, len(methods))
     rows = max((len(systematics[m]) - len(_SUMMARY) for m in methods), default=1)
-    fig, axes = _new_figure(1, n, size=(4.6 * n, 1.2 + 0.45 * rows))
+    fig, axes = new_figure(1, n, size=(4.6 * n, 1.2 + 0.45 * rows))
     if not methods:
-        return _mark_empty(fig, axes[0, 0], "nuisances")
+        return mark_empty(fig, axes[0, 0], "nuisances")
     with style():
         for ax, method in zip(axes[0], methods):
             table = {k: v for k, v in systematics[method].items() if k not in _SUMMARY}

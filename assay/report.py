@@ -78,14 +78,13 @@ def write_report(run_dir: str | os.PathLike) -> Path:
 
 def _diagnostics_section(run_dir: Path) -> str:
     """The tables and figures of ``assay diagnostics`` (``diagnostics.json``), if it has been run."""
-    from assay.analysis.mixture_diagnostics import DIAGNOSTICS
-
-    if not (run_dir / DIAGNOSTICS).is_file():
+    path = ResultsDir(run_dir).diagnostics
+    if not path.is_file():
         return ""
     from assay.plots_diagnostics import diagnostics_tables, write_diagnostics_plots
 
     try:
-        data = read_json(run_dir / DIAGNOSTICS, missing="not found")
+        data = read_json(path, missing="not found")
     except StoreError as exc:
         log.warning("%s", exc)
         return f'<p class="note">{_e(exc)}</p>'

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from assay.exceptions import StoreError
+from assay.rundir import ResultsDir
 from assay.saving import read_json
 
-__all__ = ["COVERAGE", "coverage_section"]
+__all__ = ["coverage_section"]
 
-COVERAGE = "coverage.json"
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +35,7 @@ def coverage_section(run_dir: Path) -> str:
     """The HTML section of ``run_dir/coverage.json`` ("" if ``assay coverage`` has not run there)."""
     from assay.report import _e, _section, _table
 
-    path = Path(run_dir) / COVERAGE
+    path = ResultsDir(run_dir).coverage
     if not path.is_file():
         return ""
     try:

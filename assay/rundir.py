@@ -57,6 +57,16 @@ class ResultsDir:
         return self.root / "report.html"
 
     @property
+    def coverage(self) -> Path:
+        """``coverage.json``: ``assay coverage`` (profiled intervals in pseudo-experiments)."""
+        return self.root / "coverage.json"
+
+    @property
+    def diagnostics(self) -> Path:
+        """``diagnostics.json``: ``assay diagnostics`` (closure, two-sample test, calibration)."""
+        return self.root / "diagnostics.json"
+
+    @property
     def plots(self) -> Path:
         return self.root / "plots"
 

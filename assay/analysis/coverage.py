@@ -376,7 +376,7 @@ def run_coverage(
         "settings": {k: v for k, v in settings.items() if k not in ("format", "version")},
         "results": results,
     }
-    _write(run.limits.root / "coverage.json", {"format": FORMAT, "version": VERSION, **out})
+    _write(run.limits.coverage, {"format": FORMAT, "version": VERSION, **out})
     return out
 
 

@@ -16,7 +16,7 @@ simulator's weights give the exact ratio (:func:`~assay.analysis.build.has_truth
 Gaussian toy, whose events carry no density), with the exact r_j = (W_j/ν_j)/(W_ref/ν_ref): its
 numbers are what statistical fluctuations alone give on these events. Finally the distribution of
 the per-event −2 log r̂(x|θ_k, θ_true) for every benchmark θ_k ≠ θ_true, weighted as the Asimov
-data, against the exact one. Everything goes to ``limits/diagnostics.json`` (:data:`DIAGNOSTICS`).
+data, against the exact one. Everything goes to ``limits/diagnostics.json`` (``RunDir.limits.diagnostics``).
 """
 
 from __future__ import annotations
@@ -44,9 +44,7 @@ from assay.exceptions import ConfigError, StoreError
 from assay.rundir import RunDir
 from assay.store import EventStore
 
-__all__ = ["DIAGNOSTICS", "mixture_model_name", "run_diagnostics"]
-
-DIAGNOSTICS = "diagnostics.json"  # in the run's limits/ folder, beside results.json
+__all__ = ["mixture_model_name", "run_diagnostics"]
 logger = logging.getLogger(__name__)
 
 
@@ -188,7 +186,7 @@ def run_diagnostics(
         "exact": exact, "processes": processes, "log_ratio": _log_ratios(cfg, sample, mixture, exact),
     }  # fmt: skip
     run.limits.root.mkdir(parents=True, exist_ok=True)
-    write_json(run.limits.root / DIAGNOSTICS, strict_json(data), indent=1)
+    write_json(run.limits.diagnostics, strict_json(data), indent=1)
     return data
 
 

@@ -79,7 +79,7 @@ def coverage(
 
             report = write_report(run.limits.root)
     print_coverage(found)
-    console.print(f"coverage written to {run.limits.root / 'coverage.json'}", highlight=False, soft_wrap=True)
+    console.print(f"coverage written to {run.limits.coverage}", highlight=False, soft_wrap=True)
     if report is not None:
         console.print(f"report updated: {report}", highlight=False, soft_wrap=True)
 
