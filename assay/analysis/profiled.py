@@ -3,9 +3,11 @@
 For every signal-strength analysis with a ``systematics`` section, ``assay limits`` adds
 
 - ``truth_profiled``: the exact likelihood with the nuisances profiled; r_j and the shapes g_jk
-  from the event weights (processes: the benchmarks);
-- ``<mixture model>_profiled``: seed 003's mixture model's r_j with the exact g_jk, G_jk (the
-  nuisance ratios are not learned yet);
+  from the event weights (processes: the benchmarks); only where the simulator gives the exact
+  likelihood of the observables (``has_truth``: not at WH's detector level, where the weights are
+  those of the parton truth and the reconstructed event together);
+- ``<mixture model>_profiled``: seed 003's mixture model's r_j with the exact G_jk and the exact or
+  (``nuisances: true``) learned g_jk, plus the finite-training-statistics nuisances if configured;
 - ``hist_<name>_profiled``: a 1D/2D histogram with the same nuisances, bins as the "events".
 
 Each is a :class:`ProfiledMethod`: the per-event terms are computed once on the Asimov events
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from scipy import interpolate
 
-from assay.analysis.build import asimov_rows
+from assay.analysis.build import asimov_rows, has_truth
 from assay.analysis.methods import BinnedMethod, Dataset, Method
 from assay.analysis.scans import one_d_scans
 from assay.analysis.systematics import SHAPE_FLOOR, component_factors, process_terms, varied_benchmark_weights
@@ -241,11 +243,12 @@ def profiled_methods(
     interpolation = cfg.systematics.interpolation
     identity = np.eye(weights.nominal.shape[1])
     out: dict[str, ProfiledMethod] = {}
-    exact = process_terms(weights.nominal, weights.varied, weights.names, to_events=to_events)  # P = 1
-    out["truth_profiled"] = ProfiledMethod(
-        "truth_profiled", exact, asimov, weights.nominal.sum(axis=1),
-        ProcessCoefficients(sample.joint.morpher, identity), interpolation,
-    )  # fmt: skip
+    if has_truth(cfg):  # as `truth`: at detector level the weights are those of (parton truth, x)
+        exact = process_terms(weights.nominal, weights.varied, weights.names, to_events=to_events)  # P = 1
+        out["truth_profiled"] = ProfiledMethod(
+            "truth_profiled", exact, asimov, weights.nominal.sum(axis=1),
+            ProcessCoefficients(sample.joint.morpher, identity), interpolation,
+        )  # fmt: skip
     for name, model in models.items():
         if not isinstance(model, MixtureModel):
             continue

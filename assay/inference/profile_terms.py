@@ -275,7 +275,8 @@ class ProcessCoefficients:
         """f_j(θ) ``(n_proc,)`` for θ ``(n_params,)`` (float64)."""
         # Π_a base_a^n by repeated products: pow(0, 0)'s gradient is NaN, and √θ's is infinite at 0
         # only where θ is differentiated (a fixed μ = 0 in a profile scan is fine).
-        base = torch.where(self.roots, theta.clamp_min(0).sqrt(), theta)
+        rooted = torch.where(self.roots, theta, torch.ones_like(theta))  # √1 elsewhere: no NaN gradient at 0
+        base = torch.where(self.roots, rooted.clamp_min(0).sqrt(), theta)
         monomials = torch.ones(len(self.exponents), dtype=theta.dtype)
         for a in range(len(self.parameters)):
             powers = [torch.ones_like(base[a])]
