@@ -22,7 +22,8 @@ Also :func:`exponential` (up^α for α ≥ 0, down^(−α) for α < 0: positive,
 :func:`linear` (1 + α(up − 1), 1 + α(1 − down): kinked at 0, may turn negative). Each has a
 precomputed form for one scalar α over many events (:data:`TABLES`), the fast path of
 :class:`~assay.inference.profile_likelihood.ProfileLikelihood`: a differentiable torch call and
-``derivatives(α)``, g and dg/dα in numpy for its analytic gradient.
+``derivatives(α)``, g and dg/dα in numpy for its analytic gradient; :class:`InterpolatedFactors`
+applies one table per nuisance to every process's ratios and yields.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "TABLES",
     "VERTICAL_INVERSE",
     "ExponentialTable",
+    "InterpolatedFactors",
     "LinearTable",
     "VerticalTable",
     "exponential",
@@ -281,3 +283,69 @@ def interpolation_table(name: str) -> type[VerticalTable | ExponentialTable | Li
     if name not in TABLES:
         raise ValueError(f"interpolation: unknown name {name!r}; valid names are {sorted(TABLES)}")
     return TABLES[name]
+
+
+class InterpolatedFactors:
+    """rows_ji = r_j(x_i) Π_k g_jk(x_i, α_k) and G_j(α) = Π_k G_jk(α_k), one table per nuisance.
+
+    The per-nuisance form of :class:`~assay.inference.profile_likelihood.ProfileLikelihood` (seed
+    003); the processes a nuisance leaves alone (g = 1 everywhere, G = 1) are skipped.
+
+    Args:
+        shape_up, shape_down: g_jk(x_i, ±1) ``(n_syst, n_proc, n_events)``, > 0.
+        norm_up, norm_down: G_jk(±1) ``(n_syst, n_proc)``, > 0.
+        name: the interpolation (:data:`TABLES`).
+    """
+
+    def __init__(
+        self, shape_up: np.ndarray, shape_down: np.ndarray, norm_up: np.ndarray, norm_down: np.ndarray,
+        name: str,
+    ):  # fmt: skip
+        table = interpolation_table(name)
+        shape_on = np.any((shape_up != 1) | (shape_down != 1), axis=2)
+        norm_on = (norm_up != 1) | (norm_down != 1)
+        self.n_proc = norm_up.shape[1]
+        self.tables = []  # per nuisance: (shape rows or None: all, table or None, norm rows, table or None)
+        for k in range(len(shape_up)):
+            rows, norm_rows = np.flatnonzero(shape_on[k]), np.flatnonzero(norm_on[k])
+            up, down = torch.tensor(shape_up[k, rows]), torch.tensor(shape_down[k, rows])
+            norms = torch.tensor(norm_up[k, norm_rows]), torch.tensor(norm_down[k, norm_rows])
+            self.tables.append((
+                None if len(rows) == self.n_proc else torch.as_tensor(rows),
+                table(up, down) if len(rows) else None,
+                torch.as_tensor(norm_rows),
+                table(*norms) if len(norm_rows) else None,
+            ))  # fmt: skip
+        self._numpy = [
+            (slice(None) if index is None else index.numpy(), shape, norm_index.numpy(), yields)
+            for index, shape, norm_index, yields in self.tables
+        ]  # fmt: skip
+
+    def torch(self, ratios: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows ``(n_proc, n_events)``, G ``(n_proc,)``), differentiable in α ``(n_syst,)``."""
+        rows, norm = ratios, torch.ones(self.n_proc, dtype=ratios.dtype)
+        for k, (index, shape, norm_index, yields) in enumerate(self.tables):
+            if shape is not None:
+                rows = rows * shape(alpha[k]) if index is None else rows.index_copy(
+                    0, index, rows[index] * shape(alpha[k])
+                )  # fmt: skip
+            if yields is not None:
+                norm = norm.index_copy(0, norm_index, norm[norm_index] * yields(alpha[k]))
+        return rows, norm
+
+    def numpy(self, ratios: np.ndarray, alpha: np.ndarray) -> tuple:
+        """(rows, G, ∂ln G/∂α ``(n_syst, n_proc)``, [(k, processes, ∂ln g_jk/∂α_k ``(n_touched, n_events)``)]
+        for the nuisances that change a shape), at α ``(n_syst,)``."""
+        rows = ratios.copy()
+        G, d_log_G = np.ones(self.n_proc), np.zeros((len(self.tables), self.n_proc))
+        logs = []
+        for k, (where, shape, norm_where, yields) in enumerate(self._numpy):
+            if shape is not None:
+                g, dg = shape.derivatives(float(alpha[k]))
+                rows[where] *= g
+                logs.append((k, where, dg / g))
+            if yields is not None:
+                gk, dgk = yields.derivatives(float(alpha[k]))
+                G[norm_where] *= gk
+                d_log_G[k, norm_where] = dgk / gk
+        return rows, G, d_log_G, logs

@@ -21,33 +21,72 @@ normalised, but ∫ p_j(x) g_jk(x, α) dx ≠ 1 between α = 0 and ±1, and its 
 ∫ p_j up ln up ≈ Var(ln up)/2 ≠ 0. For ν_j ~ 1000 events and shape variations of ±25 % this moved an
 Asimov fit's α̂ from 0.7 to 2.8 (tests/test_profile.py). Passing ``normalization`` (weights of events
 that sample p_ref) divides each process's shape by its integral N_j(α) on that sample, which removes it.
+
+``interpolation="gollum"`` replaces the product over nuisances by GOLLUM's log-polynomial form
+g_j(x, α) = exp(Σ_A Δ_jA(x) α^A), G_j(α) = exp(Σ_A c_jA α^A) with cross terms α_k α_l
+(:mod:`~assay.inference.log_polynomial`; terms :class:`~assay.inference.log_polynomial.LogPolynomialTerms`);
+the normalisation and everything else are the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from iminuit import Minuit
 
-from assay.inference.interpolation import interpolation_table
+from assay.inference.interpolation import TABLES, InterpolatedFactors
 from assay.inference.likelihood import Scan
+from assay.inference.log_polynomial import LogPolynomialFactors, LogPolynomialTerms
 from assay.inference.profile_terms import Coefficients, FitResult, Impacts, ProfileTerms
 from assay.inference.spurious_signal import SpuriousSignal
 
-__all__ = ["Coefficients", "FitResult", "Impacts", "ProfileLikelihood", "asimov_weights"]
+__all__ = ["INTERPOLATIONS", "Coefficients", "FitResult", "Impacts", "ProfileLikelihood", "asimov_weights"]
+
+INTERPOLATIONS = (*TABLES, "gollum")
+"""The valid ``interpolation`` names: one table per nuisance (:data:`~assay.inference.interpolation.TABLES`),
+or GOLLUM's log-polynomial form with cross terms."""
+
+Terms = ProfileTerms | LogPolynomialTerms
+
+
+def factors(terms: Terms, interpolation: str) -> InterpolatedFactors | LogPolynomialFactors:
+    """The evaluator of g and G for ``terms`` under ``interpolation`` (:data:`INTERPOLATIONS`):
+    ``gollum`` takes :class:`LogPolynomialTerms` (or :class:`ProfileTerms`, made log-quadratic through
+    their ±1 values without cross terms); the others take :class:`ProfileTerms`.
+
+    Raises:
+        ValueError: an unknown name (lists the valid ones), or log-polynomial terms with another
+            interpolation.
+    """
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"interpolation: unknown name {interpolation!r}; valid names are {list(INTERPOLATIONS)}"
+        )
+    if interpolation == "gollum":
+        if isinstance(terms, ProfileTerms):
+            terms = LogPolynomialTerms.from_profile_terms(terms)
+        return LogPolynomialFactors(terms)
+    if isinstance(terms, LogPolynomialTerms):
+        raise ValueError(
+            f"interpolation: {interpolation!r} interpolates each nuisance from its ±1 values, but the terms "
+            "are GOLLUM's log-polynomial coefficients (LogPolynomialTerms); use interpolation='gollum'"
+        )
+    t = terms
+    return InterpolatedFactors(t.shape_up, t.shape_down, t.norm_up, t.norm_down, interpolation)
 
 
 class ProfileLikelihood:
     """Seed 003's extended unbinned likelihood in (θ, α), evaluated in torch (float64).
 
     Args:
-        terms: per-event terms :class:`~assay.inference.profile_terms.ProfileTerms` (ν_j in events).
+        terms: per-event terms :class:`~assay.inference.profile_terms.ProfileTerms` (ν_j in events), or
+            :class:`~assay.inference.log_polynomial.LogPolynomialTerms` for ``interpolation="gollum"``.
         weights: w_i ``(n_events,)`` ≥ 0: 1 for observed events (None), or Asimov weights with
             Σ_i w_i = the expected number of events.
         coefficients: f_j(θ) (:class:`Coefficients`), giving the POI names and bounds.
-        interpolation: name in :data:`~assay.inference.interpolation.TABLES` for G and g.
+        interpolation: name in :data:`INTERPOLATIONS` for G and g (:func:`factors`).
         global_observables: a_k ``(n_syst,)``, the centres of the Gaussian constraints; default 0.
         normalization: u_i ``(n_events,)`` ≥ 0, weights that make some of the events a sample of
             p_ref (e.g. 1/n on an Asimov pool drawn from p_ref; for observed data, append a
@@ -69,7 +108,7 @@ class ProfileLikelihood:
 
     def __init__(
         self,
-        terms: ProfileTerms,
+        terms: Terms,
         weights: np.ndarray | None,
         coefficients: Coefficients,
         *,
@@ -120,32 +159,11 @@ class ProfileLikelihood:
         self._w_numpy = self._w.numpy()
         self._constrained = as_tensor(terms.constrained)
         self._ratios, self._nu = as_tensor(terms.ratios), as_tensor(terms.nu)
-        self._tables = self._build_tables(interpolation_table(interpolation))
-        self._numpy_tables = [
-            (slice(None) if index is None else index.numpy(), shape, norm_index.numpy(), yields)
-            for index, shape, norm_index, yields in self._tables
-        ]  # fmt: skip
+        self._factors = factors(terms, interpolation)
         self._norm0 = None if self._u is None else self._ratios @ self._u  # N_j(0)
         f = coefficients(as_tensor(self._default_poi()))
         if f.shape != (terms.n_proc,):
             raise ValueError(f"coefficients: f_j(θ) has shape {tuple(f.shape)}, expected ({terms.n_proc},)")
-
-    def _build_tables(self, table: Callable) -> list[tuple]:
-        """Per nuisance: (shape rows, shape table or None, norm rows, norm table or None)."""
-        out = []
-        shape_on, norm_on = self.terms.shape_touches(), self.terms.norm_touches()
-        for k in range(self.terms.n_syst):
-            rows, norm_rows = np.flatnonzero(shape_on[k]), np.flatnonzero(norm_on[k])
-            t = self.terms
-            up, down = torch.tensor(t.shape_up[k, rows]), torch.tensor(t.shape_down[k, rows])
-            norms = torch.tensor(t.norm_up[k, norm_rows]), torch.tensor(t.norm_down[k, norm_rows])
-            out.append((
-                None if len(rows) == self.terms.n_proc else torch.as_tensor(rows),
-                table(up, down) if len(rows) else None,
-                torch.as_tensor(norm_rows),
-                table(*norms) if len(norm_rows) else None,
-            ))  # fmt: skip
-        return out
 
     def _default_poi(self) -> np.ndarray:
         """1 for parameters bounded below at 0 (signal strengths), else 0."""
@@ -159,14 +177,7 @@ class ProfileLikelihood:
             poi: θ ``(n_poi,)``.
             alpha: α ``(n_syst,)``.
         """
-        rows, norm = self._ratios, torch.ones_like(self._nu)
-        for k, (index, shape, norm_index, yields) in enumerate(self._tables):
-            if shape is not None:
-                rows = rows * shape(alpha[k]) if index is None else rows.index_copy(
-                    0, index, rows[index] * shape(alpha[k])
-                )  # fmt: skip
-            if yields is not None:
-                norm = norm.index_copy(0, norm_index, norm[norm_index] * yields(alpha[k]))
+        rows, norm = self._factors.torch(self._ratios, alpha)
         if self.spurious is not None:
             poi = self.spurious.shifted(poi, alpha[self._spurious_index])
         amplitudes = self.coefficients(poi) * self._nu * norm  # f_j ν_j Π_k G_jk
@@ -218,6 +229,7 @@ class ProfileLikelihood:
             ∂S_i/∂α_k = Σ_j s_j rows_ji (∂ln G_jk/∂α_k − Σ_l u_l rows_jl L_kjl / N_j + L_kji),
 
         and ∂ν/∂α_k = Σ_j A_j ∂ln G_jk/∂α_k; events with S_i clipped at the floor count through ν.
+        With ``interpolation="gollum"``, ln g_j = Σ_A Δ_jA α^A and L_kji = Σ_A Δ_jAi ∂α^A/∂α_k.
         A non-finite result (a g_jk = 0) falls back to torch autograd.
         """
         values = np.asarray(values, dtype=float)
@@ -229,19 +241,8 @@ class ProfileLikelihood:
             poi[p] += alpha[s_index] * delta
         f, jacobian = self._coefficients_jacobian(poi)
         terms = self.terms
-        rows = terms.ratios.copy()
-        G, d_log_G = np.ones(terms.n_proc), np.zeros((terms.n_syst, terms.n_proc))
-        logs = []
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            for k, (where, shape, norm_where, yields) in enumerate(self._numpy_tables):
-                if shape is not None:
-                    g, dg = shape.derivatives(float(alpha[k]))
-                    rows[where] *= g
-                    logs.append((k, where, dg / g))
-                if yields is not None:
-                    gk, dgk = yields.derivatives(float(alpha[k]))
-                    G[norm_where] *= gk
-                    d_log_G[k, norm_where] = dgk / gk
+            rows, G, d_log_G, logs = self._factors.numpy(terms.ratios, alpha)
             base = terms.nu * G  # ∂A_j/∂f_j
             amplitudes = f * base
             if self._u is None:
@@ -492,7 +493,7 @@ class ProfileLikelihood:
 
 
 def asimov_weights(
-    terms: ProfileTerms,
+    terms: Terms,
     coefficients: Coefficients,
     poi: np.ndarray,
     alpha: np.ndarray,

@@ -25,10 +25,13 @@ import torch
 
 from assay.morphing import Morpher, power_steps
 
-__all__ = ["Coefficients", "FitResult", "Impacts", "ProcessCoefficients", "ProfileTerms"]
+__all__ = [
+    "Coefficients", "FitResult", "Impacts", "ProcessCoefficients", "ProfileTerms", "checked_array",
+    "nuisance_labels",
+]  # fmt: skip
 
 
-def _array(value: np.ndarray, name: str, shape: tuple[int, ...], meaning: str) -> np.ndarray:
+def checked_array(value: np.ndarray, name: str, shape: tuple[int, ...], meaning: str) -> np.ndarray:
     """``value`` as a read-only float array of ``shape``; ValueError naming ``name`` otherwise."""
     array = np.array(value, dtype=float)
     if array.shape != shape:
@@ -38,6 +41,28 @@ def _array(value: np.ndarray, name: str, shape: tuple[int, ...], meaning: str) -
         raise ValueError(f"{name}: {bad} of {array.size} entries are NaN or infinite; fix the inputs")
     array.setflags(write=False)
     return array
+
+
+def nuisance_labels(
+    names: Sequence[str], constrained: Sequence[bool] | None, processes: Sequence[str] | None, n_proc: int
+) -> tuple[tuple[str, ...], tuple[bool, ...], tuple[str, ...]]:
+    """Checked (names, constrained, processes) of per-event terms: unique nuisance names, one flag per
+    nuisance (default all True: unit Gaussian constraints), ``n_proc`` process names (default ``p0``, ...).
+
+    Raises:
+        ValueError: duplicate names, or a wrong number of flags or process names.
+    """
+    names = tuple(str(n) for n in names)
+    n_syst = len(names)
+    if len(set(names)) != n_syst:
+        raise ValueError(f"names: nuisance names must be unique, got {list(names)}")
+    flags = (True,) * n_syst if constrained is None else tuple(bool(c) for c in constrained)
+    if len(flags) != n_syst:
+        raise ValueError(f"constrained: expected {n_syst} flags (one per nuisance), got {flags}")
+    labels = tuple(f"p{j}" for j in range(n_proc)) if processes is None else tuple(str(p) for p in processes)
+    if len(labels) != n_proc:
+        raise ValueError(f"processes: expected {n_proc} names (one per row of ratios), got {labels}")
+    return names, flags, labels
 
 
 def _positive(array: np.ndarray, name: str) -> None:
@@ -87,10 +112,8 @@ class ProfileTerms:
         if ratios.ndim != 2:
             raise ValueError(f"ratios: expected shape (n_proc, n_events), got {ratios.shape}")
         n_proc, n_events = ratios.shape
-        names = tuple(str(n) for n in self.names)
+        names, constrained, processes = nuisance_labels(self.names, self.constrained, self.processes, n_proc)
         n_syst = len(names)
-        if len(set(names)) != n_syst:
-            raise ValueError(f"names: nuisance names must be unique, got {list(names)}")
         fields = {
             "ratios": (self.ratios, (n_proc, n_events), "(n_proc, n_events)"),
             "nu": (self.nu, (n_proc,), "(n_proc,)"),
@@ -100,19 +123,11 @@ class ProfileTerms:
             "norm_down": (self.norm_down, (n_syst, n_proc), "(n_syst, n_proc)"),
         }
         for name, (value, shape, meaning) in fields.items():
-            object.__setattr__(self, name, _array(value, name, shape, meaning))
+            object.__setattr__(self, name, checked_array(value, name, shape, meaning))
         if np.any(self.ratios < 0):
             raise ValueError(f"ratios: r_j = p_j/p_ref must be >= 0, got min {self.ratios.min():.4g}")
         for name in ("shape_up", "shape_down", "norm_up", "norm_down"):
             _positive(getattr(self, name), name)
-        flags = self.constrained
-        constrained = (True,) * n_syst if flags is None else tuple(bool(c) for c in flags)
-        if len(constrained) != n_syst:
-            raise ValueError(f"constrained: expected {n_syst} flags (one per nuisance), got {constrained}")
-        given = self.processes
-        processes = tuple(f"p{j}" for j in range(n_proc)) if given is None else tuple(str(p) for p in given)
-        if len(processes) != n_proc:
-            raise ValueError(f"processes: expected {n_proc} names (one per row of ratios), got {processes}")
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "constrained", constrained)
         object.__setattr__(self, "processes", processes)
