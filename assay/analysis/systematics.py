@@ -15,6 +15,12 @@ a_kc the components' coefficients at benchmark k (μ_k, √μ_k, 1, 1 for S, I, 
 (:class:`~assay.inference.profile_terms.ProfileTerms`);
 the events are the Asimov events (exact terms: the truth), or histogram bins (their summed
 weights: a binned likelihood), or the Asimov events with r_j from a trained mixture model.
+
+GOLLUM's form (``interpolation: gollum``, :mod:`assay.inference.log_polynomial`) also needs the
+weights at the pairwise points (α_k, α_l) = (±1, ±1): :func:`point_weights` takes them as the product
+of the two nuisances' factors on each component, W_j(α) = Σ_c m_jc w_c Π_k (F_c^{sign α_k})^{|α_k|}
+(independent effects; a process that mixes components then has log-ratio cross terms), and
+:func:`log_polynomial_terms` fits the coefficients of log g_j and log G_j in closed form.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from assay.config import NuisanceConfig
+from assay.inference.log_polynomial import LogPolynomialTerms, least_squares
 from assay.inference.profile_terms import ProfileTerms
 
-__all__ = ["SHAPE_FLOOR", "component_factors", "process_terms", "varied_benchmark_weights"]
+__all__ = [
+    "SHAPE_FLOOR", "component_factors", "log_polynomial_terms", "point_weights", "process_terms",
+    "varied_benchmark_weights",
+]  # fmt: skip
 
 SHAPE_FLOOR = 1e-6  # g at ±1 where a variation empties an event (a lepton pair below the model's m_ℓℓ)
 
@@ -140,3 +150,71 @@ def process_terms(
         ratios=np.maximum(r, 0.0), nu=nu * to_events, shape_up=g[:, 0], shape_down=g[:, 1],
         norm_up=norm[:, 0], norm_down=norm[:, 1], names=tuple(names),
     )  # fmt: skip
+
+
+def point_weights(
+    components: np.ndarray, factors: np.ndarray, mixing: np.ndarray, points: np.ndarray
+) -> np.ndarray:
+    """Process weights at variation points α ∈ {−1, 0, 1}^K: W_j(α) = Σ_c m_jc w_c Π_k F_c^{sign α_k}.
+
+    Args:
+        components: w_c per event ``(n_events, n_components)`` (pb).
+        factors: F_c^± ``(n_events, n_syst, 2, n_components)`` (:func:`component_factors`).
+        mixing: m_jc ``(n_proc, n_components)``: the nominal W_j = Σ_c m_jc w_c.
+        points: α ``(n_points, n_syst)``, entries −1, 0 or 1
+            (:func:`~assay.inference.log_polynomial.variation_points`).
+
+    Returns:
+        ``(n_events, n_points, n_proc)``.
+    """
+    varied = np.repeat(np.asarray(components, dtype=float)[:, None, :], len(points), axis=1)
+    for k in range(points.shape[1]):
+        for side, chosen in ((0, points[:, k] > 0), (1, points[:, k] < 0)):
+            varied[:, chosen] *= factors[:, k, side][:, None, :]
+    return varied @ np.asarray(mixing, dtype=float).T
+
+
+def log_polynomial_terms(
+    terms: ProfileTerms,
+    nominal: np.ndarray,
+    at_points: np.ndarray,
+    points: np.ndarray,
+    *,
+    totals: tuple[np.ndarray, np.ndarray] | None = None,
+) -> LogPolynomialTerms:
+    """GOLLUM's coefficients of log g_j and log G_j, fitted in closed form to the variation points.
+
+    Per event and process, log g_j(x, α_p) = log[(W_j(α_p)/ν_j(α_p))/(W_j/ν_j)] (at least
+    :data:`SHAPE_FLOOR`, 1 where the process has no weight) at every point p, and
+    Δ_jA(x) = Σ_p L_Ap log g_j(x, α_p) with L = (XᵀX)⁻¹Xᵀ, X_pA = α_p^A
+    (:func:`~assay.inference.log_polynomial.least_squares`); c_jA the same from log ν_j(α_p)/ν_j.
+
+    Args:
+        terms: :func:`process_terms` of the same events (r_j, ν_j, names, processes).
+        nominal: W_j per event ``(n_events, n_proc)``.
+        at_points: W_j at the points ``(n_events, n_points, n_proc)`` (:func:`point_weights`).
+        points: the points α_p ``(n_points, n_syst)``.
+        totals: (ν_j ``(n_proc,)``, ν_j(α_p) ``(n_points, n_proc)``) in the units of the weights, when
+            the events are a slice of the sample; default their sums over these events.
+
+    Returns:
+        :class:`~assay.inference.log_polynomial.LogPolynomialTerms` (ratios, ν_j and names of ``terms``).
+
+    Raises:
+        ValueError: a varied weight of the opposite sign of the nominal one, or ν_j(α_p) ≤ 0.
+    """
+    nominal, at_points = np.asarray(nominal, dtype=float), np.asarray(at_points, dtype=float)
+    nu, nu_points = (nominal.sum(axis=0), at_points.sum(axis=0)) if totals is None else totals
+    if np.any(nu_points <= 0):
+        raise ValueError("log_polynomial_terms: every process needs Σ W > 0 at every variation point")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shape = (at_points / nu_points) / (nominal / nu)[:, None, :]  # (n, n_points, n_proc)
+    shape = np.where(np.isfinite(shape), shape, 1.0)
+    if np.any(shape < 0):
+        raise ValueError("log_polynomial_terms: a varied weight has the opposite sign of the nominal one")
+    fit = least_squares(points)  # (n_mono, n_points)
+    log_g = np.log(np.maximum(shape, SHAPE_FLOOR))
+    coefficients = np.einsum("ap,npj->ajn", fit, log_g)  # (n_mono, n_proc, n_events)
+    norm = fit @ np.log(nu_points / nu)
+    return LogPolynomialTerms(terms.ratios, terms.nu, coefficients, norm, terms.names, terms.constrained,
+                              terms.processes)  # fmt: skip
