@@ -10,6 +10,11 @@ For every signal-strength analysis with a ``systematics`` section, ``assay limit
   (``nuisances: true``) learned g_jk, plus the finite-training-statistics nuisances if configured;
 - ``hist_<name>_profiled``: a 1D/2D histogram with the same nuisances, bins as the "events".
 
+With ``interpolation: gollum`` every method's terms are GOLLUM's log-polynomial coefficients
+(:class:`~assay.inference.log_polynomial.LogPolynomialTerms`), fitted in closed form to the single and
+pairwise variations (:func:`gollum_terms`); a mixture model's learned ones come from its
+:class:`~assay.estimators.nuisance_ratios.NuisanceRatios` trained with cross terms.
+
 Each is a :class:`ProfiledMethod`: the per-event terms are computed once on the Asimov events
 (:mod:`assay.analysis.systematics`), and :class:`~assay.inference.profile_likelihood.ProfileLikelihood` fits
 (μ, α) with seed 003's vertical interpolation, its yield kept exact by renormalising each
@@ -30,7 +35,14 @@ from scipy import interpolate
 from assay.analysis.build import asimov_rows, has_truth
 from assay.analysis.methods import BinnedMethod, Dataset, Method
 from assay.analysis.scans import one_d_scans
-from assay.analysis.systematics import SHAPE_FLOOR, component_factors, process_terms, varied_benchmark_weights
+from assay.analysis.systematics import (
+    SHAPE_FLOOR,
+    component_factors,
+    log_polynomial_terms,
+    point_weights,
+    process_terms,
+    varied_benchmark_weights,
+)
 from assay.analysis.training_statistics import GRID_POINTS, with_training_statistics
 from assay.config import RunConfig
 from assay.estimators.mixture import MixtureModel
@@ -40,15 +52,18 @@ from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
 from assay.inference.asymptotic import ONE_SIGMA, limits_1d
 from assay.inference.likelihood import PB_TO_FB, Scan
+from assay.inference.log_polynomial import LogPolynomialTerms
 from assay.inference.profile_likelihood import ProfileLikelihood
 from assay.inference.profile_terms import FitResult, ProcessCoefficients, ProfileTerms
 from assay.inference.spurious_signal import SpuriousSignal
+from assay.monomials import variation_points
 from assay.rundir import RunDir
 from assay.store import EventStore
 
 __all__ = [
     "ProfiledMethod",
     "VariedWeights",
+    "gollum_terms",
     "nuisance_summary",
     "profiled_methods",
     "varied_weights",
@@ -60,11 +75,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class VariedWeights:
-    """Benchmark weights of the Asimov events, nominal ``(n, K)`` and at α_k = ±1 ``(n, n_syst, 2, K)``."""
+    """Benchmark weights of the Asimov events, nominal ``(n, K)`` and at α_k = ±1 ``(n, n_syst, 2, K)``;
+    with what made them: the components w_c ``(n, C)``, their factors F_c^± ``(n, n_syst, 2, C)`` and
+    the linear map W_k = Σ_c a_kc w_c, ``mixing`` = a ``(K, C)`` (for GOLLUM's joint variations)."""
 
     nominal: np.ndarray
     varied: np.ndarray
     names: tuple[str, ...]
+    components: np.ndarray | None = None
+    factors: np.ndarray | None = None
+    mixing: np.ndarray | None = None
 
 
 def varied_weights(cfg: RunConfig, run: RunDir, sample: AsimovSample) -> VariedWeights:
@@ -110,7 +130,8 @@ def varied_weights_at(
     except ValueError as exc:
         raise StoreError(f"{run.events}: {exc}") from exc
     varied = varied_benchmark_weights(components, factors, coefficients.T)
-    return VariedWeights(benchmark_weights, varied, tuple(n.name for n in nuisances))
+    names = tuple(n.name for n in nuisances)
+    return VariedWeights(benchmark_weights, varied, names, components, factors, coefficients.T)
 
 
 @dataclass(eq=False)
@@ -123,7 +144,8 @@ class ProfiledMethod(Method):
         weights: Asimov weights per event (bin) in expected events ``(n,)``.
         reference: u_i, weights making the events a sample of p_ref ``(n,)`` (the renormalisation).
         coefficients: f_j(θ) of the terms' processes.
-        interpolation: ``vertical`` or ``exponential``.
+        interpolation: ``vertical``, ``exponential`` or ``gollum`` (then ``terms`` are
+            :class:`~assay.inference.log_polynomial.LogPolynomialTerms`).
         bins: for a histogram: (data → bin index per event) and the bins kept; None for events.
         model_asimov: the Asimov data are the model's own prediction at θ_true, α = 0: the
             reference events weighted by u_i p̂(x_i|θ_true)/p_ref(x_i) (seed 003's Asimov for an
@@ -138,7 +160,7 @@ class ProfiledMethod(Method):
     """
 
     name: str
-    terms: ProfileTerms
+    terms: ProfileTerms | LogPolynomialTerms
     weights: np.ndarray
     reference: np.ndarray
     coefficients: ProcessCoefficients
@@ -166,7 +188,7 @@ class ProfiledMethod(Method):
             raise ValueError(
                 f"{self.name}: observed data need their per-event terms; only toys are supported"
             )
-        terms = ProfileTerms.concatenate(self.terms.subset(data.rows), self.terms)
+        terms = type(self.terms).concatenate(self.terms.subset(data.rows), self.terms)
         n = len(data.rows)
         weights = np.concatenate([np.ones(n), np.zeros(len(self.weights))])
         reference = np.concatenate([np.zeros(n), self.reference])
@@ -243,8 +265,11 @@ def profiled_methods(
     interpolation = cfg.systematics.interpolation
     identity = np.eye(weights.nominal.shape[1])
     out: dict[str, ProfiledMethod] = {}
+    gollum = interpolation == "gollum"
     if has_truth(cfg):  # as `truth`: at detector level the weights are those of (parton truth, x)
         exact = process_terms(weights.nominal, weights.varied, weights.names, to_events=to_events)  # P = 1
+        if gollum:
+            exact = gollum_terms(exact, weights, identity)
         out["truth_profiled"] = ProfiledMethod(
             "truth_profiled", exact, asimov, weights.nominal.sum(axis=1),
             ProcessCoefficients(sample.joint.morpher, identity), interpolation,
@@ -264,6 +289,8 @@ def profiled_methods(
         ratios = model.process_ratios(sample.x).mean
         terms = process_terms(nominal, varied, weights.names, to_events=to_events, reference=reference,
                               ratios=ratios)  # fmt: skip
+        if gollum:
+            terms = gollum_terms(terms, weights, matrix)
         coefficients = ProcessCoefficients(sample.joint.morpher, matrix)
         learned = run.model(name) / "nuisances"
         members = model.member_log_ratios(sample.x) if kind != "none" else None
@@ -290,6 +317,8 @@ def profiled_methods(
         n_bins = int(np.prod([len(e) - 1 for e in binning.edges]))
         nominal_b, varied_b, kept = _binned(weights.nominal, weights.varied, bins, n_bins)
         terms = process_terms(nominal_b, varied_b, weights.names, to_events=to_events)
+        if gollum:
+            terms = _binned_gollum_terms(terms, weights, bins, n_bins, kept)
         counts = np.bincount(bins[bins >= 0], weights=asimov[bins >= 0], minlength=n_bins)[kept]
         coefficients = ProcessCoefficients(sample.joint.morpher, identity)
         out[f"{name}_profiled"] = ProfiledMethod(
@@ -300,16 +329,73 @@ def profiled_methods(
 
 
 def _learned_shapes(
-    terms: ProfileTerms, ratios: NuisanceRatios, x: np.ndarray, model: MixtureModel
-) -> ProfileTerms:
-    """``terms`` with the shapes g_jk(x, ±1) learned by ``ratios`` (same nuisances and processes)."""
+    terms: ProfileTerms | LogPolynomialTerms, ratios: NuisanceRatios, x: np.ndarray, model: MixtureModel
+) -> ProfileTerms | LogPolynomialTerms:
+    """``terms`` with the shapes learned by ``ratios`` (same nuisances and processes): g_jk(x, ±1), or
+    GOLLUM's Δ_jA(x) (cross terms included) for log-polynomial terms.
+
+    Raises:
+        StoreError: other nuisances or processes, or GOLLUM's terms from a model without cross terms.
+    """
     if ratios.names_ != terms.names or ratios.processes_ != tuple(model.processes_):
         raise StoreError(
             f"the learned nuisance ratios are for nuisances {list(ratios.names_)} and processes "
             f"{list(ratios.processes_)}, the config has {list(terms.names)}; retrain it (`assay train`)"
         )
+    if isinstance(terms, LogPolynomialTerms):
+        if not ratios.cross_terms:
+            raise StoreError(
+                "systematics.interpolation gollum needs nuisance ratios learned with cross terms α_k α_l; "
+                "these were trained without (another interpolation): retrain the model (`assay train`)"
+            )
+        return replace(terms, shape=ratios.log_coefficients(x))
     g = np.maximum(ratios.shape_ratios(x), SHAPE_FLOOR)  # (n_syst, 2, n_proc, n)
     return replace(terms, shape_up=g[:, 0], shape_down=g[:, 1])
+
+
+def gollum_terms(
+    terms: ProfileTerms, weights: VariedWeights, matrix: np.ndarray, *, chunk: int = 20_000
+) -> LogPolynomialTerms:
+    """GOLLUM's exact coefficients (:func:`~assay.analysis.systematics.log_polynomial_terms`) of the
+    processes W_j = Σ_k P_jk W_k on the events of ``weights``, in chunks of ``chunk`` events.
+
+    Args:
+        terms: :func:`~assay.analysis.systematics.process_terms` of the same processes and events.
+        weights: the events' varied weights (with their components and factors).
+        matrix: P ``(n_proc, K)`` (the identity for the benchmarks).
+    """
+    points = variation_points(terms.n_syst)
+    mixing = np.asarray(matrix, dtype=float) @ weights.mixing  # (n_proc, C)
+    nominal = weights.nominal @ np.asarray(matrix, dtype=float).T
+    chunks = [slice(start, start + chunk) for start in range(0, len(nominal), chunk)]
+
+    def at(rows: slice) -> np.ndarray:
+        return point_weights(weights.components[rows], weights.factors[rows], mixing, points)
+
+    totals = nominal.sum(axis=0), sum(at(rows).sum(axis=0) for rows in chunks)
+    index = np.arange(len(nominal))
+    parts = [
+        log_polynomial_terms(terms.subset(index[rows]), nominal[rows], at(rows), points, totals=totals)
+        for rows in chunks
+    ]
+    return LogPolynomialTerms.concatenate(*parts)
+
+
+def _binned_gollum_terms(
+    terms: ProfileTerms, weights: VariedWeights, bins: np.ndarray, n_bins: int, kept: np.ndarray,
+    chunk: int = 20_000,
+) -> LogPolynomialTerms:  # fmt: skip
+    """GOLLUM's exact coefficients of the benchmarks' histograms (bins ``kept`` as the events)."""
+    points = variation_points(terms.n_syst)
+    sums = np.zeros((n_bins, len(points), weights.nominal.shape[1]))
+    for start in range(0, len(bins), chunk):
+        rows = slice(start, start + chunk)
+        inside = bins[rows] >= 0
+        at = point_weights(weights.components[rows], weights.factors[rows], weights.mixing, points)
+        np.add.at(sums, bins[rows][inside], at[inside])
+    nominal = np.zeros((n_bins, weights.nominal.shape[1]))
+    np.add.at(nominal, bins[bins >= 0], weights.nominal[bins >= 0])
+    return log_polynomial_terms(terms, nominal[kept], sums[kept], points)
 
 
 def _processes(varied: np.ndarray, matrix: np.ndarray) -> np.ndarray:

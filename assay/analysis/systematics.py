@@ -30,8 +30,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from assay.config import NuisanceConfig
-from assay.inference.log_polynomial import LogPolynomialTerms, least_squares
+from assay.inference.log_polynomial import LogPolynomialTerms
 from assay.inference.profile_terms import ProfileTerms
+from assay.monomials import least_squares
 
 __all__ = [
     "SHAPE_FLOOR", "component_factors", "log_polynomial_terms", "point_weights", "process_terms",
@@ -162,7 +163,7 @@ def point_weights(
         factors: F_c^± ``(n_events, n_syst, 2, n_components)`` (:func:`component_factors`).
         mixing: m_jc ``(n_proc, n_components)``: the nominal W_j = Σ_c m_jc w_c.
         points: α ``(n_points, n_syst)``, entries −1, 0 or 1
-            (:func:`~assay.inference.log_polynomial.variation_points`).
+            (:func:`~assay.monomials.variation_points`).
 
     Returns:
         ``(n_events, n_points, n_proc)``.
@@ -187,7 +188,7 @@ def log_polynomial_terms(
     Per event and process, log g_j(x, α_p) = log[(W_j(α_p)/ν_j(α_p))/(W_j/ν_j)] (at least
     :data:`SHAPE_FLOOR`, 1 where the process has no weight) at every point p, and
     Δ_jA(x) = Σ_p L_Ap log g_j(x, α_p) with L = (XᵀX)⁻¹Xᵀ, X_pA = α_p^A
-    (:func:`~assay.inference.log_polynomial.least_squares`); c_jA the same from log ν_j(α_p)/ν_j.
+    (:func:`~assay.monomials.least_squares`); c_jA the same from log ν_j(α_p)/ν_j.
 
     Args:
         terms: :func:`process_terms` of the same events (r_j, ν_j, names, processes).

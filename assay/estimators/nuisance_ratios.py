@@ -4,13 +4,16 @@ Seed 003 estimates the shape effect of each nuisance k on each process j with cl
 the ±1σ variation against the nominal sample. Following GOLLUM (arXiv:2505.05544) one network per
 process learns every nuisance at once in the exponential-polynomial form
 
-    log g_j(x, α) = Σ_k Δ_jk(x) α_k + Δ_jkk(x) α_k²            (no cross terms α_k α_l),
+    log g_j(x, α) = Σ_A Δ_jA(x) α^A,    A = α_k, α_k² and, with ``cross_terms``, α_k α_l (k < l)
 
-trained with the weighted cross-entropy of the variation at α_k = s = ±1 (class 1, weights
-W_j^{k,s}/ν_j^{k,s}) against the nominal (class 0, W_j/ν_j) on the same events: the logit
-s Δ_jk(x) + Δ_jkk(x) then converges to log p_j(x|α_k = s)/p_j(x). The profiled likelihood
-(:mod:`assay.analysis.profiled`) takes g_jk(x, ±1) = exp(±Δ_jk + Δ_jkk) and interpolates between
-them as it does for exact ratios.
+(:class:`~assay.monomials.Monomials`), trained with the weighted cross-entropy of each
+variation point α_p (class 1, weights W_j(x|α_p)/ν_j(α_p)) against the nominal (class 0, W_j/ν_j) on
+the same events, all points at once: the logit Σ_A Δ_jA(x) α_p^A then converges to
+log p_j(x|α_p)/p_j(x). The points are α_k = ±1 alone and, with cross terms, the four corners
+(α_k, α_l) = (±1, ±1) of every pair (:func:`~assay.monomials.variation_points`).
+The profiled likelihood (:mod:`assay.analysis.profiled`) takes g_jk(x, ±1) = exp(±Δ_jk + Δ_jkk) and
+interpolates between them as it does for exact ratios, or (``interpolation: gollum``) uses the Δ_jA
+themselves (:meth:`NuisanceRatios.log_coefficients`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from assay.estimators.base import TRAINER_FIELDS
 from assay.estimators.nets import MLP, Standardizer, make_activation
 from assay.estimators.train import History, Trainer, seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
+from assay.monomials import Monomials, variation_points
 from assay.saving import atomic_directory, json_field, read_tagged_json
 
 __all__ = ["NUISANCE_FILE", "NuisanceRatios"]
@@ -39,25 +43,27 @@ SCHEMA_VERSION = 1
 NUISANCE_FILE = "nuisance_ratios.json"
 
 
+def _n_outputs(n_syst: int, cross_terms: bool) -> int:
+    """Δ_k, Δ_kk (and Δ_kl): the monomials a network predicts."""
+    return Monomials(n_syst).n_mono if cross_terms else 2 * n_syst
+
+
 class _ShapeNet(nn.Module):
-    """x → (Δ_k(x), Δ_kk(x)), each ``(n, n_syst)``."""
+    """x → Δ_A(x) ``(n, n_outputs)`` in the order of :class:`Monomials` (Δ_k, Δ_kk, then Δ_kl)."""
 
-    def __init__(self, n_obs: int, n_syst: int, hidden: Sequence[int], activation: str):
+    def __init__(self, n_obs: int, n_outputs: int, hidden: Sequence[int], activation: str):
         super().__init__()
-        self.n_syst = n_syst
         self.x_scaler = Standardizer(n_obs)
-        self.mlp = MLP(n_obs, 2 * n_syst, hidden, activation)
+        self.mlp = MLP(n_obs, n_outputs, hidden, activation)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.mlp(self.x_scaler(x))
-        return out[:, : self.n_syst], out[:, self.n_syst :]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.x_scaler(x))
 
 
 def _loss(net: _ShapeNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """Weighted cross-entropy of the logit s Δ_k + Δ_kk (the row's nuisance k and side s)."""
-    linear, quadratic = net(batch["x"])
-    k = batch["k"].long()[:, None]
-    logit = batch["s"] * linear.gather(1, k)[:, 0] + quadratic.gather(1, k)[:, 0]
+    """Weighted cross-entropy of the logit Σ_A Δ_A(x) α_p^A at the row's variation point p (the
+    monomials of the points are the net's buffer ``design`` ``(n_points, n_outputs)``)."""
+    logit = (net(batch["x"]) * net.design[batch["p"].long()]).sum(dim=1)
     ce = nn.functional.binary_cross_entropy_with_logits(logit, batch["y"], weight=batch["w"], reduction="sum")
     total = ce / batch["w"].sum()
     return total, {"cross_entropy": total.detach()}
@@ -69,6 +75,9 @@ class NuisanceRatios:
     Args:
         hidden, activation: each network's hidden widths and activation.
         max_events: train on at most this many events per process (a seeded subset).
+        cross_terms: also learn Δ_kl of α_k α_l from the pairwise variations (GOLLUM's full form,
+            ``interpolation: gollum``); each of the 2K + 2K(K − 1) points is a copy of the events
+            for each class, so the training arrays hold 2 (2K + 2K(K − 1)) copies of them (K = 5: 100).
         **trainer: :class:`~assay.estimators.train.Trainer` fields (``epochs``, ``batch_size``, ...).
     """
 
@@ -78,6 +87,7 @@ class NuisanceRatios:
         hidden: Sequence[int] = (64, 64),
         activation: str = "relu",
         max_events: int | None = None,
+        cross_terms: bool = False,
         **trainer: Any,
     ):
         unknown = sorted(set(trainer) - set(TRAINER_FIELDS))
@@ -87,16 +97,16 @@ class NuisanceRatios:
             )
         make_activation(activation)
         self.hidden, self.activation = tuple(int(h) for h in hidden), activation
-        self.max_events = max_events
+        self.max_events, self.cross_terms = max_events, bool(cross_terms)
         self.trainer = Trainer(**trainer)
 
     def get_params(self) -> dict[str, Any]:
         return {"hidden": list(self.hidden), "activation": self.activation, "max_events": self.max_events,
-                **self.trainer.to_dict()}  # fmt: skip
+                "cross_terms": self.cross_terms, **self.trainer.to_dict()}  # fmt: skip
 
     def fit(
         self, x: np.ndarray, nominal: np.ndarray, varied: np.ndarray, *, names: Sequence[str],
-        processes: Sequence[str],
+        processes: Sequence[str], pairs: np.ndarray | None = None,
     ) -> NuisanceRatios:  # fmt: skip
         """Train one network per process.
 
@@ -105,9 +115,12 @@ class NuisanceRatios:
             nominal: W_j per event ``(n, n_proc)``.
             varied: W_j at α_k = ±1 ``(n, n_syst, 2, n_proc)`` (axis 2: +1, −1).
             names: the nuisances ``(n_syst,)``; processes: the processes ``(n_proc,)``.
+            pairs: with ``cross_terms``, W_j at (α_k, α_l) = (+, +), (+, −), (−, +), (−, −)
+                ``(n, n_pairs, 4, n_proc)`` for the pairs k < l in row-major order (:class:`Monomials`).
 
         Raises:
-            ValueError: wrong shapes, non-finite values, a process or variation with Σ W ≤ 0.
+            ValueError: wrong shapes, non-finite values, a process or variation with Σ W ≤ 0,
+                ``pairs`` missing with ``cross_terms`` (or given without).
         """
         x, nominal, varied = (np.asarray(a, dtype=float) for a in (x, nominal, varied))
         n, n_syst, n_proc = len(x), len(names), len(processes)
@@ -116,63 +129,89 @@ class NuisanceRatios:
                 f"nominal, varied: expected shapes ({n}, {n_proc}) and ({n}, {n_syst}, 2, {n_proc}), got "
                 f"{nominal.shape} and {varied.shape}"
             )
-        if not (np.isfinite(x).all() and np.isfinite(nominal).all() and np.isfinite(varied).all()):
-            raise ValueError("x, nominal, varied: NaN or infinite values; fix the events first")
+        at_points = self._at_points(varied, pairs)
+        if not (np.isfinite(x).all() and np.isfinite(nominal).all() and np.isfinite(at_points).all()):
+            raise ValueError("x, nominal, varied, pairs: NaN or infinite values; fix the events first")
+        points = variation_points(n_syst)[: at_points.shape[1]]
+        design = torch.as_tensor(Monomials(n_syst)(points)[:, : _n_outputs(n_syst, self.cross_terms)],
+                                 dtype=torch.float32)  # fmt: skip
         rng = np.random.default_rng(self.trainer.seed)
         rows = np.arange(n) if self.max_events is None or self.max_events >= n else np.sort(
             rng.choice(n, self.max_events, replace=False))  # fmt: skip
         self.nets_: list[_ShapeNet] = []
         self.histories_: list[History] = []
         for j in range(n_proc):
-            arrays = self._arrays(x[rows], nominal[rows, j], varied[rows, :, :, j], processes[j])
+            arrays = self._arrays(x[rows], nominal[rows, j], at_points[rows, :, j], processes[j])
             with seeded(self.trainer.seed + j):
-                net = _ShapeNet(x.shape[1], n_syst, self.hidden, self.activation)
+                net = _ShapeNet(x.shape[1], design.shape[1], self.hidden, self.activation)
+            net.register_buffer("design", design, persistent=False)
             net.x_scaler.fit(x[rows], nominal[rows, j])
             self.histories_.append(self.trainer.fit(net, _loss, arrays))
             self.nets_.append(net.cpu().eval())
         self.names_, self.processes_, self.n_obs_ = tuple(names), tuple(processes), x.shape[1]
         return self
 
+    def _at_points(self, varied: np.ndarray, pairs: np.ndarray | None) -> np.ndarray:
+        """W_j at the variation points ``(n, n_points, n_proc)``: singles, then (cross terms) pairs."""
+        n, n_syst, _, n_proc = varied.shape
+        singles = varied.reshape(n, 2 * n_syst, n_proc)
+        if not self.cross_terms:
+            if pairs is not None:
+                raise ValueError("pairs: given, but cross_terms is False (cross_terms=True learns Δ_kl)")
+            return singles
+        n_pairs = len(Monomials(n_syst).pairs)
+        if pairs is None or np.shape(pairs) != (n, n_pairs, 4, n_proc):
+            raise ValueError(
+                f"pairs: cross_terms needs the weights at the pairwise points, shape ({n}, {n_pairs}, 4, "
+                f"{n_proc}); got {None if pairs is None else np.shape(pairs)}"
+            )
+        corners = np.asarray(pairs, dtype=float).reshape(n, 4 * n_pairs, n_proc)
+        return np.concatenate([singles, corners], axis=1)
+
     @staticmethod
     def _arrays(
-        x: np.ndarray, nominal: np.ndarray, varied: np.ndarray, process: str
+        x: np.ndarray, nominal: np.ndarray, at_points: np.ndarray, process: str
     ) -> dict[str, np.ndarray]:
-        """Rows (x, y, w, k, s): for each nuisance and side, the events as the variation (y = 1) and as
-        the nominal (y = 0), each class normalised to Σ w = 1."""
+        """Rows (x, y, w, p): for each variation point p, the events as the variation (y = 1) and as the
+        nominal (y = 0), each class normalised to Σ w = 1."""
         nu = nominal.sum()
-        nu_varied = varied.sum(axis=0)  # (n_syst, 2)
-        if nu <= 0 or np.any(nu_varied <= 0):
+        nu_points = at_points.sum(axis=0)  # (n_points,)
+        if nu <= 0 or np.any(nu_points <= 0):
             raise ValueError(f"process {process!r}: Σ W must be > 0, nominal and varied")
-        n, n_syst = len(x), varied.shape[1]
-        parts: dict[str, list[np.ndarray]] = {"x": [], "y": [], "w": [], "k": [], "s": []}
-        for k in range(n_syst):
-            for side, sign in enumerate((1.0, -1.0)):
-                for label, w in ((1.0, varied[:, k, side] / nu_varied[k, side]), (0.0, nominal / nu)):
-                    parts["x"].append(x)
-                    parts["y"].append(np.full(n, label))
-                    parts["w"].append(w)
-                    parts["k"].append(np.full(n, float(k)))
-                    parts["s"].append(np.full(n, sign))
-        return {key: np.concatenate(v) for key, v in parts.items()}
+        n, n_points = at_points.shape
+        w = np.stack([at_points / nu_points, np.broadcast_to((nominal / nu)[:, None], (n, n_points))])
+        return {
+            "x": np.tile(x, (2 * n_points, 1)),
+            "y": np.repeat(np.tile([1.0, 0.0], n_points), n),
+            "w": w.transpose(2, 0, 1).reshape(-1),  # (point, class, event)
+            "p": np.repeat(np.arange(n_points, dtype=float), 2 * n),
+        }
 
     def _fitted(self) -> None:
         if not hasattr(self, "nets_"):
             raise NotFittedError("NuisanceRatios is not fitted: call fit(...) or NuisanceRatios.load(path)")
 
-    def shape_ratios(self, x: np.ndarray, chunk: int = 200_000) -> np.ndarray:
-        """g_jk(x, ±1) = exp(±Δ_jk + Δ_jkk) ``(n_syst, 2, n_proc, n_events)``."""
+    def log_coefficients(self, x: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+        """GOLLUM's Δ_jA(x) ``(n_mono, n_proc, n_events)`` in the order of :class:`Monomials` (the
+        cross terms 0 for a model without ``cross_terms``)."""
         self._fitted()
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_obs_:
             raise ValueError(f"x: expected shape (n_events, {self.n_obs_}), got {x.shape}")
-        out = np.empty((len(self.names_), 2, len(self.processes_), len(x)))
+        out = np.zeros((Monomials(len(self.names_)).n_mono, len(self.processes_), len(x)))
         with torch.no_grad():
             for j, net in enumerate(self.nets_):
                 for start in range(0, len(x), chunk):
-                    lin, quad = (t.numpy().T for t in net(torch.from_numpy(x[start : start + chunk])))
-                    out[:, 0, j, start : start + chunk] = np.exp(lin + quad)
-                    out[:, 1, j, start : start + chunk] = np.exp(-lin + quad)
+                    delta = net(torch.from_numpy(x[start : start + chunk])).numpy().T
+                    out[: len(delta), j, start : start + chunk] = delta
         return out
+
+    def shape_ratios(self, x: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+        """g_jk(x, ±1) = exp(±Δ_jk + Δ_jkk) ``(n_syst, 2, n_proc, n_events)``."""
+        delta = self.log_coefficients(x, chunk)
+        n_syst = len(self.names_)
+        linear, quadratic = delta[:n_syst], delta[n_syst : 2 * n_syst]
+        return np.exp(np.stack([quadratic + linear, quadratic - linear], axis=1))
 
     def save(self, path: str | os.PathLike) -> Path:
         """``nuisance_ratios.json`` and ``process_<j>.pt`` (state dicts) into ``path``, atomically."""
@@ -201,7 +240,7 @@ class NuisanceRatios:
         n_obs = int(json_field(meta, "n_obs", source, int))
         model.nets_ = []
         for j in range(len(processes)):
-            net = _ShapeNet(n_obs, len(names), model.hidden, model.activation)
+            net = _ShapeNet(n_obs, _n_outputs(len(names), model.cross_terms), model.hidden, model.activation)
             try:
                 net.load_state_dict(torch.load(path / f"process_{j}.pt", weights_only=True))
             except (OSError, RuntimeError, ValueError) as exc:
