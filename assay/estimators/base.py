@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from assay.estimators.train import History, Trainer, seeded
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.saving import atomic_directory, json_field, read_tagged_json
 from assay.training_set import TrainingSet
+
+if TYPE_CHECKING:
+    from assay.estimators.batched import StackedLoss
 
 __all__ = ["FORMAT", "METADATA_FILE", "WEIGHTS_FILE", "Estimator", "read_metadata"]
 
@@ -141,6 +144,14 @@ class Estimator(PredictorBase):
         Raises:
             ValueError: a set lacks a field this method needs, or n_params does not match.
         """
+        net, arrays, validation = self._setup(train_set, validation_set)
+        history = self.trainer.fit(net, self._loss, arrays, validation=validation, checkpoint=checkpoint)
+        return self._set_trained(net, history, train_set)
+
+    def _setup(
+        self, train_set: TrainingSet, validation_set: TrainingSet | None
+    ) -> tuple[nn.Module, dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """Checked sets → (seeded module with fitted scalers, training arrays, validation arrays)."""
         self._check_set(train_set, "train_set")
         if validation_set is not None:
             self._check_set(validation_set, "validation_set")
@@ -155,13 +166,24 @@ class Estimator(PredictorBase):
             net = self._build(n_obs, n_params)
         net.fit_scalers(train_set)
         validation = self._arrays(validation_set) if validation_set is not None else None
-        self.history_ = self.trainer.fit(
-            net, self._loss, self._arrays(train_set), validation=validation, checkpoint=checkpoint
-        )
+        return net, self._arrays(train_set), validation
+
+    def _set_trained(self, net: nn.Module, history: History, train_set: TrainingSet) -> Estimator:
+        """Store the trained module and what it was trained on; returns ``self``."""
+        self.history_ = history
         self.net_ = net
         self.observables_ = tuple(train_set.observables)
         self.parameters_ = tuple(train_set.parameters)
         return self
+
+    def _stacked_loss_supported(self) -> bool:
+        """Whether :meth:`_stacked_loss` returns a loss for the modules this estimator builds."""
+        return False
+
+    def _stacked_loss(self, net: nn.Module) -> StackedLoss | None:
+        """The loss of several members of this estimator trained as one stacked network
+        (:mod:`assay.estimators.batched`), for modules like ``net``; None: not supported."""
+        return None
 
     def _prepare(self, train_set: TrainingSet) -> None:
         """Learn settings from the training set before the module is built (subclasses extend)."""

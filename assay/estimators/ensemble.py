@@ -21,6 +21,7 @@ member (``member_0/``, ``member_1/``, …); :func:`assay.estimators.load_estimat
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -135,6 +136,38 @@ def _fit_member(
             torch.set_num_threads(previous)
 
 
+def _fit_group(
+    jobs: list[_MemberJob], sets: list[TrainingSet], validation: list[TrainingSet | None]
+) -> list[tuple[Estimator, float]]:
+    """Fit several members as one stacked network (:mod:`assay.estimators.batched`) in one process.
+
+    Returns each member with its share of the group's fit time (the wall time / the group's size).
+    """
+    from assay.estimators.batched import fit_estimators
+
+    with _ONE_AT_A_TIME:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(jobs[0].threads)
+        try:
+            start = time.perf_counter()
+            data = [
+                s if job.bootstrap is None else poisson_bootstrap(s, np.random.default_rng(job.bootstrap))
+                for job, s in zip(jobs, sets)
+            ]
+            estimators = [job.cls(**job.params) for job in jobs]
+            fit_estimators(estimators, data, validation, [job.checkpoint for job in jobs])
+            share = (time.perf_counter() - start) / len(jobs)
+            return [(est, share) for est in estimators]
+        finally:
+            torch.set_num_threads(previous)
+
+
+def _groups(n_members: int, n_groups: int) -> list[range]:
+    """Members split into ``n_groups`` contiguous groups of nearly equal size."""
+    bounds = np.linspace(0, n_members, min(n_groups, n_members) + 1).round().astype(int)
+    return [range(a, b) for a, b in itertools.pairwise(bounds)]
+
+
 def _per_member(sets: TrainingSet | Sequence[TrainingSet] | None, n: int, name: str) -> list:
     """One set (or None) per member: a single set is shared, a sequence must have ``n`` entries."""
     if sets is None or isinstance(sets, TrainingSet):
@@ -211,6 +244,7 @@ class Ensemble(PredictorBase):
         seed: int | None = 0,
         progress: bool = False,
         checkpoints: str | os.PathLike | None = None,
+        batched: bool | None = None,
     ) -> Ensemble:
         """Train every member on its resampling of the data, in parallel.
 
@@ -233,6 +267,14 @@ class Ensemble(PredictorBase):
             checkpoints: a folder for each member's per-epoch state (``member_<i>.pt``): a fit
                 interrupted there resumes every member after its last finished epoch. On a
                 cluster the folder must be on a filesystem the workers share. None: no checkpoints.
+            batched: train the members in groups, each group as one stacked network in one
+                process (:mod:`assay.estimators.batched`; likelihood-ratio members on a plain
+                network with Adam/AMSGrad and training sets of one length): one group per worker
+                of ``client`` or of the local cluster, one group in this process when
+                ``n_workers=1``. None (default): batched unless a ``client`` is given or
+                ``n_workers=1`` (members one after the other, as before). Members that cannot be
+                stacked train one by one. The result per member equals training it alone up to
+                float rounding (tests/test_batched_ensemble.py).
 
         Returns:
             ``self``, fitted (``members_``, ``fit_seconds_``, ``resampling_``).
@@ -258,7 +300,11 @@ class Ensemble(PredictorBase):
             bootstrap = data_seed if resampling == "bootstrap" else None
             checkpoint = None if checkpoints is None else str(Path(checkpoints) / f"member_{len(jobs)}.pt")
             jobs.append(_MemberJob(type(member), params, bootstrap, threads, checkpoint))
-        if client is None and (n_workers or min(self.n_members, os.cpu_count() or 1)) == 1:
+        if batched is None:
+            batched = client is None and n_workers != 1
+        if batched and self._stackable(sets):
+            results = self._fit_batched(jobs, sets, validation, client, n_workers, progress)
+        elif client is None and (n_workers or min(self.n_members, os.cpu_count() or 1)) == 1:
             bar = tqdm(zip(jobs, sets, validation), total=len(jobs), unit="member", disable=not progress)
             results = [_fit_member(*args) for args in bar]
         elif client is None:
@@ -269,6 +315,28 @@ class Ensemble(PredictorBase):
         logger.info("trained %d members (%s) in %.1f s of member time", self.n_members, resampling,
                     sum(self.fit_seconds_))  # fmt: skip
         return self
+
+    def _stackable(self, sets: list[TrainingSet]) -> bool:
+        from assay.estimators.batched import stackable
+
+        probe = [type(m)(**{**m.get_params(), "seed": 0}) for m in self.members]
+        return self.members[0]._stacked_loss_supported() and stackable(probe, [len(s) for s in sets])
+
+    def _fit_batched(
+        self, jobs, sets, validation, client, n_workers, progress
+    ) -> list[tuple[Estimator, float]]:
+        """Members in groups, each trained stacked: in this process (one group) or one group per worker."""
+        if client is not None:
+            n_groups = len(client.scheduler_info()["workers"])
+        else:
+            n_groups = n_workers or min(self.n_members, os.cpu_count() or 1)
+        groups = _groups(self.n_members, n_groups)
+        parts = [([jobs[i] for i in g], [sets[i] for i in g], [validation[i] for i in g]) for g in groups]
+        if len(groups) == 1 and client is None:
+            return _fit_group(*parts[0])
+        submit = _fit_remote_groups if client is not None else _on_local_cluster_groups
+        nested = submit(client if client is not None else len(groups), parts, progress)
+        return [result for group in nested for result in group]
 
     def _set_fitted(self, members: list[Estimator], seconds: list[float], resampling: str) -> None:
         names = {(tuple(m.observables_), tuple(m.parameters_)) for m in members}
@@ -430,6 +498,34 @@ def _fit_remote(client: Any, jobs, sets, validation, progress: bool) -> list[tup
     for _ in tqdm(as_completed(futures), total=len(futures), unit="member", disable=not progress):
         pass
     return client.gather(futures)
+
+
+def _fit_remote_groups(client: Any, parts, progress: bool) -> list[list[tuple[Estimator, float]]]:
+    """One task per group of members (:func:`_fit_group`); the sets are scattered once each."""
+    from dask.distributed import as_completed
+
+    everything = [d for _, sets, validation in parts for d in (*sets, *validation) if d is not None]
+    remote: dict[int, Any] = {}
+    for data in everything:
+        if id(data) not in remote:
+            shared = sum(d is data for d in everything) > 1
+            remote[id(data)] = client.scatter(data, broadcast=shared, hash=False)
+    futures = [
+        client.submit(_fit_group, jobs, [remote[id(s)] for s in sets],
+                      [None if v is None else remote[id(v)] for v in validation], pure=False)
+        for jobs, sets, validation in parts
+    ]  # fmt: skip
+    for _ in tqdm(as_completed(futures), total=len(futures), unit="group", disable=not progress):
+        pass
+    return client.gather(futures)
+
+
+def _on_local_cluster_groups(n_workers: int, parts, progress: bool) -> list[list[tuple[Estimator, float]]]:
+    """:func:`_fit_remote_groups` on a fresh local cluster (:func:`assay.cluster.local_client`)."""
+    from assay.cluster import local_client
+
+    with local_client(n_workers) as client:
+        return _fit_remote_groups(client, parts, progress)
 
 
 def _on_local_cluster(jobs, sets, validation, n_workers: int | None, progress: bool):

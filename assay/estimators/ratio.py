@@ -28,7 +28,8 @@ Gaussian toy, tests/test_estimators.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -38,7 +39,12 @@ from torch import nn
 
 from assay.estimators.base import Estimator
 from assay.estimators.prediction import Prediction, as_point
-from assay.estimators.ratio_models import MorphingRatioNet, RatioNet, log_ratio_and_scores
+from assay.estimators.ratio_models import (
+    MorphingRatioNet,
+    RatioNet,
+    log_ratio_and_scores,
+    stacked_log_ratio_and_scores,
+)
 from assay.exceptions import PredictionError
 from assay.morphing import Morpher, as_thetas
 from assay.training_set import TrainingSet
@@ -134,6 +140,30 @@ class RatioEstimator(Estimator):
         out = _Outputs(log_r[0], t0[0] if t0 is not None else None, t1[0] if t1 is not None else None)
         terms = self._terms(out, batch)
         means = {name: (batch["w"] * per_sample).mean() for name, (_, per_sample) in terms.items()}
+        total = sum(coef * means[name] for name, (coef, _) in terms.items())
+        return total, means
+
+    def _stacked_loss_supported(self) -> bool:
+        return self.morphing is None
+
+    def _stacked_loss(self, net: nn.Module) -> Callable | None:
+        """Members with a plain :class:`RatioNet` train stacked (:mod:`assay.estimators.batched`)."""
+        return partial(self._member_losses, net) if type(net) is RatioNet else None
+
+    def _member_losses(
+        self, net: RatioNet, params: dict, buffers: dict, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`_loss` of M stacked members: batch tensors ``(M, batch, ...)`` → total and terms ``(M,)``.
+
+        The scores are computed at every event, not only where a score term uses them: the
+        terms weight the others by (1 − y)² = 0 or y² = 0, so each member's loss is the same.
+        """
+        log_r, t0, t1 = stacked_log_ratio_and_scores(
+            net, params, buffers, batch["x"], batch["theta0"], batch["theta1"],
+            t0=self.uses_score, t1=self.uses_score and self.doubly_,
+        )  # fmt: skip
+        terms = self._terms(_Outputs(log_r, t0, t1), batch)
+        means = {name: (batch["w"] * per_sample).mean(-1) for name, (_, per_sample) in terms.items()}
         total = sum(coef * means[name] for name, (coef, _) in terms.items())
         return total, means
 

@@ -28,11 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from assay.estimators.nets import MLP, Standardizer, tanh_
+from assay.estimators.nets import MLP, Standardizer, make_activation, tanh_
 from assay.morphing import Morpher, power_steps
 from assay.training_set import TrainingSet
 
-__all__ = ["ACTIVATION_DERIVATIVES", "MORPHING_EPS", "MorphingRatioNet", "RatioNet", "log_ratio_and_scores"]
+__all__ = [
+    "ACTIVATION_DERIVATIVES",
+    "MORPHING_EPS",
+    "MorphingRatioNet",
+    "RatioNet",
+    "log_ratio_and_scores",
+    "stacked_log_ratio_and_scores",
+]
 
 MORPHING_EPS = 1e-12  # lower bound of the morphed sums in MorphingRatioNet
 
@@ -348,3 +355,74 @@ def log_ratio_and_scores(
     if not outer:
         log_r, s0, s1 = (v.detach() if v is not None else None for v in (log_r, s0, s1))
     return log_r, s0, s1
+
+
+def stacked_log_ratio_and_scores(
+    net: RatioNet,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    x: torch.Tensor,
+    theta0: torch.Tensor,
+    theta1: torch.Tensor,
+    *,
+    t0: bool,
+    t1: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """:meth:`RatioNet.log_ratio_and_scores` for M members at once (:mod:`assay.estimators.batched`).
+
+    The members share ``net``'s architecture; their weights are stacked along a first axis,
+    every matrix product is one ``bmm`` and the scores come from the same tangent propagation
+    as :meth:`RatioNet.value_and_theta_grad`, for every event (the losses weight them by 0
+    where they are not used).
+
+    Args:
+        net: one member's module (its layer names, widths and activation).
+        params: ``net``'s parameters by name, each ``(M, *shape)``.
+        buffers: ``net``'s scaler buffers by name, each ``(M, *shape)``.
+        x: ``(M, m, n_obs)``; theta0, theta1: ``(M, m, n_params)``.
+        t0, t1: whether to return t̂0 = ∇θ g|θ0 and t̂1 = ∇θ g|θ1.
+
+    Returns:
+        log r̂ ``(M, m)``, t̂0 and t̂1 ``(M, m, n_params)`` or None.
+    """
+    n_members, m, _ = x.shape
+    layers = [(i, layer) for i, layer in enumerate(net.mlp) if isinstance(layer, nn.Linear)]
+    linear = [(f"mlp.{i}", layer.bias is not None) for i, layer in layers]
+    activation = make_activation(net.activation)
+    derivative = ACTIVATION_DERIVATIVES[net.activation]
+
+    def weight(i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        name, has_bias = linear[i]
+        return params[f"{name}.weight"].transpose(1, 2), params[f"{name}.bias"][:, None] if has_bias else None
+
+    x_std = (x - buffers["x_scaler.mean"][:, None]) / buffers["x_scaler.std"][:, None]
+    theta_std = buffers["theta_scaler.std"][:, None]
+    rows = (torch.cat([theta0, theta1], 1) - buffers["theta_scaler.mean"][:, None]) / theta_std  # (M, 2m, P)
+    w1, b1 = weight(0)
+    w_x, w_theta = w1[:, : net.n_obs], w1[:, net.n_obs :]  # (M, n_obs, h), (M, P, h)
+    x_part = torch.bmm(x_std, w_x) if b1 is None else torch.baddbmm(b1, x_std, w_x)
+    width = w1.shape[-1]
+    z = torch.bmm(rows, w_theta).view(n_members, 2, m, width) + x_part[:, None]
+    z = z.view(n_members, 2 * m, width)
+    tangent_rows = slice(None) if t0 and t1 else slice(0, m) if t0 else slice(m, None) if t1 else None
+    tangent = None if tangent_rows is None else w_theta / theta_std.transpose(1, 2)  # ∂z_1/∂θ (M, P, h)
+    for i in range(1, len(linear)):
+        h = activation(z)
+        if tangent is not None:
+            slope = derivative(z[:, tangent_rows], h[:, tangent_rows]).unsqueeze(-2)  # (M, R, 1, h)
+            tangent = slope * (tangent[:, None] if tangent.dim() == 3 else tangent)  # (M, R, P, h)
+        w, b = weight(i)
+        z = torch.bmm(h, w) if b is None else torch.baddbmm(b, h, w)
+        if tangent is not None:
+            n_rows, n_params = tangent.shape[1], tangent.shape[2]
+            tangent = torch.bmm(tangent.reshape(n_members, -1, tangent.shape[-1]), w)
+            tangent = tangent.view(n_members, n_rows, n_params, -1)
+    g = z.squeeze(-1)
+    grad = None
+    if tangent is not None:
+        if tangent.dim() == 3:  # a linear model: one gradient for every row
+            tangent = tangent[:, None].expand(-1, 2 * m if t0 and t1 else m, -1, -1)
+        grad = tangent.squeeze(-1)
+    s0 = grad[:, :m] if t0 else None
+    s1 = (grad[:, m:] if t0 else grad) if t1 else None
+    return g[:, :m] - g[:, m:], s0, s1
