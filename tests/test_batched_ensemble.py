@@ -1,0 +1,169 @@
+"""Ensemble members trained as one stacked network (assay.estimators.batched) equal members trained alone.
+
+"Equal" is up to float32 rounding, not bit for bit: the stacked network multiplies with ``bmm``
+where a single member uses ``mm``/``addmm`` (another summation order), computes the scores at
+every event (the single loss only where a score term uses them; the others are weighted by 0
+either way), and writes Adam's update out where the single trainer calls torch's fused kernel.
+Each step differs by ~1 ulp; with the large learning rate used here (0.1, so that members stop
+early at different epochs) training amplifies that to weights within 7e-5 and losses within
+2e-5 after 8 epochs (measured), hence the tolerance 2e-4. Early stopping, clipping and the
+validation split are on, so each member's stopping epoch and best epoch are compared exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from assay.estimators import ALICES, RASCAL, SALLY, Ensemble
+from assay.estimators import batched as batched_module
+from assay.estimators import train as train_module
+from assay.training_set import TrainingSet
+
+torch.set_num_threads(1)  # 2 shared cores
+
+SETTINGS = dict(
+    hidden=(16, 16), epochs=8, batch_size=64, lr=(1e-1, 1e-2), patience=1, clip_grad_norm=1.0,
+    progress=False,
+)  # fmt: skip
+TOLERANCE = dict(rtol=2e-4, atol=2e-4)  # float32 rounding, grown by training (module docstring)
+
+
+def ratio_set(n: int, seed: int, *, doubly: bool = False) -> TrainingSet:
+    """A random 2-parameter ratio set with learnable structure (log r depends on x and θ0)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    theta0 = rng.normal(0, 0.5, (n, 2))
+    theta1 = rng.normal(0, 0.5, (n, 2)) if doubly else np.zeros((n, 2))
+    log_r = (theta0 - theta1) @ np.array([1.0, -0.5]) * x[:, 0] + 0.1 * rng.normal(size=n)
+    return TrainingSet(
+        x=x, observables=("a", "b", "c"), parameters=("p", "q"), kind="ratio", theta0=theta0,
+        theta1=theta1, y=rng.integers(0, 2, n).astype(float), log_r=log_r,
+        t0=np.stack([x[:, 0], -0.5 * x[:, 0]], 1), t1=-np.stack([x[:, 0], -0.5 * x[:, 0]], 1),
+    )  # fmt: skip
+
+
+def weights(est) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in est.net_.parameters()]
+
+
+def assert_same_members(a: Ensemble, b: Ensemble, *, exact: bool = False) -> None:
+    tolerance = dict(rtol=0, atol=0) if exact else TOLERANCE
+    for ma, mb in zip(a.members_, b.members_):
+        assert ma.history_.n_epochs == mb.history_.n_epochs
+        assert ma.history_.best_epoch == mb.history_.best_epoch
+        np.testing.assert_allclose(ma.history_.train_loss, mb.history_.train_loss, **tolerance)
+        np.testing.assert_allclose(ma.history_.val_loss, mb.history_.val_loss, **tolerance)
+        for wa, wb in zip(weights(ma), weights(mb)):
+            torch.testing.assert_close(wa, wb, **tolerance)
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingSet:
+    return ratio_set(1200, 0)
+
+
+@pytest.fixture(scope="module")
+def one_by_one(data) -> Ensemble:
+    return Ensemble.from_estimator(ALICES(**SETTINGS), 4).fit(data, n_workers=1, seed=5)
+
+
+def test_stacked_members_equal_members_trained_alone(data, one_by_one):
+    stacked = Ensemble.from_estimator(ALICES(**SETTINGS), 4).fit(data, n_workers=1, seed=5, batched=True)
+    assert_same_members(stacked, one_by_one)
+    epochs = [m.history_.n_epochs for m in stacked.members_]
+    assert len(set(epochs)) > 1 and min(epochs) < SETTINGS["epochs"], epochs  # members stop on their own
+    # the members differ (own seeds, own bootstrap weights), and the stacked fit did train them
+    assert not torch.equal(weights(stacked.members_[0])[0], weights(stacked.members_[1])[0])
+    assert all(m.history_.train_loss[-1] < m.history_.train_loss[0] for m in stacked.members_)
+
+
+def test_stacked_loss_equals_the_single_loss():
+    """The M losses of the stacked forward pass equal each member's own loss at the same weights,
+    for a doubly parameterized set (scores at θ0 and θ1) and a method without score terms too."""
+    data = ratio_set(256, 1, doubly=True)
+    for cls in (ALICES, RASCAL):
+        members = [cls(**SETTINGS, seed=s) for s in range(3)]
+        prepared = [m._setup(data, None) for m in members]
+        nets = [net for net, _, _ in prepared]
+        stack_loss = members[0]._stacked_loss(nets[0])
+        params = {name: torch.stack([dict(n.named_parameters())[name] for n in nets]) for name, _ in
+                  nets[0].named_parameters()}  # fmt: skip
+        buffers = {name: torch.stack([dict(n.named_buffers())[name] for n in nets]) for name, _ in
+                   nets[0].named_buffers()}  # fmt: skip
+        arrays = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in prepared[0][1].items()}
+        total, terms = stack_loss(params, buffers, {k: v.expand(3, *v.shape) for k, v in arrays.items()})
+        assert set(terms) == {*members[0]._loss(nets[0], arrays)[1]} and "score_mse_1" in terms
+        for i, (member, net) in enumerate(zip(members, nets)):
+            single, single_terms = member._loss(net, arrays)
+            torch.testing.assert_close(total[i], single, rtol=1e-5, atol=1e-6)
+            for name, value in single_terms.items():
+                torch.testing.assert_close(terms[name][i], value, rtol=1e-5, atol=1e-6)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_stacked_fit_resumes_every_member(data, tmp_path, monkeypatch):
+    """Interrupted inside a stacked fit, rerun: each member resumes from its own checkpoint."""
+    proto = ALICES(**SETTINGS)
+    reference = Ensemble.from_estimator(proto, 4).fit(data, n_workers=1, seed=5, batched=True)
+    folder = tmp_path / "members"
+    original = batched_module._Member.finish_epoch
+    calls = {"n": 0}
+
+    def finish_epoch(self, stack):
+        if calls["n"] == 10:  # 2 epochs of 4 members, then half of the third
+            raise Interrupt
+        calls["n"] += 1
+        return original(self, stack)
+
+    with monkeypatch.context() as m:
+        m.setattr(batched_module._Member, "finish_epoch", finish_epoch)
+        with pytest.raises(Interrupt):
+            Ensemble.from_estimator(proto, 4).fit(data, n_workers=1, seed=5, batched=True, checkpoints=folder)
+    saved = sorted(p.name for p in folder.iterdir())
+    assert saved == ["member_0.pt", "member_1.pt", "member_2.pt", "member_3.pt"]
+    # two members finished epoch 3 before the interruption, two did not: they resume at different epochs
+    epochs = [int(torch.load(folder / name, weights_only=True)["epoch"]) for name in saved]
+    assert epochs == [2, 2, 1, 1]
+    stacked = dict(n_workers=1, seed=5, batched=True, checkpoints=folder)
+    resumed = Ensemble.from_estimator(proto, 4).fit(data, **stacked)
+    assert_same_members(resumed, reference)
+    assert list(folder.iterdir()) == []  # every checkpoint deleted at the end
+
+
+def test_checkpoints_of_members_trained_alone_resume_stacked(data, one_by_one, tmp_path, monkeypatch):
+    """A one-by-one fit interrupted (member 0 done, member 1 in its 3rd epoch) resumes as a stacked fit."""
+    proto = ALICES(**SETTINGS)
+    folder = tmp_path / "members"
+    original = train_module.Trainer._epoch
+    calls = {"n": 0}
+
+    def epoch(self, *args, **kwargs):
+        if calls["n"] == one_by_one.members_[0].history_.n_epochs + 2:
+            raise Interrupt
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module.Trainer, "_epoch", epoch)
+        with pytest.raises(Interrupt):
+            Ensemble.from_estimator(proto, 4).fit(data, n_workers=1, seed=5, checkpoints=folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["member_1.pt"]
+    stacked = dict(n_workers=1, seed=5, batched=True, checkpoints=folder)
+    resumed = Ensemble.from_estimator(proto, 4).fit(data, **stacked)
+    assert_same_members(resumed, one_by_one)
+
+
+def test_members_that_cannot_stack_train_one_by_one():
+    """SALLY has no stacked loss: batched=True trains its members one by one, the same as n_workers=1."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 2))
+    local = TrainingSet(x=x, observables=("a", "b"), parameters=("c",), kind="local_score", t0=x[:, :1] ** 2)
+    settings = dict(hidden=(8,), epochs=2, batch_size=64, progress=False)
+    serial = Ensemble.from_estimator(SALLY(**settings), 2).fit(local, n_workers=1, seed=1)
+    batched = Ensemble.from_estimator(SALLY(**settings), 2).fit(local, n_workers=1, seed=1, batched=True)
+    assert_same_members(batched, serial, exact=True)
