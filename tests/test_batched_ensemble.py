@@ -167,3 +167,15 @@ def test_members_that_cannot_stack_train_one_by_one():
     serial = Ensemble.from_estimator(SALLY(**settings), 2).fit(local, n_workers=1, seed=1)
     batched = Ensemble.from_estimator(SALLY(**settings), 2).fit(local, n_workers=1, seed=1, batched=True)
     assert_same_members(batched, serial, exact=True)
+
+
+def test_groups_on_dask_workers_equal_one_stacked_group(data, one_by_one):
+    """batched=True with a client: one stacked group per worker (here 2 groups of 2), same members."""
+    from dask.distributed import Client, LocalCluster
+
+    options = dict(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with LocalCluster(**options) as cluster, Client(cluster) as client:
+        proto = ALICES(**SETTINGS)
+        grouped = Ensemble.from_estimator(proto, 4).fit(data, client=client, seed=5, batched=True)
+    assert len(set(grouped.fit_seconds_)) == 2  # each member gets its group's time / group size
+    assert_same_members(grouped, one_by_one)
