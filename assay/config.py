@@ -563,7 +563,7 @@ class SystematicsConfig(_Model):
         description="per-event and rate interpolation in α: seed 003's vertical (6th-order polynomial "
         "for |α| ≤ 1, exponential outside, C² at |α| = 1), exponential (g(±1)^|α|), or gollum (GOLLUM, "
         "arXiv:2505.05544: log g = Σ_A Δ_A α^A over α_k, α_k², α_k α_l, fitted to the single and pairwise "
-        "variations; needs shape variations given as per-component factors, i.e. the offshell or wh simulator)",
+        "variations, built as products of the per-component factors)",
     )
     training_statistics: Literal["none", "spurious_signal", "ensemble"] = Field(
         "none",
