@@ -190,6 +190,100 @@ def bench_batch_size(batch_size: int) -> dict:
     return {f"alices_train_samples_per_s_one_thread_batch{batch_size}": rate}
 
 
+def plain_torch_fit(data: TrainingSet, epochs: int, batch_size: int = 128, seed: int = 0) -> float:
+    """(e) The reference loop other tools write: ``nn.Sequential`` on [x, θ], ``torch.optim.Adam``
+    (AMSGrad), index-shuffled mini-batches, ALICES' loss with the score by autograd; returns seconds."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(N_OBS + N_PARAMS, 100), nn.Tanh(), nn.Linear(100, 100), nn.Tanh(),
+                        nn.Linear(100, 1))  # fmt: skip
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, amsgrad=True)
+    x, theta0, theta1, y, log_r, t0, w = (
+        torch.as_tensor(a, dtype=torch.float32)
+        for a in (data.x, data.theta0, data.theta1, data.y, data.log_r, data.t0, data.sample_weight)
+    )
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(x))
+        for b in range(0, len(x), batch_size):
+            i = order[b : b + batch_size]
+            th0 = theta0[i].requires_grad_(True)
+            g0 = net(torch.cat([x[i], th0], 1)).squeeze(-1)
+            g1 = net(torch.cat([x[i], theta1[i]], 1)).squeeze(-1)
+            t_hat = torch.autograd.grad(g0.sum(), th0, create_graph=True)[0]
+            xe = F.binary_cross_entropy_with_logits(-(g0 - g1), torch.sigmoid(-log_r[i]), reduction="none")
+            score = (1 - y[i]) ** 2 * ((t_hat - t0[i]) ** 2).mean(-1)
+            loss = (w[i] * xe).mean() + SEED_000["alpha"] * (w[i] * score).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+def best_of_threads(fit) -> tuple[float, int]:
+    """The faster of one thread and every core (on 2 shared vCPUs either can win): (seconds, threads)."""
+    times = {}
+    for threads in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(threads)
+        times[threads] = fit()
+    threads = min(times, key=times.get)
+    return times[threads], threads
+
+
+def bench_throughput(args: argparse.Namespace) -> dict:
+    """(e) The same data, batch 128, no validation, no early stopping: a plain torch loop, assay's
+    trainer (one member) and assay's 5-member ensemble (default ``Ensemble.fit``: stacked groups)."""
+    data = random_ratio_set(args.compare_pairs, np.random.default_rng(3))
+    settings = dict(**SEED_000, epochs=args.compare_epochs, validation_split=0.0, early_stopping=False,
+                    progress=False)  # fmt: skip
+    warm_up()
+    plain_torch_fit(random_ratio_set(2_000, np.random.default_rng(4)), 1)
+    plain, plain_threads = best_of_threads(lambda: plain_torch_fit(data, args.compare_epochs))
+
+    def assay_single() -> float:
+        start = time.perf_counter()
+        ALICES(**settings, seed=0).fit(data)
+        return time.perf_counter() - start
+
+    single, single_threads = best_of_threads(assay_single)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    ensemble = Ensemble.from_estimator(ALICES(**settings), args.members).fit(data, seed=0)
+    wall = time.perf_counter() - start
+    samples = args.compare_pairs * args.compare_epochs
+    label = f"{args.compare_pairs // 1000}k_pairs_{args.compare_epochs}ep"
+    return {
+        "throughput_data": label,
+        f"plain_torch_member_{label}_s": plain,
+        "plain_torch_threads": plain_threads,
+        "plain_torch_samples_per_s": samples / plain,
+        f"assay_member_{label}_s": single,
+        "assay_member_threads": single_threads,
+        "assay_member_samples_per_s": samples / single,
+        f"assay_ensemble{args.members}_{label}_wall_s": wall,
+        "assay_ensemble_groups": len({round(s, 9) for s in ensemble.fit_seconds_}),
+        "assay_ensemble_samples_per_s": args.members * samples / wall,
+        "speedup_vs_plain_torch_b128_single_member": plain / single,
+        # the seed-000 job: M members; plain torch trains them one after the other
+        "speedup_vs_plain_torch_b128": args.members * plain / wall,
+    }
+
+
+def bench_full_ensemble(args: argparse.Namespace) -> dict:
+    """``alices_ensemble5_1M_50ep_s`` measured directly: seed 000's settings (batch 128, 25% validation,
+    50 epochs, early stopping off so every epoch runs), default ``Ensemble.fit`` (stacked groups)."""
+    data = random_ratio_set(args.target_pairs, np.random.default_rng(0))
+    proto = ALICES(**SEED_000, epochs=args.target_epochs, early_stopping=False, progress=False)
+    start = time.perf_counter()
+    Ensemble.from_estimator(proto, args.members).fit(data, seed=0)
+    seconds = time.perf_counter() - start
+    key = f"alices_ensemble{args.members}_{args.target_pairs // 1_000_000}M_{args.target_epochs}ep_s"
+    return {key: seconds, "alices_ensemble5_1M_50ep_direct_target_s": 900.0,
+            "load_average_1m_after_full": os.getloadavg()[0]}  # fmt: skip
+
+
 FLOW_OBSERVABLES = ["ql_cos_delta_plus", "ql_cos_delta_minus", "pt_w", "mt_tot", "q_l"]
 
 
@@ -245,8 +339,25 @@ def main() -> None:
     parser.add_argument("--flow-epochs", type=int, default=20)
     parser.add_argument("--flow-eval-events", type=int, default=25_000)
     parser.add_argument("--flows-only", action="store_true", help="run (d) alone, update its keys")
+    parser.add_argument("--compare-pairs", type=int, default=100_000)
+    parser.add_argument("--compare-epochs", type=int, default=1)
+    parser.add_argument("--throughput", action="store_true", help="run (e) alone (with --full: and (f))")
+    parser.add_argument("--full", action="store_true", help="(f): the 1M x 50-epoch ensemble, measured")
+    parser.add_argument("--quick", action="store_true", help="(e) on 10k pairs, for development")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
     args = parser.parse_args()
+    if args.quick:
+        args.compare_pairs, args.throughput = 10_000, True
+    if args.throughput:
+        previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
+        results = {"load_average_1m": os.getloadavg()[0], **bench_throughput(args)}
+        if args.full:
+            results |= bench_full_ensemble(args)
+        if args.quick:
+            write_results(results, Path(tempfile.mkdtemp()) / "training_quick.json")
+        else:
+            write_results({**previous, **results}, args.output)
+        return
     if args.flows_only:
         previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
         write_results({**previous, **bench_flows(args)}, args.output)
