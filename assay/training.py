@@ -381,14 +381,24 @@ def _train_nuisance_ratios(
         raise ConfigError(f"training.{name}.nuisances: the config has no systematics section to learn")
     varied = varied_weights_at(cfg, run, events.indices, events.weights)
     _, matrix = process_matrix(mixture.processes, events.benchmarks)
+    gollum = cfg.systematics.interpolation == "gollum"  # GOLLUM's cross terms, from the pairwise points
     ratios = NuisanceRatios(
         hidden=tuple(model.hidden), activation=model.activation, max_events=model.max_events,
         epochs=model.epochs, batch_size=model.batch_size, lr=model.lr, optimizer=model.optimizer,
         validation_split=model.validation_split, early_stopping=model.early_stopping,
-        patience=model.patience, seed=cfg.seed, progress=progress,
+        patience=model.patience, seed=cfg.seed, progress=progress, cross_terms=gollum,
     )  # fmt: skip
+    pairs = None
+    if gollum:
+        from assay.analysis.systematics import point_weights
+        from assay.monomials import variation_points
+
+        n_syst = len(varied.names)
+        points = variation_points(n_syst)
+        at = point_weights(varied.components, varied.factors, matrix @ varied.mixing, points)
+        pairs = at[:, 2 * n_syst :].reshape(len(at), -1, 4, at.shape[2])  # (n, n_pairs, ++ +- -+ --, n_proc)
     ratios.fit(events.x, events.weights @ matrix.T, varied.varied @ matrix.T, names=varied.names,
-               processes=mixture.processes_)  # fmt: skip
+               processes=mixture.processes_, pairs=pairs)  # fmt: skip
     ratios.save(run.model(name) / "nuisances")
 
 

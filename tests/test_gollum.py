@@ -299,3 +299,36 @@ def test_gollum_and_vertical_profiled_intervals_agree_on_the_search(search_level
         assert lo_g < 1.0 < hi_g
         assert abs(lo_g - lo_v) < 0.01 * (hi_v - lo_v) and abs(hi_g - hi_v) < 0.01 * (hi_v - lo_v)
         assert gollum.best_fit[name]["mu"] == pytest.approx(1.0, abs=0.02)
+
+
+def test_assay_train_learns_the_cross_terms_a_gollum_config_needs(tmp_path):
+    """`assay train` with `interpolation: gollum` and `nuisances: true` trains the ratios with cross
+    terms from the pairwise points (a model without them is refused under gollum), and the mixture
+    model's profiled method uses them: its Asimov fit returns μ = 1, α = 0 (a tiny, 3-epoch model:
+    the model's own Asimov data, so exact by construction; this checks the wiring)."""
+    from assay.analysis.build import asimov_sample, load_models
+    from assay.analysis.profiled import profiled_methods
+    from assay.config import config_from_dict
+    from assay.estimators.nuisance_ratios import NuisanceRatios
+    from assay.pipeline import run_pipeline
+    from assay.rundir import RunDir
+    from assay.search_demo import search_config, search_size
+    from assay.training import train
+
+    data = search_config(search_size(0.05), tmp_path).model_dump(mode="json")
+    data["systematics"] = {"interpolation": "gollum", "nuisances": [
+        {"name": "gg_nlo_qcd"}, {"name": "gg_shower"}, {"name": "lumi", "normalisation": 0.02}]}  # fmt: skip
+    tiny = {"nuisances": True, "max_events": 4000, "epochs": 3}
+    data["training"] = {"nsbi": data["training"]["nsbi"] | tiny}
+    data["inference"]["histograms"] = []
+    cfg = config_from_dict(data)
+    run_pipeline(cfg, tmp_path, progress=False)
+    train(cfg, tmp_path, progress=False)
+    run = RunDir(tmp_path)
+    assert NuisanceRatios.load(run.model("nsbi") / "nuisances").cross_terms
+    sample = asimov_sample(cfg, run)
+    methods = profiled_methods(cfg, run, sample, load_models(cfg, run, ["nsbi"]), {})
+    assert {"truth_profiled", "nsbi_profiled", "nsbi_profiled_exact_g"} <= set(methods)
+    _, fit = methods["nsbi_profiled"].asimov_fit(sample)
+    np.testing.assert_allclose(fit.values, [1.0, 0.0, 0.0, 0.0], atol=1e-3)
+    assert 0 < fit.errors[0] < 1
