@@ -51,9 +51,13 @@ def test_neyman_coverage_of_the_off_shell_search_is_68_percent(tmp_path):
         shifted = run_coverage(cfg, folder, n_toys=1000, alpha=alpha, client=client, **options)
     (r,) = nominal["results"]
     n = r["neyman"]
+    (s,) = shifted["results"]
+    for row in (r, s):  # shown with pytest -s
+        print(f"alpha {row['alpha']}: Wilks {row['coverage_68']:.3f} ± {row['coverage_68_error']:.3f}, "
+              f"Neyman t_c {row['neyman']['t_c']:.3f}, coverage {row['neyman']['coverage_68']:.3f} "
+              f"± {row['neyman']['coverage_68_error']:.3f}")  # fmt: skip
     assert n["n_valid"] == 2000 and n["n_failed_belt"] == 0, n
     assert n["t_c"] < 1.0, n  # Wilks' threshold is too large here
     assert abs(n["coverage_68"] - 0.6827) <= 0.03, n
-    (s,) = shifted["results"]
     assert s["alpha"]["gg_nlo_qcd"] == 1.0 and s["neyman"]["t_c"] == n["t_c"]  # the same belt
     assert abs(s["neyman"]["coverage_68"] - 0.6827) <= 0.03 + 2 * np.hypot(0.0147, 0.0104), s["neyman"]
