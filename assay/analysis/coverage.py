@@ -355,7 +355,7 @@ def run_coverage(
         bad = [p.mu for p in points if lower is not None and p.mu < lower]
         if bad:
             raise ConfigError(f"--mu: {bad} below the parameter's lower bound {lower}")
-        shipped = replace(method, bins=None, fits={})  # no closures to ship
+        shipped = replace(method, bins=None, fits={}, observed=None)  # no closures or models to ship
         belt = None
         if grid is not None:
             belt = _belt(shipped, name, grid, neyman, settings, folder, client, progress, say)

@@ -324,6 +324,13 @@ def run_limits(
             notes.append(f"{name}: left out, {dataset.label} has no benchmark weights to compute it from")
             logger.warning(notes[-1])
             del methods[name]
+    if not dataset.asimov:  # profiled methods whose g_jk come from the simulator's per-event components
+        exact_g = [n for n, m in methods.items() if isinstance(m, ProfiledMethod) and not m.accepts_observed]
+        for name in exact_g:
+            notes.append(f"{name}: left out, its per-event terms need the simulator's per-event components, "
+                         f"which {dataset.label} lacks")  # fmt: skip
+            logger.warning(notes[-1])
+            del methods[name]
     timings["setup"] = time.perf_counter() - start
 
     t0 = time.perf_counter()

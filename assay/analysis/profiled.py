@@ -43,7 +43,7 @@ from assay.analysis.systematics import (
     process_terms,
     varied_benchmark_weights,
 )
-from assay.analysis.training_statistics import GRID_POINTS, with_training_statistics
+from assay.analysis.training_statistics import GRID_POINTS, ensemble_modes, with_training_statistics
 from assay.config import RunConfig
 from assay.estimators.mixture import MixtureModel
 from assay.estimators.mixture_processes import process_matrix
@@ -157,6 +157,9 @@ class ProfiledMethod(Method):
             a fit of every nuisance; q is smooth on this scale).
         spurious: seed 003's spurious-signal term of the finite training statistics, or None
             (:mod:`assay.analysis.training_statistics`).
+        observed: the terms of observed events, computed from x alone (:class:`ObservedTerms`), for
+            a method whose terms do not need the simulator's per-event components; None: the
+            method fits the Asimov data and toys only (``accepts_observed``).
     """
 
     name: str
@@ -170,6 +173,7 @@ class ProfiledMethod(Method):
     theta_true: np.ndarray | None = None
     max_points: int = 41
     spurious: SpuriousSignal | None = None
+    observed: ObservedTerms | None = None
     kind: str = "profiled"
     fits: dict = field(default_factory=dict, repr=False)
 
@@ -185,15 +189,25 @@ class ProfiledMethod(Method):
             counts = np.bincount(bins[bins >= 0], minlength=int(kept.max()) + 1)[kept].astype(float)
             return ProfileLikelihood(self.terms, counts, self.coefficients, **options)
         if data.rows is None:
-            raise ValueError(
-                f"{self.name}: observed data need their per-event terms; only toys are supported"
-            )
-        terms = type(self.terms).concatenate(self.terms.subset(data.rows), self.terms)
-        n = len(data.rows)
+            if self.observed is None:
+                raise ValueError(
+                    f"{self.name}: observed data lack the simulator's per-event components its g_jk come "
+                    "from; use a mixture model with `nuisances: true` or a histogram's profiled method"
+                )
+            part = self.observed(data.x)
+        else:
+            part = self.terms.subset(data.rows)
+        terms = type(self.terms).concatenate(part, self.terms)
+        n = part.n_events
         weights = np.concatenate([np.ones(n), np.zeros(len(self.weights))])
         reference = np.concatenate([np.zeros(n), self.reference])
         return ProfileLikelihood(terms, weights, self.coefficients, interpolation=self.interpolation,
                                  normalization=reference, spurious=self.spurious)  # fmt: skip
+
+    @property
+    def accepts_observed(self) -> bool:
+        """Whether observed events (x only) can be fitted: histogram bins, or terms from x."""
+        return self.bins is not None or self.observed is not None
 
     @property
     def options(self) -> dict:
@@ -304,6 +318,12 @@ def profiled_methods(
             plain = ProfiledMethod(label, chosen, asimov, reference, coefficients, interpolation,
                                    model_asimov=True, theta_true=sample.theta_true)  # fmt: skip
             out[label] = with_training_statistics(plain, kind, members, grid)
+        if learned.is_dir() and isinstance(terms, ProfileTerms):  # g_jk from x: observed data work
+            scale = ratios @ reference / reference.sum()  # process_terms' E_ref[r̂_j]
+            projection = ensemble_modes(members, projection=True)[1] if kind == "ensemble" else None
+            observed = ObservedTerms(model, NuisanceRatios.load(learned), out[f"{name}_profiled"].terms,
+                                     scale, projection)  # fmt: skip
+            out[f"{name}_profiled"] = replace(out[f"{name}_profiled"], observed=observed)
     for name, method in binned.items():
         if not (isinstance(method, BinnedMethod) and method.binning is not None):
             continue
@@ -326,6 +346,43 @@ def profiled_methods(
             bins=(index, kept),
         )  # fmt: skip
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class ObservedTerms:
+    """The terms of observed events for a mixture model's profiled method with learned g_jk: the
+    model's r̂_j(x) divided by the reference events' E_ref[r̂_j] (as :func:`process_terms` does),
+    g_jk(x, ±1) from the nuisance ratios, the ensemble's modes at x (e_l(x) = Σ_m Q_ml D_m(x),
+    :func:`~assay.analysis.training_statistics.ensemble_modes`), 1 for a spurious-signal nuisance;
+    yields, names and processes of ``template`` (the method's terms on the reference events).
+
+    Args:
+        model: the mixture model.
+        ratios: its learned nuisance ratios (the first nuisances of ``template``).
+        template: the method's terms.
+        scale: E_ref[r̂_j] on the reference events ``(n_proc,)``.
+        projection: Q ``(M, n_modes)`` of ensemble modes (the nuisances after the learned ones), or None.
+    """
+
+    model: MixtureModel
+    ratios: NuisanceRatios
+    template: ProfileTerms
+    scale: np.ndarray
+    projection: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> ProfileTerms:
+        """The terms of the events x ``(n, n_obs)``."""
+        t, n = self.template, len(x)
+        r = np.maximum(self.model.process_ratios(x).mean / self.scale[:, None], 0.0)
+        up, down = np.ones((t.n_syst, t.n_proc, n)), np.ones((t.n_syst, t.n_proc, n))
+        k = len(self.ratios.names_)
+        g = np.maximum(self.ratios.shape_ratios(x), SHAPE_FLOOR)
+        up[:k], down[:k] = g[:, 0], g[:, 1]
+        if self.projection is not None:
+            logs = self.model.member_log_ratios(x)
+            e = np.einsum("ml,mjn->ljn", self.projection, logs - logs.mean(axis=0))
+            up[k : k + len(e)], down[k : k + len(e)] = np.exp(e), np.exp(-e)
+        return ProfileTerms(r, t.nu, up, down, t.norm_up, t.norm_down, t.names, t.constrained, t.processes)
 
 
 def _learned_shapes(

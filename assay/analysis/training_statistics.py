@@ -85,7 +85,9 @@ def spurious_signal(method, member_ratios: np.ndarray, grid: Sequence[float]) ->
     return SpuriousSignal(NUISANCE, np.asarray(grid, dtype=float), np.array(delta))
 
 
-def ensemble_modes(member_log_ratios: np.ndarray, tolerance: float = 1e-10) -> np.ndarray:
+def ensemble_modes(
+    member_log_ratios: np.ndarray, tolerance: float = 1e-10, *, projection: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The principal modes e_l of the covariance of the ensemble mean's log ratios (module docstring).
 
     Args:
@@ -93,7 +95,9 @@ def ensemble_modes(member_log_ratios: np.ndarray, tolerance: float = 1e-10) -> n
         tolerance: modes with S_l ≤ ``tolerance`` · S_1 are dropped (identical members: none left).
 
     Returns:
-        ``(n_modes, n_proc, n_events)``, n_modes ≤ M − 1, largest first.
+        ``(n_modes, n_proc, n_events)``, n_modes ≤ M − 1, largest first; with ``projection`` also
+        Q ``(M, n_modes)`` = U_l / √((M − 1) M) (left singular vectors), which gives the modes at any
+        events: e_l(x) = Σ_m Q_ml D_m(x) (D_m = U S Vᵀ, so Uᵀ D = S Vᵀ).
 
     Example:
         >>> logs = np.random.default_rng(0).normal(0, 0.1, (5, 2, 1000))
@@ -110,10 +114,12 @@ def ensemble_modes(member_log_ratios: np.ndarray, tolerance: float = 1e-10) -> n
         raise ValueError(f"member_log_ratios: expected shape (M >= 2, n_proc, n_events), got {logs.shape}")
     m = logs.shape[0]
     deviations = (logs - logs.mean(axis=0)).reshape(m, -1)
-    _, singular, vectors = np.linalg.svd(deviations, full_matrices=False)
+    left, singular, vectors = np.linalg.svd(deviations, full_matrices=False)
     keep = singular > tolerance * max(float(singular[0]), np.finfo(float).tiny)
-    modes = singular[keep, None] * vectors[keep] / np.sqrt((m - 1) * m)
-    return modes.reshape(-1, *logs.shape[1:])
+    modes = (singular[keep, None] * vectors[keep] / np.sqrt((m - 1) * m)).reshape(-1, *logs.shape[1:])
+    if projection:
+        return modes, left[:, keep] / np.sqrt((m - 1) * m)
+    return modes
 
 
 def with_training_statistics(method, kind: str, member_log_ratios: np.ndarray, grid: Sequence[float]):
