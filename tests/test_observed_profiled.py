@@ -98,3 +98,49 @@ def test_assay_limits_on_observed_events_fits_the_methods_that_can(trained, tmp_
         assert method not in level.intervals
     notes = " ".join(level.warnings)
     assert "truth_profiled: left out" in notes and "per-event components" in notes
+
+
+def test_mixture_profiled_with_exact_ratios_is_the_profiled_truth(trained):
+    """Issue 14: with the exact densities (r_j = p_j/p_ref from the event weights) and the exact
+    variation ratios, the mixture model's profiled likelihood (processes S, SBI, B, reference B) is
+    the truth's (benchmark processes) in another basis: the same 68% interval on the Asimov data
+    (within 1 % of the width; the issue asks 10 %), and the same −2Δlog L of a toy drawn from the
+    truth at α = 0 (1e-6). With the nuisances profiled a toy's scans differ: the interpolation acts
+    per process, so two process bases are two models away from α ∈ {0, ±1} (measured: q(3) = 19.9
+    in the S/SBI/B basis against 7.4 in the benchmark basis for this toy; docs/systematics.md)."""
+    from dataclasses import replace
+
+    from assay.analysis.build import load_models
+    from assay.analysis.methods import Dataset
+    from assay.analysis.profiled import _in_events, _processes, _reference, varied_weights
+    from assay.analysis.systematics import process_terms
+    from assay.estimators.mixture_processes import process_matrix
+    from assay.inference.asymptotic import limits_1d
+    from assay.rundir import RunDir
+
+    cfg, folder = trained
+    sample, methods = _methods(cfg, folder)
+    model = load_models(cfg, RunDir(folder), ["nsbi"])["nsbi"]
+    weights = varied_weights(cfg, RunDir(folder), sample)
+    _, matrix = process_matrix(model.processes, model.benchmarks_)
+    nominal = weights.nominal @ matrix.T
+    reference = _reference(model, nominal)
+    exact_r = (nominal / nominal.sum(axis=0)).T / (reference / reference.sum())
+    terms = process_terms(nominal, _processes(weights.varied, matrix), weights.names,
+                          to_events=_in_events(sample), reference=reference, ratios=exact_r)  # fmt: skip
+    mixture = replace(methods["nsbi_profiled_exact_g"], terms=terms, model_asimov=False, spurious=None,
+                      weights=methods["truth_profiled"].weights)  # fmt: skip
+    truth = methods["truth_profiled"]
+    values = np.linspace(0.0, 3.0, 31)[:, None]
+    data = Dataset.from_sample(sample)
+    scans = [m.scan(data, sample, values, (0,)) for m in (mixture, truth)]
+    spans = [limits_1d(scan, (0.6827,)).bounds(0.6827) for scan in scans]
+    width = spans[1][1] - spans[1][0]
+    np.testing.assert_allclose(spans[0], spans[1], atol=0.01 * width)
+    rng = np.random.default_rng(3)
+    p = np.clip(sample.weights, 0, None)
+    toy = data.take(rng.choice(len(p), 20_000, p=p / p.sum()))
+    fixed = dict.fromkeys(terms.names, 0.0)
+    scans = [m.likelihood(toy).scan(values[:, 0], fixed_alpha=fixed) for m in (mixture, truth)]
+    q = [scan.minus_2_delta_log_l for scan in scans]
+    np.testing.assert_allclose(q[0], q[1], rtol=1e-6, atol=1e-6)  # the toy's −2Δlog L at α = 0
