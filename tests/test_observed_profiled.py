@@ -129,7 +129,7 @@ def test_mixture_profiled_with_exact_ratios_is_the_profiled_truth(trained):
     terms = process_terms(nominal, _processes(weights.varied, matrix), weights.names,
                           to_events=_in_events(sample), reference=reference, ratios=exact_r)  # fmt: skip
     mixture = replace(methods["nsbi_profiled_exact_g"], terms=terms, model_asimov=False, spurious=None,
-                      weights=methods["truth_profiled"].weights)  # fmt: skip
+                      calibration=None, weights=methods["truth_profiled"].weights)  # fmt: skip
     truth = methods["truth_profiled"]
     values = np.linspace(0.0, 3.0, 31)[:, None]
     data = Dataset.from_sample(sample)
@@ -144,3 +144,36 @@ def test_mixture_profiled_with_exact_ratios_is_the_profiled_truth(trained):
     scans = [m.likelihood(toy).scan(values[:, 0], fixed_alpha=fixed) for m in (mixture, truth)]
     q = [scan.minus_2_delta_log_l for scan in scans]
     np.testing.assert_allclose(q[0], q[1], rtol=1e-6, atol=1e-6)  # the toy's −2Δlog L at α = 0
+
+
+def test_rate_calibration_removes_the_score_bias_on_data_from_the_truth(trained):
+    """On data following the truth (the events with their exact weights at μ = 1), an estimated
+    likelihood's score at (μ, α) = (1, 0) is off by W E_true[∂ ln p̂/∂μ]; the rate calibration
+    + 2 W ln R̂(μ) removes exactly that term (R̂'(1) = E_true[∂ ln p̂/∂μ]), so the Newton step
+    −g/H of μ̂ (nuisances held at 0) becomes < 0.05 σ (the spline of ln R̂ on 61 points; measured
+    3·10⁻⁶ σ) while the uncalibrated one of this 5-epoch model is over 0.3 σ (measured 24 σ). The
+    toys and observed data of nsbi_profiled get the calibration; its model Asimov data (its own
+    prediction) do not."""
+    from dataclasses import replace
+
+    from assay.analysis.methods import Dataset
+    from assay.inference.profile_likelihood import ProfileLikelihood
+
+    cfg, folder = trained
+    sample, methods = _methods(cfg, folder)
+    method = methods["nsbi_profiled"]
+    assert method.calibration is not None
+    values = np.zeros(1 + method.terms.n_syst)
+    values[0] = 1.0
+    shifts = {}
+    for label, calibration in (("calibrated", method.calibration), ("plain", None)):
+        likelihood = ProfileLikelihood(method.terms, method.weights, method.coefficients,
+                                       **method.options, calibration=calibration)  # fmt: skip
+        _, gradient = likelihood.value_and_gradient(values)
+        curvature = likelihood.hessian(values)[0, 0]  # of −2 ln L in μ, nuisances held at 0
+        shifts[label] = abs(gradient[0] / curvature) / np.sqrt(2 / curvature)  # Newton step / σ_μ
+    assert shifts["calibrated"] < 0.05 and shifts["plain"] > 0.3, shifts
+    toy = Dataset.from_sample(sample).take(np.arange(50))
+    assert method.likelihood(toy).calibration is method.calibration
+    assert method.likelihood(Dataset.from_sample(sample)).calibration is None
+    assert replace(method, calibration=None).likelihood(toy).calibration is None

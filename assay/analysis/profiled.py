@@ -51,6 +51,7 @@ from assay.estimators.nuisance_ratios import NuisanceRatios
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
 from assay.inference.asymptotic import ONE_SIGMA, limits_1d
+from assay.inference.calibration import RateCalibration
 from assay.inference.likelihood import PB_TO_FB, Scan
 from assay.inference.log_polynomial import LogPolynomialTerms
 from assay.inference.profile_likelihood import ProfileLikelihood
@@ -160,6 +161,10 @@ class ProfiledMethod(Method):
         observed: the terms of observed events, computed from x alone (:class:`ObservedTerms`), for
             a method whose terms do not need the simulator's per-event components; None: the
             method fits the Asimov data and toys only (``accepts_observed``).
+        calibration: for an estimated likelihood, its rate calibration R̂(θ) on the events' exact
+            weights at θ_true (:func:`rate_calibration`), applied to data it did not generate
+            (observed events, toys drawn from the exact weights); its own model Asimov data and the
+            coverage harness's toys (drawn from the model) need none.
     """
 
     name: str
@@ -174,6 +179,7 @@ class ProfiledMethod(Method):
     max_points: int = 41
     spurious: SpuriousSignal | None = None
     observed: ObservedTerms | None = None
+    calibration: RateCalibration | None = None
     kind: str = "profiled"
     fits: dict = field(default_factory=dict, repr=False)
 
@@ -202,7 +208,8 @@ class ProfiledMethod(Method):
         weights = np.concatenate([np.ones(n), np.zeros(len(self.weights))])
         reference = np.concatenate([np.zeros(n), self.reference])
         return ProfileLikelihood(terms, weights, self.coefficients, interpolation=self.interpolation,
-                                 normalization=reference, spurious=self.spurious)  # fmt: skip
+                                 normalization=reference, spurious=self.spurious,
+                                 calibration=self.calibration)  # fmt: skip
 
     @property
     def accepts_observed(self) -> bool:
@@ -308,7 +315,8 @@ def profiled_methods(
         coefficients = ProcessCoefficients(sample.joint.morpher, matrix)
         learned = run.model(name) / "nuisances"
         members = model.member_log_ratios(sample.x) if kind != "none" else None
-        grid = np.linspace(*one_d_scans(cfg, sample.theta_true)[0].values[[0, -1]], GRID_POINTS)
+        span = one_d_scans(cfg, sample.theta_true)[0].values[[0, -1]]
+        grid, fine = np.linspace(*span, GRID_POINTS), np.linspace(*span, CALIBRATION_POINTS)
         variants = {}
         if learned.is_dir():  # the model's own g_jk(x, ±1); the exact ones stay as a cross-check
             variants[f"{name}_profiled_exact_g"] = terms
@@ -317,7 +325,9 @@ def profiled_methods(
         for label, chosen in variants.items():
             plain = ProfiledMethod(label, chosen, asimov, reference, coefficients, interpolation,
                                    model_asimov=True, theta_true=sample.theta_true)  # fmt: skip
-            out[label] = with_training_statistics(plain, kind, members, grid)
+            with_stats = with_training_statistics(plain, kind, members, grid)
+            calibration = rate_calibration(with_stats, sample.theta_true, fine)
+            out[label] = replace(with_stats, calibration=calibration)
         if learned.is_dir() and isinstance(terms, ProfileTerms):  # g_jk from x: observed data work
             scale = ratios @ reference / reference.sum()  # process_terms' E_ref[r̂_j]
             projection = ensemble_modes(members, projection=True)[1] if kind == "ensemble" else None
@@ -346,6 +356,27 @@ def profiled_methods(
             bins=(index, kept),
         )  # fmt: skip
     return out
+
+
+CALIBRATION_POINTS = 61
+
+
+def rate_calibration(method: ProfiledMethod, theta_true: np.ndarray, grid: np.ndarray) -> RateCalibration:
+    """R̂(μ) = E_{p(x|θ_true)}[p̂(x|μ)/p̂(x|θ_true)] of ``method``'s model at α = 0 on its events with
+    their exact weights at θ_true (``method.weights``), at the points ``grid`` of the (single)
+    parameter of interest (:mod:`assay.inference.calibration`)."""
+    model = ProfileLikelihood(method.terms, method.weights, method.coefficients, **method.options)
+    zero = torch.zeros(method.terms.n_syst, dtype=torch.float64)
+
+    def density(theta: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            rates, total = model.event_rates(torch.as_tensor(theta, dtype=torch.float64), zero)
+        return rates.numpy() / float(total)
+
+    w = method.weights
+    at_true = np.maximum(density(np.asarray(theta_true, dtype=float)), 1e-300)
+    log_r = [np.log(w @ (density(np.array([m])) / at_true) / w.sum()) for m in grid]
+    return RateCalibration(np.asarray(grid, dtype=float), np.array(log_r))
 
 
 @dataclass(frozen=True, eq=False)

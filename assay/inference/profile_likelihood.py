@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from iminuit import Minuit
 
+from assay.inference.calibration import RateCalibration
 from assay.inference.interpolation import TABLES, InterpolatedFactors
 from assay.inference.likelihood import Scan
 from assay.inference.log_polynomial import LogPolynomialFactors, LogPolynomialTerms
@@ -98,6 +99,9 @@ class ProfileLikelihood:
             fit by ~ν_j Var(ln g_jk(±1))/2 events per unit α (module docstring).
         tolerance: MIGRAD's ``tol`` (stops at EDM < 0.002 · tol).
         floor: S_i is clipped below at ``floor`` · ν(θ, α).
+        calibration: the rate calibration R̂(θ_p) of an estimated likelihood on data it did not
+            generate (:class:`~assay.inference.calibration.RateCalibration`): −2 log L gets
+            + 2 (Σ_i w_i) log R̂(θ_p).
         spurious: seed 003's spurious-signal term (:class:`~assay.inference.spurious_signal.SpuriousSignal`):
             f_j(θ) is evaluated at θ_p + α_s Δθ̂(θ_p), α_s the nuisance it names.
 
@@ -118,6 +122,7 @@ class ProfileLikelihood:
         tolerance: float = 1e-3,
         floor: float = 1e-12,
         spurious: SpuriousSignal | None = None,
+        calibration: RateCalibration | None = None,
     ):
         self.terms, self.coefficients = terms, coefficients
         self.tolerance, self.floor = float(tolerance), float(floor)
@@ -136,7 +141,9 @@ class ProfileLikelihood:
                 f"got shape {a.shape}"
             )
         self.global_observables = a
-        self.spurious = spurious
+        self.spurious, self.calibration = spurious, calibration
+        if calibration is not None and not 0 <= calibration.parameter < self.n_poi:
+            raise ValueError(f"calibration: parameter {calibration.parameter} is not a parameter of interest")
         if spurious is not None:
             if spurious.nuisance not in terms.names or not 0 <= spurious.parameter < self.n_poi:
                 raise ValueError(
@@ -202,7 +209,10 @@ class ProfileLikelihood:
         rates, total = self.event_rates(poi, alpha)
         log_rates = torch.log(torch.maximum(rates, self.floor * total))
         constraint = (self._constrained * (alpha - self._a) ** 2).sum()
-        return -2 * (self._w @ log_rates - total) + constraint
+        out = -2 * (self._w @ log_rates - total) + constraint
+        if self.calibration is not None:  # p̂/R̂(θ_p) for all W events
+            out = out + 2 * self._w.sum() * self.calibration.torch(poi[self.calibration.parameter])
+        return out
 
     def _nll_vector(self, values: torch.Tensor) -> torch.Tensor:
         return self.nll(values[: self.n_poi], values[self.n_poi :])
@@ -234,6 +244,9 @@ class ProfileLikelihood:
         """
         values = np.asarray(values, dtype=float)
         poi, alpha = values[: self.n_poi], values[self.n_poi :]
+        calibration = (0.0, 0.0)
+        if self.calibration is not None:  # + 2 W log R̂(θ_p), at the unshifted θ_p
+            calibration = self.calibration.numpy(poi[self.calibration.parameter])
         if self.spurious is not None:  # θ'_p = θ_p + α_s Δ(θ_p)
             p, s_index = self.spurious.parameter, self._spurious_index
             delta, d_delta = self.spurious.numpy(poi[p])
@@ -277,6 +290,10 @@ class ProfileLikelihood:
                 grad_poi[p] *= 1 + alpha[s_index] * d_delta
             gradient = -2 * np.concatenate([grad_poi, grad_alpha])
             gradient[self.n_poi :] += 2 * constrained * (alpha - a)
+            if self.calibration is not None:
+                events = float(w.sum())
+                value += 2 * events * calibration[0]
+                gradient[self.calibration.parameter] += 2 * events * calibration[1]
         if not (np.isfinite(value) and np.isfinite(gradient).all()):
             v_torch = torch.tensor(values, requires_grad=True)
             value_torch = self._nll_vector(v_torch)
