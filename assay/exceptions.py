@@ -15,6 +15,7 @@ __all__ = [
     "PredictionError",
     "SamplingError",
     "StoreError",
+    "TrainingError",
 ]
 
 
@@ -44,3 +45,8 @@ class NotFittedError(AssayError, RuntimeError):
 
 class PredictionError(AssayError, ValueError):
     """A model was asked for a prediction it cannot make (names the model, the request, what it predicts)."""
+
+
+class TrainingError(AssayError, RuntimeError):
+    """Training stopped because the loss or the weights stopped being finite (names the likely cause:
+    non-finite inputs, with the array and first bad row, or a diverging optimisation)."""

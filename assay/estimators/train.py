@@ -23,9 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from assay.estimators.checkpoint import fingerprint, read_checkpoint, write_checkpoint
-from assay.exceptions import AssayError, ConfigError
+from assay.exceptions import ConfigError, TrainingError
 
-__all__ = ["OPTIMIZERS", "History", "LossFn", "Trainer", "lr_schedule", "seeded"]
+__all__ = ["OPTIMIZERS", "History", "LossFn", "Trainer", "describe_non_finite", "lr_schedule", "seeded"]
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,10 @@ class Trainer:
             ``early_stopping``, else with the last epoch's.
 
         Raises:
-            AssayError: the loss became NaN or infinite (lower the learning rate or clip gradients).
+            TrainingError: the loss or the weights became NaN or infinite; the message names the
+                likely cause: non-finite ``tensors`` / ``validation`` (which array, how many values,
+                the first bad row), else a diverging optimisation (lower ``lr`` or set
+                ``clip_grad_norm``). The checkpoint keeps the last epoch that was finite.
             StoreError: ``checkpoint`` exists but is not a readable training checkpoint.
         """
         generator = torch.Generator()
@@ -271,9 +274,13 @@ class Trainer:
             if saver.resume is not None:  # the split of the interrupted run (its seed may have been fresh)
                 generator.set_state(saver.resume["initial_generator"])
             saver.initial_generator = generator.get_state()
+        inputs = {"training arrays": train, "validation arrays": val}  # rows as passed in, for errors
         if val is None and self.validation_split > 0:
             train, val = _split(train, self.validation_split, generator)
-        curves, best = self._run(model, loss_fn, train, val, generator, saver)
+        try:
+            curves, best = self._run(model, loss_fn, train, val, generator, saver)
+        except _NonFinite as exc:
+            raise self._non_finite_error(exc, inputs, saver) from None
         if saver is not None and saver.path.is_file():
             saver.path.unlink()
         if self.early_stopping and best.state is not None:
@@ -309,8 +316,9 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = float(schedule[epoch])
             model.train()
-            train_loss = self._epoch(model, loss_fn, train, optimizer, generator, epoch)
+            train_loss = self._epoch(model, loss_fn, train, optimizer, generator)
             val_loss = _evaluate(model, loss_fn, val, self.torch_device) if val is not None else None
+            _check_finite(model, train_loss, val_loss, epoch)  # before the checkpoint: keep the good one
             curves.add(train_loss, val_loss, optimizer.param_groups[0]["lr"])
             bar.update()
             bar.set_postfix(train=f"{train_loss[0]:.4g}", val=f"{val_loss[0]:.4g}" if val_loss else "-")
@@ -334,7 +342,6 @@ class Trainer:
         data: dict[str, torch.Tensor],
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
-        epoch: int,
     ) -> tuple[float, dict[str, float]]:
         """One pass over shuffled mini-batches; returns the sample-averaged total and terms."""
         device = self.torch_device
@@ -354,13 +361,93 @@ class Trainer:
                 nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad_norm)
             optimizer.step()
             sums.add(total, terms, len(next(iter(batch.values()))))
-        total_mean, term_means = sums.means(n)
-        if not math.isfinite(total_mean):
-            raise AssayError(
-                f"training loss is {total_mean} in epoch {epoch} (terms {term_means}); "
-                f"lower lr or set clip_grad_norm"
+        return sums.means(n)
+
+    def _non_finite_error(
+        self, exc: _NonFinite, inputs: Mapping[str, dict[str, torch.Tensor] | None], saver: _Checkpoint | None
+    ) -> TrainingError:
+        """The error for a fit stopped by :class:`_NonFinite`: bad inputs if any, else divergence."""
+        found = [
+            text for name, data in inputs.items() if data is not None
+            for text in [describe_non_finite(data, name)] if text
+        ]  # fmt: skip
+        if found:
+            cause = (
+                f"the inputs are not finite: {'; '.join(found)}. Drop or fix those events in the "
+                f"training set (a lower lr will not help)"
             )
-        return total_mean, term_means
+        else:
+            clip = "" if self.clip_grad_norm is None else f" (now {self.clip_grad_norm:g})"
+            cause = (
+                f"the inputs are finite, so the optimisation diverged: lower lr (now "
+                f"{self.lr[0]:g} -> {self.lr[1]:g}) or set clip_grad_norm{clip}"
+            )
+        kept = ""
+        if saver is not None and not saver.disabled and saver.path.is_file():
+            kept = f"; the checkpoint {saver.path} keeps the last finite epoch ({exc.epoch - 1})"
+        return TrainingError(f"{exc.what} in epoch {exc.epoch}{exc.detail}: {cause}{kept}")
+
+
+class _NonFinite(Exception):
+    """Raised in the epoch loop when the loss or the weights are not finite; :meth:`Trainer.fit`
+    turns it into a :class:`TrainingError` naming the likely cause."""
+
+    def __init__(self, what: str, epoch: int, detail: str = "") -> None:
+        super().__init__(what)
+        self.what, self.epoch, self.detail = what, epoch, detail
+
+
+def _check_finite(
+    model: nn.Module,
+    train_loss: tuple[float, dict[str, float]],
+    val_loss: tuple[float, dict[str, float]] | None,
+    epoch: int,
+) -> None:
+    """Raise :class:`_NonFinite` if an epoch's losses or the model's weights are NaN or infinite."""
+    if not math.isfinite(train_loss[0]):
+        raise _NonFinite(f"training loss is {train_loss[0]}", epoch, f" (terms {train_loss[1]})")
+    if val_loss is not None and not math.isfinite(val_loss[0]):
+        raise _NonFinite(f"validation loss is {val_loss[0]}", epoch, f" (terms {val_loss[1]})")
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        raise _NonFinite(f"weights {bad} are not finite", epoch)
+
+
+def describe_non_finite(data: Mapping[str, torch.Tensor | np.ndarray], name: str = "arrays") -> str | None:
+    """Say which floating arrays of ``data`` hold NaN or ±inf, how many, and the first bad row.
+
+    Args:
+        data: arrays with rows first, e.g. ``{"x": (n_events, n_obs), "weights": (n_events,)}``.
+        name: what ``data`` is, for the message ("training arrays").
+
+    Returns:
+        One sentence per bad array joined by "; ", or None if every floating value is finite.
+
+    Example:
+        >>> x = np.array([[1.0, 2.0], [np.nan, 3.0]])
+        >>> describe_non_finite({"x": x, "y": np.ones(2)}, "training arrays")
+        "'x' of the training arrays: 1 NaN, 0 inf in 1 of 2 rows, first row 1 (column 0)"
+    """
+    found = []
+    for key, value in data.items():
+        t = torch.as_tensor(value)
+        if not t.is_floating_point() or t.numel() == 0:
+            continue
+        finite = torch.isfinite(t)
+        if bool(finite.all()):
+            continue
+        bad_rows = (~finite).reshape(len(t), -1).any(dim=1)
+        first = int(bad_rows.nonzero()[0, 0])
+        where = f"first row {first}"
+        if t.ndim > 1:
+            column = int((~finite[first]).reshape(-1).nonzero()[0, 0])
+            where += f" (column {column})"
+        n_nan = int(torch.isnan(t).sum())
+        n_inf = int(torch.isinf(t).sum())
+        rows = f"{int(bad_rows.sum())} of {len(t)} rows"
+        found.append(f"{key!r} of the {name}: {n_nan} NaN, {n_inf} inf in {rows}, {where}")
+    return "; ".join(found) or None
 
 
 @dataclass
