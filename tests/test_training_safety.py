@@ -57,7 +57,8 @@ def test_infinite_weights_in_validation_data_are_named():
     val["weights"][60] = np.inf
     with pytest.raises(TrainingError, match=r"validation loss is inf in epoch 0") as info:
         Trainer(epochs=3, **QUIET).fit(net(), weighted_mse, train, validation=val)
-    assert "'weights' of the validation arrays: 0 NaN, 1 inf in 1 of 100 rows, first row 60" in str(info.value)
+    expected = "'weights' of the validation arrays: 0 NaN, 1 inf in 1 of 100 rows, first row 60"
+    assert expected in str(info.value)
     assert "training arrays" not in str(info.value)
 
 
@@ -98,7 +99,8 @@ def test_checkpoint_keeps_the_last_finite_epoch_and_resumes(tmp_path):
     straight = net()
     trainer.fit(straight, weighted_mse, data)
     assert history.n_epochs == 6 and not path.exists()
-    assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), straight.state_dict().values()))
+    pairs = zip(resumed.state_dict().values(), straight.state_dict().values())
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_describe_non_finite_ignores_integers_and_finite_arrays():
