@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from assay.bit.kernels import deferred_interrupt
 from assay.bit.persistence import read_estimator, read_trees, vector, write_estimator
 from assay.bit.polynomial import (
     n_coefficients,
@@ -156,15 +157,17 @@ class BoostedInformationTree(PredictorBase):
         start = time.perf_counter()
         events = SortedEvents(x, w, dw, constraint=dw if self.positive else None)
         trees, history, loss = [], [], 0.0
-        for _ in _progress(range(self.n_trees), self.progress):
-            fit = grow_tree(
-                events, max_depth=self.max_depth, min_size=self.min_size, min_weight=self.min_weight
-            )
-            events.subtract(fit.leaves, fit.tree.value, self.learning_rate)
-            trees.append(fit.tree)
-            # seed 002 MSE minus its constant: each tree lowers it by η(2 − η) Σ_j W_j |F_j|²
-            loss -= self.learning_rate * (2 - self.learning_rate) * fit.tree.information
-            history.append(loss)
+        with deferred_interrupt() as check_interrupt:
+            for _ in _progress(range(self.n_trees), self.progress):
+                check_interrupt()  # Ctrl-C between trees, never inside numba (see assay.bit.kernels)
+                fit = grow_tree(
+                    events, max_depth=self.max_depth, min_size=self.min_size, min_weight=self.min_weight
+                )
+                events.subtract(fit.leaves, fit.tree.value, self.learning_rate)
+                trees.append(fit.tree)
+                # seed 002 MSE minus its constant: each tree lowers it by η(2 − η) Σ_j W_j |F_j|²
+                loss -= self.learning_rate * (2 - self.learning_rate) * fit.tree.information
+                history.append(loss)
         self.trees_ = trees
         self.history_ = np.array(history)
         self.n_obs_, self.n_params_, self.theta_ref_ = x.shape[1], n_params, theta_ref

@@ -5,14 +5,99 @@ Arrays are laid out per feature: ``order[f]`` lists the events sorted by feature
 weights and constraint derivative weights in that order, so every scan reads memory in
 sequence; ``slot[i]`` is the index, within the current tree level, of event i's node.
 Compiled with ``cache=True`` (the cache lives in ``__pycache__`` next to this file).
+
+Compiled code does not look at signals: a Ctrl-C during a kernel is noticed when the kernel next
+calls into Python (or returns), and numba then reports it as ``SystemError: ... returned a result
+with an exception set`` chained to the ``KeyboardInterrupt``. :func:`interruptible` turns that
+back into a ``KeyboardInterrupt``, which the CLI reports as "interrupted" (exit code 130).
+Python's handler can also fire inside one of numba's finalizers, where the interrupt is printed
+as "Exception ignored" and lost; :func:`deferred_interrupt` therefore lets a loop of kernel calls
+take Ctrl-C at a safe point of its own.
 """
 
 from __future__ import annotations
 
+import functools
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
 import numpy as np
 from numba import njit
 
-__all__ = ["grow_levels", "predict_trees", "subtract_predictions"]
+__all__ = ["deferred_interrupt", "grow_levels", "interruptible", "predict_trees", "subtract_predictions"]
+
+T = TypeVar("T")
+
+
+def interruptible(kernel: Callable[..., T]) -> Callable[..., T]:
+    """``kernel`` called from Python, with a Ctrl-C during it raised as ``KeyboardInterrupt``
+    instead of numba's ``SystemError`` (other errors pass unchanged)."""
+
+    @functools.wraps(kernel)
+    def call(*args):
+        try:
+            return kernel(*args)
+        except SystemError as exc:
+            if _caused_by_interrupt(exc):
+                raise KeyboardInterrupt from None
+            raise
+
+    return call
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], None]]:
+    """Within the block a first Ctrl-C only sets a flag; the yielded ``check()`` raises
+    ``KeyboardInterrupt`` if one came (call it between kernel calls), and so does leaving the block.
+    A second Ctrl-C interrupts at once. Outside the main thread, or under a SIGINT handler other
+    than Python's default, nothing changes and ``check()`` does nothing.
+
+    Example:
+        >>> with deferred_interrupt() as check:
+        ...     for tree in range(3):
+        ...         check()
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield lambda: None
+        return
+    pending: list[int] = []
+
+    def note(signum, _frame) -> None:
+        pending.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def check() -> None:
+        if pending:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    check()
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True if a ``KeyboardInterrupt`` is in the ``__cause__`` / ``__context__`` chain of ``exc``."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        pending += [current.__cause__, current.__context__]
+    return False
+
 
 _REL_TOL = 1e-10  # a split must gain more than this fraction of the children's information
 _PSD_TOL = 1e-10  # zero pivots of the positivity check (matrix entries are O(R coefficients))

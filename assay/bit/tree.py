@@ -23,10 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assay.bit.kernels import grow_levels, predict_trees, subtract_predictions
+from assay.bit import kernels
+from assay.bit.kernels import interruptible
 from assay.bit.polynomial import _quadratic_index, n_params_from_coefficients
 
 __all__ = ["RegressionTree", "SortedEvents", "TreeFit", "fit_tree", "grow_tree", "predict_forest"]
+
+# the kernels as called from Python: Ctrl-C inside them raises KeyboardInterrupt, not SystemError
+grow_levels = interruptible(kernels.grow_levels)
+subtract_predictions = interruptible(kernels.subtract_predictions)
+predict_trees = interruptible(kernels.predict_trees)
 
 
 @dataclass(frozen=True)
