@@ -57,6 +57,23 @@ def local_client(n_workers: int, *, quiet: bool = True) -> Iterator[Any]:
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             with LocalCluster(n_workers=n_workers, **options) as cluster, Client(cluster) as client:
+                _quiet_cancelled_gathers(client)
                 yield client
     finally:
         scheduler_log.setLevel(level)
+
+
+def _quiet_cancelled_gathers(client: Any) -> None:
+    """Keep the client's event loop from printing "Task exception was never retrieved ... AllExit"
+    tracebacks: ``Client.gather`` cancels its waits with ``AllExit`` when it is interrupted (Ctrl-C)
+    and never retrieves them. Other exceptions still reach the loop's default handler."""
+    loop = getattr(client.loop, "asyncio_loop", None)
+    if loop is None:
+        return
+    from distributed.client import AllExit
+
+    def handler(loop, context: dict) -> None:
+        if not isinstance(context.get("exception"), AllExit):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

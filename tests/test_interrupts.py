@@ -10,6 +10,7 @@ runs a subprocess and sends it a real SIGINT while it is working.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -138,3 +139,42 @@ def test_ctrl_c_during_assay_train_bit_is_one_line_and_exit_130(tmp_path):
     assert result.stdout.strip() == "interrupted; rerun the same command to resume where it stopped"
     assert "Traceback" not in result.stderr and "SystemError" not in result.stderr
     assert not (out / "models" / "bit").exists()
+
+
+def test_ctrl_c_while_a_local_dask_cluster_works_is_one_line_and_exit_130():
+    # a terminal's Ctrl-C reaches the whole process group: the CLI, the nannies and the workers
+    code = textwrap.dedent("""
+        import sys, time
+        import typer
+        from assay.cli._common import dask_client, user_errors
+
+        def busy(i):
+            start = time.time()
+            while time.time() - start < 60:
+                sum(range(1000))
+            return i
+
+        try:
+            with user_errors(), dask_client(1) as client:
+                futures = client.map(busy, range(2))
+                print("ready", file=sys.stderr, flush=True)
+                client.gather(futures)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    seen = ""
+    while "ready" not in seen:
+        char = proc.stderr.read(1)
+        if not char:
+            break
+        seen += char
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + seen + err
+    assert out.strip() == "interrupted; rerun the same command to resume where it stopped"
+    assert err.strip() == "", err
