@@ -22,11 +22,14 @@ For workers you start yourself, put the same in Dask's configuration, e.g.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["WORKER_ENVIRON", "local_client"]
+__all__ = ["WORKER_ENVIRON", "dask_setup", "local_client"]
 
 WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": 32 * 1024 * 1024}
 """Added to Dask's ``pre-spawn-environ`` of the workers (32 MiB: glibc's largest mmap threshold)."""
@@ -51,7 +54,8 @@ def local_client(n_workers: int, *, quiet: bool = True) -> Iterator[Any]:
     level = scheduler_log.level
     if quiet:
         scheduler_log.setLevel(logging.ERROR)
-    options: dict[str, Any] = dict(threads_per_worker=1, dashboard_address=None)
+    # preload: the workers run dask_setup below and leave Ctrl-C to this process
+    options: dict[str, Any] = dict(threads_per_worker=1, dashboard_address=None, preload=[__name__])
     if quiet:
         options["silence_logs"] = logging.ERROR
     try:
@@ -77,3 +81,14 @@ def _quiet_cancelled_gathers(client: Any) -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
+
+
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook, run in each worker process that :func:`local_client` starts: ignore SIGINT.
+
+    A terminal's Ctrl-C reaches the whole process group; the workers used to print their own
+    ``KeyboardInterrupt`` tracebacks. The client process takes the interrupt and closes the
+    cluster, which ends the workers. Nothing changes in the process that made the cluster.
+    """
+    if multiprocessing.parent_process() is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -141,8 +141,11 @@ def test_ctrl_c_during_assay_train_bit_is_one_line_and_exit_130(tmp_path):
     assert not (out / "models" / "bit").exists()
 
 
-def test_ctrl_c_while_a_local_dask_cluster_works_is_one_line_and_exit_130():
-    # a terminal's Ctrl-C reaches the whole process group: the CLI, the nannies and the workers
+@pytest.mark.parametrize("workers", ["busy", "idle"])
+def test_ctrl_c_with_a_local_dask_cluster_is_one_line_and_exit_130(workers):
+    """A terminal's Ctrl-C reaches the whole process group: the CLI and the workers. Busy workers:
+    the client's cancelled waits used to print AllExit tracebacks; idle ones their own
+    KeyboardInterrupt tracebacks."""
     code = textwrap.dedent("""
         import sys, time
         import typer
@@ -156,14 +159,17 @@ def test_ctrl_c_while_a_local_dask_cluster_works_is_one_line_and_exit_130():
 
         try:
             with user_errors(), dask_client(1) as client:
-                futures = client.map(busy, range(2))
+                client.submit(sum, [1, 2]).result()
                 print("ready", file=sys.stderr, flush=True)
-                client.gather(futures)
+                if sys.argv[1] == "busy":
+                    client.gather(client.map(busy, range(2)))
+                else:
+                    time.sleep(60)
         except typer.Exit as exc:
             sys.exit(exc.exit_code)
     """)
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", code, workers], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
     seen = ""
@@ -172,7 +178,7 @@ def test_ctrl_c_while_a_local_dask_cluster_works_is_one_line_and_exit_130():
         if not char:
             break
         seen += char
-    time.sleep(1.0)
+    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + seen + err
