@@ -179,3 +179,20 @@ def test_groups_on_dask_workers_equal_one_stacked_group(data, one_by_one):
         grouped = Ensemble.from_estimator(proto, 4).fit(data, client=client, seed=5, batched=True)
     assert len(set(grouped.fit_seconds_)) == 2  # each member gets its group's time / group size
     assert_same_members(grouped, one_by_one)
+
+
+def test_a_non_finite_stacked_loss_stops_with_the_cause_named(data, monkeypatch):
+    """A stacked member whose epoch loss is not finite stops with the single trainer's TrainingError
+    naming the cause: these inputs are finite, so "diverged" (the loss check is forced to fail: an
+    Adam step is bounded by lr, so a real divergence of this small net is slow to provoke)."""
+    import math
+    import types
+
+    from assay.exceptions import TrainingError
+
+    never = types.SimpleNamespace(**{n: getattr(math, n) for n in dir(math) if not n.startswith("_")})
+    never.isfinite = lambda value: False
+    monkeypatch.setattr(batched_module, "math", never)
+    diverged = r"stacked member \d+ is .* in epoch 0 .*optimisation diverged: lower lr"
+    with pytest.raises(TrainingError, match=diverged):
+        Ensemble.from_estimator(ALICES(**SETTINGS), 2).fit(data, n_workers=1, batched=True, seed=5)

@@ -46,9 +46,10 @@ from assay.estimators.train import (
     _evaluate,
     _length,
     _split,
+    describe_non_finite,
     lr_schedule,
 )
-from assay.exceptions import AssayError
+from assay.exceptions import TrainingError
 
 if TYPE_CHECKING:
     from assay.estimators.base import Estimator
@@ -141,7 +142,7 @@ def fit_stacked(
     Raises:
         ValueError: members with different settings, optimizers other than
             :data:`STACKED_OPTIMIZERS`, or training data of different lengths.
-        AssayError: a member's training loss became NaN or infinite.
+        TrainingError: a member's training loss became NaN or infinite (names the non-finite inputs, if any).
     """
     settings = {repr(_unseeded(t.to_dict())) for t in trainers}
     if len(settings) != 1 or trainers[0].optimizer not in STACKED_OPTIMIZERS:
@@ -249,10 +250,18 @@ class _Member:
         row = stack.members.index(self)
         stack.copy_to(row, self)
         train_loss = stack.losses[row]
-        if not math.isfinite(train_loss[0]):
-            raise AssayError(
+        if not math.isfinite(train_loss[0]):  # before the checkpoint: it keeps the last finite epoch
+            found = [
+                text for name, data in (("training arrays", self.train), ("validation arrays", self.val))
+                if data is not None for text in [describe_non_finite(data, name)] if text
+            ]  # fmt: skip
+            cause = (
+                f"the inputs are not finite: {'; '.join(found)} (a lower lr will not help)" if found else
+                "the inputs are finite, so the optimisation diverged: lower lr or set clip_grad_norm"
+            )  # fmt: skip
+            raise TrainingError(
                 f"training loss of stacked member {self.index} is {train_loss[0]} in epoch {self.epoch} "
-                f"(terms {train_loss[1]}); lower lr or set clip_grad_norm"
+                f"(terms {train_loss[1]}): {cause}"
             )
         device = self.trainer.torch_device
         val_loss = _evaluate(self.net, self.loss, self.val, device) if self.val is not None else None
