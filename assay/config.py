@@ -527,12 +527,18 @@ class NuisanceConfig(_Model):
 
     Either a shape (and rate) variation the simulator provides (``variation``, default the name:
     exact per-event weight factors at α = ±1), or a normalisation uncertainty (``normalisation``:
-    the relative ±1σ change, log-normal: weights × (1 + u)^α) on some or all ``components``.
+    the relative ±1σ change, log-normal: weights × (1 + u)^α, or with ``constraint: gaussian``
+    weights × (1 + u α)) on some or all ``components``.
     """
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     variation: str | None = Field(None, description="the simulator's variation; None: the name")
     normalisation: float | None = Field(None, gt=0, lt=1, description="relative ±1σ rate change")
+    constraint: Literal["lognormal", "gaussian"] = Field(
+        "lognormal",
+        description="a normalisation's form: lognormal, weights × (1 + u)^α; gaussian, weights × (1 + u α) "
+        "(linear, pyhf's lumi; not with interpolation gollum)",
+    )
     components: list[str] | None = Field(
         None, description="normalisation: the simulator components it scales (None: all)"
     )
@@ -551,6 +557,8 @@ class NuisanceConfig(_Model):
             raise ValueError("give either `variation` (a shape variation) or `normalisation`, not both")
         if self.components is not None and self.normalisation is None:
             raise ValueError("`components` only applies to a `normalisation` uncertainty")
+        if self.constraint == "gaussian" and self.normalisation is None:
+            raise ValueError("`constraint: gaussian` only applies to a `normalisation` uncertainty")
         return self
 
 

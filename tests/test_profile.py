@@ -396,3 +396,49 @@ def test_bad_likelihood_arguments_are_named():
         model.nll([1.0], [0.0])
     with pytest.raises(ValueError, match="parameter: unknown name 'nope'"):
         model.scan([1.0], parameter="nope")
+
+
+def test_a_gaussian_normalisation_is_linear_in_alpha_under_any_interpolation():
+    """`constraint: gaussian`: G(α) = 1 + u α exactly (pyhf's lumi), where the log-normal/vertical
+    form bends (its slope at ±1 is (1 ± u) ln(1 ± u)); the flag survives slicing, joining and appended
+    nuisances; value and gradient equal autograd; GOLLUM's log-polynomial form refuses it; the
+    weights' factors at ±1 are 1 ± u."""
+    from dataclasses import replace
+
+    from assay.analysis.systematics import component_factors
+    from assay.config import NuisanceConfig
+    from assay.inference.log_polynomial import LogPolynomialTerms
+
+    u = 0.1
+    n = TERMS.n_events
+    one = np.ones((1, 3, n))
+    terms = ProfileTerms(TERMS.ratios, TERMS.nu, one, one, np.full((1, 3), 1 + u), np.full((1, 3), 1 - u),
+                         ("lumi",), linear_yields=(True,))  # fmt: skip
+    bent = replace(terms, linear_yields=(False,))
+    mu = torch.ones(1, dtype=torch.float64)
+    for alpha in (0.5, -0.7, -2.0, 3.0):
+        a = torch.tensor([alpha], dtype=torch.float64)
+        with torch.no_grad():
+            total = ProfileLikelihood(terms, None, COEFFICIENTS).event_rates(mu, a)[1]
+            vertical = ProfileLikelihood(bent, None, COEFFICIENTS).event_rates(mu, a)[1]
+        expected = TERMS.nu[1] * (1 + u * alpha)  # μ = 1: f = (0, 1, 0)
+        assert float(total) == pytest.approx(expected, rel=1e-12)
+        assert abs(float(vertical) - expected) > 1e-4 * expected
+    likelihood = ProfileLikelihood(terms, np.ones(n), COEFFICIENTS, normalization=FLAT)
+    for values in ([1.3, 0.4], [0.7, -1.6]):
+        value, gradient = likelihood.value_and_gradient(np.array(values))
+        point = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+        expected_value = likelihood.nll(point[:1], point[1:])
+        (expected_gradient,) = torch.autograd.grad(expected_value, point)
+        assert value == pytest.approx(expected_value.item(), rel=1e-10)
+        np.testing.assert_allclose(gradient, expected_gradient.numpy(), rtol=1e-8)
+    assert terms.subset(np.arange(5)).linear_yields == (True,)
+    assert ProfileTerms.concatenate(terms, terms).linear_yields == (True,)
+    assert terms.with_nuisances(["x"], one, one).linear_yields == (True, False)
+    with pytest.raises(ValueError, match="linear in α"):
+        LogPolynomialTerms.from_profile_terms(terms)
+    lumi = NuisanceConfig(name="lumi", normalisation=u, constraint="gaussian")
+    factors = component_factors([lumi], None, [], ["S", "B"], 2)
+    np.testing.assert_allclose(factors[:, 0, :, :], [[[1 + u] * 2, [1 - u] * 2]] * 2)
+    with pytest.raises(ValueError, match="only applies to a `normalisation`"):
+        NuisanceConfig(name="jes", constraint="gaussian")

@@ -291,8 +291,18 @@ def profiled_methods(
     identity = np.eye(weights.nominal.shape[1])
     out: dict[str, ProfiledMethod] = {}
     gollum = interpolation == "gollum"
+    flags = tuple(n.is_normalisation and n.constraint == "gaussian" for n in cfg.systematics.nuisances)
+    if gollum and any(flags):
+        raise ConfigError(
+            "systematics: interpolation gollum is log-polynomial in α; a normalisation with constraint: "
+            "gaussian (linear in α) needs interpolation vertical or exponential"
+        )
+
+    def linear(terms: ProfileTerms) -> ProfileTerms:  # the Gaussian-constrained normalisations
+        return replace(terms, linear_yields=flags)
+
     if has_truth(cfg):  # as `truth`: at detector level the weights are those of (parton truth, x)
-        exact = process_terms(weights.nominal, weights.varied, weights.names, to_events=to_events)  # P = 1
+        exact = linear(process_terms(weights.nominal, weights.varied, weights.names, to_events=to_events))
         if gollum:
             exact = gollum_terms(exact, weights, identity)
         out["truth_profiled"] = ProfiledMethod(
@@ -312,8 +322,8 @@ def profiled_methods(
         nominal, varied = weights.nominal @ matrix.T, _processes(weights.varied, matrix)
         reference = _reference(model, nominal)
         ratios = model.process_ratios(sample.x).mean
-        terms = process_terms(nominal, varied, weights.names, to_events=to_events, reference=reference,
-                              ratios=ratios)  # fmt: skip
+        terms = linear(process_terms(nominal, varied, weights.names, to_events=to_events, reference=reference,
+                                     ratios=ratios))  # fmt: skip
         if gollum:
             terms = gollum_terms(terms, weights, matrix)
         coefficients = ProcessCoefficients(sample.joint.morpher, matrix)
@@ -350,7 +360,7 @@ def profiled_methods(
         bins = index(data)
         n_bins = int(np.prod([len(e) - 1 for e in binning.edges]))
         nominal_b, varied_b, kept = _binned(weights.nominal, weights.varied, bins, n_bins)
-        terms = process_terms(nominal_b, varied_b, weights.names, to_events=to_events)
+        terms = linear(process_terms(nominal_b, varied_b, weights.names, to_events=to_events))
         if gollum:
             terms = binned_gollum_terms(terms, weights, bins, n_bins, kept)
         counts = np.bincount(bins[bins >= 0], weights=asimov[bins >= 0], minlength=n_bins)[kept]

@@ -93,7 +93,8 @@ class ObservedTerms:
             logs = self.model.member_log_ratios(x)
             e = np.einsum("ml,mjn->ljn", self.projection, logs - logs.mean(axis=0))
             up[k : k + len(e)], down[k : k + len(e)] = np.exp(e), np.exp(-e)
-        return ProfileTerms(r, t.nu, up, down, t.norm_up, t.norm_down, t.names, t.constrained, t.processes)
+        return ProfileTerms(r, t.nu, up, down, t.norm_up, t.norm_down, t.names, t.constrained, t.processes,
+                            t.linear_yields)  # fmt: skip
 
 
 def learned_shapes(

@@ -74,7 +74,8 @@ def component_factors(
                 )
             columns = [list(component_names).index(c) for c in chosen]
             out[:, k, 0, columns] = 1.0 + n.normalisation
-            out[:, k, 1, columns] = 1.0 / (1.0 + n.normalisation)  # log-normal: (1 + u)^α
+            gaussian = n.constraint == "gaussian"  # linear 1 + u α; log-normal (1 + u)^α
+            out[:, k, 1, columns] = 1.0 - n.normalisation if gaussian else 1.0 / (1.0 + n.normalisation)
             continue
         name = n.simulator_variation
         if variations is None or name not in variation_names:

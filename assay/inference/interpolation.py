@@ -28,7 +28,7 @@ applies one table per nuisance to every process's ratios and yields.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -295,13 +295,15 @@ class InterpolatedFactors:
         shape_up, shape_down: g_jk(x_i, ±1) ``(n_syst, n_proc, n_events)``, > 0.
         norm_up, norm_down: G_jk(±1) ``(n_syst, n_proc)``, > 0.
         name: the interpolation (:data:`TABLES`).
+        linear_yields: per nuisance, True for a yield linear in α (:class:`LinearTable`) whatever ``name``.
     """
 
     def __init__(
         self, shape_up: np.ndarray, shape_down: np.ndarray, norm_up: np.ndarray, norm_down: np.ndarray,
-        name: str,
+        name: str, linear_yields: Sequence[bool] | None = None,
     ):  # fmt: skip
         table = interpolation_table(name)
+        linear = [False] * len(shape_up) if linear_yields is None else [bool(f) for f in linear_yields]
         shape_on = np.any((shape_up != 1) | (shape_down != 1), axis=2)
         norm_on = (norm_up != 1) | (norm_down != 1)
         self.n_proc = norm_up.shape[1]
@@ -314,7 +316,7 @@ class InterpolatedFactors:
                 None if len(rows) == self.n_proc else torch.as_tensor(rows),
                 table(up, down) if len(rows) else None,
                 torch.as_tensor(norm_rows),
-                table(*norms) if len(norm_rows) else None,
+                (LinearTable if linear[k] else table)(*norms) if len(norm_rows) else None,
             ))  # fmt: skip
         self._numpy = [
             (slice(None) if index is None else index.numpy(), shape, norm_index.numpy(), yields)

@@ -79,6 +79,11 @@ class LogPolynomialTerms:
     def from_profile_terms(cls, terms: ProfileTerms) -> LogPolynomialTerms:
         """GOLLUM's form through the ±1 values of ``terms``, without cross terms: Δ_k = (ln up − ln
         down)/2, Δ_kk = (ln up + ln down)/2 (exact at α_k = ±1), Δ_kl = 0; the same for c."""
+        if any(terms.linear_yields):
+            raise ValueError(
+                "interpolation gollum: a yield linear in α (a normalisation with a Gaussian constraint) is "
+                "not log-polynomial; use constraint: lognormal or another interpolation"
+            )
         shape = _through_plus_minus_one(terms.shape_up, terms.shape_down)
         norm = _through_plus_minus_one(terms.norm_up, terms.norm_down)
         return cls(terms.ratios, terms.nu, shape, norm, terms.names, terms.constrained, terms.processes)

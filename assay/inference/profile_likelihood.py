@@ -75,7 +75,8 @@ def factors(terms: Terms, interpolation: str) -> InterpolatedFactors | LogPolyno
             "are GOLLUM's log-polynomial coefficients (LogPolynomialTerms); use interpolation='gollum'"
         )
     t = terms
-    return InterpolatedFactors(t.shape_up, t.shape_down, t.norm_up, t.norm_down, interpolation)
+    shapes, yields = (t.shape_up, t.shape_down), (t.norm_up, t.norm_down)
+    return InterpolatedFactors(*shapes, *yields, interpolation, t.linear_yields)
 
 
 class ProfileLikelihood:

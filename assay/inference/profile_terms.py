@@ -91,6 +91,9 @@ class ProfileTerms:
         constrained: per nuisance, True for a unit Gaussian constraint (α in units of its ±1σ
             variation), False for a free (unconstrained) one; default all True.
         processes: process names ``(n_proc,)``; default ``("p0", "p1", ...)``.
+        linear_yields: per nuisance, True where its yield factor is linear in α, G(α) = 1 + α (G(±1) − 1)
+            on each side (a normalisation with a Gaussian constraint, pyhf's ``lumi``), whatever the
+            interpolation; default all False.
 
     Raises:
         ValueError: a wrong shape (names the field and the expected shape), NaN or infinite
@@ -106,6 +109,7 @@ class ProfileTerms:
     names: tuple[str, ...]
     constrained: tuple[bool, ...] | None = None
     processes: tuple[str, ...] | None = None
+    linear_yields: tuple[bool, ...] | None = None
 
     def __post_init__(self) -> None:
         ratios = np.asarray(self.ratios, dtype=float)
@@ -128,6 +132,11 @@ class ProfileTerms:
             raise ValueError(f"ratios: r_j = p_j/p_ref must be >= 0, got min {self.ratios.min():.4g}")
         for name in ("shape_up", "shape_down", "norm_up", "norm_down"):
             _positive(getattr(self, name), name)
+        flags = self.linear_yields
+        linear = (False,) * n_syst if flags is None else tuple(bool(f) for f in flags)
+        if len(linear) != n_syst:
+            raise ValueError(f"linear_yields: expected {n_syst} flags (one per nuisance), got {linear}")
+        object.__setattr__(self, "linear_yields", linear)
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "constrained", constrained)
         object.__setattr__(self, "processes", processes)
@@ -159,7 +168,7 @@ class ProfileTerms:
         index = np.asarray(events)
         return ProfileTerms(
             self.ratios[:, index], self.nu, self.shape_up[:, :, index], self.shape_down[:, :, index],
-            self.norm_up, self.norm_down, self.names, self.constrained, self.processes,
+            self.norm_up, self.norm_down, self.names, self.constrained, self.processes, self.linear_yields,
         )  # fmt: skip
 
     @classmethod
@@ -171,8 +180,8 @@ class ProfileTerms:
         """
         first = parts[0]
         for other in parts[1:]:
-            same = (other.names, other.constrained, other.processes) == (first.names, first.constrained,
-                                                                        first.processes)  # fmt: skip
+            same = (other.names, other.constrained, other.processes, other.linear_yields) == (
+                first.names, first.constrained, first.processes, first.linear_yields)  # fmt: skip
             fields = ("nu", "norm_up", "norm_down")
             arrays = all(np.array_equal(getattr(other, f), getattr(first, f)) for f in fields)
             if not (same and arrays):
@@ -181,7 +190,8 @@ class ProfileTerms:
                 )
         join = lambda field, axis: np.concatenate([getattr(p, field) for p in parts], axis=axis)  # noqa: E731
         return cls(join("ratios", 1), first.nu, join("shape_up", 2), join("shape_down", 2), first.norm_up,
-                   first.norm_down, first.names, first.constrained, first.processes)  # fmt: skip
+                   first.norm_down, first.names, first.constrained, first.processes,
+                   first.linear_yields)  # fmt: skip
 
     def with_nuisances(
         self,
@@ -201,7 +211,7 @@ class ProfileTerms:
             self.ratios, self.nu, np.concatenate([self.shape_up, shape_up]),
             np.concatenate([self.shape_down, shape_down]), np.concatenate([self.norm_up, up_n]),
             np.concatenate([self.norm_down, down_n]), (*self.names, *names),
-            (*self.constrained, *(True,) * n_new), self.processes,
+            (*self.constrained, *(True,) * n_new), self.processes, (*self.linear_yields, *(False,) * n_new),
         )  # fmt: skip
 
     def shape_touches(self) -> np.ndarray:
