@@ -26,20 +26,17 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from assay.estimators.checkpoint import fingerprint, read_checkpoint
 from assay.estimators.train import (
     OPTIMIZERS,
     History,
     LossFn,
     Trainer,
-    _as_tensors,
     _Best,
     _Checkpoint,
     _Curves,
@@ -194,22 +191,7 @@ class _Member:
     @classmethod
     def start(cls, index, trainer, net, loss, tensors, validation, checkpoint) -> _Member:
         """Everything :meth:`Trainer.fit` does before its epoch loop, including resuming."""
-        generator = torch.Generator()
-        if trainer.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(trainer.seed)
-        train = _as_tensors(tensors, "tensors")
-        val = _as_tensors(validation, "validation") if validation is not None else None
-        net.to(trainer.torch_device)
-        saver = None
-        if checkpoint is not None:
-            settings = {k: v for k, v in trainer.to_dict().items() if k != "progress"}
-            saver = _Checkpoint(Path(checkpoint), fingerprint(settings, net, train, val))
-            saver.resume = read_checkpoint(saver.path, saver.key)
-            if saver.resume is not None:
-                generator.set_state(saver.resume["initial_generator"])
-            saver.initial_generator = generator.get_state()
+        generator, train, val, saver = trainer._prepare(net, tensors, validation, checkpoint)
         if val is None and trainer.validation_split > 0:
             train, val = _split(train, trainer.validation_split, generator)
         member = cls(index, trainer, net, loss, train, val, generator, saver)

@@ -258,22 +258,7 @@ class Trainer:
                 ``clip_grad_norm``). The checkpoint keeps the last epoch that was finite.
             StoreError: ``checkpoint`` exists but is not a readable training checkpoint.
         """
-        generator = torch.Generator()
-        if self.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(self.seed)
-        train = _as_tensors(tensors, "tensors")
-        val = _as_tensors(validation, "validation") if validation is not None else None
-        model.to(self.torch_device)
-        saver = None
-        if checkpoint is not None:
-            settings = {k: v for k, v in self.to_dict().items() if k != "progress"}
-            saver = _Checkpoint(Path(checkpoint), fingerprint(settings, model, train, val))
-            saver.resume = read_checkpoint(saver.path, saver.key)
-            if saver.resume is not None:  # the split of the interrupted run (its seed may have been fresh)
-                generator.set_state(saver.resume["initial_generator"])
-            saver.initial_generator = generator.get_state()
+        generator, train, val, saver = self._prepare(model, tensors, validation, checkpoint)
         inputs = {"training arrays": train, "validation arrays": val}  # rows as passed in, for errors
         if val is None and self.validation_split > 0:
             train, val = _split(train, self.validation_split, generator)
@@ -362,6 +347,32 @@ class Trainer:
             optimizer.step()
             sums.add(total, terms, len(next(iter(batch.values()))))
         return sums.means(n)
+
+    def _prepare(
+        self, model: nn.Module, tensors: Mapping, validation: Mapping | None,
+        checkpoint: str | os.PathLike | None,
+    ) -> tuple[torch.Generator, dict, dict | None, _Checkpoint | None]:
+        """What a fit does before its epoch loop (also for a stacked member, assay.estimators.batched):
+        the seeded generator, the arrays as tensors, the model on the device and the checkpoint, with
+        the generator of an interrupted run restored (the split of the interrupted run: its seed may
+        have been fresh)."""
+        generator = torch.Generator()
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
+        train = _as_tensors(tensors, "tensors")
+        val = _as_tensors(validation, "validation") if validation is not None else None
+        model.to(self.torch_device)
+        saver = None
+        if checkpoint is not None:
+            settings = {k: v for k, v in self.to_dict().items() if k != "progress"}
+            saver = _Checkpoint(Path(checkpoint), fingerprint(settings, model, train, val))
+            saver.resume = read_checkpoint(saver.path, saver.key)
+            if saver.resume is not None:
+                generator.set_state(saver.resume["initial_generator"])
+            saver.initial_generator = generator.get_state()
+        return generator, train, val, saver
 
     def _non_finite_error(
         self, exc: _NonFinite, inputs: Mapping[str, dict[str, torch.Tensor] | None], saver: _Checkpoint | None
