@@ -68,7 +68,6 @@ from assay.store import EventStore
 __all__ = [
     "ProfiledMethod",
     "VariedWeights",
-    "gollum_terms",
     "nuisance_summary",
     "profiled_methods",
     "varied_weights",
@@ -332,9 +331,10 @@ def profiled_methods(
         span = one_d_scans(cfg, sample.theta_true)[0].values[[0, -1]]
         grid, fine = np.linspace(*span, GRID_POINTS), np.linspace(*span, CALIBRATION_POINTS)
         variants = {}
-        if learned.is_dir():  # the model's own g_jk(x, ±1); the exact ones stay as a cross-check
+        nuisance_ratios = NuisanceRatios.load(learned) if learned.is_dir() else None
+        if nuisance_ratios is not None:  # the model's own g_jk(x, ±1); the exact ones stay as a cross-check
             variants[f"{name}_profiled_exact_g"] = terms
-            terms = learned_shapes(terms, NuisanceRatios.load(learned), sample.x, model)
+            terms = learned_shapes(terms, nuisance_ratios, sample.x, model)
         variants[f"{name}_profiled"] = terms
         for label, chosen in variants.items():
             plain = ProfiledMethod(label, chosen, asimov, reference, coefficients, interpolation,
@@ -342,11 +342,11 @@ def profiled_methods(
             with_stats = with_training_statistics(plain, kind, members, grid)
             calibration = rate_calibration(with_stats, sample.theta_true, fine)
             out[label] = replace(with_stats, calibration=calibration)
-        if learned.is_dir() and isinstance(terms, ProfileTerms):  # g_jk from x: observed data work
+        if nuisance_ratios is not None and isinstance(terms, ProfileTerms):  # g_jk from x: observed data work
             scale = ratios @ reference / reference.sum()  # process_terms' E_ref[r̂_j]
             projection = ensemble_modes(members, projection=True)[1] if kind == "ensemble" else None
-            observed = ObservedTerms(model, NuisanceRatios.load(learned), out[f"{name}_profiled"].terms,
-                                     scale, projection)  # fmt: skip
+            observed = ObservedTerms(model, nuisance_ratios, out[f"{name}_profiled"].terms, scale,
+                                     projection)  # fmt: skip
             out[f"{name}_profiled"] = replace(out[f"{name}_profiled"], observed=observed)
     for name, method in binned.items():
         if not (isinstance(method, BinnedMethod) and method.binning is not None):
