@@ -26,7 +26,15 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from assay.exceptions import ConfigError
 from assay.parameters import (
@@ -47,6 +55,7 @@ __all__ = [
     "ModelConfig",
     "NeuralModelConfig",
     "NuisanceConfig",
+    "ParallelConfig",
     "RunConfig",
     "SystematicsConfig",
     "config_from_dict",
@@ -595,6 +604,36 @@ class SystematicsConfig(_Model):
         return [n.simulator_variation for n in self.nuisances if not n.is_normalisation]
 
 
+# ---- scale-out ----------------------------------------------------------------------
+class ParallelConfig(_Model):
+    """Where the parallel work runs (generation, ensemble members, grid evaluation, pseudo-experiments).
+
+    ``scheduler: local`` starts a ``LocalCluster`` of ``workers`` single-threaded processes; an
+    address (``tcp://host:8786``) connects to a running scheduler; ``slurm`` / ``htcondor`` submit
+    ``workers`` jobs through dask-jobqueue (the ``cluster`` extra) with ``cores``, ``memory`` and
+    ``walltime`` per job.
+    """
+
+    scheduler: str = Field(
+        "local", description="local | slurm | htcondor | a scheduler address (tcp://host:port)"
+    )
+    workers: int | None = Field(None, ge=1, description="worker processes or jobs (local default: the cores)")
+    cores: int = Field(1, ge=1, description="cores per job (slurm/htcondor)")
+    memory: str = Field("4GB", description="memory per job (slurm/htcondor), e.g. 4GB")
+    walltime: str | None = Field(None, description="per job, e.g. 02:00:00 (slurm) or 2h (htcondor)")
+    queue: str | None = Field(None, description="SLURM partition (slurm); ignored by htcondor")
+    account: str | None = Field(None, description="SLURM account / project to charge")
+    job_extra: list[str] = Field([], description="extra scheduler directives, one per line of the job script")
+    local_directory: str | None = Field(None, description="workers' scratch folder (default: the system's)")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        if value in ("local", "slurm", "htcondor") or "://" in value:
+            return value
+        raise ValueError("expected local, slurm, htcondor or an address like tcp://host:8786")
+
+
 # ---- the run ---------------------------------------------------------------------
 class RunConfig(_Model):
     """One analysis, from parameters to limits."""
@@ -612,6 +651,10 @@ class RunConfig(_Model):
     inference: InferenceConfig = InferenceConfig()
     systematics: SystematicsConfig | None = Field(
         None, description="nuisance parameters (shape variations of the simulator, normalisations)"
+    )
+    parallel: ParallelConfig = ParallelConfig()
+    memory_gb: float | None = Field(
+        None, gt=0, description="memory budget of one process for events in memory (out-of-core above it)"
     )
 
     def parameter_space(self) -> ParameterSpace:

@@ -14,7 +14,7 @@ import logging
 import typer
 
 from assay import __version__
-from assay.cli import coverage, data, diagnostics, limits, report, run, train
+from assay.cli import coverage, data, diagnostics, export, info, limits, madminer, report, run, train
 
 app = typer.Typer(
     name="assay",
@@ -47,6 +47,9 @@ limits.register(app)
 coverage.register(app)
 diagnostics.register(app)
 report.register(app)
+madminer.register(app)
+export.register(app)
+info.register(app)
 
 
 def main() -> None:
