@@ -11,7 +11,7 @@ Layout (schema version 1); dataset names are the constants below and nowhere els
 Root attributes: ``format`` = "assay.EventStore", ``schema_version``, ``assay_version``,
 ``complete`` (True only after :meth:`EventWriter.finalize`), ``n_committed`` (events of the
 last complete append) and the JSON strings ``observables``, ``benchmarks``, ``processes``,
-``parameters``, ``morphing`` and ``config``.
+``parameters``, ``morphing`` and ``config``; ``provenance`` (JSON, :mod:`assay.provenance`) where given.
 
 Writing goes to ``<path>.partial`` (always this deterministic name, so that any interrupted
 run can be continued with ``resume=True``); only ``finalize`` makes ``path`` appear, by an
@@ -42,6 +42,7 @@ import h5py
 import numpy as np
 
 from assay.exceptions import StoreError
+from assay.provenance import Provenance, write_h5_provenance
 from assay.saving import disk_full, full_error, require_space
 from assay.store_layout import (
     _COMPRESSIONS,
@@ -153,6 +154,7 @@ class EventWriter:
         self._n = int(file.attrs["n_committed"])
         self._negative = bool(file.attrs.get(NEGATIVE_WEIGHTS, True))
         self.restarted: str | None = None  # why a damaged partial file was started over
+        self.provenance: Provenance | None = None  # written by finalize (root attribute 'provenance')
 
     @property
     def n_events(self) -> int:
@@ -226,6 +228,8 @@ class EventWriter:
         """Mark the file complete, move it atomically to ``path`` and open it for reading."""
         file = self._require_open()
         try:
+            if self.provenance is not None:
+                write_h5_provenance(file, self.provenance)
             file.attrs["complete"] = True
             file.close()
         except (OSError, RuntimeError) as err:
@@ -350,6 +354,7 @@ class EventStore:
         overwrite: bool = False,
         resume: bool = False,
         negative_weights: bool | None = None,
+        provenance: Provenance | None = None,
     ) -> EventWriter:
         """Start writing a new event file (to ``<path>.partial`` until finalized).
 
@@ -368,6 +373,8 @@ class EventStore:
                 started over when ``overwrite`` is set too; ``EventWriter.restarted`` says why.
             negative_weights: whether the sample may have negative weights (interference, NLO):
                 False refuses them on write and on read; None (default) declares nothing.
+            provenance: what made the file (:func:`assay.provenance.make_provenance`), written as the
+                root attribute ``provenance`` when the file is finalized; not compared on resume.
 
         Raises:
             StoreError: bad metadata, ``path`` exists, a partial file exists and neither
@@ -406,6 +413,7 @@ class EventStore:
             file = _new_partial(partial, meta, shapes, int(chunk_events), compression, negative_weights)
         writer = EventWriter(file, path, meta, shapes)
         writer.restarted = restarted
+        writer.provenance = provenance
         return writer
 
     @property

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from assay.exceptions import SamplingError, StoreError
+from assay.provenance import Provenance, write_h5_provenance
 from assay.saving import atomic_path, require_space
 
 __all__ = ["TrainingSet"]
@@ -103,8 +104,13 @@ class TrainingSet:
             raise AttributeError(f"this {self.kind} training set has no joint ratio")
         return np.exp(self.log_r)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, provenance: Provenance | None = None) -> Path:
         """Write to HDF5 atomically (:func:`~assay.saving.atomic_path`), creating missing parent folders.
+
+        Args:
+            path: the file.
+            provenance: what made the set (:func:`assay.provenance.make_provenance`), stored as the root
+                attribute ``provenance``.
 
         Returns:
             ``path``.
@@ -116,6 +122,8 @@ class TrainingSet:
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = _FORMAT
             f.attrs["schema_version"] = _SCHEMA_VERSION
+            if provenance is not None:
+                write_h5_provenance(f, provenance)
             f.attrs["meta"] = json.dumps(
                 {
                     "observables": list(self.observables),
