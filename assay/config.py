@@ -50,6 +50,7 @@ from assay.parameters import (
 __all__ = [
     "BITModelConfig",
     "ConfigWarning",
+    "EventsFileConfig",
     "InferenceConfig",
     "MixtureModelConfig",
     "ModelConfig",
@@ -226,7 +227,19 @@ class OffshellConfig(_Model):
         return self
 
 
-SimulatorConfig = Annotated[GaussianToyConfig | WHConfig | OffshellConfig, Field(discriminator="kind")]
+class EventsFileConfig(_Model):
+    """Events already in an EventStore: ``assay import-lhe``, ``assay import-madminer`` or another run's
+    ``events.h5``. ``assay run`` takes them instead of generating; the store's parameters must be the
+    config's (same names, in order) and every benchmark of the config one of the store's, at the same θ.
+    A relative ``path`` is relative to the config file's folder."""
+
+    kind: Literal["events"]
+    path: str = Field(min_length=1, description="the EventStore file (.h5)")
+
+
+SimulatorConfig = Annotated[
+    GaussianToyConfig | WHConfig | OffshellConfig | EventsFileConfig, Field(discriminator="kind")
+]
 
 
 # ---- sampling ----------------------------------------------------------------------
@@ -720,7 +733,8 @@ def _semantic_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
                 if k not in names
             )
 
-    check_theta(cfg.simulator.theta_gen, ("simulator", "theta_gen"))
+    if not isinstance(cfg.simulator, EventsFileConfig):
+        check_theta(cfg.simulator.theta_gen, ("simulator", "theta_gen"))
     set_names = [s.name for s in cfg.sampling.sets]
     for name, model in cfg.training.items():
         loc = ("training", name)
@@ -996,4 +1010,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
         raise ConfigError(
             f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}"
         )
+    sim = data.get("simulator")
+    if isinstance(sim, dict) and sim.get("kind") == "events" and isinstance(sim.get("path"), str):
+        events = Path(sim["path"]).expanduser()  # relative to the config's folder, not the cwd
+        events = events if events.is_absolute() else path.parent / events
+        data = {**data, "simulator": {**sim, "path": str(events)}}
     return config_from_dict(data, source=str(path), node=node)

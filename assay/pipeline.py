@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from assay.config import (
+    EventsFileConfig,
     GaussianToyConfig,
     LocalScoreSetConfig,
     OffshellConfig,
@@ -35,6 +36,7 @@ from assay.config import (
     root_parameters,
 )
 from assay.exceptions import ConfigError, StoreError
+from assay.existing_events import existing_space, link_events
 from assay.generation import BatchSimulator, ToyBatchSimulator, generate, merge_stores
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
@@ -275,6 +277,8 @@ def generate_events(
     """
     run = RunDir(output or cfg.output)
     run.root.mkdir(parents=True, exist_ok=True)
+    if isinstance(cfg.simulator, EventsFileConfig):
+        return _existing_events(cfg, run)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     space, morpher = build_basis(cfg, np.random.default_rng([cfg.seed, 0]))
@@ -310,6 +314,17 @@ def generate_events(
                                            "total_weight_pb": flow.total_weight})  # fmt: skip
     flow = _read_cut_flow(run.cut_flow)
     return GeneratedEvents(space, morpher, store, flow, timings)
+
+
+def _existing_events(cfg: RunConfig, run: RunDir) -> GeneratedEvents:
+    """``simulator: {kind: events}``: the configured EventStore as ``events.h5``, its benchmarks the basis."""
+    start = time.perf_counter()
+    store = link_events(cfg, run)
+    space = existing_space(cfg, store)
+    morpher = Morpher(basis_components(cfg), space.benchmark_thetas)
+    write_json(run.basis, {"space": space.to_dict(), "morphing": morpher.to_dict(),
+                           "condition_number": morpher.condition_number})  # fmt: skip
+    return GeneratedEvents(space, morpher, store, None, {"generation": time.perf_counter() - start})
 
 
 def _with_backgrounds(

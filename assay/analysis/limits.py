@@ -388,7 +388,7 @@ def run_limits(
     with_truth = "truth" in methods
     level_results = LevelResults(
         label=label or _default_label(cfg, with_truth),
-        n_events={"generated": int(cfg.simulator.n_events), "test_events": len(sample.x),
+        n_events={"generated": _n_generated(cfg, run), "test_events": len(sample.x),
                   **({} if dataset.asimov else {"observed": len(dataset.x)})},
         data=dataset.label, scans_1d=scans_1d, scans_2d=scans_2d, intervals=found.intervals,
         best_fit=found.best_fit, regions=found.regions, minima=found.minima,
@@ -464,9 +464,22 @@ def _significance(cfg: RunConfig, delta_q_zero: Mapping[str, Mapping[str, float]
     }
 
 
+def _n_generated(cfg: RunConfig, run: RunDir) -> int:
+    """Events the simulator generated (configured), or in the imported store (``kind: events``)."""
+    n = getattr(cfg.simulator, "n_events", None)
+    if n is not None:
+        return int(n)
+    from assay.store import EventStore
+
+    with EventStore(run.events) as store:
+        return store.n_events
+
+
 def _default_label(cfg: RunConfig, with_truth: bool) -> str:
     sim = cfg.simulator
-    kind = "Gaussian toy" if sim.kind == "gaussian_toy" else f"{sim.kind} simulator"
+    kind = {"gaussian_toy": "Gaussian toy", "events": f"events of {Path(getattr(sim, 'path', '')).name}"}.get(
+        sim.kind, f"{sim.kind} simulator"
+    )
     return f"{kind}{' (exact likelihood known)' if with_truth else ''}"
 
 
