@@ -30,7 +30,9 @@ from assay.rundir import RunDir
 from assay.saving import atomic_path, read_json, write_json
 from assay.store import EventStore
 
-__all__ = ["existing_space", "link_events"]
+__all__ = ["existing_space", "link_events", "source_record"]
+
+_RECORD = "events_source.json"  # in the run folder: the source file's path, size and mtime
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def link_events(cfg: RunConfig, run: RunDir) -> EventStore:
     EventStore(source).close()  # a complete, readable store before anything is linked
     stat = source.stat()
     record = {"path": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    marker = run.root / "events_source.json"
+    marker = run.root / _RECORD
     if run.events.exists() and _same_source(run.events, source, marker, record):
         return EventStore(run.events)
     with atomic_path(run.events) as tmp:
@@ -104,9 +106,16 @@ def link_events(cfg: RunConfig, run: RunDir) -> EventStore:
     return EventStore(run.events)
 
 
+def source_record(run: RunDir) -> dict | None:
+    """The record of the file ``events.h5`` was taken from (None for generated events): training sets
+    made from another file are stale even where the config is unchanged."""
+    marker = run.root / _RECORD
+    if not marker.exists():
+        return None
+    return read_json(marker, missing="missing", unreadable="cannot read the events' source record")
+
+
 def _same_source(events: Path, source: Path, marker: Path, record: dict) -> bool:
     if events.samefile(source):
         return True
-    if not marker.exists():
-        return False
-    return read_json(marker, missing="missing", unreadable="cannot read the events' source record") == record
+    return marker.exists() and read_json(marker, missing="missing", unreadable="not valid JSON") == record

@@ -36,7 +36,7 @@ from assay.config import (
     root_parameters,
 )
 from assay.exceptions import ConfigError, StoreError
-from assay.existing_events import existing_space, link_events
+from assay.existing_events import existing_space, link_events, source_record
 from assay.generation import BatchSimulator, ToyBatchSimulator, generate, merge_stores
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
@@ -210,6 +210,8 @@ def _invalidate_stale_sets(run: RunDir, cfg: RunConfig) -> None:
     manifest cannot be read (it is rewritten and the sets rebuilt, with a warning naming it)."""
     folder, manifest = run.sets, run.sets_manifest
     current = cfg.model_dump(mode="json", exclude={"training", "inference", "output"})
+    if isinstance(cfg.simulator, EventsFileConfig):  # the same path may hold other events now
+        current["events_source"] = source_record(run)
     if manifest.exists():
         try:
             made = read_json(manifest, missing="missing", unreadable="not valid JSON")

@@ -125,3 +125,19 @@ def test_missing_file_says_how_to_make_it(tmp_path):
     cfg = config_from_dict(_imported(tmp_path / "nothing.h5"))
     with pytest.raises(StoreError, match=r"nothing.h5: no such file; write it with `assay import-lhe`"):
         run_pipeline(cfg, tmp_path / "run", progress=False)
+
+
+def test_other_events_at_the_same_path_rebuild_the_sets(generated, tmp_path):
+    source = tmp_path / "events.h5"
+    os.link(generated / "events.h5", source)
+    cfg = config_from_dict(_imported(source))
+    first = run_pipeline(cfg, tmp_path / "run", progress=False)
+    before = TrainingSet.load(first.training_sets["sally_train"]).x.copy()
+    with EventStore(generated / "events.h5") as store:  # the same events, observables shifted by 1
+        chunk = store.read()
+        source.unlink()
+        with EventStore.create(source, observables=store.observables, benchmarks=store.benchmarks,
+                               parameters=store.parameters, morphing=store.morphing) as writer:  # fmt: skip
+            writer.append(chunk.x + 1.0, chunk.weights)
+    after = run_pipeline(cfg, tmp_path / "run", progress=False)
+    np.testing.assert_allclose(TrainingSet.load(after.training_sets["sally_train"]).x, before + 1.0)
