@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from assay.cli._common import CONFIG, OUTPUT, QUIET, console, dask_client, register_all, user_errors
+from assay.cli._common import (
+    CONFIG,
+    OUTPUT,
+    QUIET,
+    WORKERS,
+    console,
+    parallel_client,
+    register_all,
+    user_errors,
+)
 
 
 def _alpha(values: list[str] | None) -> dict[str, list[float]]:
@@ -48,9 +57,7 @@ def coverage(
     neyman_mu: list[float] | None = typer.Option(
         None, "--neyman-mu", help="A μ of the Neyman belt (repeat); default the scan points (gives widths).",
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", "-w", min=1, help="Fit the toys on a local Dask cluster with this many workers."
-    ),
+    workers: int | None = WORKERS,
     quiet: bool = QUIET,
 ) -> None:
     """Coverage of the profiled methods' 68% intervals: toys at each true (μ, α) drawn from each
@@ -67,7 +74,7 @@ def coverage(
     with user_errors():
         cfg = load_config(config)
         log = (lambda line: None) if quiet else (lambda line: console.print(line, highlight=False))
-        with dask_client(workers) as client:
+        with parallel_client(cfg, workers) as client:
             found = run_coverage(
                 cfg, output, mu=mu, alpha=true_alpha, methods=methods, n_toys=toys, points=points,
                 neyman=neyman, neyman_grid=neyman_mu, client=client, progress=not quiet, log=log,

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from assay.cli._common import CONFIG, OUTPUT, QUIET, console, dask_client, register_all, user_errors
+from assay.cli._common import (
+    CONFIG,
+    OUTPUT,
+    QUIET,
+    WORKERS,
+    console,
+    parallel_client,
+    register_all,
+    user_errors,
+)
 
 
 def _theta(values: list[str] | None) -> dict[str, float] | None:
@@ -45,9 +54,7 @@ def limits(
     neyman_methods: list[str] | None = typer.Option(
         None, "--neyman-method", help="The methods of the Neyman construction (repeat); default all."
     ),
-    workers: int | None = typer.Option(
-        None, "--workers", "-w", min=1, help="Fit the toys on a local Dask cluster with this many workers."
-    ),
+    workers: int | None = WORKERS,
     report: bool = typer.Option(True, "--report/--no-report", help="Write limits/report.html too."),
     quiet: bool = QUIET,
 ) -> None:
@@ -60,7 +67,7 @@ def limits(
     theta_toys = _theta(theta)
     with user_errors():
         cfg = load_config(config)
-        with dask_client(workers) as client:
+        with parallel_client(cfg, workers) as client:
             results = run_limits(
                 cfg, output, models=models, data=data, toys=toys, theta_toys=theta_toys, client=client,
                 neyman=neyman, neyman_methods=neyman_methods, progress=not quiet,

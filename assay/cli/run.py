@@ -1,4 +1,4 @@
-"""``assay demo`` and ``assay run CONFIG``."""
+"""``assay demo``, ``assay generate CONFIG``, ``assay run CONFIG`` and ``assay cluster-script CONFIG``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from assay.cli._common import CONFIG, OUTPUT, QUIET, console, register_all, user_errors
+from assay.cli._common import (
+    CONFIG,
+    OUTPUT,
+    QUIET,
+    WORKERS,
+    console,
+    parallel_client,
+    register_all,
+    user_errors,
+)
 
 
 def demo(
@@ -85,15 +94,20 @@ def _toy_demo(output: Path, n_events: int, quiet: bool) -> None:
 def run(
     config: Path = CONFIG,
     output: Path | None = OUTPUT,
+    workers: int | None = WORKERS,
     quiet: bool = QUIET,
 ) -> None:
-    """Run a configured analysis: morphing basis, events, split, training sets. Resumes if interrupted."""
+    """Run a configured analysis: morphing basis, events, split, training sets. Resumes if interrupted.
+
+    Events are generated on the Dask cluster of the config's `parallel` section (or of --workers),
+    batch by batch with the same seeds as in one process: the same events."""
     from assay.config import load_config
     from assay.pipeline import run_pipeline
 
     with user_errors():
         cfg = load_config(config)
-        result = run_pipeline(cfg, output, progress=not quiet)
+        with parallel_client(cfg, workers) as client:
+            result = run_pipeline(cfg, output, progress=not quiet, client=client)
     table = Table(title=f"assay run {config}")
     table.add_column("output")
     table.add_column("path")
@@ -108,15 +122,19 @@ def run(
 def generate(
     config: Path = CONFIG,
     output: Path | None = OUTPUT,
+    workers: int | None = WORKERS,
     quiet: bool = QUIET,
 ) -> None:
-    """Generate a config's events into OUTPUT/events.h5: chunked, seeded, resumable (rerun to continue)."""
+    """Generate a config's events into OUTPUT/events.h5: chunked, seeded, resumable (rerun to continue).
+
+    Batches run on the Dask cluster of the config's `parallel` section (or of --workers)."""
     from assay.config import load_config
     from assay.pipeline import generate_events
 
     with user_errors():
         cfg = load_config(config)
-        result = generate_events(cfg, output, progress=not quiet)
+        with parallel_client(cfg, workers) as client:
+            result = generate_events(cfg, output, progress=not quiet, client=client)
         store = result.store
         sigma = store.weights_sum()[0]
     console.print(f"{store.path}: {store.n_events:,} events, σ = {sigma:.6g} pb at "
@@ -125,5 +143,22 @@ def generate(
         console.print(result.cut_flow.table())
 
 
+def cluster_script(config: Path = CONFIG) -> None:
+    """Print the job script (SLURM) or submit description (HTCondor) that the config's `parallel`
+    section would submit for each worker job; nothing is submitted."""
+    from assay.cluster import job_script
+    from assay.config import load_config
+    from assay.exceptions import ConfigError
+
+    with user_errors():
+        cfg = load_config(config)
+        try:
+            script = job_script(cfg.parallel)
+        except ConfigError as exc:
+            raise ConfigError(f"{config}: {exc}") from exc
+    typer.echo(script)
+
+
 def register(app: typer.Typer) -> None:
     register_all(app, demo, generate, run)
+    app.command("cluster-script")(cluster_script)

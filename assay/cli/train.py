@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from assay.cli._common import CONFIG, OUTPUT, QUIET, console, register_all, user_errors
+from assay.cli._common import CONFIG, OUTPUT, QUIET, console, parallel_client, register_all, user_errors
 
 MODELS = typer.Option(
     None, "--models", "-m", help="Train only these models (repeat the option); default: every model."
@@ -20,26 +21,37 @@ def train(
     output: Path | None = OUTPUT,
     models: list[str] | None = MODELS,
     workers: int | None = typer.Option(
-        None, "--workers", "-w", min=1, help="Dask workers for an ensemble (default: min(members, cores))."
+        None,
+        "--workers",
+        "-w",
+        min=1,
+        help="Dask workers for an ensemble (default: parallel.workers, else min(members, cores)); "
+        "with a slurm/htcondor/address scheduler: its workers or jobs.",
     ),
     quiet: bool = QUIET,
 ) -> None:
     """Train the config's named models; each is saved to OUTPUT/models/<name>/ (a rerun resumes).
 
     Neural methods train on OUTPUT/sets/<set>_train.h5; `method: bit` fits Boosted Information
-    Trees on the weighted train events of OUTPUT/events.h5.
+    Trees on the weighted train events of OUTPUT/events.h5. Ensemble members train on a local
+    Dask cluster (batched in groups), or on the cluster of the config's `parallel` section when its
+    scheduler is slurm, htcondor or an address (one member per task: the same members as --workers 1).
     """
     from assay.config import load_config
     from assay.training import model_names, train_model
 
     with user_errors():
         cfg = load_config(config)
-        for name in model_names(cfg, models):
-            result = train_model(cfg, name, output, n_workers=workers, progress=not quiet)
-            if result.n_events is not None:
-                _print_bit(result)
-            else:
-                _print_neural(result)
+        local = cfg.parallel.scheduler == "local"
+        n_workers = (workers or cfg.parallel.workers) if local else None
+        with nullcontext() if local else parallel_client(cfg, workers) as client:
+            for name in model_names(cfg, models):
+                progress = not quiet
+                result = train_model(cfg, name, output, n_workers=n_workers, client=client, progress=progress)
+                if result.n_events is not None:
+                    _print_bit(result)
+                else:
+                    _print_neural(result)
 
 
 def _print_neural(result) -> None:
