@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from assay.exceptions import StoreError
+from assay.provenance import Provenance, make_provenance
 from assay.simulators.base import BatchSimulator, EventBatch
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore, ResumeMismatch
@@ -68,6 +69,7 @@ def generate(
     on_batch: Callable[[EventBatch], None] | None = None,
     compression: str | None = "lzf",
     negative_weights: bool = False,
+    provenance: Provenance | None = None,
 ) -> EventStore:
     """Generate ``n_events`` into ``path``, resuming an interrupted run.
 
@@ -89,6 +91,9 @@ def generate(
         negative_weights: the sample may have negative benchmark weights (interference, NLO;
             the config's ``sampling.allow_negative_weights``); otherwise a negative weight is an
             error naming the file, row and benchmark (:meth:`EventStore.create`).
+        provenance: what makes the file (:func:`assay.provenance.make_provenance`; no inputs for
+            simulated events), written into it when it is finished; a complete file returned unchanged
+            keeps the provenance of the run that wrote it.
 
     Returns:
         The finished, opened :class:`EventStore`. If ``path`` already holds a complete
@@ -121,6 +126,7 @@ def generate(
             overwrite=True,
             compression=compression,
             negative_weights=negative_weights,
+            provenance=provenance,
             **meta,
         )
     except ResumeMismatch as exc:
@@ -190,12 +196,14 @@ def merge_stores(
     *,
     processes: list[str],
     chunk_size: int = 200_000,
+    config: Any = None,
 ) -> EventStore:
     """Concatenate event files of different processes (same observables, benchmarks, extras) into one.
 
     Each input's weights already sum to its own σ × efficiency, so the merged weights sum to the
     total. Process labels are mapped by name onto ``processes``. The merged file is rebuilt only
-    when an input changed (their ``config`` is recorded).
+    when an input changed (their ``config`` is recorded). Its provenance lists the inputs' SHA-256
+    and ``config`` (a :class:`~assay.config.RunConfig` or its JSON; None: no config recorded).
     """
     stores = [EventStore(p) for p in paths]
     first = stores[0]
@@ -217,6 +225,7 @@ def merge_stores(
         output, observables=first.observables, benchmarks=first.benchmarks, processes=processes,
         parameters=first.parameters, morphing=first.morphing, config=config, extras=first.extras_shapes,
         overwrite=True, compression="lzf", negative_weights=_negative_weights(stores),
+        provenance=make_provenance(config=config, inputs=[s.path for s in stores]),
     )  # fmt: skip
     with writer:
         for s in stores:

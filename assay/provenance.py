@@ -50,8 +50,11 @@ __all__ = [
     "PROVENANCE_FILE",
     "Provenance",
     "config_sha256",
+    "describe",
     "file_sha256",
+    "folder_sha256",
     "html_comment",
+    "input_sha256",
     "make_provenance",
     "read_h5_provenance",
     "read_html_provenance",
@@ -176,7 +179,8 @@ def make_provenance(
         sections: keep only these top-level sections of the config (those that shape the output);
             None keeps all.
         seed: the seed; default the config's ``seed`` (None without one).
-        inputs: the files the output was made from; each is hashed (:func:`file_sha256`).
+        inputs: the files (or folders: saved models) the output was made from; each is hashed
+            (:func:`input_sha256`).
 
     Raises:
         StoreError: an input file is missing or unreadable.
@@ -189,7 +193,7 @@ def make_provenance(
     return Provenance(
         assay_version=__version__, config=data, config_sha256=config_sha256(data),
         seed=None if seed is None else int(seed),
-        inputs={str(Path(p).resolve()): file_sha256(p) for p in inputs},
+        inputs={str(Path(p).resolve()): input_sha256(p) for p in inputs},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=tuple(sys.argv),
         host=socket.gethostname(),
     )  # fmt: skip
@@ -255,6 +259,26 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
+def folder_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 of a folder (a saved model): of the sorted lines ``<relative path> <file SHA-256>`` of
+    every file below it, ``provenance.json`` files excepted (they record, not make, the model).
+
+    Raises:
+        StoreError: ``folder`` is missing or a file in it unreadable.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StoreError(f"{folder}: cannot record its checksum: no such folder")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != PROVENANCE_FILE)
+    lines = "".join(f"{p.relative_to(folder).as_posix()} {file_sha256(p)}\n" for p in files)
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+def input_sha256(path: str | os.PathLike) -> str:
+    """:func:`folder_sha256` for a folder, else :func:`file_sha256`."""
+    return folder_sha256(path) if Path(path).is_dir() else file_sha256(path)
+
+
 # ---- attach -------------------------------------------------------------------------------------------
 
 
@@ -275,6 +299,23 @@ def html_comment(record: Provenance) -> str:
     the JSON, which can only hold them inside strings)."""
     text = record.to_json().replace("--", "-\\u002d").replace("<", "\\u003c")
     return f"<!-- {_HTML_TAG} {text} -->"
+
+
+def describe(record: Provenance) -> list[tuple[str, str]]:
+    """``(field, value)`` rows of a record for people (the report's section, ``assay info``): version,
+    seed, config SHA-256 and sections, created, command, host, then one row per input."""
+    sections = ", ".join(record.config) if record.config else "-"
+    rows = [
+        ("assay version", record.assay_version),
+        ("seed", "-" if record.seed is None else str(record.seed)),
+        ("config SHA-256", record.config_sha256 or "-"),
+        ("config sections", sections),
+        ("created (UTC)", record.created),
+        ("command", " ".join(record.command) or "-"),
+        ("host", record.host or "-"),
+    ]
+    rows += [(f"input {path}", digest) for path, digest in record.inputs.items()]
+    return rows if record.inputs else [*rows, ("inputs", "none")]
 
 
 # ---- read ---------------------------------------------------------------------------------------------

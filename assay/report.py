@@ -5,7 +5,9 @@ docs/results.md) and, when present, ``RUN_DIR/summary.json`` (only its ``checks`
 draws every figure the results have data for with :mod:`assay.plots` into ``RUN_DIR/plots/`` and
 writes ``RUN_DIR/report.html``: the levels (data, events, warnings), the intervals of every level
 and method, best fits, toy coverage, the expected uncertainties from the Fisher information, the
-checks and timings, then the figures. The page is plain HTML with inline CSS (no scripts, no
+checks and timings, then the figures and the provenance (:mod:`assay.provenance`: the inputs' SHA-256,
+the config and seed of ``provenance.json``; the record also sits in an ``assay:provenance`` comment).
+The page is plain HTML with inline CSS (no scripts, no
 external resources; images by relative path), so the run folder can be copied or served as it is.
 Every file is written atomically.
 """
@@ -27,6 +29,15 @@ import numpy as np
 
 from assay import __version__
 from assay.exceptions import StoreError
+from assay.provenance import (
+    PROVENANCE_FILE,
+    Provenance,
+    describe,
+    html_comment,
+    make_provenance,
+    read_html_provenance,
+    read_provenance,
+)
 from assay.report_coverage import coverage_section
 from assay.results import LevelResults, Results
 from assay.rundir import ResultsDir
@@ -71,9 +82,35 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     (run_dir / PLOTS).mkdir(exist_ok=True)
     plots = _write_plots(results, run_dir)
     path = run_dir / REPORT
-    extra = "\n".join(s for s in (coverage_section(run_dir), _diagnostics_section(run_dir)) if s)
-    write_text(path, _page(results, summary, summary_problem, plots, extra))
+    record = _provenance(run_dir, path)
+    sections = (coverage_section(run_dir), _diagnostics_section(run_dir), _provenance_section(record))
+    write_text(path, _page(results, summary, summary_problem, plots, "\n".join(s for s in sections if s)))
     return path
+
+
+def _provenance(run_dir: Path, page: Path) -> Provenance:
+    """The report's provenance: its inputs (results.json, summary.json) with the config and seed of the
+    limits' ``provenance.json`` where there is one; an existing page's record when nothing changed (its
+    time kept, so the rerun rewrites nothing)."""
+    try:
+        limits = read_provenance(run_dir / PROVENANCE_FILE) if (run_dir / PROVENANCE_FILE).exists() else None
+    except StoreError as exc:
+        log.warning("%s; the report records no config", exc)
+        limits = None
+    inputs = [p for p in (run_dir / RESULTS, run_dir / SUMMARY) if p.is_file()]
+    record = make_provenance(config=limits.config if limits else None, seed=limits.seed if limits else None,
+                             inputs=inputs)  # fmt: skip
+    try:
+        old = read_html_provenance(page) if page.is_file() else None
+    except StoreError:
+        old = None
+    return old if record.same_origin(old) else record
+
+
+def _provenance_section(record: Provenance) -> str:
+    """The table of :func:`assay.provenance.describe` and the record itself as an HTML comment."""
+    table = _table(["field", "value"], [list(row) for row in describe(record)])
+    return _section("Provenance", table) + "\n" + html_comment(record)
 
 
 def _diagnostics_section(run_dir: Path) -> str:

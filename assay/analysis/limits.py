@@ -23,7 +23,14 @@ import numpy as np
 
 from assay.analysis.build import asimov_sample, build_methods, load_models
 from assay.analysis.data import observed_dataset
-from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.analysis.methods import (
+    BinnedMethod,
+    Dataset,
+    Method,
+    RateMethod,
+    RatioMethod,
+    check_model_inputs,
+)
 from assay.analysis.profiled import ProfiledMethod, nuisance_summary, profiled_methods
 from assay.analysis.scans import grids, one_d_scans, scan_all
 from assay.analysis.search import search_numbers
@@ -39,6 +46,7 @@ from assay.inference.fisher import (
     rate_fisher_information,
     score_fisher_information,
 )
+from assay.provenance import Provenance, make_provenance, write_folder_provenance
 from assay.results import (
     Calibration,
     CutFlowResult,
@@ -304,6 +312,8 @@ def run_limits(
     Raises:
         ConfigError: an unknown model, observable or ``theta_toys`` parameter; a model whose
             predictions do not fit a method.
+        PredictionError: a model trained on other observables or parameters than the run's events
+            (:func:`~assay.analysis.methods.check_model_inputs`).
         StoreError: the run folder lacks events, basis, split or a trained model; a bad data file.
     """
     names = [p.name for p in cfg.parameters]
@@ -315,6 +325,8 @@ def run_limits(
     timings: dict[str, float] = {}
     sample = asimov_sample(cfg, run)
     loaded = load_models(cfg, run, models)
+    for name, model in loaded.items():
+        check_model_inputs(name, model, sample.observables, names, where=str(run.events))
     methods = build_methods(cfg, sample, loaded)
     methods |= profiled_methods(cfg, run, sample, loaded, methods)
     dataset = Dataset.from_sample(sample) if data is None else observed_dataset(data, cfg, run, sample)
@@ -408,7 +420,8 @@ def run_limits(
         levels={level or run.root.name: level_results},
         timings_s=timings,
     )
-    write_limits(run.limits, results)
+    inputs = [run.events, *(run.model(name) for name in loaded), *([data] if data is not None else [])]
+    write_limits(run.limits, results, provenance=make_provenance(config=cfg, inputs=inputs))
     return results
 
 
@@ -530,8 +543,11 @@ def _writing(folder: Path) -> Iterator[None]:
         ) from exc
 
 
-def write_limits(folder: ResultsDir, results: Results) -> tuple[Path, Path]:
-    """``results.json`` and ``summary.json`` in ``folder`` (a run's ``limits/``), each atomically.
+def write_limits(
+    folder: ResultsDir, results: Results, *, provenance: Provenance | None = None
+) -> tuple[Path, Path]:
+    """``results.json`` and ``summary.json`` in ``folder`` (a run's ``limits/``), each atomically, and
+    ``provenance.json`` where ``provenance`` is given (:mod:`assay.provenance`).
 
     Raises:
         StoreError: the folder cannot be written (full disk, read-only); nothing is half-written.
@@ -540,4 +556,6 @@ def write_limits(folder: ResultsDir, results: Results) -> tuple[Path, Path]:
         folder.root.mkdir(parents=True, exist_ok=True)
         results.to_json(folder.results)
         write_json(folder.summary, strict_json(summary_of(results)), indent=1)
+        if provenance is not None:
+            write_folder_provenance(folder.root, provenance)
     return folder.results, folder.summary

@@ -17,14 +17,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from assay.exceptions import PredictionError
 from assay.inference.asimov import AsimovSample
 from assay.inference.histograms import BinnedTemplates, Binning, binned_scan, score_binning
 from assay.inference.likelihood import Scan, observed_scan, rate_only_scan
 
-__all__ = ["BinnedMethod", "Dataset", "Method", "RateMethod", "RatioMethod"]
+__all__ = [
+    "BinnedMethod",
+    "Dataset",
+    "Method",
+    "ModelInputs",
+    "RateMethod",
+    "RatioMethod",
+    "check_model_inputs",
+    "model_inputs",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,3 +219,69 @@ class RateMethod(Method):
         else:
             n = float(len(data.x))
         return rate_only_scan(theta, sample.cross_section, sample.luminosity, n_observed=n)
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a trained model takes: its observables (columns of x) and parameters (columns of θ).
+
+    Attributes:
+        n_obs, n_params: how many.
+        observables, parameters: their names in order; None where the model does not record them
+            (BIT keeps only the counts).
+    """
+
+    n_obs: int
+    n_params: int
+    observables: tuple[str, ...] | None = None
+    parameters: tuple[str, ...] | None = None
+
+
+def model_inputs(model: Any) -> ModelInputs:
+    """The :class:`ModelInputs` of a fitted estimator, ensemble, mixture model or BIT."""
+    from assay.bit import BoostedInformationTree
+    from assay.estimators import Ensemble
+
+    if isinstance(model, BoostedInformationTree):
+        return ModelInputs(int(model.n_obs_), int(model.n_params_))
+    if isinstance(model, Ensemble):
+        model = model.members_[0]
+    observables, parameters = tuple(model.observables_), tuple(model.parameters_)
+    return ModelInputs(len(observables), len(parameters), observables, parameters)
+
+
+def check_model_inputs(
+    name: str, model: Any, observables: Sequence[str], parameters: Sequence[str], *, where: str
+) -> None:
+    """Refuse to apply the model ``name`` to events whose observables or parameters are not the ones it
+    was trained on (names and order; counts only where the model keeps no names).
+
+    Args:
+        name: the model's name (for the message).
+        model: the fitted model (:func:`model_inputs`).
+        observables: the columns of the events' x, in order.
+        parameters: the parameters θ is given in, in order.
+        where: the events, e.g. ``"runs/toy/events.h5"``.
+
+    Raises:
+        PredictionError: naming the model, both lists and how to fix it.
+
+    Example:
+        >>> check_model_inputs("m", ModelInputs(2, 1, ("a", "b"), ("c",)), ["b", "a"], ["c"], where="x.h5")
+        Traceback (most recent call last):
+        ...
+        assay.exceptions.PredictionError: model 'm' was trained on observables ['a', 'b'] but x.h5 has \
+['b', 'a'] (names and order must match); retrain it on these events (assay train) or use events with \
+the model's observables
+    """
+    inputs = model if isinstance(model, ModelInputs) else model_inputs(model)
+    for what, theirs, count, ours in (
+        ("observables", inputs.observables, inputs.n_obs, list(observables)),
+        ("parameters", inputs.parameters, inputs.n_params, list(parameters)),
+    ):
+        trained = f"{list(theirs)}" if theirs is not None else f"{count} {what} (names not recorded)"
+        if (theirs is not None and list(theirs) != ours) or (theirs is None and count != len(ours)):
+            raise PredictionError(
+                f"model {name!r} was trained on {what} {trained} but {where} has {ours} (names and order "
+                f"must match); retrain it on these events (assay train) or use events with the model's {what}"
+            )

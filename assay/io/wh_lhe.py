@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,12 +20,14 @@ from assay.io.lhe import LHEError, LHEEvents, LHEInit, read_lhe
 from assay.morphing import Morpher
 from assay.observables import WH_OBSERVABLES, wh_observables
 from assay.parameters import ParameterSpace
+from assay.provenance import make_provenance
 from assay.simulators.wh import WHEvents
 from assay.store import EventStore
 
 __all__ = ["LHE_EXTRAS", "import_lhe", "wh_final_state", "wh_to_lhe"]
 
 LHE_EXTRAS = {"lepton": (4,), "neutrino": (4,), "b": (4,), "bbar": (4,), "p1": (4,), "p2": (4,)}
+LHE_SECTIONS = ("seed", "parameters", "benchmarks", "morphing", "sampling")  # the config in the provenance
 
 
 def _pick(events: LHEEvents, path: Path, name: str, ids: Sequence[int], status: int = 1) -> np.ndarray:
@@ -75,6 +78,7 @@ def import_lhe(
     rwgt_ids: Mapping[str, str] | None = None,
     overwrite: bool = False,
     negative_weights: bool = False,
+    config: Any = None,
 ) -> EventStore:
     """Read WH LHE files into an EventStore with the seed-000 parton-level observables.
 
@@ -87,6 +91,9 @@ def import_lhe(
         overwrite: replace ``output`` if it exists.
         negative_weights: the files may hold negative weights (NLO, interference; the config's
             ``sampling.allow_negative_weights``); otherwise one is an error naming the row.
+        config: the run configuration (:class:`~assay.config.RunConfig`) the import is made for; its
+            event-shaping sections (seed, parameters, benchmarks, morphing) go into the file's provenance,
+            with the SHA-256 of every LHE file (:mod:`assay.provenance`).
 
     Returns:
         The opened store; extras hold the parton momenta (``LHE_EXTRAS``).
@@ -98,6 +105,8 @@ def import_lhe(
         parameters=space.to_dict(), morphing=morpher.to_dict(),
         config={"import_lhe": [str(f) for f in files], "rwgt_ids": ids}, extras=LHE_EXTRAS,
         overwrite=overwrite, negative_weights=negative_weights,
+        provenance=make_provenance(config=config, sections=LHE_SECTIONS if config is not None else None,
+                                   inputs=files),
     )  # fmt: skip
     with writer:
         for file in files:
