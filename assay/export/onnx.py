@@ -148,7 +148,9 @@ class _Ratio(nn.Module):
         super().__init__()
         self.net = _traceable(net)
 
-    def forward(self, x: torch.Tensor, theta: torch.Tensor, theta_ref: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, x: torch.Tensor, theta: torch.Tensor, theta_ref: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         g, score = self.net.value_and_theta_grad(x, theta[:, None, :], slice(None))
         g_ref, _ = self.net.value_and_theta_grad(x, theta_ref[None, None, :], None)
         return g - g_ref, score
@@ -178,7 +180,9 @@ class _Flow(nn.Module):
         super().__init__()
         self.net = _traceable(net)
 
-    def forward(self, x: torch.Tensor, theta: torch.Tensor, theta_ref: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, x: torch.Tensor, theta: torch.Tensor, theta_ref: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         w, log_jac = self.net.encode(x)
         rows = torch.cat([theta, theta_ref[None]])  # (k + 1, P)
         k1, m = rows.shape[0], w.shape[0]
@@ -198,7 +202,9 @@ class _Members(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.inputs = members[0].inputs
-        self.outputs = tuple(f"{name}{tail}" for name in members[0].outputs for tail in ("", "_std", "_members"))
+        self.outputs = tuple(
+            f"{name}{tail}" for name in members[0].outputs for tail in ("", "_std", "_members")
+        )
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         result: list[torch.Tensor] = []
@@ -307,7 +313,9 @@ def _metadata(model: Estimator | Ensemble, graph: nn.Module) -> dict[str, str]:
 
 
 def _export_bytes(graph: nn.Module, inputs: tuple[torch.Tensor, ...], opset: int) -> bytes:
-    torch.onnx.register_custom_op_symbolic("aten::asinh", lambda g, z: g.op("Asinh", z), 9)  # flows' soft clip
+    torch.onnx.register_custom_op_symbolic(
+        "aten::asinh", lambda g, z: g.op("Asinh", z), 9
+    )  # flows' soft clip
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
@@ -413,7 +421,9 @@ def onnx_metadata(path: str | os.PathLike | bytes) -> dict[str, Any]:
     return props
 
 
-def random_inputs(model: Estimator | Ensemble, n_events: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def random_inputs(
+    model: Estimator | Ensemble, n_events: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Inputs for :func:`compare_onnx`: x uniform within ± 2 standard deviations of the training
     data's mean per observable ``(n_events, n_obs)``; for parametrised models 3 θ points within
     ± 2 std of the training θ (± 1 where the model keeps no θ scaler) and θ_ref."""
