@@ -24,12 +24,14 @@ from tqdm.auto import tqdm
 
 from assay.estimators.checkpoint import fingerprint, read_checkpoint, write_checkpoint
 from assay.exceptions import ConfigError, TrainingError
+from assay.streaming import ChunkedDataset
 
 __all__ = ["OPTIMIZERS", "History", "LossFn", "Trainer", "describe_non_finite", "lr_schedule", "seeded"]
 
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+Data = dict[str, torch.Tensor] | ChunkedDataset  # arrays in memory, or streamed from a file
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     # fused: one kernel for all parameters (≈10% faster per step at seed 000's sizes on a CPU)
@@ -227,9 +229,9 @@ class Trainer:
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        tensors: Mapping[str, torch.Tensor | np.ndarray],
+        tensors: Mapping[str, torch.Tensor | np.ndarray] | ChunkedDataset,
         *,
-        validation: Mapping[str, torch.Tensor | np.ndarray] | None = None,
+        validation: Mapping[str, torch.Tensor | np.ndarray] | ChunkedDataset | None = None,
         checkpoint: str | os.PathLike | None = None,
     ) -> History:
         """Train ``model`` in place.
@@ -240,8 +242,12 @@ class Trainer:
                 every tensor for one mini-batch, on the device; ``total`` is the scalar to
                 minimise, ``terms`` named scalars to record.
             tensors: training arrays, all with the same first dimension ``n_samples``
-                (floating arrays are cast to float32).
-            validation: validation arrays with the same keys; None: hold out
+                (floating arrays are cast to float32), or a :class:`~assay.streaming.ChunkedDataset`
+                streamed from its file: each epoch visits its chunks in an order drawn from the
+                seeded generator and shuffles the rows within a buffer of chunks; the validation
+                split holds out whole chunks. A dataset of one chunk is read whole and trains
+                exactly like the same arrays passed in memory.
+            validation: validation arrays with the same keys, or a dataset; None: hold out
                 ``validation_split`` of ``tensors``.
             checkpoint: a file for the state after every epoch (:mod:`assay.estimators.checkpoint`);
                 if it holds an unfinished run of this same fit, training resumes after its last
@@ -285,8 +291,8 @@ class Trainer:
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        train: dict[str, torch.Tensor],
-        val: dict[str, torch.Tensor] | None,
+        train: Data,
+        val: Data | None,
         generator: torch.Generator,
         saver: _Checkpoint | None = None,
     ) -> tuple[_Curves, _Best]:
@@ -324,34 +330,56 @@ class Trainer:
         self,
         model: nn.Module,
         loss_fn: LossFn,
-        data: dict[str, torch.Tensor],
+        data: Data,
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
     ) -> tuple[float, dict[str, float]]:
-        """One pass over shuffled mini-batches; returns the sample-averaged total and terms."""
-        device = self.torch_device
-        n = _length(data)
-        order = torch.randperm(n, generator=generator)
-        shuffled = {k: v[order] for k, v in data.items()}  # one gather per epoch; batches are views
-        sums = _Sums()
-        for start in range(0, n, self.batch_size):
-            batch = {
-                k: v[start : start + self.batch_size].to(device, non_blocking=True)
-                for k, v in shuffled.items()
-            }
-            optimizer.zero_grad(set_to_none=True)
-            total, terms = loss_fn(model, batch)
-            total.backward()
-            if self.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad_norm)
-            optimizer.step()
-            sums.add(total, terms, len(next(iter(batch.values()))))
+        """One pass over shuffled mini-batches; returns the sample-averaged total and terms.
+
+        In-memory arrays are one buffer; a stream yields a buffer of a few chunks at a time. The
+        rows of each buffer are shuffled with ``generator`` (one gather per buffer; batches are
+        views); rows short of a full batch at a buffer's end go on with the next buffer.
+        """
+        device, size = self.torch_device, self.batch_size
+        buffers = data.buffers(generator) if isinstance(data, ChunkedDataset) else (data,)
+        sums, n, tail = _Sums(), 0, None
+        for buffer in buffers:
+            if tail is not None:
+                buffer = {k: torch.cat([tail[k], v]) for k, v in buffer.items()}
+            m = _length(buffer)
+            order = torch.randperm(m, generator=generator)
+            shuffled = {k: v[order] for k, v in buffer.items()}
+            del buffer
+            full = m - m % size
+            for start in range(0, full, size):
+                stop = start + size
+                batch = {k: v[start:stop].to(device, non_blocking=True) for k, v in shuffled.items()}
+                self._step(model, loss_fn, batch, optimizer, sums)
+            n += full
+            tail = {k: v[full:].clone() for k, v in shuffled.items()} if full < m else None
+            del shuffled  # a stream's next buffer is read without this one
+        if tail is not None:
+            self._step(model, loss_fn, {k: v.to(device) for k, v in tail.items()}, optimizer, sums)
+            n += _length(tail)
         return sums.means(n)
 
+    def _step(
+        self, model: nn.Module, loss_fn: LossFn, batch: dict[str, torch.Tensor],
+        optimizer: torch.optim.Optimizer, sums: _Sums,
+    ) -> None:  # fmt: skip
+        """One gradient step on one mini-batch (clipped if asked); its losses go to ``sums``."""
+        optimizer.zero_grad(set_to_none=True)
+        total, terms = loss_fn(model, batch)
+        total.backward()
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), self.clip_grad_norm)
+        optimizer.step()
+        sums.add(total, terms, len(next(iter(batch.values()))))
+
     def _prepare(
-        self, model: nn.Module, tensors: Mapping, validation: Mapping | None,
-        checkpoint: str | os.PathLike | None,
-    ) -> tuple[torch.Generator, dict, dict | None, _Checkpoint | None]:
+        self, model: nn.Module, tensors: Mapping | ChunkedDataset,
+        validation: Mapping | ChunkedDataset | None, checkpoint: str | os.PathLike | None,
+    ) -> tuple[torch.Generator, Data, Data | None, _Checkpoint | None]:
         """What a fit does before its epoch loop (also for a stacked member, assay.estimators.batched):
         the seeded generator, the arrays as tensors, the model on the device and the checkpoint, with
         the generator of an interrupted run restored (the split of the interrupted run: its seed may
@@ -361,13 +389,14 @@ class Trainer:
             generator.seed()
         else:
             generator.manual_seed(self.seed)
-        train = _as_tensors(tensors, "tensors")
-        val = _as_tensors(validation, "validation") if validation is not None else None
+        train = _as_data(tensors, "tensors")
+        val = _as_data(validation, "validation") if validation is not None else None
         model.to(self.torch_device)
         saver = None
         if checkpoint is not None:
             settings = {k: v for k, v in self.to_dict().items() if k != "progress"}
-            saver = _Checkpoint(Path(checkpoint), fingerprint(settings, model, train, val))
+            digests = [d.digest() if isinstance(d, ChunkedDataset) else d for d in (train, val)]
+            saver = _Checkpoint(Path(checkpoint), fingerprint(settings, model, *digests))
             saver.resume = read_checkpoint(saver.path, saver.key)
             if saver.resume is not None:
                 generator.set_state(saver.resume["initial_generator"])
@@ -375,12 +404,12 @@ class Trainer:
         return generator, train, val, saver
 
     def _non_finite_error(
-        self, exc: _NonFinite, inputs: Mapping[str, dict[str, torch.Tensor] | None], saver: _Checkpoint | None
+        self, exc: _NonFinite, inputs: Mapping[str, Data | None], saver: _Checkpoint | None
     ) -> TrainingError:
         """The error for a fit stopped by :class:`_NonFinite`: bad inputs if any, else divergence."""
         found = [
             text for name, data in inputs.items() if data is not None
-            for text in [describe_non_finite(data, name)] if text
+            for text in [_describe(data, name)] if text
         ]  # fmt: skip
         if found:
             cause = (
@@ -547,14 +576,30 @@ def _as_tensors(data: Mapping[str, torch.Tensor | np.ndarray], name: str) -> dic
     return out
 
 
+def _as_data(data: Mapping | ChunkedDataset, name: str) -> Data:
+    """In-memory arrays as :func:`_as_tensors`; a stream of one chunk read whole (it trains exactly
+    like the same arrays in memory); a longer stream as it is."""
+    if not isinstance(data, ChunkedDataset):
+        return _as_tensors(data, name)
+    return data.read_all() if len(data.chunks) == 1 else data
+
+
+def _describe(data: Data, name: str) -> str | None:
+    """:func:`describe_non_finite` of arrays or of a stream (its first bad chunk)."""
+    if isinstance(data, ChunkedDataset):
+        return data.describe_non_finite(name)
+    return describe_non_finite(data, name)
+
+
 def _length(data: Mapping[str, torch.Tensor]) -> int:
     return len(next(iter(data.values())))
 
 
-def _split(
-    data: dict[str, torch.Tensor], fraction: float, generator: torch.Generator
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Random (train, validation) split holding out ``fraction`` of the rows (at least one each)."""
+def _split(data: Data, fraction: float, generator: torch.Generator) -> tuple[Data, Data]:
+    """Random (train, validation) split holding out ``fraction`` of the rows (at least one each);
+    a stream holds out whole chunks (:meth:`~assay.streaming.ChunkedDataset.split`)."""
+    if isinstance(data, ChunkedDataset):
+        return data.split(fraction, generator)
     n = _length(data)
     n_val = min(max(1, round(fraction * n)), n - 1)
     if n_val < 1:
@@ -565,15 +610,20 @@ def _split(
 
 
 def _evaluate(
-    model: nn.Module, loss_fn: LossFn, data: dict[str, torch.Tensor], device: torch.device
+    model: nn.Module, loss_fn: LossFn, data: Data, device: torch.device
 ) -> tuple[float, dict[str, float]]:
-    """Sample-averaged loss and terms over ``data`` without building a graph for the weights."""
+    """Sample-averaged loss and terms over ``data`` (a stream chunk by chunk) without building a
+    graph for the weights."""
     model.eval()
-    n = _length(data)
-    sums = _Sums()
+    parts = data.parts() if isinstance(data, ChunkedDataset) else (data,)
+    sums, n = _Sums(), 0
     with torch.no_grad():
-        for start in range(0, n, _EVAL_BATCH):
-            batch = {k: v[start : start + _EVAL_BATCH].to(device, non_blocking=True) for k, v in data.items()}
-            total, terms = loss_fn(model, batch)
-            sums.add(total, terms, len(next(iter(batch.values()))))
+        for part in parts:
+            m = _length(part)
+            for start in range(0, m, _EVAL_BATCH):
+                stop = start + _EVAL_BATCH
+                batch = {k: v[start:stop].to(device, non_blocking=True) for k, v in part.items()}
+                total, terms = loss_fn(model, batch)
+                sums.add(total, terms, len(next(iter(batch.values()))))
+            n += m
     return sums.means(n)
