@@ -40,6 +40,7 @@ from assay.existing_events import existing_space, link_events, source_record
 from assay.generation import BatchSimulator, ToyBatchSimulator, generate, merge_stores
 from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
+from assay.provenance import make_provenance
 from assay.rundir import RunDir
 from assay.sampling import EventSource, local_score_training_set, plain_training_set, ratio_training_set
 from assay.saving import atomic_path, read_json, require_space, write_json
@@ -205,11 +206,16 @@ def _read_split_file(path: Path, n_events: int, seed: int, fractions: tuple) -> 
     return EventSplit(*(parts[name] for name in _PARTITIONS))
 
 
+def _sets_config(cfg: RunConfig) -> dict:
+    """The sections of the config that shape the training sets (all but training, inference, output)."""
+    return cfg.model_dump(mode="json", exclude={"training", "inference", "output"})
+
+
 def _invalidate_stale_sets(run: RunDir, cfg: RunConfig) -> None:
     """Delete training sets made from another config (they would silently be reused), or whose
     manifest cannot be read (it is rewritten and the sets rebuilt, with a warning naming it)."""
     folder, manifest = run.sets, run.sets_manifest
-    current = cfg.model_dump(mode="json", exclude={"training", "inference", "output"})
+    current = _sets_config(cfg)
     if isinstance(cfg.simulator, EventsFileConfig):  # the same path may hold other events now
         current["events_source"] = source_record(run)
     if manifest.exists():
@@ -301,13 +307,15 @@ def generate_events(
         metadata["config"]["variations"] = cfg.systematics.shape_variations()
     backgrounds = getattr(cfg.simulator, "backgrounds", [])
     signal_path = run.process_events("wh") if backgrounds else run.events
+    provenance = make_provenance(config=metadata["config"], seed=cfg.seed)  # simulated: no input files
     store = generate(
         simulator, signal_path, n_events, seed=cfg.seed, benchmarks=space.benchmark_names,
         batch_size=batch, progress=progress, client=client, on_batch=counter.add_batch, metadata=metadata,
-        negative_weights=cfg.sampling.allow_negative_weights,
+        negative_weights=cfg.sampling.allow_negative_weights, provenance=provenance,
     )  # fmt: skip
     if backgrounds:
-        store = _with_backgrounds(cfg, store, backgrounds, run, metadata, progress=progress, client=client)
+        store = _with_backgrounds(cfg, store, backgrounds, run, metadata, progress=progress, client=client,
+                                  provenance=provenance)  # fmt: skip
     timings["generation"] = time.perf_counter() - start
     if counter.n_total:
         flow = counter.cut_flow()
@@ -344,7 +352,7 @@ def _with_backgrounds(
                          negative_weights=cfg.sampling.allow_negative_weights, **kwargs)  # fmt: skip
         paths.append(store.path)
         store.close()
-    return merge_stores(paths, run.events, processes=list(PROCESSES))
+    return merge_stores(paths, run.events, processes=list(PROCESSES), config=metadata["config"])
 
 
 def _read_cut_flow(path: Path) -> CutFlow | None:
@@ -379,6 +387,9 @@ def _run_pipeline(cfg: RunConfig, run: RunDir, *, progress: bool, client: Any) -
 
     split = read_split(run.split, store.n_events, cfg)
     _invalidate_stale_sets(run, cfg)
+    inputs = [store.path]
+    if isinstance(cfg.simulator, EventsFileConfig):  # events.h5 is a link to (or copy of) this file
+        inputs.append(Path(cfg.simulator.path))
     paths: dict[str, Path] = {}
     start = time.perf_counter()
     for partition in sorted({p for s in cfg.sampling.sets for p in s.partitions}):
@@ -392,7 +403,8 @@ def _run_pipeline(cfg: RunConfig, run: RunDir, *, progress: bool, client: Any) -
             path = run.training_set(spec.name, partition)
             if not _usable_set(path):
                 rng = np.random.default_rng([cfg.seed, 2, i, _PARTITIONS.index(partition)])
-                _training_set(cfg, spec, source, rng).save(path)
+                provenance = make_provenance(config=_sets_config(cfg), seed=cfg.seed, inputs=inputs)
+                _training_set(cfg, spec, source, rng).save(path, provenance=provenance)
                 TrainingSet.load(path)  # complete before the step counts as done
             paths[f"{spec.name}_{partition}"] = path
     timings["sampling"] = time.perf_counter() - start

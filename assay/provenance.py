@@ -10,7 +10,7 @@ Every output records one :class:`Provenance`:
 provenance existed give ``None`` (and the version that wrote them, :func:`describe`).
 
 Input files are identified by their SHA-256, streamed through hashlib.file_digest (:func:`file_sha256`); a
-checksum is cached per (path, size, mtime) in this process and, for files of 64 MiB or more, in
+checksum is cached per (device, inode, size, mtime) in this process and, for files of 64 MiB or more, in
 ``$ASSAY_CACHE_DIR/checksums.json`` (default ``~/.cache/assay``), so large stores are not hashed
 again by every command.
 
@@ -70,7 +70,7 @@ PROVENANCE_FILE = "provenance.json"  # inside model folders and limits/
 _HTML_TAG = "assay:provenance"
 _DISK_CACHE_BYTES = 64 * 2**20  # files at least this large keep their checksum in the disk cache
 _DISK_CACHE_ENTRIES = 1000
-_memory_cache: dict[tuple[str, int, int], str] = {}
+_memory_cache: dict[tuple[int, int, int, int], str] = {}
 _FIELDS = {"assay_version": str, "config_sha256": (str, type(None)), "seed": (int, type(None)),
            "inputs": dict, "created": str, "command": list, "host": str}  # fmt: skip
 
@@ -229,7 +229,7 @@ def _write_disk_cache(key: str, digest: str) -> None:
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 (hex) of the file ``path``, streamed (hashlib.file_digest: bounded memory for any size).
 
-    Cached by (absolute path, size, mtime): in this process for every file, and on disk
+    Cached by (device, inode, size, mtime): in this process for every file, and on disk
     (``$ASSAY_CACHE_DIR/checksums.json``) for files of 64 MiB or more; a changed file has another
     size or mtime and is hashed again.
 
@@ -241,7 +241,7 @@ def file_sha256(path: str | os.PathLike) -> str:
         stat = path.stat()
     except OSError as exc:
         raise StoreError(f"{path}: cannot record its checksum: {exc.strerror or exc}") from exc
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)  # hard links share it
     if key in _memory_cache:
         return _memory_cache[key]
     disk_key = "|".join(map(str, key))
@@ -304,7 +304,7 @@ def html_comment(record: Provenance) -> str:
 def describe(record: Provenance) -> list[tuple[str, str]]:
     """``(field, value)`` rows of a record for people (the report's section, ``assay info``): version,
     seed, config SHA-256 and sections, created, command, host, then one row per input."""
-    sections = ", ".join(record.config) if record.config else "-"
+    sections = ", ".join(sorted(record.config)) if record.config else "-"
     rows = [
         ("assay version", record.assay_version),
         ("seed", "-" if record.seed is None else str(record.seed)),

@@ -49,6 +49,7 @@ from assay.store_layout import (
     BENCHMARK,
     EXTRAS,
     FIELDS,
+    FORMAT,
     NEGATIVE_WEIGHTS,
     PROCESS,
     SCHEMA_VERSION,
@@ -77,6 +78,7 @@ from assay.store_layout import (
 )
 
 __all__ = [
+    "FORMAT",
     "SCHEMA_VERSION",
     "EventChunk",
     "EventSelection",

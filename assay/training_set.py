@@ -20,9 +20,10 @@ from assay.exceptions import SamplingError, StoreError
 from assay.provenance import Provenance, write_h5_provenance
 from assay.saving import atomic_path, require_space
 
-__all__ = ["TrainingSet"]
+__all__ = ["FORMAT", "TrainingSet", "TrainingSetInfo", "read_info"]
 
-_FORMAT = "assay.TrainingSet"
+FORMAT = "assay.TrainingSet"  # the root attribute 'format' of a training-set file
+_FORMAT = FORMAT
 _SCHEMA_VERSION = 1
 _ARRAYS = ("x", "theta0", "theta1", "y", "log_r", "t0", "t1", "sample_weight")
 _FINITE = ("x", "theta0", "theta1", "sample_weight")  # NaN/inf refused; log_r, t: NaN refused (±inf
@@ -176,6 +177,44 @@ class TrainingSet:
     def fields_present(self) -> list[str]:
         """Names of the array fields that are set."""
         return [f.name for f in fields(self) if f.name in _ARRAYS and getattr(self, f.name) is not None]
+
+
+@dataclass(frozen=True)
+class TrainingSetInfo:
+    """What a training-set file holds, read from its header without loading the arrays.
+
+    Attributes:
+        kind: what the set was built for (:attr:`TrainingSet.kind`).
+        observables, parameters: the names of the columns of x and θ.
+        n_samples: rows.
+        fields: the array fields present (``x``, ``theta0``, ...).
+    """
+
+    kind: str
+    observables: tuple[str, ...]
+    parameters: tuple[str, ...]
+    n_samples: int
+    fields: tuple[str, ...]
+
+
+def read_info(path: str | os.PathLike) -> TrainingSetInfo:
+    """The :class:`TrainingSetInfo` of a file written by :meth:`TrainingSet.save`.
+
+    Raises:
+        StoreError: naming the file: missing, not HDF5, foreign, newer, or a malformed header.
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            meta = _read_header(f, path)
+            if not isinstance(f.get("x"), h5py.Dataset):
+                raise StoreError(f"{path}: missing dataset 'x'")
+            n, present = len(f["x"]), tuple(name for name in _ARRAYS if name in f)
+    except StoreError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: cannot read training set (truncated or damaged: {exc})") from exc
+    return TrainingSetInfo(meta["kind"], tuple(meta["observables"]), tuple(meta["parameters"]), n, present)
 
 
 def _read_header(f: h5py.File, path: Path) -> dict:
