@@ -3,7 +3,8 @@
 Every function takes one part of a level (a :class:`~assay.results.Scan1D`, the level's
 ``calibration``, ...) and returns a :class:`matplotlib.figure.Figure`. Figures are made without
 pyplot (no GUI backend, no global figure registry: nothing to close, nothing shown);
-:func:`save_figure` writes them as PNG through the Agg canvas in the mplhep ATLAS style. The
+:func:`save_figure` writes them as PNG and PDF through the Agg canvas in the house style of
+:mod:`assay.plot_style` (mplhep's ATLAS style). The
 shapes are checked when the results are made or read; here NaN entries are skipped, and a figure
 with nothing to draw says so and :func:`has_data` is False for it.
 """
@@ -11,32 +12,40 @@ with nothing to draw says so and :func:`has_data` is False for it.
 from __future__ import annotations
 
 import math
-import os
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
 
-import matplotlib
-import mplhep
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from assay.plot_style import (
+    CL_1D,
+    CL_2D,
+    _colors,
+    _ordered,
+    axis_label,
+    cl_label,
+    experiment_label,
+    has_data,
+    legend,
+    mark_empty,
+    method_label,
+    new_figure,
+    readable_ticks,
+    save_figure,
+    style,
+)
+from assay.plots_distributions import distributions_figure
 from assay.results import (
     Calibration,
     CutFlowResult,
-    Distribution,
     FisherInformation,
     LossCurve,
     Scan1D,
     Scan2D,
 )
-from assay.saving import atomic_path
 
 __all__ = [
     "CL_1D",
@@ -58,142 +67,29 @@ __all__ = [
     "style",
 ]
 
-CL_1D = (1.0, 3.84)  # q_crit of 68% and 95% CL, one parameter
-CL_2D = (2.30, 5.99)  # q_crit of 68% and 95% CL, two parameters
 _RANK_ONE = 1e-9  # eigenvalue ratio below which an information counts as rank one (rate only)
-_EMPTY = "assay:empty"  # figure label of a figure with nothing drawn
-_COLORS = {
-    "truth": "black",
-    "sally": "#1f77b4",
-    "alices": "#d62728",
-    "alice": "#ff7f0e",
-    "bit": "#2ca02c",
-    "rate": "#7f7f7f",
-    "carl": "#9467bd",
-    "rolr": "#8c564b",
-    "rascal": "#e377c2",
-    "cascal": "#bcbd22",
-}
-_SPARE_COLORS = ("#17becf", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
-_NAMES = {
-    "truth": "truth",
-    "sally": "SALLY",
-    "alices": "ALICES",
-    "alice": "ALICE",
-    "bit": "BIT",
-    "rate": "rate only",
-    "carl": "CARL",
-    "rolr": "ROLR",
-    "rascal": "RASCAL",
-    "cascal": "CASCAL",
-}
-
-
-# --- helpers ----------------------------------------------------------------------------------------
-
-
-_STYLE = {**mplhep.style.ATLAS, "axes.formatter.limits": (-4, 5)}  # 0.005 stays 0.005, no × 10⁻³
-_LEGEND_INSIDE = 4  # more entries than this go to the right of the axes
-
-
-@contextmanager
-def style() -> Iterator[None]:
-    """The mplhep ATLAS style for the duration of the block (the global rcParams are left alone)."""
-    with matplotlib.rc_context(_STYLE):
-        yield
-
-
-def method_label(method: str) -> str:
-    """Display name of a method key: ``"sally"`` → ``"SALLY"``, ``"hist_pT_W"`` → ``"histogram pT_W"``."""
-    if method.startswith("hist_"):
-        return f"histogram {method[5:]}"
-    return _NAMES.get(method, method)
-
-
-def axis_label(label: str, unit: str = "") -> str:
-    """An axis label with its unit in brackets, exponents as mathtext (``TeV^-2`` → ``TeV$^{-2}$``).
-
-    Example:
-        >>> axis_label("$c_{HW}$", "TeV^-2"), axis_label("x")
-        ('$c_{HW}$ [TeV$^{-2}$]', 'x')
-    """
-    return f"{label} [{_EXPONENT.sub(_MATH_EXPONENT, unit)}]" if unit else label
-
-
-_EXPONENT, _MATH_EXPONENT = re.compile(r"\^\{?(-?\d+)\}?"), r"$^{\1}$"
-
-
-def _colors(methods: Sequence[str]) -> dict[str, str]:
-    """One colour per method: fixed for known methods, spare colours in order for the others."""
-    spare = iter(c for c in _SPARE_COLORS if c not in {_COLORS.get(m) for m in methods})
-    return {m: _COLORS[m] if m in _COLORS else next(spare, "#555555") for m in methods}
-
-
-def _ordered(methods: Sequence[str]) -> list[str]:
-    """Truth first, then the others in file order."""
-    return sorted(methods, key=lambda m: m != "truth")
-
-
-def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None):
-    """A pyplot-free figure with an Agg canvas and its axes (squeezed like ``plt.subplots``)."""
-    with style():
-        figsize = size or matplotlib.rcParams["figure.figsize"]
-        fig = Figure(figsize=figsize)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
-
-
-def mark_empty(fig: Figure, ax: Axes, what: str) -> Figure:
-    ax.text(0.5, 0.5, f"no {what}", ha="center", va="center", transform=ax.transAxes)
-    fig.set_label(_EMPTY)
-    return fig
-
-
-def has_data(fig: Figure) -> bool:
-    """False for a figure that only says "no ..." because its input had nothing drawable."""
-    return fig.get_label() != _EMPTY
-
-
-def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically (temporary file + ``os.replace``), then clear it.
-
-    Args:
-        fig: a figure from this module.
-        path: the PNG file; its folder must exist.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    path = Path(path)
-    try:
-        with atomic_path(path, suffix=".png.tmp") as tmp, style():
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        fig.clear()  # release the artists; the figure is not in pyplot's registry
-    return path
-
-
-def legend(ax: Axes, handles: list | None = None, **kwargs: Any) -> None:
-    """A small legend from ``handles`` or else the labelled artists (if any); long ones outside, right."""
-    handles = handles if handles is not None else ax.get_legend_handles_labels()[0]
-    if not handles:
-        return
-    if len(handles) > _LEGEND_INSIDE:
-        kwargs |= {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
-    ax.legend(handles=handles, fontsize="small", **kwargs)
 
 
 # --- 1D scans ---------------------------------------------------------------------------------------
 
 
-def scan_1d_figure(scan: Scan1D, parameter_label: str, cls: Sequence[float] = CL_1D) -> Figure:
+def scan_1d_figure(
+    scan: Scan1D,
+    parameter_label: str,
+    cls: Sequence[float] = CL_1D,
+    *,
+    luminosity_ifb: float | None = None,
+    method_names: Mapping[str, str] | None = None,
+) -> Figure:
     """−2Δlog L of every method along one parameter.
 
     Args:
         scan: one of a level's ``scans_1d``.
         parameter_label: x-axis label (e.g. ``"$c_{HW}$ [TeV$^{-2}$]"``, see :func:`axis_label`).
-        cls: critical values of q drawn as dashed horizontal lines (68% and 95% CL for one dof).
+        cls: critical values of q drawn as dashed horizontal lines, labelled with their CL for one
+            parameter (1 and 3.84: 68% and 95% CL).
+        luminosity_ifb: shown above the axes (fb⁻¹).
+        method_names: display names of methods (see :func:`method_label`).
 
     Returns:
         The figure; truth is a solid black line, the other methods coloured lines (NaN points skipped).
@@ -212,15 +108,18 @@ def scan_1d_figure(scan: Scan1D, parameter_label: str, cls: Sequence[float] = CL
         for method in _ordered(list(curves)):
             x, q = curves[method]
             width = 2.0 if method == "truth" else 1.5
-            ax.plot(x, q, color=colors[method], lw=width, label=method_label(method))
-        for level, name in zip(cls, ("68% CL", "95% CL", "")):
+            ax.plot(x, q, color=colors[method], lw=width, label=method_label(method, method_names))
+        for level in cls:
             ax.axhline(level, color="grey", ls="--", lw=1)
-            ax.text(0.02, level, f" {name}", color="grey", va="bottom", transform=ax.get_yaxis_transform())
+            ax.text(0.02, level, f" {cl_label(level, 1)}", color="grey", va="bottom",
+                    transform=ax.get_yaxis_transform())  # fmt: skip
         q_max = max(float(q.max()) for _, q in curves.values())
         ax.set_ylim(0.0, min(max(q_max, 1.3 * max(cls)), 2.5 * max(cls)))
         ax.set_xlabel(parameter_label)
         ax.set_ylabel(r"$-2\,\Delta\log L$")
-        legend(ax, title=_fixed(scan.fixed), loc="upper center")
+        readable_ticks(ax)
+        experiment_label(ax, luminosity_ifb)
+        legend(ax, title=_fixed(scan.fixed))
     return fig
 
 
@@ -231,13 +130,22 @@ def _fixed(fixed: Mapping[str, float]) -> str | None:
 # --- 2D contours ------------------------------------------------------------------------------------
 
 
-def contours_2d_figure(scan: Scan2D, labels: Sequence[str], cls: Sequence[float] = CL_2D) -> Figure:
-    """68% and 95% CL contours (q = 2.30, 5.99 for two dof) of every method on a 2D grid.
+def contours_2d_figure(
+    scan: Scan2D,
+    labels: Sequence[str],
+    cls: Sequence[float] = CL_2D,
+    *,
+    luminosity_ifb: float | None = None,
+    method_names: Mapping[str, str] | None = None,
+) -> Figure:
+    """68% and 95% CL contours (q = 2.30, 5.99 for two parameters) of every method on a 2D grid.
 
     Args:
         scan: one of a level's ``scans_2d`` (``q[m][i, j]`` at ``(axes[0][i], axes[1][j])``).
         labels: the two axis labels.
-        cls: contour levels (one solid, the next dashed).
+        cls: contour levels (one solid, the next dashed), labelled with their CL for two parameters.
+        luminosity_ifb: shown above the axes (fb⁻¹).
+        method_names: display names of methods (see :func:`method_label`).
 
     Returns:
         The figure: one colour per method; each method's contours are one
@@ -259,49 +167,16 @@ def contours_2d_figure(scan: Scan2D, labels: Sequence[str], cls: Sequence[float]
             contour = ax.contour(x, y, surfaces[method], levels=sorted(cls), colors=colors[method],
                                  linestyles=styles, linewidths=2.0 if method == "truth" else 1.5)  # fmt: skip
             contour.set_label(method)
-        handles = [Line2D([], [], color=colors[m], label=method_label(m)) for m in _ordered(list(surfaces))]
-        handles += [
-            Line2D([], [], color="grey", ls=s, label=f"q = {c:g}") for s, c in zip(styles, sorted(cls))
-        ]
-        legend(ax, handles, loc="upper right", title=_fixed(scan.fixed))
+        handles = [Line2D([], [], color=colors[m], label=method_label(m, method_names))
+                   for m in _ordered(list(surfaces))]  # fmt: skip
+        handles.append(Line2D([], [], ls="", label=" "))  # a gap, then the line style of each CL
+        handles += [Line2D([], [], color="black", lw=1, ls=ls, label=cl_label(c, 2))
+                    for ls, c in zip(styles, sorted(cls))]  # fmt: skip
+        legend(ax, handles, title=_fixed(scan.fixed))
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
-    return fig
-
-
-# --- distributions ----------------------------------------------------------------------------------
-
-
-def distributions_figure(distributions: Mapping[str, Distribution], ncols: int = 3) -> Figure:
-    """Normalised distributions of each observable for each benchmark, one panel per observable.
-
-    Args:
-        distributions: a level's ``distributions`` (observable → :class:`~assay.results.Distribution`).
-        ncols: panels per row (at most).
-
-    Returns:
-        The figure (step histograms; gaps where a density is NaN).
-    """
-    panels = {
-        k: d for k, d in distributions.items() if any(np.isfinite(h).any() for h in d.benchmarks.values())
-    }
-    n = max(len(panels), 1)
-    ncols = max(1, min(ncols, n))
-    nrows = math.ceil(n / ncols)
-    fig, axes = new_figure(nrows, ncols, size=(5.0 * ncols, 4.2 * nrows))
-    if not panels:
-        return mark_empty(fig, axes[0, 0], "distributions")
-    with style():
-        for ax, panel in zip(axes.flat, panels.values()):
-            for benchmark, h in panel.benchmarks.items():
-                ax.stairs(np.where(np.isfinite(h), h, np.nan), panel.edges, label=benchmark, lw=1.5)
-            ax.set_xlabel(panel.label)
-            ax.set_ylabel("normalised")
-            ax.set_ylim(bottom=0.0)
-            legend(ax)
-        for ax in list(axes.flat)[len(panels) :]:
-            ax.set_visible(False)
-        fig.tight_layout()
+        readable_ticks(ax)
+        experiment_label(ax, luminosity_ifb)
     return fig
 
 
@@ -363,7 +238,7 @@ def loss_curves_figure(histories: Mapping[str, Sequence[LossCurve]]) -> Figure:
             Line2D([], [], color="grey", ls="--", label="validation"),
             Line2D([], [], color="grey", ls="", marker="o", ms=4, label="kept epoch"),
         ]
-        legend(ax, handles, loc="upper right")
+        legend(ax, handles)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
@@ -483,13 +358,22 @@ def _shapes(fisher: FisherInformation, center: np.ndarray, q: float) -> tuple[di
     return ellipses, bands
 
 
-def fisher_ellipses_figure(fisher: FisherInformation, labels: Sequence[str], q: float = CL_2D[0]) -> Figure:
+def fisher_ellipses_figure(
+    fisher: FisherInformation,
+    labels: Sequence[str],
+    q: float = CL_2D[0],
+    *,
+    luminosity_ifb: float | None = None,
+    method_names: Mapping[str, str] | None = None,
+) -> Figure:
     """68% CL information ellipses δᵀ I δ = 2.30 of each method, centred at ``fisher.theta``.
 
     Args:
         fisher: a level's ``fisher`` (matrices of more than two parameters are profiled to the first two).
         labels: the two axis labels.
         q: the level of the ellipse (2.30: 68% CL for two parameters).
+        luminosity_ifb: shown above the axes (fb⁻¹; the information is at this luminosity).
+        method_names: display names of methods (see :func:`method_label`).
 
     Returns:
         The figure (empty for fewer than two parameters); a rank-one information (rate only) is
@@ -509,7 +393,7 @@ def fisher_ellipses_figure(fisher: FisherInformation, labels: Sequence[str], q: 
         for method in _ordered(list(ellipses)):
             xy = ellipses[method]
             ax.plot(xy[:, 0], xy[:, 1], color=colors[method], lw=2.0 if method == "truth" else 1.5,
-                    label=method_label(method))  # fmt: skip
+                    label=method_label(method, method_names))  # fmt: skip
         window = _window(ellipses, center)
         if window is None:  # only bands: a few half-widths
             window = np.full(2, 4 * max(width for _, width in bands.values()))
@@ -520,9 +404,11 @@ def fisher_ellipses_figure(fisher: FisherInformation, labels: Sequence[str], q: 
             for sign in (1.0, -1.0):
                 p = center + sign * w * normal
                 ax.axline(tuple(p), tuple(p + along), color=colors[method], ls="--", lw=1.5,
-                          label=method_label(method) if sign > 0 else None)  # fmt: skip
+                          label=method_label(method, method_names) if sign > 0 else None)  # fmt: skip
         ax.plot([center[0]], [center[1]], "k+", ms=10)
         ax.set_xlabel(labels[0])
         ax.set_ylabel(labels[1])
-        legend(ax, loc="upper right", title=rf"$\delta^T I\, \delta = {q:.2f}$")
+        readable_ticks(ax, 5)
+        experiment_label(ax, luminosity_ifb)
+        legend(ax, title=f"{cl_label(q, 2)}, Fisher information")
     return fig

@@ -165,6 +165,11 @@ def _axis_labels(results: Results) -> dict[str, str]:
             zip(results.parameters, results.parameter_labels, results.parameter_units)}  # fmt: skip
 
 
+def _method_names(level: LevelResults) -> dict[str, str]:
+    """Histogram methods by their observable's configured axis label (``hist_x`` → "histogram <label>")."""
+    return {f"hist_{key}": f"histogram {d.label}" for key, d in level.distributions.items()}
+
+
 def _what(level: LevelResults) -> str:
     return "expected" if level.data == "asimov" else "observed"
 
@@ -174,13 +179,14 @@ def _level_figures(name: str, level: LevelResults, results: Results) -> list[tup
     from assay import plots
 
     labels, title, stem = _axis_labels(results), level.label, _safe(name)
+    shown = {"luminosity_ifb": results.luminosity_ifb, "method_names": _method_names(level)}
     jobs = []
     for parameter in [p for p in results.parameters if p in level.scans_1d]:
         scan = level.scans_1d[parameter]
         fixed = ", ".join(f"{k} = {v:g}" for k, v in scan.fixed.items())
         caption = f"{title}: {_what(level)} −2Δlog L along {parameter}" + (f" ({fixed})" if fixed else "")
         caption += "; dashed lines at q = 1 and 3.84 (68% and 95% CL)."
-        maker = partial(plots.scan_1d_figure, scan, labels[parameter])
+        maker = partial(plots.scan_1d_figure, scan, labels[parameter], **shown)
         jobs.append((f"{stem}_scan_{_safe(parameter)}", maker, caption))
     pairs: list[str] = []
     for scan in level.scans_2d:
@@ -189,7 +195,7 @@ def _level_figures(name: str, level: LevelResults, results: Results) -> list[tup
         suffix = f"_{pairs.count(pair)}" if pairs.count(pair) > 1 else ""
         caption = (f"{title}: {_what(level)} 68% (solid) and 95% (dashed) CL contours in "
                    f"({', '.join(scan.parameters)}), q = 2.30 and 5.99.")  # fmt: skip
-        maker = partial(plots.contours_2d_figure, scan, [labels[p] for p in scan.parameters])
+        maker = partial(plots.contours_2d_figure, scan, [labels[p] for p in scan.parameters], **shown)
         jobs.append((f"{stem}_contours_{pair}{suffix}", maker, caption))
     if level.fisher is not None and len(results.parameters) >= 2:
         at = ", ".join(_fmt(float(x)) for x in level.fisher.theta)
@@ -197,12 +203,13 @@ def _level_figures(name: str, level: LevelResults, results: Results) -> list[tup
                    "other parameters profiled; a rank-one information (rate only) is the band between "
                    "its dashed lines.")  # fmt: skip
         maker = partial(
-            plots.fisher_ellipses_figure, level.fisher, [labels[p] for p in results.parameters[:2]]
+            plots.fisher_ellipses_figure, level.fisher, [labels[p] for p in results.parameters[:2]], **shown
         )
         jobs.append((f"{stem}_fisher", maker, caption))
     parts = [
-        ("distributions", level.distributions, plots.distributions_figure,
-         "normalised distributions of the observables at the benchmarks."),
+        ("distributions", level.distributions,
+         partial(plots.distributions_figure, luminosity_ifb=results.luminosity_ifb),
+         "normalised distributions of the observables at the benchmarks, and their ratio to the first."),
         ("losses", level.histories, plots.loss_curves_figure,
          "training (solid) and validation (dashed) loss of every ensemble member; dots at the kept epochs."),
         ("calibration", level.calibration, plots.calibration_figure,
