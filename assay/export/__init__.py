@@ -15,6 +15,7 @@ first use only; without them these functions raise :class:`ExportError` saying
 from __future__ import annotations
 
 import importlib
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -39,7 +40,9 @@ def require(module: str, what: str) -> ModuleType:
         ExportError: the package is not installed (the message says ``pip install 'assay[export]'``).
     """
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():  # their deprecation warnings (jsonschema's) are not the user's
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return importlib.import_module(module)
     except ImportError as exc:
         raise ExportError(
             f"{what} needs the Python package {module!r}, which is not installed: pip install 'assay[export]'"

@@ -371,8 +371,9 @@ def to_hepdata(
     """
     limits_dir, out_dir = Path(limits_dir), Path(out_dir)
     results = read_limits(limits_dir)
-    submission = build_submission(results, context=_context(limits_dir, config), cls=cls, digits=digits)
+    context = _context(limits_dir, config)
     with atomic_directory(out_dir, markers=(SUBMISSION_FILE,), what="HEPData submission") as tmp:
+        submission = build_submission(results, context=context, cls=cls, digits=digits)
         here = Path.cwd()
         os.chdir(tmp)  # hepdata-lib writes its archive into the working directory
         try:
