@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assay.exceptions import StoreError
+from assay.saving import unwritable, unwritable_error
 
 __all__ = ["ResultsDir", "RunDir"]
 
@@ -104,13 +105,16 @@ class RunDir:
         A lock left by a process that no longer runs on this host is taken over.
 
         Raises:
-            StoreError: another live process holds the folder.
+            StoreError: another live process holds the folder, or the folder cannot be written
+                (read-only, not the user's): nothing in it is changed.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command}
+        with _unwritable_named(self.lock_file, command):
+            self.root.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
-                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                with _unwritable_named(self.lock_file, command):
+                    fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = _read_lock(self.lock_file)
                 if holder is not None and not _dead(holder):
@@ -184,6 +188,17 @@ class RunDir:
     def limits(self) -> ResultsDir:
         """``limits/``: what ``assay limits`` writes (results, summary, pyhf workspaces, report)."""
         return ResultsDir(self.root / "limits")
+
+
+@contextmanager
+def _unwritable_named(lock_file: Path, command: str) -> Iterator[None]:
+    """A read-only run folder (or one not the user's) as one StoreError naming it."""
+    try:
+        yield
+    except OSError as err:
+        if unwritable(err):
+            raise unwritable_error(lock_file, err, f"`assay {command}` changed nothing.") from err
+        raise
 
 
 def _read_lock(path: Path) -> dict | None:

@@ -32,6 +32,8 @@ __all__ = [
     "read_tagged_json",
     "replace_directory",
     "require_space",
+    "unwritable",
+    "unwritable_error",
     "write_json",
     "write_text",
 ]
@@ -45,7 +47,11 @@ def _umask() -> int:
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-_FULL_TEXTS = ("No space left", "File too large", "Disk quota", "errno = 28,", "errno = 27,", "errno = 122,")
+# h5py names the errno only in its text; torch's zip writer (torch.save to a path) reports a short
+# write as "unexpected pos <wanted> vs <written>" and loses the errno: the disk or ulimit -f ran out.
+_FULL_TEXTS = ("No space left", "File too large", "Disk quota", "errno = 28,", "errno = 27,", "errno = 122,",
+               "unexpected pos")  # fmt: skip
+_UNWRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 _MARGIN_BYTES = 2**20  # metadata and headers on top of the data
 
 
@@ -60,10 +66,39 @@ def disk_full(err: BaseException) -> bool:
 def full_error(path: str | os.PathLike, err: BaseException, kept: str = "") -> StoreError:
     """The one message for a full disk while writing ``path``: it names the file, says "no space
     left" and what was kept; chain it (``raise full_error(...) from err``)."""
+    reason = str(err)
+    if "unexpected pos" in reason:  # torch's zip writer: "[enforce fail at ...] . unexpected pos 64 vs 0"
+        reason = "a write stopped short (" + reason[reason.index("unexpected pos") :] + " bytes)"
     return StoreError(
         f"{path}: no space left on the device (or over the file-size limit, ulimit -f, or the quota): "
-        f"{err}.{(' ' + kept) if kept else ''} Free some space and rerun the same command."
+        f"{reason}.{(' ' + kept) if kept else ''} Free some space and rerun the same command."
     )
+
+
+def unwritable(err: BaseException) -> bool:
+    """Whether ``err`` says a file or folder may not be written: no permission or a read-only file
+    system (``EACCES``, ``EPERM``, ``EROFS``)."""
+    return isinstance(err, OSError) and not isinstance(err, StoreError) and err.errno in _UNWRITABLE_ERRNOS
+
+
+def unwritable_error(path: str | os.PathLike, err: OSError, kept: str = "") -> StoreError:
+    """The one message for writing ``path`` in a folder that cannot be written (read-only, no
+    permission): it names the folder; chain it (``raise unwritable_error(...) from err``)."""
+    return StoreError(
+        f"{Path(path).parent}: cannot write here ({err.strerror or err}); the folder is read-only or "
+        f"not yours.{(' ' + kept) if kept else ''} Make it writable or use another output folder."
+    )
+
+
+def _translated(path: Path, err: BaseException) -> BaseException | None:
+    """The StoreError for a full disk or an unwritable folder while writing ``path``, else None."""
+    if isinstance(err, StoreError):
+        return None
+    if disk_full(err):
+        return full_error(path, err, f"{path} was left as it was.")
+    if unwritable(err):
+        return unwritable_error(path, err, f"{path} was left as it was.")  # type: ignore[arg-type]
+    return None
 
 
 def require_space(path: str | os.PathLike, n_bytes: int, *, kept: str = "") -> None:
@@ -113,8 +148,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as err:
-        if disk_full(err):
-            raise full_error(path, err, f"{path} was left as it was.") from err
+        if (store_error := _translated(path, err)) is not None:
+            raise store_error from err
         raise
     os.close(fd)
     try:
@@ -123,8 +158,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        if disk_full(err) and not isinstance(err, StoreError):
-            raise full_error(path, err, f"{path} was left as it was.") from err
+        if (store_error := _translated(path, err)) is not None:
+            raise store_error from err
         raise
 
 
@@ -162,7 +197,8 @@ def atomic_directory(
         what: the kind of model, for the error message.
 
     Raises:
-        StoreError: ``path`` exists and is not a saved model (checked before and after the block).
+        StoreError: ``path`` exists and is not a saved model (checked before and after the block);
+            the disk is full or the folder cannot be written (``path`` is left as it was).
 
     Example:
         >>> folder = Path(tempfile.mkdtemp())
@@ -173,14 +209,21 @@ def atomic_directory(
     """
     path = Path(path)
     _check_replaceable(path, markers, what)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as err:
+        if (store_error := _translated(path, err)) is not None:
+            raise store_error from err
+        raise
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700: give the mode a plain mkdir() would
     try:
         yield tmp
         replace_directory(tmp, path, markers=markers, what=what)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if (store_error := _translated(path, err)) is not None:
+            raise store_error from err
         raise
 
 

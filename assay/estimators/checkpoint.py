@@ -12,6 +12,7 @@ and read with ``torch.load(weights_only=True)``: no pickled objects.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from assay.exceptions import StoreError
-from assay.saving import atomic_path
+from assay.saving import atomic_path, require_space
 
 __all__ = ["fingerprint", "read_checkpoint", "write_checkpoint"]
 
@@ -56,11 +57,26 @@ def fingerprint(
 
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save ``state`` (tensors, numbers, strings, lists and dicts only) to ``path`` atomically."""
+    """Save ``state`` (tensors, numbers, strings, lists and dicts only) to ``path`` atomically.
+
+    The state is serialised in memory first and written by Python: torch's own file writer reports
+    a full disk or ``ulimit -f`` as "unexpected pos", without the errno. The free space (and the
+    file-size limit) is checked before writing; a write that fails anyway (the disk filled in
+    between) leaves the previous checkpoint as it was.
+
+    Raises:
+        StoreError: naming ``path``, "no space left" (the previous checkpoint is kept), or a folder
+            that cannot be written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    data = buffer.getbuffer()
+    kept = "The previous checkpoint (if any) was kept; a rerun resumes from it."
+    require_space(path, len(data), kept=kept)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def read_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
