@@ -141,3 +141,17 @@ def test_other_events_at_the_same_path_rebuild_the_sets(generated, tmp_path):
             writer.append(chunk.x + 1.0, chunk.weights)
     after = run_pipeline(cfg, tmp_path / "run", progress=False)
     np.testing.assert_allclose(TrainingSet.load(after.training_sets["sally_train"]).x, before + 1.0)
+
+
+def test_scans_show_progress(generated, tmp_path, capsys):
+    data = _imported(generated / "events.h5")
+    data["inference"] = {**data["inference"], "grids": [
+        {"parameters": ["theta_0", "theta_1"], "ranges": [[-0.5, 0.5], [-0.5, 0.5]], "n_points": 5}]}
+    cfg = config_from_dict(data)
+    run_pipeline(cfg, tmp_path, progress=False)
+    capsys.readouterr()
+    run_limits(cfg, tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "1D scans" in err and "2D scans" in err
+    run_limits(cfg, tmp_path, progress=False)
+    assert "scans" not in capsys.readouterr().err

@@ -68,16 +68,24 @@ __all__ = ["run_limits", "summary_of", "write_limits"]
 logger = logging.getLogger(__name__)
 
 
-def _scans_2d(methods: Mapping[str, Method], data: Dataset, sample: AsimovSample, cfg: RunConfig) -> tuple:
-    out = []
-    for grid in grids(cfg, sample.theta_true):
+def _scans_2d(
+    methods: Mapping[str, Method], data: Dataset, sample: AsimovSample, cfg: RunConfig, progress: bool = False
+) -> tuple:
+    from tqdm.auto import tqdm
+
+    out, found = [], grids(cfg, sample.theta_true)
+    n = len(found) * len(methods)
+    bar = tqdm(total=n, desc="2D scans", unit="grid", disable=not progress, leave=False)
+    for grid in found:
         n0, n1 = len(grid.axes[0]), len(grid.axes[1])
-        q = {
-            name: method.scan(data, sample, grid.theta, grid.indices).minus_2_delta_log_l.reshape(n0, n1)
-            for name, method in methods.items()
-        }
+        q = {}
+        for name, method in methods.items():
+            bar.set_postfix_str(f"{name}: {', '.join(grid.parameters)}", refresh=False)
+            q[name] = method.scan(data, sample, grid.theta, grid.indices).minus_2_delta_log_l.reshape(n0, n1)
+            bar.update()
         fixed = _fixed(cfg, sample.theta_true, grid.parameters)
         out.append(Scan2D(parameters=grid.parameters, axes=grid.axes, fixed=fixed, q=q))
+    bar.close()
     return tuple(out)
 
 
@@ -348,7 +356,7 @@ def run_limits(
     t0 = time.perf_counter()
     scans = one_d_scans(cfg, sample.theta_true)
     cls = tuple(cfg.inference.confidence_levels)
-    found = scan_all(methods, dataset, sample, scans, cls, cfg.inference.max_extensions)
+    found = scan_all(methods, dataset, sample, scans, cls, cfg.inference.max_extensions, progress=progress)
     q, warnings = found.q, found.warnings
     warnings += _extreme_ratios(methods, sample, scans)
     scans_1d = {
@@ -360,7 +368,7 @@ def run_limits(
         )
         for s in scans
     }  # fmt: skip
-    scans_2d = _scans_2d(methods, dataset, sample, cfg)
+    scans_2d = _scans_2d(methods, dataset, sample, cfg, progress)
     timings["scans"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

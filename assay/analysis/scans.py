@@ -203,11 +203,19 @@ def scan_all(
     scans: Sequence[OneDimensional],
     cls: Sequence[float],
     max_extensions: int,
+    *,
+    progress: bool = False,
 ) -> ScanResults:
-    """Every method on every 1D scan, intervals never clipped by the scan (:func:`fit_intervals`)."""
+    """Every method on every 1D scan, intervals never clipped by the scan (:func:`fit_intervals`);
+    ``progress``: a bar over the (method, parameter) scans."""
+    from tqdm.auto import tqdm
+
     out = ScanResults({s.parameter: {} for s in scans}, *({m: {} for m in methods} for _ in range(5)), [])
+    n = len(methods) * len(scans)
+    bar = tqdm(total=n, desc="1D scans", unit="scan", disable=not progress, leave=False)
     for name, method in methods.items():
         for s in scans:
+            bar.set_postfix_str(f"{name}: {s.parameter}", refresh=False)
             first = method.scan(data, sample, s.theta, (s.axis,))
             out.q[s.parameter][name] = first.minus_2_delta_log_l
             found = fit_intervals(method, data, sample, s, first, cls, max_extensions)
@@ -218,4 +226,6 @@ def scan_all(
             if found.delta_q_zero is not None:
                 out.delta_q_zero[name][s.parameter] = found.delta_q_zero
             out.warnings += found.warnings
+            bar.update()
+    bar.close()
     return out
