@@ -39,6 +39,10 @@ N_SIGNAL, N_BACKGROUND = 512, 256  # two samples of 512 (sampling factor 1/2, ex
 
 @pytest.fixture(scope="module")
 def events() -> dict[str, np.ndarray]:
+    return make_events()
+
+
+def make_events() -> dict[str, np.ndarray]:
     """Toy events: 512 generated at sm, 512 at b2 (weights Σ = σ over both), 256 background; shuffled."""
     rng = np.random.default_rng(3)
     thetas = np.array(list(BENCHMARKS.values()))
@@ -364,3 +368,31 @@ def test_config_with_other_components_is_refused(tmp_path: Path, events: dict) -
         config_parameters(setup, params, {}, morphing_components(2, 1), "cfg.yaml")
     with pytest.raises(ConfigError, match="'b1' is θ"):
         config_parameters(setup, params, {"b1": np.array([0.5, 0.0])}, None, "cfg.yaml")
+
+
+def test_madminer_workflow_runs_in_assay(tmp_path: Path, events: dict) -> None:
+    """MadMiner's sample → train → limits in assay, with MadMiner's names: import-madminer writes the events
+    and a starting config (simulator kind: events), then assay run / train / limits (tiny sizes)."""
+    import json
+
+    source, config = write_madminer(tmp_path / "mm.h5", events), tmp_path / "run.yaml"
+    runner = CliRunner()
+    result = runner.invoke(app, ["import-madminer", str(source), str(tmp_path / "events.h5"),
+                                 "--write-config", str(config)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(config.read_text())
+    data["output"] = str(tmp_path / "run")
+    data["sampling"]["sets"][0]["n_samples"] = 400
+    data["training"]["sally"].update(epochs=1, hidden=[8])
+    for scan in data["inference"]["scans"]:
+        scan.update(range=[-0.05, 0.05], n_points=5)
+    config.write_text(yaml.safe_dump(data))
+    for command in (["run", "-q"], ["train", "-q"], ["limits", "-q", "--no-report"]):
+        result = runner.invoke(app, [command[0], str(config), *command[1:]])
+        assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "run" / "limits" / "results.json").read_text())
+    assert results["parameters"] == NAMES
+    (level,) = results["levels"].values()
+    assert level["n_events"]["generated"] == len(events["ids"])
+    q = level["scans_1d"]["theta_0"]["q"]["sally"]
+    assert q[2] == pytest.approx(0.0, abs=1e-9) and min(q[0], q[4]) > 0  # minimum at the Asimov point, SM
