@@ -184,13 +184,21 @@ class _Moments:
 
 @dataclass(frozen=True)
 class _Source:
-    """Rows of a file turned into an estimator's arrays (``transform``, e.g. ``Estimator._arrays``)."""
+    """Rows of a file turned into an estimator's arrays (``transform``, e.g. ``Estimator._arrays``),
+    with the sample weights of a Poisson-bootstrapped ensemble member if ``bootstrap`` is set."""
 
     file: TrainingSetFile
     transform: Callable[[TrainingSet], Arrays]
+    bootstrap: np.random.SeedSequence | None = None
 
     def read(self, start: int, stop: int) -> Arrays:
-        return self.transform(self.file.read(start, stop))
+        data = self.file.read(start, stop)
+        if self.bootstrap is not None:
+            from assay.estimators.ensemble import poisson_bootstrap
+
+            # the counts of a chunk are seeded by its first row: the same in every epoch
+            data = poisson_bootstrap(data, np.random.default_rng([*self.bootstrap.generate_state(4), start]))
+        return self.transform(data)
 
 
 class ChunkedDataset:
@@ -203,6 +211,9 @@ class ChunkedDataset:
         chunk_size: rows per chunk (the last may be shorter).
         buffer_chunks: chunks whose rows are shuffled together in an epoch.
         chunks: the chunk numbers of this dataset (default all; :meth:`split` makes subsets).
+        bootstrap: seeds Poisson(1) counts multiplying the sample weights (an ensemble member's
+            bootstrap, :func:`~assay.estimators.ensemble.poisson_bootstrap`), drawn per chunk:
+            equal in distribution to the in-memory bootstrap, not the same counts. None: none.
 
     Raises:
         ValueError: ``chunk_size`` or ``buffer_chunks`` below 1, or an empty file.
@@ -216,6 +227,7 @@ class ChunkedDataset:
         chunk_size: int = 65_536,
         buffer_chunks: int = DEFAULT_BUFFER_CHUNKS,
         chunks: np.ndarray | None = None,
+        bootstrap: np.random.SeedSequence | None = None,
     ):
         if chunk_size < 1 or buffer_chunks < 1:
             raise ValueError(f"chunk_size, buffer_chunks: expected >= 1, got {chunk_size}, {buffer_chunks}")
@@ -225,7 +237,8 @@ class ChunkedDataset:
         self.chunk_size, self.buffer_chunks = int(chunk_size), int(buffer_chunks)
         self.n_chunks_total = math.ceil(file.n_samples / self.chunk_size)
         self.chunks = np.arange(self.n_chunks_total) if chunks is None else np.asarray(chunks, dtype=np.int64)
-        self._source = _Source(file, transform)
+        self.bootstrap = bootstrap
+        self._source = _Source(file, transform, bootstrap)
 
     def _bounds(self, chunk: int) -> tuple[int, int]:
         start = int(chunk) * self.chunk_size
@@ -244,7 +257,7 @@ class ChunkedDataset:
         """The same file and settings restricted to the chunk numbers ``chunks``."""
         return ChunkedDataset(
             self.file, self.transform, chunk_size=self.chunk_size, buffer_chunks=self.buffer_chunks,
-            chunks=chunks,
+            chunks=chunks, bootstrap=self.bootstrap,
         )  # fmt: skip
 
     def read_chunk(self, chunk: int) -> dict[str, torch.Tensor]:
@@ -379,6 +392,7 @@ def fit_streamed(
     checkpoint: str | os.PathLike | None = None,
     chunk_size: int = 65_536,
     buffer_chunks: int = DEFAULT_BUFFER_CHUNKS,
+    bootstrap: np.random.SeedSequence | None = None,
 ) -> Estimator:
     """Fit ``estimator`` on a training-set file without loading it: what ``estimator.fit`` does,
     with the set streamed (:class:`ChunkedDataset`).
@@ -396,6 +410,7 @@ def fit_streamed(
         checkpoint: :meth:`Trainer.fit <assay.estimators.train.Trainer.fit>`'s per-epoch state file.
         chunk_size: rows per chunk.
         buffer_chunks: chunks shuffled together.
+        bootstrap: an ensemble member's Poisson bootstrap of the training set (:class:`ChunkedDataset`).
 
     Returns:
         ``estimator``, fitted.
@@ -430,7 +445,7 @@ def fit_streamed(
         net = estimator._build(len(file.observables), n_params)
     net.fit_scalers(summary)
     options = dict(chunk_size=chunk_size, buffer_chunks=buffer_chunks)
-    train = ChunkedDataset(file, estimator._arrays, **options)
+    train = ChunkedDataset(file, estimator._arrays, bootstrap=bootstrap, **options)
     validation = None if val_file is None else ChunkedDataset(val_file, estimator._arrays, **options)
     history = estimator.trainer.fit(net, estimator._loss, train, validation=validation, checkpoint=checkpoint)
     return estimator._set_trained(net, history, summary)

@@ -43,6 +43,7 @@ from assay.pipeline import read_split
 from assay.rundir import RunDir
 from assay.saving import read_json
 from assay.store import EventStore
+from assay.streaming import StreamPlan, TrainingSetFile, fit_streamed, plan_streaming
 from assay.training_set import TrainingSet
 
 __all__ = [
@@ -416,7 +417,6 @@ def _train_neural(
     """Train one neural estimator or ensemble on its set(s) and save it to ``models/<name>/``."""
     cls = estimator_class(model.method)
     names = _set_names(cfg, name, model)
-    data = [_load(run, set_name, cls) for set_name in names]
     single = model.n_ensemble == 1
     morpher = read_basis(run.basis) if model.morphing_aware else None
     try:
@@ -424,6 +424,122 @@ def _train_neural(
     except ConfigError as exc:  # name the model: "training.<name>.morphing_aware: ..."
         raise ConfigError(f"training.{name}.{exc}") from exc
     checkpoints = run.checkpoint(name)  # per-epoch state: rerunning the same command resumes it
+    plan = _plan(cfg, name, run, names, cls)
+    start = time.perf_counter()
+    if plan.stream:
+        fitted, member_s = _fit_streamed(cfg, name, model, run, names, estimator, plan, progress)
+        histories = tuple(m.history_ for m in fitted.members_) if not single else (fitted.history_,)
+    else:
+        fitted, histories, member_s = _fit_loaded(
+            model, run, names, cls, estimator, checkpoints, n_workers=n_workers, client=client,
+            progress=progress, seed=cfg.seed,
+        )  # fmt: skip
+    wall = time.perf_counter() - start
+    path = run.model(name)
+    _remove_other_kind(path, ensemble=not single)
+    fitted.save(path)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    with contextlib.suppress(OSError):  # .checkpoints/ itself, once no other model's fit is unfinished
+        checkpoints.parent.rmdir()
+    logger.info("trained %s %r on %s in %.1f s → %s", cls.__name__, name, list(names), wall, path)
+    return TrainingResult(name, cls.__name__, names, path, fitted, histories, tuple(member_s), wall)
+
+
+def _plan(cfg: RunConfig, name: str, run: RunDir, names: tuple[str, ...], cls: type[Estimator]) -> StreamPlan:
+    """Whether the model's sets stream under ``cfg.memory_gb`` (:func:`~assay.streaming.plan_streaming`),
+    logged; a flow estimator over the budget is refused."""
+    if cfg.memory_gb is None:
+        return plan_streaming([], None)
+    files = []
+    for set_name in names:
+        for partition in ("train", "validation"):
+            path = run.training_set(set_name, partition)
+            if path.is_file() or partition == "train":
+                files.append(_set_file(path, set_name))
+    plan = plan_streaming(files, cfg.memory_gb)
+    logger.info("training.%s: %s", name, plan.reason)
+    if plan.stream and issubclass(cls, FlowEstimator):
+        raise ConfigError(
+            f"training.{name}: {plan.reason}, but {cls.__name__} (a flow) detects the observables' bounds "
+            f"from all samples and cannot stream; raise memory_gb or sample a smaller set"
+        )
+    return plan
+
+
+def _set_file(path: Path, set_name: str) -> TrainingSetFile:
+    """The header of one training-set file, with `assay run`'s advice when it is missing."""
+    if not path.is_file():
+        raise StoreError(
+            f"{path}: training set {set_name!r} not found; run `assay run CONFIG` first "
+            f"(with 'train' in the set's partitions)"
+        )
+    return TrainingSetFile(path)
+
+
+def _fit_streamed(
+    cfg: RunConfig, name: str, model: NeuralModelConfig, run: RunDir, names: tuple[str, ...],
+    estimator: Estimator, plan: StreamPlan, progress: bool,
+) -> tuple[Estimator | Ensemble, list[float]]:  # fmt: skip
+    """Fit the estimator, or the ensemble's members one after the other, streamed from the set files.
+
+    Members are seeded as :meth:`Ensemble.fit <assay.estimators.Ensemble.fit>` seeds them; one set
+    for all members is Poisson-bootstrapped per chunk (equal in distribution to the in-memory
+    bootstrap), one set per member is used as it is.
+    """
+    checkpoints = run.checkpoint(name)
+    cls = type(estimator)
+    for set_name in names:
+        _check_fields(_set_file(run.training_set(set_name, "train"), set_name), set_name, cls)
+
+    def fit(member: Estimator, i: int, bootstrap: np.random.SeedSequence | None, file: str) -> float:
+        set_name = names[i] if len(names) > 1 else names[0]
+        val = run.training_set(set_name, "validation")
+        begin = time.perf_counter()
+        fit_streamed(
+            member, run.training_set(set_name, "train"), validation_path=val if val.is_file() else None,
+            checkpoint=checkpoints / file, chunk_size=plan.chunk_size, bootstrap=bootstrap,
+        )  # fmt: skip
+        return time.perf_counter() - begin
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(model.threads or threads)
+    try:
+        if model.n_ensemble == 1:
+            return estimator, [fit(estimator, 0, None, "estimator.pt")]
+        members, seconds = [], []
+        for i, child in enumerate(np.random.SeedSequence(cfg.seed).spawn(model.n_ensemble)):
+            torch_seed, data_seed = child.spawn(2)  # as Ensemble.fit
+            member_seed = int(torch_seed.generate_state(1)[0])
+            members.append(cls(**{**estimator.get_params(), "seed": member_seed, "progress": False}))
+            seconds.append(fit(members[-1], i, data_seed if len(names) == 1 else None, f"member_{i}.pt"))
+            logger.info(
+                "training.%s: member %d of %d streamed in %.1f s", name, i + 1, model.n_ensemble, seconds[-1]
+            )
+    finally:
+        torch.set_num_threads(threads)
+    ensemble = Ensemble(members)
+    ensemble._set_fitted(members, seconds, "bootstrap" if len(names) == 1 else "sets")
+    return ensemble, seconds
+
+
+def _check_fields(file: TrainingSetFile, set_name: str, cls: type[Estimator]) -> None:
+    """The method's fields are in the set (as :func:`_load` checks a loaded set)."""
+    missing = [f for f in cls.required_fields if f not in file.fields]
+    if missing:
+        raise ConfigError(
+            f"training set {set_name!r} ({file.path}, kind {file.kind!r}) lacks the field(s) {missing} that "
+            f"{cls.__name__} needs (it has {file.fields}); point training_set "
+            f"to a set of another kind or choose another method"
+        )
+
+
+def _fit_loaded(
+    model: NeuralModelConfig, run: RunDir, names: tuple[str, ...], cls: type[Estimator], estimator: Estimator,
+    checkpoints: Path, *, n_workers: int | None, client: Any, progress: bool, seed: int,
+) -> tuple[Estimator | Ensemble, tuple[History, ...], tuple[float, ...]]:  # fmt: skip
+    """Fit the estimator or ensemble on the sets loaded into memory (in parallel for an ensemble)."""
+    data = [_load(run, set_name, cls) for set_name in names]
+    single = model.n_ensemble == 1
     start = time.perf_counter()
     if single:
         previous = torch.get_num_threads()
@@ -440,19 +556,11 @@ def _train_neural(
         fitted = Ensemble.from_estimator(estimator, model.n_ensemble).fit(
             [train for train, _ in data], validation_set=None if None in validation else validation,
             resampling="sets" if len(names) > 1 else "bootstrap", client=client, n_workers=n_workers,
-            threads=model.threads or 1, seed=cfg.seed, progress=progress, checkpoints=checkpoints,
+            threads=model.threads or 1, seed=seed, progress=progress, checkpoints=checkpoints,
         )  # fmt: skip
         histories = tuple(m.history_ for m in fitted.members_)
         member_s = fitted.fit_seconds_
-    wall = time.perf_counter() - start
-    path = run.model(name)
-    _remove_other_kind(path, ensemble=not single)
-    fitted.save(path)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    with contextlib.suppress(OSError):  # .checkpoints/ itself, once no other model's fit is unfinished
-        checkpoints.parent.rmdir()
-    logger.info("trained %s %r on %s in %.1f s → %s", cls.__name__, name, list(names), wall, path)
-    return TrainingResult(name, cls.__name__, names, path, fitted, histories, tuple(member_s), wall)
+    return fitted, histories, tuple(member_s)
 
 
 def train_model(

@@ -1,0 +1,345 @@
+"""Out-of-core training (assay/streaming.py): training sets streamed from HDF5 in chunks.
+
+What must hold: a set of one chunk trains bit-identically to the same set in memory; many chunks
+give a close loss curve; every row is seen once per epoch, in whole chunks whose order changes;
+an interrupted streamed fit resumes bit-identically; non-finite inputs are named with their file
+rows; the peak memory of a streamed fit is bounded by its chunks, not by the set; train_model
+streams when the sets exceed half of memory_gb and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from assay.estimators import ALICES, SALLY, Ensemble, load_estimator
+from assay.estimators.train import Trainer
+from assay.exceptions import StoreError, TrainingError
+from assay.streaming import (
+    ChunkedDataset,
+    TrainingSetFile,
+    fit_streamed,
+    plan_streaming,
+)
+from assay.training_set import TrainingSet
+
+torch.set_num_threads(1)  # 2 shared cores
+
+SMALL = dict(hidden=(16,), epochs=3, batch_size=256, seed=1, progress=False)
+
+
+def ratio_set(n: int, seed: int = 0, n_obs: int = 3) -> TrainingSet:
+    """An ALICES set: θ0 ~ N(0, 1), x ~ N(θ0, 1), θ1 = 0; column 0 of x is offset by the row number
+    / 1e9 only where a test asks (see :func:`indexed_set`)."""
+    rng = np.random.default_rng(seed)
+    theta0 = rng.normal(0, 1, (n, 1))
+    x = rng.normal(theta0, 1, (n, n_obs))
+    return TrainingSet(
+        x=x, observables=tuple(f"o{i}" for i in range(n_obs)), parameters=("c",), kind="ratio",
+        theta0=theta0, theta1=np.zeros((n, 1)), y=rng.integers(0, 2, n).astype(float),
+        log_r=rng.normal(0, 1, n), t0=rng.normal(0, 1, (n, 1)),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def set_file(tmp_path_factory):
+    return ratio_set(6_000).save(tmp_path_factory.mktemp("stream") / "alices_train.h5")
+
+
+def weights_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_one_chunk_trains_bit_identically_to_the_set_in_memory(set_file):
+    loaded = ALICES(**SMALL).fit(TrainingSet.load(set_file))
+    streamed = fit_streamed(ALICES(**SMALL), set_file, chunk_size=10_000)
+    assert weights_equal(loaded.net_, streamed.net_)
+    assert loaded.history_ == streamed.history_
+
+
+def test_many_chunks_give_a_close_loss_curve(set_file):
+    loaded = ALICES(**SMALL).fit(TrainingSet.load(set_file))
+    streamed = fit_streamed(ALICES(**SMALL), set_file, chunk_size=500, buffer_chunks=3)
+    assert not weights_equal(loaded.net_, streamed.net_)  # other batches, other validation rows
+    # same loss level within 2% in every epoch (the validation rows differ: whole chunks vs rows)
+    np.testing.assert_allclose(streamed.history_.train_loss, loaded.history_.train_loss, rtol=0.02)
+    np.testing.assert_allclose(streamed.history_.val_loss, loaded.history_.val_loss, rtol=0.02)
+    # the scalers saw every row: the streamed moments equal the loaded ones
+    full = TrainingSet.load(set_file)
+    np.testing.assert_allclose(streamed.net_.x_scaler.mean.numpy(), full.x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(streamed.net_.x_scaler.std.numpy(), full.x.std(0), rtol=1e-6)
+
+
+def test_summary_has_the_exact_moments_and_keeps_constant_columns(set_file):
+    file = TrainingSetFile(set_file)
+    summary, full = file.summary(chunk_size=700), TrainingSet.load(set_file)
+    assert len(summary) == 2
+    for key in ("x", "theta0"):
+        np.testing.assert_allclose(getattr(summary, key).mean(0), getattr(full, key).mean(0), atol=1e-12)
+        np.testing.assert_allclose(getattr(summary, key).std(0), getattr(full, key).std(0), rtol=1e-12)
+    assert np.array_equal(summary.theta1, np.zeros((2, 1)))  # constant: exactly its value, std 0
+    assert file.n_samples == 6_000 and file.row_bytes == 8 * (3 + 1 + 1 + 1 + 1 + 1)
+
+
+def indexed(set_file) -> ChunkedDataset:
+    """A stream whose one array is the row number in the file (from x's position in the full set)."""
+    full = TrainingSet.load(set_file).x[:, 0]
+    lookup = {float(v): i for i, v in enumerate(full)}
+    return ChunkedDataset(
+        TrainingSetFile(set_file), lambda s: {"row": np.array([lookup[float(v)] for v in s.x[:, 0]])},
+        chunk_size=700, buffer_chunks=3,
+    )  # fmt: skip
+
+
+def test_an_epoch_sees_every_row_once_in_whole_chunks_in_a_new_order(set_file):
+    data = indexed(set_file)
+    assert data.n_chunks_total == 9 and len(data) == 6_000  # 8 × 700 + 400
+    generator = torch.Generator().manual_seed(0)
+    orders = []
+    for _ in range(2):
+        buffers = [b["row"] for b in data.buffers(generator)]
+        assert len(buffers) == 3  # 9 chunks, 3 per buffer
+        rows = torch.cat(buffers)
+        assert sorted(rows.tolist()) == list(range(6_000))
+        chunks = rows // 700
+        starts = np.flatnonzero(np.r_[True, np.diff(chunks.numpy()) != 0])
+        assert len(starts) == 9  # each chunk's rows are contiguous: chunks are read whole, in turn
+        orders.append(chunks[starts].tolist())
+    assert orders[0] != orders[1]  # the chunk order is drawn again each epoch
+    train, val = data.split(0.25, torch.Generator().manual_seed(0))
+    assert len(val.chunks) == 2 and set(train.chunks) | set(val.chunks) == set(range(9))
+    assert not set(train.chunks) & set(val.chunks)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def tiny_fit(set_file, checkpoint, interrupt_at: int | None = None) -> tuple[nn.Module, object]:
+    """A linear model on x → log_r, streamed in 6 chunks, 3 epochs, interrupted at a step if asked."""
+    data = ChunkedDataset(
+        TrainingSetFile(set_file), lambda s: {"x": s.x, "y": s.log_r}, chunk_size=1_000, buffer_chunks=2
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = nn.Linear(3, 1)
+    steps = [0]
+
+    def loss(net, batch):
+        steps[0] += 1
+        if steps[0] == interrupt_at:
+            raise Interrupt
+        mse = ((net(batch["x"])[:, 0] - batch["y"]) ** 2).mean()
+        return mse, {"mse": mse}
+
+    trainer = Trainer(epochs=3, batch_size=300, seed=3, progress=False, validation_split=0.2, patience=5)
+    history = trainer.fit(model, loss, data, checkpoint=checkpoint)
+    return model, history
+
+
+@pytest.mark.parametrize("where", ["epoch boundary", "mid-epoch"])
+def test_an_interrupted_stream_resumes_bit_identically(set_file, tmp_path, caplog, where):
+    reference, reference_history = tiny_fit(set_file, None)
+    calls_per_epoch = 18  # 5 training chunks: 17 batches of <= 300 rows; 1 validation chunk: 1 call
+    at = calls_per_epoch + 1 if where == "epoch boundary" else calls_per_epoch + 7
+    checkpoint = tmp_path / "fit.pt"
+    with pytest.raises(Interrupt):
+        tiny_fit(set_file, checkpoint, interrupt_at=at)
+    assert checkpoint.is_file()
+    with caplog.at_level(logging.INFO, logger="assay.estimators.train"):
+        resumed, history = tiny_fit(set_file, checkpoint)
+    assert "resuming after epoch 0" in caplog.text
+    assert weights_equal(reference, resumed) and history == reference_history
+
+
+def test_a_checkpoint_of_another_chunking_is_not_resumed(set_file, tmp_path, caplog):
+    checkpoint = tmp_path / "fit.pt"
+    with pytest.raises(Interrupt):
+        tiny_fit(set_file, checkpoint, interrupt_at=20)
+    data = ChunkedDataset(TrainingSetFile(set_file), lambda s: {"x": s.x, "y": s.log_r}, chunk_size=1_500)
+    model = nn.Linear(3, 1)
+    with caplog.at_level(logging.INFO, logger="assay.estimators.train"):
+        Trainer(epochs=1, batch_size=300, seed=3, progress=False).fit(
+            model, lambda net, b: (((net(b["x"])[:, 0] - b["y"]) ** 2).mean(), {}), data,
+            checkpoint=checkpoint,
+        )
+    assert "resuming" not in caplog.text
+
+
+def test_non_finite_inputs_are_named_with_their_file_rows(tmp_path):
+    data = ratio_set(3_000)
+    t0 = data.t0.copy()
+    t0[2_345] = np.inf  # allowed in a training set (a joint score at a zero weight); fatal for ALICES
+    path = TrainingSet(**{**{k: getattr(data, k) for k in ("x", "theta0", "theta1", "y", "log_r")},
+                          "t0": t0, "observables": data.observables, "parameters": data.parameters,
+                          "kind": "ratio"}).save(tmp_path / "bad.h5")  # fmt: skip
+    with pytest.raises(TrainingError) as info:
+        fit_streamed(ALICES(**{**SMALL, "validation_split": 0.0}), path, chunk_size=1_000)
+    message = str(info.value)
+    assert "'t0' of the training arrays" in message and "rows 2000-3000 of" in message
+    assert "first row 345" in message and "rows counted from 2000" in message
+
+
+def test_bad_files_are_refused_naming_the_file(tmp_path):
+    with pytest.raises(StoreError, match="no such file"):
+        TrainingSetFile(tmp_path / "missing.h5")
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(StoreError, match=r"junk\.h5"):
+        TrainingSetFile(tmp_path / "junk.h5")
+    with pytest.raises(ValueError, match="chunk_size"):
+        ChunkedDataset(TrainingSetFile(ratio_set(10).save(tmp_path / "s.h5")), dict, chunk_size=0)
+
+
+def test_the_streaming_rule():
+    class Fake:
+        def __init__(self, n):
+            self.nbytes, self.row_bytes = 64 * n, 64
+
+    assert not plan_streaming([Fake(10**6)], None).stream
+    assert not plan_streaming([Fake(10**6)], 1.0).stream  # 64 MB <= 50% of 1 GB
+    plan = plan_streaming([Fake(10**7), Fake(10**6)], 1.0)  # 704 MB > 500 MB
+    assert plan.stream and plan.chunk_size == 781_250 and "streamed in chunks of 781250 rows" in plan.reason
+    assert plan_streaming([Fake(10**6)], 0.001).chunk_size == 4096  # at least 4,096 rows
+
+
+PEAK_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    import psutil, torch
+    torch.set_num_threads(1)
+    from assay.estimators import ALICES
+    from assay.streaming import ChunkedDataset, TrainingSetFile, fit_streamed, plan_streaming
+    from assay.training_set import TrainingSet
+    path, memory_gb = sys.argv[1], float(sys.argv[2])
+    process = psutil.Process()
+
+    def growth(fit):
+        # the highest resident set size while ``fit`` runs (sampled every 5 ms) minus the one before
+        before, peak, done = process.memory_info().rss, [0], threading.Event()
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], process.memory_info().rss)
+                time.sleep(0.005)
+        thread = threading.Thread(target=sample)
+        thread.start()
+        try:
+            fit()
+        finally:
+            done.set()
+            thread.join()
+        return max(peak[0], process.memory_info().rss) - before
+
+    est = lambda: ALICES(hidden=(8,), epochs=1, batch_size=4096, seed=0, progress=False)
+    file = TrainingSetFile(path)
+    est().fit(TrainingSet(**{k: getattr(file.read(0, 2000), k) for k in file.fields},
+              observables=file.observables, parameters=file.parameters, kind=file.kind))  # imports
+    plan = plan_streaming([file], memory_gb)
+    streamed = growth(lambda: fit_streamed(est(), path, chunk_size=plan.chunk_size))
+    loaded = growth(lambda: est().fit(TrainingSet.load(path)))
+    bound = ChunkedDataset(file, dict, chunk_size=plan.chunk_size).peak_bytes()
+    print(json.dumps({"stream": plan.stream, "chunk": plan.chunk_size, "bound": bound,
+                      "streamed": streamed, "loaded": loaded}))
+    """
+)
+
+
+def peak_growth(path, memory_gb: float) -> dict:
+    """RSS growth of one epoch streamed under ``memory_gb``, then loaded, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(memory_gb)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_streaming_peak_memory_is_bounded_by_the_chunks(tmp_path):
+    # 500k samples × 8 float64 columns = 32 MB of arrays; a budget of 0.02 GB streams them in chunks of
+    # 0.05 × 2e7 / 64 = 15,625 rows, whose bound (peak_bytes: the buffer of 4 chunks and its shuffled
+    # copy, the chunks being joined, a batch tail at float32, one chunk at float64 read and checked)
+    # is 7.5 MB. The streamed epoch may exceed that bound by 10 MB of allocator and HDF5 slack, no
+    # more; loaded, the same epoch holds the set several times (> 3 × the streamed growth).
+    rng = np.random.default_rng(0)
+    n = 500_000
+    theta0 = rng.normal(0, 1, (n, 1))
+    path = TrainingSet(
+        x=rng.normal(theta0, 1, (n, 3)), observables=("a", "b", "c"), parameters=("c",), kind="ratio",
+        theta0=theta0, theta1=np.zeros((n, 1)), y=(rng.random(n) < 0.5).astype(float),
+        log_r=rng.normal(0, 1, n), t0=rng.normal(0, 1, (n, 1)),
+    ).save(tmp_path / "big.h5")  # fmt: skip
+    measured = peak_growth(path, 0.02)
+    assert measured["stream"] and measured["chunk"] == 15_625
+    assert measured["streamed"] < measured["bound"] + 10e6, measured
+    assert measured["loaded"] > 3 * measured["streamed"], measured
+
+
+# ---- train_model: the memory_gb rule ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    """`assay run` once on the small toy: events and the alices / sally sets."""
+    from conftest import small_toy_run
+
+    from assay.config import config_from_dict
+    from assay.pipeline import run_pipeline
+
+    folder = tmp_path_factory.mktemp("stream-run")
+    raw = small_toy_run(seed=5, n_events=4_000)
+    raw["output"] = str(folder / "out")
+    run_pipeline(config_from_dict(raw), progress=False)
+    return folder, raw
+
+
+def config(raw, **changes):
+    from assay.config import config_from_dict
+
+    model = {"method": "alices", "hidden": [16], "epochs": 2, "batch_size": 128, "threads": 1}
+    return config_from_dict({**raw, "training": {"alices": {**model, **changes.pop("model", {})}}, **changes})
+
+
+def test_train_model_streams_over_half_the_budget_and_says_so(run_folder, caplog):
+    from assay.training import train_model
+
+    _, raw = run_folder
+    loaded = train_model(config(raw), "alices", progress=False).estimator
+    with caplog.at_level(logging.INFO, logger="assay.training"):
+        streamed = train_model(config(raw, memory_gb=1e-6), "alices", progress=False).estimator
+    assert "(> 50%): streamed in chunks of 4096 rows" in caplog.text
+    # the toy's sets are smaller than one chunk: read whole, so the same fit as in memory
+    assert weights_equal(loaded.net_, streamed.net_)
+    ensemble = train_model(config(raw, memory_gb=1e-6, model={"n_ensemble": 2}), "alices", progress=False)
+    saved = load_estimator(ensemble.path)
+    assert isinstance(saved, Ensemble) and saved.resampling_ == "bootstrap"
+    assert not weights_equal(saved.members_[0].net_, saved.members_[1].net_)
+
+
+def test_train_model_refuses_a_flow_over_the_budget(run_folder):
+    from assay.exceptions import ConfigError
+    from assay.training import train_model
+
+    _, raw = run_folder
+    cfg = config(raw, memory_gb=1e-6, model={"method": "nde", "training_set": "alices"})
+    with pytest.raises(ConfigError, match="cannot stream; raise memory_gb"):
+        train_model(cfg, "alices", progress=False)
+
+
+def test_sally_streams_too(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 5_000
+    data = TrainingSet(
+        x=rng.normal(0, 1, (n, 2)), observables=("a", "b"), parameters=("c",), kind="local_score",
+        theta0=np.zeros((n, 1)), t0=rng.normal(0, 1, (n, 1)),
+    )  # fmt: skip
+    path = data.save(tmp_path / "sally.h5")
+    est = fit_streamed(SALLY(**SMALL), path, chunk_size=800)
+    assert np.array_equal(est.theta_ref_, np.zeros(1))  # θ0 constant: SALLY's reference point, exactly
+    assert est.score(data.x[:10]).mean.shape == (10, 1)
