@@ -38,7 +38,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from assay.exceptions import StoreError
+from assay.io.madminer_datasets import DatasetReader, MadMinerFormatError, text
 
 __all__ = [
     "MadMinerFormatError",
@@ -50,10 +50,6 @@ __all__ = [
 ]
 
 EMPTY = ("None", "")  # MadMiner's EMPTY_EXPR = str(None); legacy files wrote ""
-
-
-class MadMinerFormatError(StoreError):
-    """A MadMiner file lacks a group or dataset, or holds one of the wrong type, shape or values."""
 
 
 @dataclass(frozen=True)
@@ -178,81 +174,8 @@ def iter_samples(
             yield start, obs[start:stop].astype(float), weights[start:stop].astype(float), got
 
 
-def _text(value: Any) -> str:
-    """MadMiner's strings are ASCII bytes (S256); variable-length ones may come back as str."""
-    return value.decode("ascii") if isinstance(value, bytes) else str(value)
-
-
-class _Reader:
-    """Reads one open file; every check names ``path`` and the dataset."""
-
-    def __init__(self, path: Path, file: h5py.File) -> None:
-        self.path, self.file = path, file
-
-    def fail(self, name: str, message: str) -> MadMinerFormatError:
-        return MadMinerFormatError(f"{self.path}: {name}: {message}")
-
-    def group(self, name: str, required: bool) -> bool:
-        obj = self.file.get(name)
-        if obj is None and required:
-            raise self.fail(
-                name,
-                f"missing group; a MadMiner file has /{name} (written by MadMiner's "
-                f"save_madminer_settings / save_events); is this a MadMiner file?",
-            )
-        if obj is not None and not isinstance(obj, h5py.Group):
-            raise self.fail(name, "expected a group, found a dataset")
-        return obj is not None
-
-    def dataset(self, name: str, *alternatives: str) -> h5py.Dataset:
-        for candidate in (name, *alternatives):
-            obj = self.file.get(candidate)
-            if isinstance(obj, h5py.Dataset):
-                return obj
-        raise self.fail(
-            name, "missing dataset" + (f" (nor legacy {list(alternatives)})" if alternatives else "")
-        )
-
-    def strings(self, name: str, n: int | None = None, *alternatives: str) -> list[str]:
-        ds = self.dataset(name, *alternatives)
-        values = np.atleast_1d(ds[()])
-        if values.ndim != 1 or values.dtype.kind not in "SOU":
-            raise self.fail(name, f"expected a 1D array of strings (S256), got {values.dtype} {values.shape}")
-        out = []
-        for v in values.tolist():
-            try:
-                out.append(_text(v))
-            except UnicodeDecodeError as err:
-                raise self.fail(name, f"expected ASCII strings as MadMiner writes them: {err}") from err
-        self.length(name, out, n)
-        return out
-
-    def numbers(
-        self, name: str, shape: tuple[int | None, ...], *alternatives: str, kind: str = "f"
-    ) -> np.ndarray:
-        ds = self.dataset(name, *alternatives)
-        values = np.asarray(ds[()])
-        if (
-            values.dtype.kind not in ("iub" if kind == "i" else "iubf")
-            or values.ndim != len(shape)
-            or any(want is not None and got != want for got, want in zip(values.shape, shape))
-        ):
-            dims = ", ".join("n" if s is None else str(s) for s in shape)
-            what = "integers" if kind == "i" else "numbers"
-            raise self.fail(
-                name,
-                f"expected {what} of shape ({dims}{',' if len(shape) == 1 else ''}), "
-                f"got {values.dtype} {values.shape}",
-            )
-        if kind == "f" and not np.all(np.isfinite(values)):
-            raise self.fail(name, f"expected finite numbers, got {values.tolist()}")
-        return values.astype(np.int64) if kind == "i" else values.astype(float)
-
-    def length(self, name: str, values: list | np.ndarray, n: int | None) -> None:
-        if n is not None and len(values) != n:
-            raise self.fail(
-                name, f"expected {n} entries (one per {name.split('/')[0]} name), got {len(values)}"
-            )
+class _Reader(DatasetReader):
+    """Reads the sections of one open file; every check names ``path`` and the dataset."""
 
     def setup(self) -> MadMinerSetup:
         parameters = self.parameters()
@@ -466,7 +389,7 @@ class _Reader:
         if self.group("finite_differences", required=False):
             base = self.strings("finite_differences/base_benchmarks")
             shifted = self.dataset("finite_differences/shifted_benchmarks")[()]
-            decoded = [[_text(v) for v in row] for row in np.atleast_2d(shifted)]
+            decoded = [[text(v) for v in row] for row in np.atleast_2d(shifted)]
             self.length("finite_differences/shifted_benchmarks", decoded, len(base))
             eps = np.ravel(self.dataset("finite_differences/epsilon")[()])  # () now, (1,) in legacy files
             if eps.size != 1 or eps.dtype.kind not in "iuf":
