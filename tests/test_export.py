@@ -463,3 +463,65 @@ def test_cli_hepdata(limits_dir, tmp_path):
     assert "Traceback" not in bad.output
     mixed = invoke("export", limits_dir, "--onnx", tmp_path / "a.onnx", "--hepdata", tmp_path / "h")
     assert mixed.exit_code == 2 and "give exactly one of" in flat(mixed.output)
+
+
+# ---- end to end --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_train_limits_then_export_both(tmp_path):
+    """The 2-parameter toy through `assay run`, `train` (SALLY, an ALICES ensemble) and `limits`
+    (1D scans and a 2D grid), then both exports from the folders those commands wrote."""
+    from conftest import small_toy_run
+
+    cfg = small_toy_run(seed=11, n_events=8_000, n_theta0=100)
+    cfg["parameters"] = [{"name": "theta_0", "range": [-1.0, 1.0], "unit": "TeV^-2"},
+                         {"name": "theta_1", "range": [-1.0, 1.0], "unit": "TeV^-2"}]  # fmt: skip
+    model = {"hidden": [16], "epochs": 2, "batch_size": 128, "threads": 1}
+    cfg["training"] = {
+        "sally": {"method": "sally", **model},
+        "alices": {"method": "alices", "n_ensemble": 2, **model},
+    }
+    cfg["inference"] = {
+        "luminosity_ifb": 0.05,
+        "scans": [{"parameter": p, "range": [-0.8, 0.8], "n_points": 21} for p in ("theta_0", "theta_1")],
+        "grids": [
+            {"parameters": ["theta_0", "theta_1"], "ranges": [[-0.8, 0.8], [-0.8, 0.8]], "n_points": 9}
+        ],
+    }
+    config, out = tmp_path / "config.yaml", tmp_path / "out"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for command in ("run", "train"):
+        result = invoke(command, config, "-o", out, "-q")
+        assert result.exit_code == 0, result.output
+    result = invoke("limits", config, "-o", out, "-q", "--no-report")
+    assert result.exit_code == 0, result.output
+
+    with EventStore(out / "events.h5") as store:
+        x = store.read(0, 1000, extras=False).x  # real events (raw observables)
+    for name, outputs in (("sally", ["score"]), ("alices", ["log_r", "log_r_std", "log_r_members", "score",
+                                                              "score_std", "score_members"])):  # fmt: skip
+        result = invoke("export", out / "models" / name, "--onnx", tmp_path / f"{name}.onnx")
+        assert result.exit_code == 0, result.output
+        meta = onnx_metadata(tmp_path / f"{name}.onnx")
+        assert list(meta["outputs"]) == outputs and meta["parameters"] == ["theta_0", "theta_1"]
+        inputs = {"x": x, **({"theta": THETA, "theta_ref": THETA_REF} if name == "alices" else {})}
+        assert (
+            max(compare_onnx(out / "models" / name, tmp_path / f"{name}.onnx", **inputs).values())
+            <= TOLERANCE
+        )
+
+    result = invoke("export", out / "limits", "--hepdata", tmp_path / "hepdata", "--config", config)
+    assert result.exit_code == 0, result.output
+    results = Results.from_json(out / "limits" / "results.json")
+    tables = {d["name"]: d for d in yaml.safe_load_all((tmp_path / "hepdata" / "submission.yaml").read_text())
+              if "name" in d}  # fmt: skip
+    assert {"1D scan theta_0", "1D scan theta_1", "2D scan theta_0 theta_1"} <= set(tables)
+    assert any(n.startswith("68% CL contour theta_0 theta_1 truth") for n in tables)
+    data = table_data(tmp_path / "hepdata", tables["1D scan theta_0"])
+    scan = results.levels[next(iter(results.levels))].scans_1d["theta_0"]
+    for dep in data["dependent_variables"]:
+        method = {q["name"]: q["value"] for q in dep["qualifiers"]}["Method"]
+        values = np.array([v["value"] if v["value"] != "-" else np.nan for v in dep["values"]], dtype=float)
+        assert np.allclose(values, scan.q[method], rtol=1e-7, equal_nan=True)
+    assert data["independent_variables"][0]["header"]["units"] == "TeV$^{-2}$"
