@@ -178,6 +178,31 @@ def test_nuisance_benchmarks_become_the_events_variations(stores: tuple) -> None
     np.testing.assert_allclose(factors[:, 1, 1, 0], np.exp(-0.05 * t), rtol=1e-12)
 
 
+def test_profiled_systematics_read_the_variations_as_madminer_benchmarks(stores: tuple, events: dict) -> None:
+    """What ``systematics.nuisances: [{name: scale}, {name: pdf}]`` computes from the imported events (the
+    profiled methods' varied benchmark weights, assay.analysis.systematics) is, at the reference benchmark,
+    MadMiner's nuisance benchmark weights (scale_up, scale_down, pdf_up), normalised like the weights."""
+    from assay.analysis.systematics import component_factors, varied_benchmark_weights
+    from assay.config import NuisanceConfig
+
+    _, imported, source = stores
+    chunk = imported.read()
+    nuisances = [NuisanceConfig(name="scale"), NuisanceConfig(name="pdf")]
+    names = imported.config["run"]["variations"]
+    components = [str(c) for c in range(len(COMPONENTS))]
+    factors = component_factors(nuisances, chunk.extras["variations"], names, components, imported.n_events)
+    matrix = Morpher.from_dict(imported.morphing).matrix  # W_k = Σ_c Φ_kc A_c
+    varied = varied_benchmark_weights(chunk.extras["components"], factors, matrix)
+    with h5py.File(source) as f:
+        raw, ids = f["samples/weights"][()], f["samples/sampling_benchmarks"][()]
+    scale = np.where(ids >= 0, 0.5, 1.0)[:, None]
+    pdf_up, scale_down, scale_up = (raw[:, [6, 7, 8]] * scale).T
+    np.testing.assert_allclose(varied[:, 0, 0, 0], scale_up, rtol=1e-10)
+    np.testing.assert_allclose(varied[:, 0, 1, 0], scale_down, rtol=1e-10)
+    np.testing.assert_allclose(varied[:, 1, 0, 0], pdf_up, rtol=1e-10)
+    np.testing.assert_allclose(varied[:, 1, 1, 0], chunk.weights[:, 0] ** 2 / pdf_up, rtol=1e-10)
+
+
 def test_sally_on_the_import_gives_the_native_score(stores: tuple) -> None:
     native, imported, _ = stores
     x = np.random.default_rng(0).normal(size=(50, 2))
