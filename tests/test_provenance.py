@@ -25,6 +25,8 @@ from typer.testing import CliRunner
 
 import assay
 from assay import provenance as prov
+from assay.analysis.build import asimov_sample
+from assay.analysis.data import observed_dataset
 from assay.analysis.limits import run_limits
 from assay.analysis.methods import ModelInputs, check_model_inputs, model_inputs
 from assay.cli import app
@@ -381,3 +383,20 @@ def test_other_parameters_are_refused_and_bit_is_checked_by_count(run):
     check_model_inputs("trees", bit, ["a", "b"], ["d"], where="events.h5")  # names unknown: counts agree
     with pytest.raises(PredictionError, match=r"trained on observables 2 observables \(names not recorded\)"):
         check_model_inputs("trees", bit, ["a", "b", "c"], ["d"], where="events.h5")
+
+
+def test_observed_weights_serve_the_truth_only_in_the_runs_parameter_space(run, tmp_path):
+    """--data with the run's benchmark names: its weights are kept for the truth where its parameters
+    are the run's, dropped where the same names mean other points."""
+    cfg, rd = run
+    sample = asimov_sample(cfg, rd)
+    with EventStore(rd.events) as store:
+        chunk, meta = store.read(0, 100), {"parameters": store.parameters, "morphing": store.morphing}
+        names = {key: getattr(store, key) for key in ("observables", "benchmarks", "processes")}
+    renamed = json.loads(json.dumps(meta["parameters"]).replace('"c"', '"d"'))
+    for label, parameters, kept in (("same", meta["parameters"], True), ("renamed", renamed, False)):
+        path = tmp_path / f"{label}.h5"
+        with EventStore.create(path, **names, parameters=parameters, morphing=meta["morphing"]) as writer:
+            writer.append(chunk.x, chunk.weights)
+        data = observed_dataset(path, cfg, rd, sample)
+        assert (data.benchmark_weights is not None) == kept, label

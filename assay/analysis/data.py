@@ -22,7 +22,8 @@ def observed_dataset(path: str | os.PathLike, cfg: RunConfig, run: RunDir, sampl
 
     An EventStore (``.h5``) is read as it is; from an LHE file (``.lhe``, ``.lhe.gz``) of the WH
     process the parton-level observables are computed. Benchmark weights, where a store has them
-    for the run's benchmarks, are kept for the truth.
+    for the run's benchmarks in the run's parameter space (the same parameters and benchmark points),
+    are kept for the truth.
 
     Raises:
         StoreError: the file is missing or unreadable.
@@ -37,14 +38,15 @@ def observed_dataset(path: str | os.PathLike, cfg: RunConfig, run: RunDir, sampl
         observables = list(store.observables)
         _check_observables(path, observables, sample)
         events = store.take(np.arange(store.n_events), fields=("x", "weights"))
-        same_benchmarks = list(store.benchmarks) == _benchmarks(run)
+        same_benchmarks = (list(store.benchmarks), store.parameters) == _benchmarks(run)
     bench = events.weights if same_benchmarks else None
     return Dataset(events.x, bench, False, f"observed: {path}")
 
 
-def _benchmarks(run: RunDir) -> list[str]:
+def _benchmarks(run: RunDir) -> tuple[list[str], dict]:
+    """The run's benchmark names and parameter space (names, ranges, benchmark points)."""
     with EventStore(run.events) as store:
-        return list(store.benchmarks)
+        return list(store.benchmarks), store.parameters
 
 
 def _check_observables(path: Path, observables: list[str], sample: AsimovSample) -> None:
