@@ -12,27 +12,39 @@ answers the same two calls (the :class:`Predictor` protocol):
 ``predicts`` says which of the two a model can make; asking for the other raises one
 :class:`~assay.exceptions.PredictionError` that names the model, the request and what to use
 instead (:func:`cannot_predict`). An ensemble fills ``std`` with the spread over its members.
+
+Over the events of a store (issue 17, "out of core"), :func:`partition_chunks` reads a partition
+``chunk_size`` events at a time and :func:`weighted_log_ratio_sums` accumulates
+Σ_i w_i log r̂(x_i|θ, θ_ref) chunk by chunk and θ block by θ block, so its memory is bounded by
+``chunk_size × (n_obs + n_benchmarks + theta_chunk)`` floats, not by the partition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from assay.exceptions import PredictionError
 from assay.morphing import as_thetas
 
+if TYPE_CHECKING:
+    from assay.store import EventChunk, EventSelection
+
 __all__ = [
     "PREDICTIONS",
     "Prediction",
     "Predictor",
     "PredictorBase",
+    "StreamedSums",
     "as_point",
     "cannot_predict",
     "check_predicts",
+    "partition_chunks",
+    "weighted_log_ratio_sums",
 ]
 
 PREDICTIONS = ("log_ratio", "score")
@@ -184,3 +196,111 @@ def as_point(theta: np.ndarray, n_params: int, name: str = "theta") -> np.ndarra
             f"{name}: expected one point (n_params,) with n_params={n_params}, got {len(points)} points"
         )
     return points[0]
+
+
+# ---- predictions over a store, chunk by chunk ----------------------------------------------------
+
+
+def partition_chunks(
+    path: str | os.PathLike,
+    rows: np.ndarray | None = None,
+    *,
+    chunk_size: int = 100_000,
+    fields: Sequence[str] = ("x", "weights"),
+) -> Iterator[EventChunk | EventSelection]:
+    """The events ``rows`` of the store at ``path``, ``chunk_size`` at a time, in file order.
+
+    Args:
+        path: an :class:`~assay.store.EventStore` file.
+        rows: event indices (e.g. ``split.test``), sorted here; None: every event, read in
+            contiguous ranges (``fields`` are then x, weights, process and benchmark).
+        chunk_size: events per chunk (the memory of one chunk: ``chunk_size × (n_obs + n_benchmarks)``
+            float64 for the default fields).
+        fields: what :meth:`EventStore.take <assay.store.EventStore.take>` reads for ``rows``.
+
+    Yields:
+        :class:`~assay.store.EventSelection` (or :class:`~assay.store.EventChunk` for all events)
+        with ``x (n_chunk, n_obs)`` and ``weights (n_chunk, n_benchmarks)`` in pb.
+
+    Raises:
+        ValueError: ``chunk_size`` below 1.
+        StoreError: an unreadable store.
+    """
+    from assay.store import EventStore
+
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: expected >= 1, got {chunk_size}")
+    with EventStore(path) as store:
+        if rows is None:
+            yield from store.iter_chunks(chunk_size)
+            return
+        ordered = np.sort(np.asarray(rows, dtype=np.int64))
+        for start in range(0, len(ordered), chunk_size):
+            yield store.take(ordered[start : start + chunk_size], fields=fields)
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays
+class StreamedSums:
+    """Sums over a partition accumulated chunk by chunk (:func:`weighted_log_ratio_sums`).
+
+    Attributes:
+        log_r: Σ_i w_i log r̂(x_i|θ, θ_ref) per θ, ``(n_theta,)``.
+        weight: Σ_i w_i (pb for event weights; the event count without weights).
+        n_events: events summed over.
+    """
+
+    log_r: np.ndarray
+    weight: float
+    n_events: int
+
+
+def weighted_log_ratio_sums(
+    model: Predictor,
+    path: str | os.PathLike,
+    theta: np.ndarray,
+    theta_ref: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
+    weights: Callable[[np.ndarray], np.ndarray] | None = None,
+    chunk_size: int = 100_000,
+    theta_chunk: int = 32,
+) -> StreamedSums:
+    """Σ_i w_i log r̂(x_i|θ, θ_ref) over the events of a store, read and predicted chunk by chunk.
+
+    The kinematic term of the expected (Asimov) likelihood (seed 000 "Asymptotic limits") for
+    partitions too large to hold: only one chunk of events and a ``(theta_chunk, chunk_size)``
+    block of predictions exist at a time.
+
+    Args:
+        model: a fitted model that predicts ``log_ratio`` (:class:`Predictor`).
+        path: the event store.
+        theta: ``(n_theta, n_params)`` or ``(n_params,)``.
+        theta_ref: the reference point ``(n_params,)``.
+        rows: the partition's event indices; None: every event.
+        weights: a chunk's benchmark weights ``(n_chunk, n_benchmarks)`` → its event weights
+            ``(n_chunk,)``, e.g. ``lambda w: joint.weights(w, theta_true)``; None: every event counts 1.
+        chunk_size: events per chunk.
+        theta_chunk: θ points predicted at once.
+
+    Returns:
+        :class:`StreamedSums`.
+
+    Raises:
+        PredictionError: ``model`` cannot predict ``log_ratio``.
+        ValueError: bad ``chunk_size`` / ``theta_chunk`` or shapes the model refuses.
+    """
+    check_predicts(model, "log_ratio")
+    if theta_chunk < 1:
+        raise ValueError(f"theta_chunk: expected >= 1, got {theta_chunk}")
+    thetas = np.atleast_2d(np.asarray(theta, dtype=float))
+    total, weight, n_events = np.zeros(len(thetas)), 0.0, 0
+    for chunk in partition_chunks(path, rows, chunk_size=chunk_size):
+        w = np.ones(len(chunk)) if weights is None else np.asarray(weights(chunk.weights), dtype=float)
+        if w.shape != (len(chunk),):
+            raise ValueError(f"weights: expected one weight per event ({len(chunk)},), got {w.shape}")
+        for start in range(0, len(thetas), theta_chunk):
+            block = thetas[start : start + theta_chunk]
+            total[start : start + len(block)] += model.log_ratio(chunk.x, block, theta_ref).mean @ w
+        weight += float(w.sum())
+        n_events += len(chunk)
+    return StreamedSums(total, weight, n_events)
