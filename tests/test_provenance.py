@@ -400,3 +400,11 @@ def test_observed_weights_serve_the_truth_only_in_the_runs_parameter_space(run, 
             writer.append(chunk.x, chunk.weights)
         data = observed_dataset(path, cfg, rd, sample)
         assert (data.benchmark_weights is not None) == kept, label
+
+
+def test_a_record_survives_an_html_page_whatever_its_strings_hold(tmp_path):
+    record = prov.make_provenance(config={"note": "a --> b <!-- c -- d", "seed": 1, "range": [-1, 1]})
+    page = tmp_path / "report.html"
+    page.write_text(f"<html><body><p>x</p>\n{prov.html_comment(record)}\n<p>after --></p></body></html>")
+    assert "-->" not in prov.html_comment(record)[:-3] and prov.read_provenance(page) == record
+    assert prov.read_provenance(tmp_path / "report.html").config["note"] == "a --> b <!-- c -- d"
