@@ -10,7 +10,9 @@
    ``sets/<name>_<partition>.h5``.
 
 Each step is skipped when its output exists and matches the config, so a rerun
-continues where an interrupted one stopped.
+continues where an interrupted one stopped. ``events.h5`` and every training set record their
+provenance (:mod:`assay.provenance`): the config sections that shape them, the seed and, for the
+sets, the SHA-256 of the events they were drawn from.
 """
 
 from __future__ import annotations
