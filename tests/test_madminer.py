@@ -4,6 +4,7 @@ SALLY score, MadMiner's nuisance factors as the events' variations, and one name
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -19,6 +20,7 @@ from assay.io.madminer import import_madminer
 from assay.io.madminer_layout import MadMinerFormatError
 from assay.morphing import Morpher, morphing_components
 from assay.parameters import Parameter, ParameterSpace
+from assay.provenance import read_provenance
 from assay.sampling import EventSource, local_score_training_set
 from assay.simulators.toys import GaussianToy
 from assay.store import EventStore
@@ -160,6 +162,7 @@ def test_import_gives_the_native_weights_morphing_and_observables(stores: tuple)
     assert record["sampling_factors"] == [0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 1.0]
     assert record["systematics"][1] == {"name": "pdf", "types": "pdf", "values": "CT10", "scales": "None"}
     assert record["file"] == str(source.resolve())
+    assert read_provenance(imported.path).inputs == {str(source.resolve()): record["sha256"]}
 
 
 def test_nuisance_benchmarks_become_the_events_variations(stores: tuple) -> None:
@@ -383,41 +386,21 @@ def test_cli_checks_a_config(tmp_path: Path, events: dict) -> None:
     assert EventStore(tmp_path / "e.h5").parameters["parameters"][0]["unit"] == "TeV^-2"
 
 
-def test_config_with_other_components_is_refused(tmp_path: Path, events: dict) -> None:
-    from assay.io.madminer import config_parameters
-    from assay.io.madminer_layout import read_setup
+def test_config_with_other_components_or_benchmarks_is_refused(tmp_path: Path, events: dict) -> None:
+    from assay.config import config_from_dict
 
-    setup = read_setup(write_madminer(tmp_path / "mm.h5", events))
-    params = [Parameter(n, tuple(r)) for n, r in zip(NAMES, RANGES)]
-    with pytest.raises(ConfigError, match="morphing spans components"):
-        config_parameters(setup, params, {}, morphing_components(2, 1), "cfg.yaml")
-    with pytest.raises(ConfigError, match="'b1' is θ"):
-        config_parameters(setup, params, {"b1": np.array([0.5, 0.0])}, None, "cfg.yaml")
-
-
-def test_madminer_workflow_runs_in_assay(tmp_path: Path, events: dict) -> None:
-    """MadMiner's sample → train → limits in assay, with MadMiner's names: import-madminer writes the events
-    and a starting config (simulator kind: events), then assay run / train / limits (tiny sizes)."""
-    import json
-
-    source, config = write_madminer(tmp_path / "mm.h5", events), tmp_path / "run.yaml"
-    runner = CliRunner()
-    result = runner.invoke(app, ["import-madminer", str(source), str(tmp_path / "events.h5"),
-                                 "--write-config", str(config)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    data = yaml.safe_load(config.read_text())
-    data["output"] = str(tmp_path / "run")
-    data["sampling"]["sets"][0]["n_samples"] = 400
-    data["training"]["sally"].update(epochs=1, hidden=[8])
-    for scan in data["inference"]["scans"]:
-        scan.update(range=[-0.05, 0.05], n_points=5)
-    config.write_text(yaml.safe_dump(data))
-    for command in (["run", "-q"], ["train", "-q"], ["limits", "-q", "--no-report"]):
-        result = runner.invoke(app, [command[0], str(config), *command[1:]])
-        assert result.exit_code == 0, result.output
-    results = json.loads((tmp_path / "run" / "limits" / "results.json").read_text())
-    assert results["parameters"] == NAMES
-    (level,) = results["levels"].values()
-    assert level["n_events"]["generated"] == len(events["ids"])
-    q = level["scans_1d"]["theta_0"]["q"]["sally"]
-    assert q[2] == pytest.approx(0.0, abs=1e-9) and min(q[0], q[4]) > 0  # minimum at the Asimov point, SM
+    source = write_madminer(tmp_path / "mm.h5", events)
+    base = {"parameters": [{"name": n, "range": r} for n, r in zip(NAMES, RANGES)],
+            "simulator": {"kind": "gaussian_toy", "n_events": 10}}  # fmt: skip
+    cases = {
+        "morphing spans components": {"morphing": {"max_power": 1}},
+        "'b1' is θ = [0.5, 0.0] in the config": {"benchmarks": [{"name": "b1", "theta": {"theta_0": 0.5}}]},
+        "'b9' is not a physics benchmark": {"benchmarks": [{"name": "b9", "theta": {"theta_0": 0.5}}]},
+    }
+    for message, change in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            import_madminer(
+                source, tmp_path / "e.h5", config=config_from_dict({**base, **change}), where="c.yaml"
+            )
+    store = import_madminer(source, tmp_path / "e.h5", config=config_from_dict(base))
+    assert store.parameters["parameters"][1]["range"] == RANGES[1]

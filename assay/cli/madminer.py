@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 
 from assay.cli._common import console, register_all, user_errors
-
-if TYPE_CHECKING:
-    from assay.io.madminer_layout import MadMinerSetup
 
 
 def import_madminer(
@@ -37,19 +31,17 @@ def import_madminer(
 ) -> None:
     """Read a MadMiner HDF5 file (parameters, benchmarks, morphing, observables, weights, nuisance
     benchmarks, sampling benchmarks, signal/background) into an EventStore (docs/formats.md)."""
-    from assay.io.madminer import config_parameters
+    from assay.config import load_config
     from assay.io.madminer import import_madminer as run_import
     from assay.io.madminer_config import config_yaml
     from assay.io.madminer_layout import read_setup
     from assay.saving import write_text
 
     with user_errors():
-        parameters = None
         if write_config is not None and str(write_config) != "-" and write_config.exists() and not overwrite:
             raise _exists(write_config)
-        if config is not None:
-            parameters = _checked_parameters(config, read_setup(source), config_parameters)
-        store = run_import(source, output, overwrite=overwrite, parameters=parameters)
+        cfg = None if config is None else load_config(config)
+        store = run_import(source, output, overwrite=overwrite, config=cfg, where=str(config))
         with store:
             xsec, negative = store.weights_sum(), bool(store.negative_weights)
             console.print(f"{output}: {store.n_events:,} events, {store.n_benchmarks} benchmarks "
@@ -66,20 +58,6 @@ def import_madminer(
                               highlight=False)  # fmt: skip
             else:
                 typer.echo(text, nl=False)
-
-
-def _checked_parameters(config: Path, setup: MadMinerSetup, check: Callable) -> list:
-    """The config's parameters, checked against the file (:func:`assay.io.madminer.config_parameters`)."""
-    from assay.config import load_config
-    from assay.morphing import morphing_components
-
-    cfg = load_config(config)
-    m = cfg.morphing
-    components = morphing_components(len(cfg.parameters), m.max_power, m.max_overall_power, m.power_step)
-    space = cfg.parameter_space()
-    implicit = not any(b.name == "sm" for b in cfg.benchmarks)
-    benchmarks = {b.name: np.asarray(b.theta) for b in space.benchmarks if not (implicit and b.name == "sm")}
-    return check(setup, space.parameters, benchmarks, components, str(config))
 
 
 def _exists(path: Path) -> Exception:

@@ -34,20 +34,22 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from assay.exceptions import ConfigError, MorphingError, StoreError
 from assay.io.madminer_layout import MadMinerFormatError, MadMinerSetup, iter_samples, read_setup
-from assay.morphing import Morpher
+from assay.morphing import Morpher, morphing_components
 from assay.parameters import Parameter, ParameterSpace
+from assay.provenance import file_sha256, make_provenance
 from assay.store import EventStore
+
+if TYPE_CHECKING:
+    from assay.config import RunConfig
 
 __all__ = [
     "MadMinerFormatError",
@@ -61,6 +63,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MORPHING_RTOL = 1e-6  # agreement of MadMiner's and assay's morphing weights, relative to max(1, |c|)
+CONFIG_SECTIONS = ("seed", "parameters", "benchmarks", "morphing", "sampling")  # as import-lhe's provenance
 NUISANCE_CLIP = 10.0  # MadMiner's NuisanceMorpher clips a and b to [-10, 10] (sanitize_array)
 
 
@@ -145,55 +148,51 @@ def nuisance_factors(setup: MadMinerSetup, weights: np.ndarray) -> np.ndarray:
     return np.exp(np.stack([a + b, -a + b], axis=-1))
 
 
-def config_parameters(
-    setup: MadMinerSetup,
-    parameters: Sequence[Parameter],
-    benchmarks: dict[str, np.ndarray],
-    components: np.ndarray | None,
-    where: str,
-) -> list[Parameter]:
-    """Check an assay config against the file; its parameters (units, SM, ranges) replace the file's.
+def config_parameters(setup: MadMinerSetup, cfg: RunConfig, where: str = "the config") -> list[Parameter]:
+    """Check an assay config against the file; its parameters (ranges, units, SM values) replace the file's.
 
     Args:
         setup: the file's settings.
-        parameters: the config's parameters.
-        benchmarks: the config's benchmarks, name → θ ``(n_params,)`` (an implicit ``sm`` left out).
-        components: the config's morphing exponents ``(n_components, n_params)``, or None.
+        cfg: the config (its parameters, benchmarks and ``morphing`` components are checked).
         where: the config file, for messages.
 
     Raises:
-        ConfigError: other parameter names or order, a benchmark the file lacks or has at another θ,
-            or other morphing components than the file's.
+        ConfigError: other parameter names or order, a configured benchmark the file lacks or has at
+            another θ (an implicit ``sm`` is not required), or other morphing components than the file's.
     """
-    names = [p.name for p in parameters]
+    names = [p.name for p in cfg.parameters]
     if names != setup.parameter_names:
         raise ConfigError(
             f"{where}: parameters are {names}; {setup.path} has {setup.parameter_names}: use the "
             f"MadMiner names in the same order"
         )
     thetas = dict(zip(setup.physics_names, setup.physics_thetas))
-    for name, theta in benchmarks.items():
-        if name not in thetas:
+    space, listed = cfg.parameter_space(), {b.name for b in cfg.benchmarks}
+    for b in space.benchmarks:
+        if b.name not in thetas and b.name not in listed:
+            continue  # the config's implicit sm
+        if b.name not in thetas:
             raise ConfigError(
-                f"{where}: benchmarks: {name!r} is not a physics benchmark of {setup.path} "
+                f"{where}: benchmarks: {b.name!r} is not a physics benchmark of {setup.path} "
                 f"({setup.physics_names})"
             )
-        if not np.allclose(thetas[name], theta, rtol=0, atol=1e-9):
+        if not np.allclose(thetas[b.name], b.theta, rtol=0, atol=1e-9):
             raise ConfigError(
-                f"{where}: benchmarks: {name!r} is θ = {list(theta)} in the config, "
-                f"{thetas[name].tolist()} in {setup.path}"
+                f"{where}: benchmarks: {b.name!r} is θ = {list(b.theta)} in the config, "
+                f"{thetas[b.name].tolist()} in {setup.path}"
             )
-    if components is not None and setup.components is not None:
-        ours, theirs = (
-            {tuple(c) for c in np.asarray(components).tolist()},
-            {tuple(c) for c in setup.components.tolist()},
+    m = cfg.morphing
+    ours = {
+        tuple(c)
+        for c in morphing_components(len(names), m.max_power, m.max_overall_power, m.power_step).tolist()
+    }
+    if setup.components is not None and ours != {tuple(c) for c in setup.components.tolist()}:
+        raise ConfigError(
+            f"{where}: morphing spans components {sorted(ours)}, {setup.path} has "
+            f"{sorted(map(tuple, setup.components.tolist()))}; set morphing.max_power / max_overall_power "
+            f"to match"
         )
-        if ours != theirs:
-            raise ConfigError(
-                f"{where}: morphing spans components {sorted(ours)}, {setup.path} has "
-                f"{sorted(theirs)}; set morphing.max_power / max_overall_power to match"
-            )
-    return list(parameters)
+    return list(space.parameters)
 
 
 def import_madminer(
@@ -201,7 +200,8 @@ def import_madminer(
     output: str | os.PathLike[str],
     *,
     overwrite: bool = False,
-    parameters: Sequence[Parameter] | None = None,
+    config: RunConfig | None = None,
+    where: str = "the config",
     chunk_events: int = 100_000,
 ) -> EventStore:
     """Read a MadMiner HDF5 file into an EventStore (the mapping is this module's docstring).
@@ -210,8 +210,10 @@ def import_madminer(
         source: the MadMiner file (``LHEReader.save`` / ``DelphesReader.save`` / ``combine_and_shuffle``).
         output: the EventStore to write (atomically, through ``<output>.partial``).
         overwrite: replace ``output`` if it exists.
-        parameters: the parameters to store (e.g. a config's, with units and SM values; same names as
-            the file's, checked by :func:`config_parameters`); default the file's names and ranges.
+        config: an assay config the events are imported for: checked against the file
+            (:func:`config_parameters`), its parameters (ranges, units, SM values) are stored instead of
+            the file's, and its event-shaping sections join the store's provenance.
+        where: the config's file, for messages.
         chunk_events: events read and written at a time (memory stays bounded).
 
     Returns:
@@ -220,9 +222,11 @@ def import_madminer(
     Raises:
         MadMinerFormatError: a missing or inconsistent group or dataset (file and dataset named).
         MorphingError: the file's morphing matrix does not morph its components at its benchmarks.
+        ConfigError: ``config`` does not match the file.
         StoreError: NaN/inf in the observables or weights (the MadMiner rows named), ``output`` exists.
     """
     setup = read_setup(source)
+    parameters = None if config is None else config_parameters(setup, config, where)
     space, morpher = madminer_space(setup, parameters), check_morphing(setup)
     negative = _has_negative(setup, chunk_events)
     n_comp = morpher.n_components if morpher is not None else 1
@@ -242,6 +246,9 @@ def import_madminer(
         compression="lzf",
         overwrite=overwrite,
         negative_weights=True if negative else None,
+        provenance=make_provenance(
+            config=config, sections=CONFIG_SECTIONS if config else None, inputs=[source]
+        ),
     )
     factors = setup.sampling_factors()
     with writer:
@@ -283,21 +290,13 @@ def _has_negative(setup: MadMinerSetup, chunk_events: int) -> bool:
     return any(np.any(w[:, setup.physics] < 0) for _, _, w, _ in iter_samples(setup, chunk_events))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _provenance(setup: MadMinerSetup, negative: bool) -> dict[str, Any]:
     """The store's ``config``: what the file held beyond the store's columns, and the variations' names."""
     used = {b for n in setup.nuisances for b in (n.benchmark_pos, n.benchmark_neg) if b}
     nuisance_benchmarks = [n for n, f in zip(setup.benchmark_names, setup.is_nuisance) if f]
     record = {
         "file": str(setup.path.resolve()),
-        "sha256": _sha256(setup.path),
+        "sha256": file_sha256(setup.path),
         "parameters": [
             {
                 "name": p.name,
