@@ -194,6 +194,25 @@ def test_levi_civita_convention():
     assert np.count_nonzero(LEVI_CIVITA) == 24
 
 
+@pytest.mark.parametrize("charge", [1, -1])
+def test_sign_of_the_cp_odd_interference(config, charge):
+    """The SM × c_HW̃ term of |M|², 2 Re(A_SM A_HW̃*), has the sign of ε_{μνρσ} p_u^μ p_d^ν p_ℓ^ρ p_ν^σ
+    with ε_{0123} = +1 (Warsaw), computed here as a determinant of the contravariant components:
+    u the up-type and d the down-type (anti)quark, ℓ the charged lepton, ν the (anti)neutrino.
+    For W⁺ (u d̄ → ℓ⁺ν) that is ε(p_u, p_d̄, p_ℓ, p_ν); for W⁻ (d ū → ℓ⁻ν̄) ε(p_ū, p_d, p_ℓ, p_ν̄)."""
+    amps = amplitudes(config, charge)
+    interference = 2 * np.real(amps[0] * amps[2].conj())
+    up, down = (config["quark"], config["anti"]) if charge > 0 else (config["anti"], config["quark"])
+    momenta = (up, down, config["lepton"], config["neutrino"])
+    epsilon = np.linalg.det(np.stack(momenta, axis=1))  # rows: contravariant components of each momentum
+    # the same as the explicit sum over permutations: ε_{μνρσ} with ε_{0123} = +1 has the numbers of
+    # LEVI_CIVITA (whose ε^{0123} = +1 on upper indices), so contract it with upper components
+    explicit = np.einsum("abcd,na,nb,nc,nd->n", LEVI_CIVITA, *momenta)
+    np.testing.assert_allclose(explicit, epsilon, rtol=1e-9, atol=1e-9 * np.abs(epsilon).max())
+    assert np.all(np.abs(epsilon) > 0) and np.all(np.abs(interference) > 0)
+    np.testing.assert_array_equal(np.sign(interference), np.sign(epsilon))
+
+
 # ---- fermion currents --------------------------------------------------------------------------
 def special_directions() -> np.ndarray:
     """Massless momenta along ±z and ±x, where spinor phase conventions have branch points."""

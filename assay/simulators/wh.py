@@ -36,7 +36,9 @@ __all__ = ["CKM", "GEV2_TO_PB", "WHEvents", "WHSimulator"]
 logger = logging.getLogger(__name__)
 
 GEV2_TO_PB = 0.3893794e9  # (ħc)² in GeV² pb
-CKM = {  # |V_ij|, Pythia 8.3 defaults (StandardModel:Vud …)
+CKM = {  # |V_ij| of the PDG 2022 CKM review (R.L. Workman et al., PTEP 2022, 083C01, Sec. 12.2: the
+    # individual measurements). Not Pythia 8.3's defaults (StandardModel:Vud 0.97383, Vus 0.2272,
+    # Vub 0.00396, Vcd 0.2271, Vcs 0.97296, Vcb 0.04221): Pythia's own PDFs and backgrounds use those.
     (2, 1): 0.97373, (2, 3): 0.2243, (2, 5): 0.00382,
     (4, 1): 0.221, (4, 3): 0.975, (4, 5): 0.0408,
 }  # fmt: skip

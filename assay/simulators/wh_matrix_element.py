@@ -1,8 +1,18 @@
 """Exact LO helicity amplitude for q q̄' → W* → W h, W → ℓ ν with anomalous HWW couplings.
 
 Conventions: metric (+, −, −, −), chiral γ matrices and σ̄^μ = (1, −σ⃗) as in Peskin &
-Schroeder, but ε^{0123} = +1 (P&S use −1). With it the spin-summed current obeys
+Schroeder. :data:`LEVI_CIVITA` is ε^{μνρσ} with ε^{0123} = +1 (P&S use −1), so its lowered
+ε_{μνρσ} has ε_{0123} = −1. With it the spin-summed current obeys
 J^μ J^{ν*} = 2(a^μ b^ν + a^ν b^μ − g^{μν} a·b) + 2i ε^{μνρσ} a_ρ b_σ (tested).
+
+What the code computes for the CP-odd structure: det[J₊; J₋; k1; k2] of the covariant (lowered)
+components, i.e. ε^{μνρσ} J₊_μ J₋_ν k1_ρ k2_σ with ε^{0123} = +1, which is the same number as
+−ε_{μνρσ} J₊^μ J₋^ν k1^ρ k2^σ with ε_{0123} = +1 (the Warsaw basis's convention). An independent
+derivation from O_HW̃ (recorded in issue 15) found the resulting amplitudes to be those of the Warsaw
+c_HW̃ with ε_{0123} = +1; the vertex formula below is this code's, written with :data:`LEVI_CIVITA`.
+The sign of the physics is pinned by a test: the SM × c_HW̃ interference in |M|² has the sign of
+ε_{μνρσ} p_u^μ p_d^ν p_ℓ^ρ p_ν^σ (ε_{0123} = +1; u, d the up- and down-type (anti)quark, ℓ the
+charged lepton, ν the (anti)neutrino) for both W charges (tests/test_wh_matrix_element.py).
 Fermions are massless and couple V−A, so for each process exactly one helicity
 configuration contributes and the spin sum is one amplitude squared.
 
@@ -15,7 +25,7 @@ operators O_HW = H†H W^I_μν W^{Iμν} and O_HW̃ = H†H W̃^I_μν W^{Iμν
 with coefficients c/Λ²): for incoming W⁺ (index μ, momentum k1) and W⁻ (index ν, k2),
 
     V^{μν} = (2 m_W²/v) g^{μν}
-             − (4 v/Λ²) [ c_HW (k1·k2 g^{μν} − k2^μ k1^ν) + c_HW̃ ε^{μνρσ} k1_ρ k2_σ ]
+             − (4 v/Λ²) [ c_HW (k1·k2 g^{μν} − k2^μ k1^ν) + c_HW̃ ε^{μνρσ} k1_ρ k2_σ ]   (ε^{0123} = +1)
 
 (v h W⁺_μν W^{−μν} from H†H → v h, and W^I W^I → 2 W⁺W⁻; common factor i dropped).
 The O(v²/Λ²) rescaling of the SM-like g^{μν} term by the kinetic-term redefinition is
