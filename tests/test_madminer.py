@@ -404,3 +404,18 @@ def test_config_with_other_components_or_benchmarks_is_refused(tmp_path: Path, e
             )
     store = import_madminer(source, tmp_path / "e.h5", config=config_from_dict(base))
     assert store.parameters["parameters"][1]["range"] == RANGES[1]
+
+
+def test_file_without_morphing_or_sampling_ids(tmp_path: Path, events: dict) -> None:
+    """Optional groups: no morphing (no components extra, variations on one component) and no sampling ids
+    (MadMiner's load_events then applies no sampling factors: the weights as stored, labels -1)."""
+    source = write_madminer(tmp_path / "mm.h5", events)
+    with h5py.File(source, "r+") as f:
+        stored = f["samples/weights"][:, :6]
+        for name in ("morphing", "samples/sampling_benchmarks", "sample_summary"):
+            del f[name]
+    store = import_madminer(source, tmp_path / "e.h5")
+    chunk = store.read()
+    assert store.morphing is None and store.extras_shapes == {"variations": (2, 2, 1)}
+    np.testing.assert_array_equal(chunk.weights, stored)
+    assert np.all(chunk.benchmark == -1) and np.all(chunk.process == 0) and store.processes == ["signal"]

@@ -49,6 +49,7 @@ __all__ = [
     "read_setup",
 ]
 
+ID_CHUNK = 2**22  # sampling ids checked and counted per read
 EMPTY = ("None", "")  # MadMiner's EMPTY_EXPR = str(None); legacy files wrote ""
 
 
@@ -183,8 +184,8 @@ class _Reader(DatasetReader):
         n_physics = int((~nuisance).sum())
         components, matrix = self.morphing(len(parameters), n_physics)
         observables, definitions = self.observables()
-        n_events = self.samples(len(observables), len(names), n_physics)
-        signal, background = self.summary(n_physics, n_events)
+        n_events, counted = self.samples(len(observables), len(names), n_physics)
+        signal, background = self.summary(n_physics, n_events, counted)
         nuisances = self.nuisances(names, nuisance, reference)
         return MadMinerSetup(
             self.path,
@@ -273,7 +274,8 @@ class _Reader(DatasetReader):
             raise self.fail("observables/names", f"expected distinct, non-empty names, got {names}")
         return names, self.strings("observables/definitions", len(names))
 
-    def samples(self, n_obs: int, n_benchmarks: int, n_physics: int) -> int:
+    def samples(self, n_obs: int, n_benchmarks: int, n_physics: int) -> tuple[int, np.ndarray | None]:
+        """The number of events and the sampling ids' counts (background first; None without ids)."""
         self.group("samples", required=True)
         obs = self.dataset("samples/observations")
         weights = self.dataset("samples/weights")
@@ -296,7 +298,7 @@ class _Reader(DatasetReader):
             )
         if obs.shape[0] == 0:
             raise self.fail("samples/observations", "no events")
-        ids = self.file.get("samples/sampling_benchmarks")
+        ids, counted = self.file.get("samples/sampling_benchmarks"), None
         if ids is not None:
             if (
                 not isinstance(ids, h5py.Dataset)
@@ -307,20 +309,22 @@ class _Reader(DatasetReader):
                 raise self.fail(
                     "samples/sampling_benchmarks", f"expected integers of shape ({obs.shape[0]},), got {got}"
                 )
-            values = ids[()]
-            bad = np.flatnonzero((values < -1) | (values >= n_physics))
-            if bad.size:
-                raise self.fail(
-                    "samples/sampling_benchmarks",
-                    f"value {values[bad[0]]} in row {bad[0]} is outside "
-                    f"[-1, {n_physics - 1}] (physics benchmark index, -1 "
-                    f"for background)",
-                )
-        return int(obs.shape[0])
+            counted = np.zeros(n_physics + 1, dtype=np.int64)  # background first, then per benchmark
+            for start in range(0, len(ids), ID_CHUNK):  # bounded memory for any number of events
+                values = ids[start : start + ID_CHUNK]
+                bad = np.flatnonzero((values < -1) | (values >= n_physics))
+                if bad.size:
+                    raise self.fail(
+                        "samples/sampling_benchmarks",
+                        f"value {values[bad[0]]} in row {start + bad[0]} is outside [-1, {n_physics - 1}] "
+                        f"(physics benchmark index, -1 for background)",
+                    )
+                counted += np.bincount(values + 1, minlength=n_physics + 1)
+        return int(obs.shape[0]), (counted if ids is not None else None)
 
-    def summary(self, n_physics: int, n_events: int) -> tuple[np.ndarray, int]:
-        ids = self.file.get("samples/sampling_benchmarks")
-        counted = np.bincount(ids[()] + 1, minlength=n_physics + 1) if ids is not None else None
+    def summary(self, n_physics: int, n_events: int, counted: np.ndarray | None) -> tuple[np.ndarray, int]:
+        """Events per physics benchmark and background; ``counted``: the sampling ids' counts (background
+        first), which the summary must equal."""
         if not self.group("sample_summary", required=False):
             if counted is None:
                 return np.array([n_events] + [0] * (n_physics - 1)), 0
