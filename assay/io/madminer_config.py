@@ -6,7 +6,8 @@ benchmarks are the file's, ``morphing`` spans the file's components (per-paramet
 ``max_overall_power``; no basis optimisation: the benchmarks are the file's), and a SALLY training set
 and model at the reference benchmark (MadMiner's ``is_reference``, else the first physics benchmark)
 start the analysis. The file's nuisance parameters, stored as the events' ``variations``, are listed
-under ``systematics`` where the config accepts them for ``kind: events``, else as a comment.
+under ``systematics`` where the config accepts them for ``kind: events`` and there is one parameter (the
+profiled limits take one parameter of interest), else as a comment.
 """
 
 from __future__ import annotations
@@ -110,11 +111,15 @@ def config_yaml(
         return head + text
     systematics = {"systematics": {"nuisances": [{"name": n.name} for n in setup.nuisances]}}
     extra = yaml.safe_dump(systematics, sort_keys=False, default_flow_style=None, width=100)
+    commented = "".join(f"# {line}\n" for line in extra.splitlines())
+    if len(setup.parameters) > 1:  # assay's profiled limits take one parameter of interest for now
+        note = (
+            "# MadMiner's nuisance parameters (the events' variations), profiled with one parameter only:\n"
+        )
+        return head + text + note + commented
     try:
         config_from_dict({**data, **systematics})
     except ConfigError:
-        note = (
-            "# MadMiner's nuisance parameters (the events' variations); not yet accepted with kind: events\n"
-        )
-        return head + text + note + "".join(f"# {line}\n" for line in extra.splitlines())
+        note = "# MadMiner's nuisance parameters (the events' variations); the config refuses them here:\n"
+        return head + text + note + commented
     return head + text + extra
