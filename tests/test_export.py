@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
@@ -39,11 +40,14 @@ from assay.estimators import (
     MixtureModel,
     load_estimator,
 )
+from assay.estimators.ratio_models import MorphingRatioNet
+from assay.estimators.train import seeded
 from assay.exceptions import NotFittedError, StoreError
 from assay.export import ExportError, compare_onnx, onnx_metadata, require, to_hepdata, to_onnx
 from assay.export.hepdata import ARCHIVE, Context, validate_submission
-from assay.export.onnx import TOLERANCE
+from assay.export.onnx import TOLERANCE, _MorphingRatio
 from assay.inference.asymptotic import critical_value
+from assay.morphing import Morpher, morphing_components
 from assay.parameters import GaussianPrior
 from assay.results import LevelResults, Results, Scan1D, Scan2D
 from assay.rundir import ResultsDir
@@ -56,6 +60,7 @@ FAST = dict(hidden=(16, 16), epochs=1, batch_size=64, progress=False)
 FLOW = dict(hidden=(16,), epochs=1, batch_size=64, progress=False, transforms=2)
 THETA = np.array([[0.1, -0.2], [0.3, 0.0], [-0.5, 0.4], [0.0, 0.0], [0.8, -0.7]])
 THETA_REF = np.array([0.05, -0.1])
+PRECISION = 1e-5  # issue 17: ONNX equals torch to 1e-5 (of each output's largest magnitude) on 1,000 events
 
 
 def invoke(*args) -> object:
@@ -120,7 +125,6 @@ def fitted(kind: str, sets, morpher):
 OUTPUTS = {  # kind → the graph's outputs and their shapes for 1,000 events and 5 θ points (2 parameters)
     "SALLY": {"score": (1000, 2)},
     "ratio": {"log_r": (5, 1000), "score": (5, 1000, 2)},
-    "ALICES-morphing": {"log_r": (5, 1000)},
     "flow": {"log_p": (5, 1000), "log_r": (5, 1000)},
 }
 KINDS = ["SALLY", "CARL", "ROLR", "ALICE", "ALICES", "RASCAL", "CASCAL", "ALICES-relu", "ALICES-morphing",
@@ -157,7 +161,7 @@ def test_onnx_equals_torch_on_1000_events(kind, sets, morpher, unseen, tmp_path)
     assert {name: v.shape for name, v in got.items()} == expected_shapes(kind)
     deviations = compare_onnx(loaded, path, **inputs)
     assert set(deviations) == set(got)
-    assert max(deviations.values()) <= TOLERANCE, deviations
+    assert max(deviations.values()) <= PRECISION, deviations
     # the same numbers straight from assay's public predictions, the way a user would compare
     if kind == "SALLY":
         assert np.allclose(got["score"], loaded.score(unseen).mean, rtol=1e-5, atol=1e-5)
@@ -172,6 +176,48 @@ def test_onnx_equals_torch_on_1000_events(kind, sets, morpher, unseen, tmp_path)
         log_r = loaded.log_ratio(unseen, THETA, THETA_REF).mean
         assert np.abs(got["log_r"] - log_r).max() <= 1e-5 * np.abs(log_r).max()
         assert np.all(np.abs(got["log_r"][3]) > 0)  # θ ≠ θ_ref: not a trivially zero output
+
+
+SQRT_MORPHER = Morpher(  # a signal strength μ (√μ terms: interference) and a coupling c, condition number 39
+    morphing_components(2, max_power=(1, 2), max_overall_power=2, power_step=(0.5, 1)),
+    np.array([[0, 0], [1, 0], [4, 0], [1, 1], [1, -1], [4, 1], [0, 1]], dtype=float),
+)
+
+
+def test_morphing_score_formula_equals_autograd_in_float64():
+    """The graph's written-out ∇θ g of the morphing-aware model (√μ and c² terms) is autograd's,
+    to float64 rounding, away from the clamp at μ = 0."""
+    with seeded(3):
+        net = MorphingRatioNet(2, SQRT_MORPHER, (16,), "tanh").double()
+    x = torch.as_tensor(np.random.default_rng(0).normal(size=(50, 2)))
+    theta = torch.tensor([[0.3, -0.4], [1.7, 0.2], [3.2, 0.9]], dtype=torch.float64)
+    ref = torch.tensor([1.0, 0.1], dtype=torch.float64)
+    with torch.no_grad():
+        log_r, score = _MorphingRatio(net).double()(x, theta, ref)
+    rows = theta[:, None, :].expand(-1, 50, -1).clone().requires_grad_(True)
+    g = net(x, rows)
+    (autograd,) = torch.autograd.grad(g.sum(), rows)
+    assert torch.allclose(score, autograd, rtol=1e-10, atol=1e-10)
+    assert torch.allclose(log_r, g.detach() - net(x, ref.expand(1, 50, -1)).detach(), rtol=1e-12, atol=1e-12)
+    assert score.abs().max() > 0.1  # not trivially zero
+
+
+def test_sqrt_morphing_model_exports_within_float32_precision(sets, source, tmp_path):
+    """ALICES with the √μ basis on μ ≥ 0 training points: to_onnx's check passes, and the graph
+    equals assay in the bulk of the events to 1e-5 (an ill-conditioned float32 sum can differ more
+    near a zero of the morphed density: the TOLERANCE of the check)."""
+    data = sets["ratio"]
+    positive = replace(data, theta0=np.abs(data.theta0) * 4, theta1=data.theta1 + np.array([1.0, 0.0]))
+    model = ALICES(**FAST, seed=0, morphing=SQRT_MORPHER, clip_grad_norm=1.0).fit(positive)
+    path = to_onnx(model, tmp_path / "mu.onnx")
+    theta = np.array([[0.5, -0.3], [1.0, 0.0], [2.5, 0.4]])
+    x = source.observables_at(np.arange(1000))
+    got = run_graph(path, x, theta, np.array([1.0, 0.0]))
+    expected = model.log_ratio(x, theta, np.array([1.0, 0.0])).mean
+    errors = np.abs(got["log_r"] - expected) / np.abs(expected).max()
+    assert np.median(errors) < 1e-6 and errors.max() < TOLERANCE
+    score = model.score(x, theta[1]).mean
+    assert np.quantile(np.abs(got["score"][1] - score), 0.99) <= PRECISION * np.abs(score).max()
 
 
 def test_the_graph_takes_any_number_of_events_and_points(sets, morpher, unseen, tmp_path):
@@ -190,9 +236,7 @@ def test_standardisation_is_inside_the_graph(sets, tmp_path):
     """Events 1000 units off zero: the network only makes sense on standardised inputs, so the
     graph fed raw x agrees with assay only if it standardises them itself."""
     data = sets["local"]
-    shifted = type(data)(**{**{f: getattr(data, f) for f in ("observables", "parameters", "kind", "theta0",
-                                                              "t0", "sample_weight")},
-                            "x": data.x * 50 + 1000.0})  # fmt: skip
+    shifted = replace(data, x=data.x * 50 + 1000.0)
     model = SALLY(**FAST, seed=0).fit(shifted)
     scaler = model.net_.x_scaler
     assert np.all(scaler.mean.numpy() > 900)
@@ -234,7 +278,9 @@ def test_compare_onnx_notices_another_models_graph(sets, morpher, unseen, tmp_pa
     """The check is not vacuous: the graph of a differently seeded model deviates."""
     a, b = fitted("ALICES", sets, morpher), ALICES(**FAST, seed=7).fit(sets["ratio"])
     path = to_onnx(b, tmp_path / "b.onnx")
-    assert max(compare_onnx(a, path, unseen, THETA, THETA_REF).values()) > 100 * TOLERANCE
+    assert (
+        max(compare_onnx(a, path, unseen, THETA, THETA_REF).values()) > 100 * TOLERANCE
+    )  # an order-1 error, far above to_onnx's own check
 
 
 @pytest.mark.parametrize(
@@ -283,7 +329,7 @@ def test_cli_onnx(sets, morpher, unseen, tmp_path):
     assert "alices; inputs x, theta, theta_ref → outputs log_r, score (checked with onnxruntime)" in flat(
         result.output
     )
-    assert max(compare_onnx(folder, tmp_path / "alices.onnx", unseen, THETA, THETA_REF).values()) <= TOLERANCE
+    assert max(compare_onnx(folder, tmp_path / "alices.onnx", unseen, THETA, THETA_REF).values()) <= PRECISION
     bad = invoke("export", tmp_path, "--onnx", tmp_path / "x.onnx")
     assert bad.exit_code == 2 and flat(bad.output).startswith("error:") and "estimator.json" in bad.output
     assert "Traceback" not in bad.output
@@ -508,7 +554,7 @@ def test_run_train_limits_then_export_both(tmp_path):
         inputs = {"x": x, **({"theta": THETA, "theta_ref": THETA_REF} if name == "alices" else {})}
         assert (
             max(compare_onnx(out / "models" / name, tmp_path / f"{name}.onnx", **inputs).values())
-            <= TOLERANCE
+            <= PRECISION
         )
 
     result = invoke("export", out / "limits", "--hepdata", tmp_path / "hepdata", "--config", config)

@@ -8,10 +8,10 @@ training events (and θ for parametrised models) and gets what :meth:`score` / :
 return in assay, to float32 precision:
 
 - SALLY: ``x (n_events, n_obs)`` → ``score (n_events, n_params)``, t̂(x|θ_ref);
-- CARL, ROLR, ALICE, ALICES, RASCAL, CASCAL: ``x``, ``theta (n_theta, n_params)``,
-  ``theta_ref (n_params,)`` → ``log_r (n_theta, n_events)`` = log r̂(x|θ, θ_ref) and, for the plain
-  network, ``score (n_theta, n_events, n_params)`` = t̂(x|θ) (the morphing-aware model computes its
-  score by autograd, which ONNX cannot hold: it gives ``log_r`` only);
+- CARL, ROLR, ALICE, ALICES, RASCAL, CASCAL (plain or morphing-aware): ``x``,
+  ``theta (n_theta, n_params)``, ``theta_ref (n_params,)`` → ``log_r (n_theta, n_events)`` =
+  log r̂(x|θ, θ_ref) and ``score (n_theta, n_events, n_params)`` = t̂(x|θ) (tangent propagation for
+  the plain network; the morphing-aware model's autograd score written out analytically);
 - NDE, SCANDAL: ``x``, ``theta``, ``theta_ref`` → ``log_p (n_theta, n_events)`` = log p̂(x|θ) and
   ``log_r``;
 - an :class:`~assay.estimators.ensemble.Ensemble` of any of these: each output as the members' mean
@@ -32,8 +32,8 @@ import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -47,59 +47,53 @@ from assay.estimators.flows import FlowEstimator
 from assay.estimators.flows_models import ConditionalFlow
 from assay.estimators.nets import Tanh
 from assay.estimators.ratio import RatioEstimator
-from assay.estimators.ratio_models import MorphingRatioNet, RatioNet
+from assay.estimators.ratio_models import MORPHING_EPS, MorphingRatioNet, RatioNet
 from assay.estimators.registry import load_estimator
 from assay.estimators.score import SALLY, ScoreNet
 from assay.export import ExportError, require
 from assay.saving import atomic_path
 
-__all__ = ["EXPORTABLE", "OPSET", "TOLERANCE", "OnnxGraph", "compare_onnx", "onnx_metadata", "to_onnx"]
+__all__ = [
+    "EXPORTABLE",
+    "OPSET",
+    "TOLERANCE",
+    "compare_onnx",
+    "expected_outputs",
+    "onnx_metadata",
+    "random_inputs",
+    "to_onnx",
+]
 
 OPSET = 17
 """ONNX opset of the exported graphs (onnxruntime ≥ 1.12 runs it)."""
 
-TOLERANCE = 1e-5
-"""Largest deviation of the graph from the model accepted by :func:`to_onnx`, relative to the
-largest magnitude of the output (:func:`compare_onnx`)."""
+TOLERANCE = 1e-3
+"""Largest deviation of the graph from the model that :func:`to_onnx` accepts, relative to the
+largest magnitude of each output (:func:`compare_onnx`). Typical deviations are 1e-7 to 1e-5 (both
+evaluate in float32, onnxruntime summing in another order); a morphing-aware model near a zero of
+its morphed density is ill-conditioned in float32 and differs there by up to ~3e-4 (as much as
+assay's own float32 evaluation differs from float64). An export error (a missing standardisation,
+a wrong sign) is of order 1."""
 
 EXPORTABLE = ("sally", "carl", "rolr", "alice", "alices", "rascal", "cascal", "nde", "scandal")
 """The config method names whose models (and ensembles of them) export to ONNX."""
 
-_SHAPES = {
-    "x": ("n_events", "n_obs"),
-    "theta": ("n_theta", "n_params"),
-    "theta_ref": ("n_params",),
-    "score/sally": ("n_events", "n_params"),
-    "score": ("n_theta", "n_events", "n_params"),
-    "log_r": ("n_theta", "n_events"),
-    "log_p": ("n_theta", "n_events"),
+_SIGNATURE = {  # name → (shape, meaning); the braces are filled from the model
+    "x": (
+        ("n_events", "n_obs"),
+        "raw observables {observables} (float32, in the units of the training events)",
+    ),
+    "theta": (("n_theta", "n_params"), "parameter points {parameters} (float32), one row per point"),
+    "theta_ref": (("n_params",), "the reference point θ_ref of log r̂(x|θ, θ_ref) (float32)"),
+    "score": (("n_theta", "n_events", "n_params"), "t̂(x|θ) = ∇θ log p̂(x|θ) at each row of theta"),
+    "log_r": (("n_theta", "n_events"), "log r̂(x|θ, θ_ref) = log p̂(x|θ) − log p̂(x|θ_ref)"),
+    "log_p": (("n_theta", "n_events"), "log p̂(x|θ), the estimated density of the raw x"),
+    "sally_score": (
+        ("n_events", "n_params"),
+        "t̂(x|θ_ref), the estimated score at SALLY's θ_ref = {theta_ref}",
+    ),
 }
-_MEANINGS = {
-    "x": "raw observables {observables} (float32, the units of the training events)",
-    "theta": "parameter points {parameters} (float32), one row per point",
-    "theta_ref": "the reference point θ_ref of log r̂(x|θ, θ_ref) (float32)",
-    "score/sally": "t̂(x|θ_ref), the estimated score at SALLY's reference point θ_ref = {theta_ref}",
-    "score": "t̂(x|θ) = ∇θ log p̂(x|θ) at each row of theta",
-    "log_r": "log r̂(x|θ, θ_ref) = log p̂(x|θ) − log p̂(x|θ_ref)",
-    "log_p": "log p̂(x|θ), the estimated density of the raw x",
-}
-
-
-@dataclass(frozen=True)
-class OnnxGraph:
-    """What an exported graph takes and gives, as recorded in its metadata.
-
-    Attributes:
-        method: the config method name (``"alices"``).
-        inputs: input names in order (``("x", "theta", "theta_ref")``).
-        outputs: output names in order (``("log_r", "score")``; an ensemble adds ``_std`` / ``_members``).
-        n_members: ensemble members; 1 for a single model.
-    """
-
-    method: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    n_members: int
+_DYNAMIC = ("n_events", "n_theta")
 
 
 # ---- the graphs -------------------------------------------------------------------------------------
@@ -124,11 +118,22 @@ def _traceable(net: nn.Module) -> nn.Module:
     return net
 
 
-class _Score(nn.Module):
+class _Graph(nn.Module):
+    """Base of the graphs: input and output names in order; ``keys`` maps a name to its entry in
+    :data:`_SIGNATURE` where they differ."""
+
+    inputs: tuple[str, ...] = ("x", "theta", "theta_ref")
+    outputs: tuple[str, ...] = ()
+    keys: Mapping[str, str] = MappingProxyType({})
+    n_members = 1
+
+
+class _Score(_Graph):
     """SALLY: x → t̂(x|θ_ref)."""
 
     inputs = ("x",)
     outputs = ("score",)
+    keys = MappingProxyType({"score": "sally_score"})
 
     def __init__(self, net: ScoreNet):
         super().__init__()
@@ -138,10 +143,9 @@ class _Score(nn.Module):
         return (self.net(x),)
 
 
-class _Ratio(nn.Module):
+class _Ratio(_Graph):
     """A plain :class:`RatioNet`: log r̂ = g(x, θ) − g(x, θ_ref) and t̂(x|θ) by tangent propagation."""
 
-    inputs = ("x", "theta", "theta_ref")
     outputs = ("log_r", "score")
 
     def __init__(self, net: RatioNet):
@@ -156,24 +160,73 @@ class _Ratio(nn.Module):
         return g - g_ref, score
 
 
-class _MorphingRatio(nn.Module):
-    """The morphing-aware model: log r̂ only (its score comes from autograd)."""
+class _MorphingRatio(_Graph):
+    """The morphing-aware model: log r̂ and its score, with the θ-derivative of the morphing weights
+    c_k(θ) written out (assay takes it by autograd, which a graph cannot hold):
 
-    inputs = ("x", "theta", "theta_ref")
-    outputs = ("log_r",)
+        ∇θ g = (∇c · f(x)) / (c · f(x)) − (∇c · ρ) / (c · ρ),
+
+    each term 0 where its sum is clamped at :data:`~assay.estimators.ratio_models.MORPHING_EPS`.
+    """
+
+    outputs = ("log_r", "score")
 
     def __init__(self, net: MorphingRatioNet):
         super().__init__()
         self.net = _traceable(net)
 
-    def forward(self, x: torch.Tensor, theta: torch.Tensor, theta_ref: torch.Tensor) -> tuple[torch.Tensor]:
-        return (self.net.log_ratio_table(x, theta, theta_ref[None]),)
+    def forward(
+        self, x: torch.Tensor, theta: torch.Tensor, theta_ref: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        densities = self.net.benchmark_densities(x)  # (m, B)
+        rates = torch.nn.functional.softplus(self.net.rate_logits)  # (B,)
+        c, dc = self.net.coefficients(theta), self._coefficient_gradients(theta)  # (k, B), (k, P, B)
+        numerator, rate = c @ densities.T, c @ rates  # (k, m), (k,)
+        eps = MORPHING_EPS
+        g = torch.log(numerator.clamp_min(eps)) - torch.log(rate.clamp_min(eps))[:, None]
+        c_ref = self.net.coefficients(theta_ref[None])
+        g_ref = (
+            torch.log((c_ref @ densities.T).clamp_min(eps))
+            - torch.log((c_ref @ rates).clamp_min(eps))[:, None]
+        )
+        d_numerator = (dc @ densities.T).transpose(1, 2) / numerator[..., None]  # (k, m, P)
+        d_rate = dc @ rates / rate[:, None]  # (k, P)
+        score = torch.where(numerator[..., None] > eps, d_numerator, 0.0) - torch.where(
+            rate[:, None, None] > eps, d_rate[:, None, :], 0.0
+        )
+        return g - g_ref, score
+
+    def _coefficient_gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        """∂c_k/∂θ_a ``(k, n_params, n_benchmarks)`` of :meth:`MorphingRatioNet.coefficients`."""
+        net = self.net
+        roots = net.steps < 1  # θ_a enters as √θ_a (clamped at 0) there
+        safe = torch.where(roots, theta, torch.ones_like(theta)).clamp_min(0)
+        base = torch.where(roots, safe.sqrt(), theta)
+        positive = torch.where(theta > 0, theta, torch.ones_like(theta))  # ∂√θ/∂θ, 0 where θ ≤ 0 is clamped
+        d_base = torch.where(
+            roots, torch.where(theta > 0, 0.5 / positive.sqrt(), 0.0), torch.ones_like(theta)
+        )
+        max_power = int(net.components.max()) if net.components.numel() else 0
+        powers, slopes = [torch.ones_like(base)], [torch.zeros_like(base)]
+        for n in range(1, max_power + 1):  # slope of b^n is n b^(n-1) ∂b/∂θ
+            slopes.append(n * powers[-1] * d_base)
+            powers.append(powers[-1] * base)
+        table, d_table = torch.stack(powers, dim=-2), torch.stack(slopes, dim=-2)  # (k, max_power + 1, P)
+        n_params = theta.shape[-1]
+        factors = [table[..., net.components[:, a], a] for a in range(n_params)]  # each (k, n_components)
+        rows = []
+        for a in range(n_params):
+            term = d_table[..., net.components[:, a], a]
+            for b in range(n_params):
+                if b != a:
+                    term = term * factors[b]
+            rows.append(term)
+        return torch.stack(rows, dim=-2) @ net.inverse  # (k, P, B)
 
 
-class _Flow(nn.Module):
+class _Flow(_Graph):
     """A conditional flow: log p̂(x|θ) for every (θ, event) pair and log r̂ against θ_ref."""
 
-    inputs = ("x", "theta", "theta_ref")
     outputs = ("log_p", "log_r")
 
     def __init__(self, net: ConditionalFlow):
@@ -195,13 +248,13 @@ class _Flow(nn.Module):
         return log_p, log_p - table[-1:]
 
 
-class _Members(nn.Module):
+class _Members(_Graph):
     """An ensemble: every output of the members as mean, std (ddof = 0) and the stacked members."""
 
-    def __init__(self, members: Sequence[nn.Module]):
+    def __init__(self, members: Sequence[_Graph]):
         super().__init__()
         self.members = nn.ModuleList(members)
-        self.inputs = members[0].inputs
+        self.inputs, self.keys, self.n_members = members[0].inputs, members[0].keys, len(members)
         self.outputs = tuple(
             f"{name}{tail}" for name in members[0].outputs for tail in ("", "_std", "_members")
         )
@@ -215,7 +268,7 @@ class _Members(nn.Module):
         return tuple(result)
 
 
-def _member_graph(est: Estimator) -> nn.Module:
+def _member_graph(est: Estimator) -> _Graph:
     net = est._fitted_net()
     if isinstance(est, SALLY):
         return _Score(net)
@@ -234,7 +287,7 @@ def _refusal(model: Any) -> ExportError:
     )
 
 
-def _graph(model: Any) -> nn.Module:
+def _graph(model: Any) -> _Graph:
     if isinstance(model, Ensemble):
         return _Members([_member_graph(m) for m in model._fitted()])
     if isinstance(model, Estimator):
@@ -260,55 +313,50 @@ def _dummy_inputs(model: Estimator | Ensemble, names: Sequence[str]) -> tuple[to
     return tuple(arrays[name] for name in names)
 
 
-def _dynamic_axes(graph: nn.Module) -> dict[str, dict[int, str]]:
-    axes: dict[str, dict[int, str]] = {}
-    for name in (*graph.inputs, *graph.outputs):
-        base, members = name.removesuffix("_members").removesuffix("_std"), name.endswith("_members")
-        shape = _shape_of(base, graph)
-        dims = {i + members: dim for i, dim in enumerate(shape) if dim in ("n_events", "n_theta")}
-        if dims:
-            axes[name] = dims
-    return axes
+def _entry(graph: _Graph, name: str) -> tuple[list[str], str]:
+    """(shape, meaning template) of an input or output of ``graph``, an ensemble's included."""
+    base = name.removesuffix("_members").removesuffix("_std")
+    shape, meaning = _SIGNATURE[graph.keys.get(base, base)]
+    n = graph.n_members
+    if name.endswith("_std"):
+        return list(shape), f"standard deviation (ddof = 0) over the {n} members of: {meaning}"
+    if name.endswith("_members"):
+        return ["n_members", *shape], f"each member's {meaning}"
+    if n > 1 and name in graph.outputs:
+        return list(shape), f"mean over the {n} members of {meaning}"
+    return list(shape), meaning
 
 
-def _shape_of(base: str, graph: nn.Module) -> tuple[str, ...]:
-    sally = "x" in graph.inputs and "theta" not in graph.inputs
-    return _SHAPES["score/sally" if base == "score" and sally else base]
+def _dynamic_axes(graph: _Graph) -> dict[str, dict[int, str]]:
+    axes = {name: {i: d for i, d in enumerate(_entry(graph, name)[0]) if d in _DYNAMIC}
+            for name in (*graph.inputs, *graph.outputs)}  # fmt: skip
+    return {name: dims for name, dims in axes.items() if dims}
 
 
-def _metadata(model: Estimator | Ensemble, graph: nn.Module) -> dict[str, str]:
+def _metadata(model: Estimator | Ensemble, graph: _Graph) -> dict[str, str]:
     """The metadata_props of the graph: who made it, from what, and every input and output."""
     est = _reference(model)
-    n_members = model.n_members if isinstance(model, Ensemble) else 1
-    theta_ref = getattr(est, "theta_ref_", None)
+    theta_ref = getattr(est, "theta_ref_", None)  # SALLY's
     fill = {"observables": list(est.observables_), "parameters": list(est.parameters_),
             "theta_ref": None if theta_ref is None else np.asarray(theta_ref).tolist()}  # fmt: skip
-    sally = isinstance(est, SALLY)
 
-    def describe(name: str) -> dict[str, Any]:
-        base = name.removesuffix("_members").removesuffix("_std")
-        key = "score/sally" if base == "score" and sally else base
-        shape = list(_SHAPES[key])
-        meaning = _MEANINGS[key].format(**fill)
-        if name.endswith("_std"):
-            meaning = f"standard deviation (ddof = 0) over the {n_members} members of: {meaning}"
-        elif name.endswith("_members"):
-            shape, meaning = ["n_members", *shape], f"each member's {meaning}"
-        elif n_members > 1:
-            meaning = f"mean over the {n_members} members of {meaning}"
-        return {"shape": shape, "meaning": meaning}
+    def describe(names: Sequence[str]) -> str:
+        entries = {name: _entry(graph, name) for name in names}
+        return json.dumps(
+            {n: {"shape": shape, "meaning": m.format(**fill)} for n, (shape, m) in entries.items()}
+        )
 
     return {
         "assay_version": __version__,
         "method": type(est).__name__.lower(),
-        "n_members": str(n_members),
+        "n_members": str(graph.n_members),
         "observables": json.dumps(fill["observables"]),
         "parameters": json.dumps(fill["parameters"]),
         "theta_ref": json.dumps(fill["theta_ref"]),
         "standardization": "included: the graph applies (x − mean) / std (and θ's) itself; feed raw inputs",
         "dtype": "float32",
-        "inputs": json.dumps({name: describe(name) for name in graph.inputs}),
-        "outputs": json.dumps({name: describe(name) for name in graph.outputs}),
+        "inputs": describe(graph.inputs),
+        "outputs": describe(graph.outputs),
     }
 
 
@@ -340,6 +388,7 @@ def to_onnx(
     opset: int = OPSET,
     verify: bool = True,
     n_verify: int = 1000,
+    tolerance: float = TOLERANCE,
     seed: int = 0,
 ) -> Path:
     """Write ``model`` as one ONNX graph with its standardisation (module docstring), atomically.
@@ -351,8 +400,9 @@ def to_onnx(
         opset: the ONNX opset.
         verify: before writing, compare the graph (onnxruntime) with the model on ``n_verify``
             random events around the training data's mean (± 2 std per observable) and 3 θ points
-            (:func:`compare_onnx`), and refuse a deviation above :data:`TOLERANCE`.
+            (:func:`compare_onnx`), and refuse a deviation above ``tolerance``.
         n_verify: events of that check.
+        tolerance: the largest deviation accepted, relative to each output's largest magnitude.
         seed: seeds the check's random inputs.
 
     Returns:
@@ -378,12 +428,12 @@ def to_onnx(
     if verify:
         inputs = random_inputs(model, n_verify, np.random.default_rng(seed))
         worst = compare_onnx(model, data, **inputs)
-        bad = {name: dev for name, dev in worst.items() if not dev <= TOLERANCE}
+        bad = {name: dev for name, dev in worst.items() if not dev <= tolerance}
         if bad:
             raise ExportError(
                 f"the ONNX graph of this {type(_reference(model)).__name__} deviates from the model on "
                 f"{n_verify} random events: {bad} (relative to each output's largest magnitude, tolerance "
-                f"{TOLERANCE}); please report this with the model"
+                f"{tolerance}); please report this with the model"
             )
     path = Path(path)
     if path.is_dir():
@@ -425,8 +475,9 @@ def random_inputs(
     model: Estimator | Ensemble, n_events: int, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
     """Inputs for :func:`compare_onnx`: x uniform within ± 2 standard deviations of the training
-    data's mean per observable ``(n_events, n_obs)``; for parametrised models 3 θ points within
-    ± 2 std of the training θ (± 1 where the model keeps no θ scaler) and θ_ref."""
+    data's mean per observable ``(n_events, n_obs)`` (a flow's: within its modelled columns' bounds);
+    for parametrised models 3 θ points and θ_ref within ± 2 std of the training θ (the morphing-aware
+    model: within the span of its morphing benchmarks)."""
     est = _reference(model)
     net = est._fitted_net()
     n_obs, n_params = len(est.observables_), len(est.parameters_)
@@ -439,11 +490,14 @@ def random_inputs(
         x = mean + std * rng.uniform(-2, 2, (n_events, n_obs))
     if isinstance(est, SALLY):
         return {"x": x}
-    theta_scaler = getattr(net, "theta_scaler", None)
-    t_mean, t_std = np.zeros(n_params), np.ones(n_params)
-    if theta_scaler is not None:
-        t_mean, t_std = theta_scaler.mean.double().numpy(), theta_scaler.std.double().numpy()
-    points = t_mean + t_std * rng.uniform(-2, 2, (4, n_params))
+    if isinstance(net, MorphingRatioNet):  # within the span of the morphing benchmarks
+        bench = np.asarray(est.morphing.benchmarks, dtype=float)
+        points = rng.uniform(bench.min(axis=0), bench.max(axis=0), (4, n_params))
+    else:
+        scaler = net.theta_scaler
+        points = scaler.mean.double().numpy() + scaler.std.double().numpy() * rng.uniform(
+            -2, 2, (4, n_params)
+        )
     return {"x": x, "theta": points[:3], "theta_ref": points[3]}
 
 
@@ -517,6 +571,4 @@ def _member_outputs(
     log_r = est.log_ratio(x, theta, theta_ref).mean
     if isinstance(est, FlowEstimator):
         return {"log_p": est.log_likelihood(x, theta).mean, "log_r": log_r}
-    if isinstance(est._fitted_net(), MorphingRatioNet):
-        return {"log_r": log_r}
     return {"log_r": log_r, "score": np.stack([est.score(x, point).mean for point in theta])}
