@@ -419,3 +419,37 @@ def test_file_without_morphing_or_sampling_ids(tmp_path: Path, events: dict) -> 
     assert store.morphing is None and store.extras_shapes == {"variations": (2, 2, 1)}
     np.testing.assert_array_equal(chunk.weights, stored)
     assert np.all(chunk.benchmark == -1) and np.all(chunk.process == 0) and store.processes == ["signal"]
+
+
+def test_madminer_multi_basis_morphing_is_accepted(
+    tmp_path: Path, events: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """12 physics benchmarks = two bases of the 6 components: MadMiner's matrix averages the two inverses
+    (PhysicsMorpher.calculate_morphing_matrix), a valid morphing (M Φ = 1) that differs from assay's least
+    squares; the import keeps the file's benchmarks, and a matrix that is not a morphing is refused."""
+    source = write_madminer(tmp_path / "mm.h5", events)
+    second = np.array([[0.3, -0.3], [-0.4, 0.0], [0.0, -0.6], [0.8, 0.4], [-0.2, 0.7], [0.6, -0.7]])
+    thetas = np.vstack([np.array(list(BENCHMARKS.values())), second])
+    phi = np.prod(thetas[:, None, :] ** COMPONENTS[None], axis=-1)  # (12, 6)
+    matrix = np.hstack([np.linalg.inv(phi[:6]), np.linalg.inv(phi[6:])]) / 2  # (n_components, 12)
+    names = [*BENCHMARKS, *(f"c{i}" for i in range(6)), "pdf_up", "scale_down", "scale_up", "unused"]
+    with h5py.File(source, "r+") as f:
+        weights = f["samples/weights"][()]
+        coefficients = weights[:, :6] @ np.linalg.inv(phi[:6]).T  # A_c: the toy is exactly quadratic in θ
+        columns = np.column_stack([coefficients @ phi.T, weights[:, 6:]])
+        values = np.vstack([thetas, np.zeros((4, 2))])
+        flags = {"is_nuisance": [0] * 12 + [1] * 4, "is_reference": [1] + [0] * 15}
+        for name, data in {"names": [n.encode() for n in names], "values": values, **flags}.items():
+            del f[f"benchmarks/{name}"]
+            f.create_dataset(f"benchmarks/{name}", data=data)
+        del f["samples/weights"], f["morphing/morphing_matrix"], f["sample_summary/signal_events"]
+        f.create_dataset("samples/weights", data=columns)
+        f.create_dataset("morphing/morphing_matrix", data=matrix)
+        f.create_dataset("sample_summary/signal_events", data=[512, 0, 512] + [0] * 9)
+    store = import_madminer(source, tmp_path / "e.h5")
+    assert "MadMiner averages 2 bases" in caplog.text  # the weights differ from assay's: the M Φ = 1 branch
+    assert store.benchmarks == names[:12] and len(store.morphing["benchmarks"]) == 12
+    with h5py.File(source, "r+") as f:
+        f["morphing/morphing_matrix"][0, 0] += 0.01
+    with pytest.raises(MorphingError, match="does not morph"):
+        import_madminer(source, tmp_path / "e2.h5")

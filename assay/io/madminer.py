@@ -103,7 +103,7 @@ def check_morphing(setup: MadMinerSetup) -> Morpher | None:
         return morpher
     identity = setup.morphing_matrix @ morpher.matrix  # M Φ: 1 for any valid morphing of these components
     residual = float(np.abs(identity - np.eye(len(identity))).max())
-    if len(setup.physics) > len(setup.components) and residual <= MORPHING_RTOL * max(1.0, scale):
+    if len(setup.physics) > len(setup.components) and residual <= MORPHING_RTOL * scale:
         logger.warning(
             "%s: MadMiner averages %d bases; assay morphs the same polynomial by least squares "
             "(weights differ by up to %.3g)",
