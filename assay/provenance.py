@@ -7,12 +7,13 @@ Every output records one :class:`Provenance`:
 - ``report.html``: a visible section and the record in an HTML comment ``<!-- assay:provenance {...} -->``.
 
 :func:`read_provenance` reads it back from any of these (``assay info``); outputs written before
-provenance existed give ``None`` (and the version that wrote them, :func:`describe`).
+provenance existed give ``None``. :func:`describe` turns a record into rows for people.
 
-Input files are identified by their SHA-256, streamed through hashlib.file_digest (:func:`file_sha256`); a
-checksum is cached per (device, inode, size, mtime) in this process and, for files of 64 MiB or more, in
-``$ASSAY_CACHE_DIR/checksums.json`` (default ``~/.cache/assay``), so large stores are not hashed
-again by every command.
+Input files are identified by their SHA-256, streamed through ``hashlib.file_digest``
+(:func:`file_sha256`), input folders (saved models) by the SHA-256 of their files' list
+(:func:`folder_sha256`). A checksum is cached per (device, inode, size, mtime) in this process and,
+for files of 64 MiB or more, in ``$ASSAY_CACHE_DIR/checksums.json`` (default ``~/.cache/assay``),
+so large stores are not hashed again by every command.
 
 Example:
     >>> import tempfile
