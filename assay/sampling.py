@@ -10,11 +10,18 @@ data of :class:`~assay.joint.JointQuantities`:
   θ0 from a prior (``n_theta0`` values), θ1 a fixed point or, for doubly parameterized
   estimators, drawn from a prior too; half the samples come from θ0 (y = 0), half from
   θ1 (y = 1), each with joint log r(x,z|θ0,θ1), t(x,z|θ0) and t(x,z|θ1).
+
+Out of core (issue 17): an :class:`EventSource` whose weights would take more than half of
+``memory_gb`` (the unweighter holds them three times: W, |W| and its cumulative sums) reads them
+in chunks (:class:`StoreWeights`) and the :class:`~assay.unweighting.Unweighter` streams them;
+the drawn samples' weights are read back from the store. The sets are the same as in memory at
+the same seed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,10 +31,11 @@ from assay.morphing import Morpher, as_thetas
 from assay.parameters import Prior
 from assay.store import EventStore
 from assay.training_set import TrainingSet
-from assay.unweighting import Unweighter
+from assay.unweighting import MAX_CANDIDATES, Unweighter
 
 __all__ = [
     "EventSource",
+    "StoreWeights",
     "UnweightedSample",
     "local_score_training_set",
     "plain_training_set",
@@ -38,6 +46,36 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ThetaSpec = np.ndarray | Prior
+STREAM_FRACTION = 0.5  # stream the weights above this fraction of memory_gb (as assay.streaming)
+_WEIGHT_COPIES = 3  # the in-memory unweighter holds W, |W| and the cumulative sums
+_CHUNK_FRACTION = 0.05  # one chunk of weights: this fraction of the budget
+_ROUND_FRACTION = 0.1  # one round of candidate events: this fraction of the budget
+
+
+class StoreWeights:
+    """The benchmark weights of some events of a store, read ``chunk_size`` events at a time
+    (:class:`~assay.unweighting.WeightChunks`).
+
+    Args:
+        store: an open :class:`EventStore`.
+        events: sorted event indices ``(n_events,)``.
+        chunk_size: events per chunk.
+    """
+
+    def __init__(self, store: EventStore, events: np.ndarray, chunk_size: int):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size: expected >= 1, got {chunk_size}")
+        self.store, self.events, self.chunk_size = store, events, int(chunk_size)
+        self.n_events, self.n_benchmarks = len(events), store.n_benchmarks
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, weights ``(n_chunk, n_benchmarks)`` in pb) of consecutive chunks."""
+        for start in range(0, self.n_events, self.chunk_size):
+            rows = self.events[start : start + self.chunk_size]
+            yield start, self.store.take(rows, fields=("weights",)).weights
+
+    def __repr__(self) -> str:
+        return f"StoreWeights({self.store.path}, {self.n_events} events in chunks of {self.chunk_size})"
 
 
 class EventSource:
@@ -48,6 +86,11 @@ class EventSource:
         events: indices of the events to sample from (e.g. ``split.train``); all by default.
         morpher: morphing basis; defaults to the one stored in the file.
         allow_negative_weights: see :class:`~assay.unweighting.Unweighter`.
+        memory_gb: the run's memory budget (``RunConfig.memory_gb``); None: the weights are loaded.
+            Above half of it for the unweighter's three copies of the weights, they stream
+            (:attr:`streamed`; chunks of 5% of the budget, rounds of candidates of at most 10% of it:
+            the same draws as in memory for a budget of 14 GB or more with 6 benchmarks, equal in
+            distribution below, where the rounds are smaller).
 
     Cross sections σ(θ) always use the *whole* file (the best estimate of the rate);
     events are drawn only from ``events``.
@@ -60,6 +103,7 @@ class EventSource:
         events: np.ndarray | None = None,
         morpher: Morpher | None = None,
         allow_negative_weights: bool = False,
+        memory_gb: float | None = None,
     ):
         if morpher is None:
             if not store.morphing:
@@ -68,9 +112,34 @@ class EventSource:
         self.store = store
         self.morpher = morpher
         self.events = np.arange(store.n_events) if events is None else np.asarray(events, dtype=np.int64)
-        self.weights = store.take(self.events, fields=("weights",)).weights
         self.joint = JointQuantities(morpher, store.weights_sum())
-        self.unweighter = Unweighter(self.weights, morpher, allow_negative_weights=allow_negative_weights)
+        row_bytes = 8 * store.n_benchmarks
+        budget = None if memory_gb is None else memory_gb * 1e9
+        held = _WEIGHT_COPIES * row_bytes * len(self.events)
+        self.streamed = budget is not None and held > STREAM_FRACTION * budget
+        options: dict = {"allow_negative_weights": allow_negative_weights}
+        if self.streamed:
+            assert budget is not None
+            chunk = max(1024, int(_CHUNK_FRACTION * budget / row_bytes))
+            self.weights = None  # read back per draw (weights_at)
+            weights = StoreWeights(store, self.events, chunk)
+            per_candidate = 64 + 6 * row_bytes  # a round's indices and draws, and 6 arrays of weights
+            cap = int(_ROUND_FRACTION * budget / per_candidate)
+            options["max_candidates"] = int(np.clip(cap, 10_000, MAX_CANDIDATES))
+            logger.info(
+                "%s: the weights of %d events exceed half of memory_gb %g; streamed in chunks of %d",
+                store.path, len(self.events), memory_gb, chunk,
+            )  # fmt: skip
+            self.unweighter = Unweighter(weights, morpher, **options)
+        else:
+            self.weights = store.take(self.events, fields=("weights",)).weights
+            self.unweighter = Unweighter(self.weights, morpher, **options)
+
+    def weights_at(self, local: np.ndarray) -> np.ndarray:
+        """Benchmark weights of events ``self.events[local]``, ``(n, n_benchmarks)`` in pb."""
+        if self.weights is not None:
+            return self.weights[local]
+        return self.store.take(self.events[local], fields=("weights",)).weights
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -131,7 +200,7 @@ def plain_training_set(
         parameters=source.parameters,
         kind="plain",
         theta0=thetas[point],
-        t0=source.joint.score(source.weights[local], IndexedThetas(thetas, point)),
+        t0=source.joint.score(source.weights_at(local), IndexedThetas(thetas, point)),
         sample_weight=draw.sign.ravel()[order].astype(float),
         event_index=source.events[local],
     )
@@ -150,7 +219,7 @@ def local_score_training_set(
         parameters=source.parameters,
         kind="local_score",
         theta0=np.repeat(theta_ref, n_samples, axis=0),
-        t0=source.joint.score(source.weights[local], theta_ref[0]),
+        t0=source.joint.score(source.weights_at(local), theta_ref[0]),
         sample_weight=draw.sign[0].astype(float),
         event_index=source.events[local],
     )
@@ -195,7 +264,7 @@ def ratio_training_set(
     local = np.concatenate([draw0.indices.ravel()[order0], draw1.indices.ravel()[order1]])
     pair = np.concatenate([pair[order0], pair[order1]])
     th0, th1 = IndexedThetas(t0, pair), (t1[0] if single else IndexedThetas(t1, pair))
-    w = source.weights[local]
+    w = source.weights_at(local)
     shuffle = rng.permutation(len(local))
     fields = {
         "theta0": t0[pair],

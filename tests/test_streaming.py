@@ -420,3 +420,93 @@ def test_streamed_evaluation_memory_is_bounded_by_the_chunk(toy_store):
         tracemalloc.stop()
     assert streamed < 12e6 + rows.nbytes, streamed
     assert loaded > 5 * streamed, (loaded, streamed)
+
+
+# ---- builders: the unweighter and the training-set builders on streamed weights -----------------
+
+
+class ArrayChunks:
+    """An in-memory weight matrix served in chunks (:class:`~assay.unweighting.WeightChunks`)."""
+
+    def __init__(self, weights, chunk_size):
+        self.weights, self.chunk_size = weights, chunk_size
+        self.n_events, self.n_benchmarks = weights.shape
+
+    def chunks(self):
+        for start in range(0, self.n_events, self.chunk_size):
+            yield start, self.weights[start : start + self.chunk_size]
+
+
+def toy_weights(n=30_000, seed=4):
+    """Weights of a quadratic 1-parameter basis (sm, plus, minus) with a heavy tail, and the morpher."""
+    from conftest import BASIS_1D
+
+    from assay.morphing import Morpher, morphing_components
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, n)
+    sm = rng.lognormal(0, 1, n)
+    weights = np.column_stack([sm, sm * (1 + 0.5 * x) ** 2, sm * (1 - 0.5 * x) ** 2])
+    return weights, Morpher(morphing_components(1, 2), BASIS_1D)
+
+
+def test_the_streamed_unweighter_draws_what_the_in_memory_one_draws():
+    from assay.unweighting import Unweighter
+
+    weights, morpher = toy_weights()
+    thetas = np.linspace(-0.9, 0.9, 7)[:, None]
+    loaded = Unweighter(weights, morpher, max_candidates=20_000)
+    streamed = Unweighter(ArrayChunks(weights, 4_321), morpher, max_candidates=20_000)
+    assert streamed.weights is None and streamed.n_events == 30_000
+    a = loaded.draw(thetas, 9_000, np.random.default_rng(7))  # 63k draws: several rounds
+    b = streamed.draw(thetas, 9_000, np.random.default_rng(7))
+    assert np.array_equal(a.indices, b.indices) and np.array_equal(a.sign, b.sign)
+    assert np.array_equal(loaded.effective_sample_size(thetas), streamed.effective_sample_size(thetas))
+
+
+def test_streamed_weights_are_checked_naming_the_event():
+    from assay.exceptions import SamplingError
+    from assay.unweighting import Unweighter
+
+    weights, morpher = toy_weights(1_000)
+    bad = weights.copy()
+    bad[777, 2] = np.nan
+    with pytest.raises(SamplingError, match="at event 777, benchmark 2"):
+        Unweighter(ArrayChunks(bad, 100), morpher)
+    bad = weights.copy()
+    bad[::10, 1] *= -1
+    with pytest.raises(SamplingError, match=r"10\.00% of events have negative benchmark weights"):
+        Unweighter(ArrayChunks(bad, 300), morpher)
+    with pytest.warns(UserWarning, match=r"10\.00% of events have negative weights"):
+        Unweighter(ArrayChunks(bad, 300), morpher, allow_negative_weights=True)
+
+
+def test_a_source_over_the_budget_streams_and_builds_the_same_sets(toy_store):
+    from assay.sampling import EventSource, local_score_training_set, ratio_training_set
+    from assay.store import EventStore
+
+    events = np.arange(0, 200_000, 3)  # a partition of 66,667 events: 1.6 MB of weights, held 3 times
+    theta0 = np.linspace(-0.8, 0.8, 50)[:, None]
+    with EventStore(toy_store) as store:
+        streamed = EventSource(store, events=events, memory_gb=0.004)  # 4.8 MB > 2 MB: streamed
+        loaded = EventSource(store, events=events)
+        assert streamed.streamed and not loaded.streamed and streamed.weights is None
+        assert streamed.unweighter._chunked.chunk_size == 8_333  # 5% of 4 MB of 24-byte rows
+        assert streamed.unweighter.max_candidates == 10_000  # 10% of 4 MB / 208 bytes, at least 10,000
+        loaded.unweighter.max_candidates = 10_000  # the same rounds: the same draws
+        for build in (
+            lambda s, rng: ratio_training_set(s, theta0, np.zeros(1), 4_000, rng=rng),
+            lambda s, rng: local_score_training_set(s, np.array([0.3]), 3_000, rng=rng),
+        ):
+            a, b = build(loaded, np.random.default_rng(11)), build(streamed, np.random.default_rng(11))
+            for name in ("x", "theta0", "theta1", "y", "log_r", "t0", "t1", "sample_weight", "event_index"):
+                left, right = getattr(a, name), getattr(b, name)
+                assert (left is None and right is None) or np.array_equal(left, right), name
+        # with the default rounds in memory the draws differ, but follow the same distribution
+        default = EventSource(store, events=events)
+        theta = np.array([0.3])
+        x_loaded = local_score_training_set(default, theta, 20_000, rng=np.random.default_rng(1)).x
+        x_streamed = local_score_training_set(streamed, theta, 20_000, rng=np.random.default_rng(2)).x
+    from scipy import stats
+
+    assert stats.ks_2samp(x_loaded[:, 0], x_streamed[:, 0]).pvalue > 1e-3
