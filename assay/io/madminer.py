@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -225,6 +226,8 @@ def import_madminer(
         ConfigError: ``config`` does not match the file.
         StoreError: NaN/inf in the observables or weights (the MadMiner rows named), ``output`` exists.
     """
+    if Path(output).exists() and not overwrite:  # before two passes over a large file
+        raise StoreError(f"{output} already exists; pass overwrite=True (--overwrite) to replace it")
     setup = read_setup(source)
     parameters = None if config is None else config_parameters(setup, config, where)
     space, morpher = madminer_space(setup, parameters), check_morphing(setup)
