@@ -310,6 +310,8 @@ def test_a_failed_export_leaves_an_existing_file_alone(sets, morpher, tmp_path):
     with pytest.raises(ExportError):
         to_onnx(BoostedInformationTree(), out)
     assert out.read_bytes() == b"previous"
+    with pytest.raises(ExportError, match=r"is a directory; give the .onnx file to write"):
+        to_onnx(fitted("SALLY", sets, morpher), tmp_path)
     to_onnx(fitted("SALLY", sets, morpher), out)
     assert onnx_metadata(out)["method"] == "sally"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temporary files left

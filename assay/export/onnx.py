@@ -415,6 +415,9 @@ def to_onnx(
         NotFittedError: an unfitted estimator.
     """
     onnx = require("onnx", "ONNX export")
+    path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{path}: is a directory; give the .onnx file to write")
     model = _as_model(model)
     graph = _graph(model)
     proto = onnx.load_model_from_string(_export_bytes(graph, _dummy_inputs(model, graph.inputs), opset))
@@ -435,9 +438,6 @@ def to_onnx(
                 f"{n_verify} random events: {bad} (relative to each output's largest magnitude, tolerance "
                 f"{tolerance}); please report this with the model"
             )
-    path = Path(path)
-    if path.is_dir():
-        raise ExportError(f"{path}: is a directory; give the .onnx file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
