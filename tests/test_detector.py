@@ -56,7 +56,7 @@ def simulate(detector: DetectorModel, ev: dict[str, np.ndarray], seed: int = 1) 
 @pytest.mark.parametrize(
     ("obj", "p", "expected"),
     [
-        ("lepton", [200.0, 120.0, 0.0, 160.0], np.hypot(0.01, 1e-4 * 200.0)),  # 1% ⊕ 0.01%·E
+        ("lepton", [200.0, 120.0, 0.0, 160.0], np.hypot(0.01, 1e-4 * 120.0)),  # 1% ⊕ 0.01%·p_T (not E)
         ("b", [100.0, 0.0, 80.0, np.sqrt(100.0**2 - 80.0**2 - 4.7**2)], np.hypot(0.1, 0.05)),  # 100%/√E ⊕ 5%
     ],
 )

@@ -205,15 +205,20 @@ def test_one_coupling_fixes_the_other_at_zero(sim):
 
 # ---- end to end ------------------------------------------------------------------------------------
 def test_profiled_limits_on_a_one_parameter_wh_run(tmp_path):
-    """`assay run` stores the factors; `assay limits` profiles them. Measured (40k events, 6.3k pass,
-    300 fb⁻¹, c_HW 68% widths from results.json `systematics`, 13-point scans):
+    """`assay run` stores the factors; `assay limits` profiles them. Measured (300 fb⁻¹, c_HW 68%
+    widths from results.json `systematics`; lepton resolution evaluated at p_T):
 
-    | method | stat only | jes fixed | btag fixed | profiled |
+    | events (seed) | stat only | jes fixed | btag fixed | profiled |
     |---|---|---|---|---|
-    | hist_pt_w_profiled | 0.0259 | 0.0897 | 0.0367 | 0.0936 |
+    | 40k (5, this test) | 0.0250 | 0.0934 | 0.0271 | 0.0954 |
+    | 40k (6) | 0.0245 | 0.0874 | 0.0264 | 0.0945 |
+    | 40k (7) | 0.0256 | 0.0940 | 0.0290 | 0.0958 |
+    | 160k (5) | 0.0260 | 0.0959 | 0.0479 | 0.1050 |
 
     The b-tagging rate (±4 %) is degenerate with c_HW's linear rate term and dominates; JES alone
-    widens the p_T^W histogram by 40 %. No truth_profiled at detector level (as no `truth`): the event
+    widens the p_T^W histogram by 6–13 % at 40k events but 84 % at 160k (with the lepton resolution
+    evaluated at E it was 40 % at 40k): its estimate from 1.3k test events is not stable, so the test
+    asserts only that it widens. No truth_profiled at detector level (as no `truth`): the event
     weights are those of the parton truth together with x, a likelihood no analysis of x has (with
     it, the data would calibrate the JES jet by jet: 0.5 % wider, measured).
     """
@@ -236,7 +241,7 @@ def test_profiled_limits_on_a_one_parameter_wh_run(tmp_path):
     level = next(iter(json.loads((tmp_path / "limits" / "results.json").read_text())["levels"].values()))
     assert "truth_profiled" not in level["systematics"] and "truth_profiled" not in level["intervals"]
     hist = {k: v["width_68_fixed"] for k, v in level["systematics"]["hist_pt_w_profiled"].items()}
-    assert hist["none"] > 2.5 * hist["all"] and hist["btag"] > 1.3 * hist["all"]  # btag fixed: JES alone
+    assert hist["none"] > 2.5 * hist["all"] and hist["btag"] > 1.05 * hist["all"]  # btag fixed: JES alone
     lo, hi = level["intervals"]["hist_pt_w_profiled"]["cHW_68"]
     assert lo < 0 < hi and hi - lo > 1.4 * hist["all"]
     sigma = level["systematics"]["hist_pt_w_profiled"]["jes"]["sigma"]

@@ -184,8 +184,10 @@ class DetectorModel:
     """Gaussian detector response for one lepton, two b-jets and missing transverse momentum.
 
     Args:
-        lepton_resolution: lepton σ_E/E; default 1% ⊕ 0.01%·E/GeV (muon-tracker-like, also used for
-            electrons). Energy smearing keeps the direction and the mass.
+        lepton_resolution: lepton σ_p/p as a function of the true p_T (its ``relative`` is evaluated at
+            p_T, not E); default 1% ⊕ 0.01%·p_T/GeV, the central muon momentum resolution of Delphes'
+            ATLAS card (``ResolutionFormula`` sqrt(0.01² + p_T² · (1.0e-4)²) for |η| ≤ 1.5), also used
+            for electrons. Smearing |p⃗| keeps the direction and the (zero) mass.
         jet_resolution: b-jet σ_E/E; default 100%/√E ⊕ 5%.
         jet_eta_resolution: Gaussian σ of the b-jet η smearing.
         jet_phi_resolution: Gaussian σ of the b-jet φ smearing in radians.
@@ -289,7 +291,7 @@ class DetectorModel:
         rng, n = np.random.default_rng(rng), len(charge)
         z_energy, z_angle = rng.normal(size=(n, 3)), rng.normal(size=(n, 2, 2))
         z_soft, uniform = rng.normal(size=(n, 2)), rng.random((n, 3))
-        smeared = [_smear(truth[0], self.lepton_resolution.relative(truth[0][:, 0]) * z_energy[:, 0])]
+        smeared = [_smear(truth[0], self.lepton_resolution.relative(pt(truth[0])) * z_energy[:, 0])]
         sigma_angles = np.array([self.jet_eta_resolution, self.jet_phi_resolution])
         jet_energy = np.column_stack([truth[1][:, 0], truth[2][:, 0]])
         response = self.jet_scale_shift + self.jet_resolution.relative(jet_energy) * z_energy[:, 1:]
