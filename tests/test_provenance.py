@@ -30,6 +30,7 @@ from assay.analysis.data import observed_dataset
 from assay.analysis.limits import run_limits
 from assay.analysis.methods import ModelInputs, check_model_inputs, model_inputs
 from assay.cli import app
+from assay.cli.info import output_info
 from assay.config import RunConfig
 from assay.estimators import SALLY, load_estimator
 from assay.exceptions import PredictionError, StoreError
@@ -328,13 +329,27 @@ def test_outputs_from_before_provenance_are_described_not_refused(run, tmp_path)
         assert info(tmp_path / name, "--json").output.strip() == "null"
 
 
+def test_info_on_a_run_folder_lists_its_outputs(run):
+    _, rd = run
+    result = info(rd.root)
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    for path in (rd.events, rd.training_set("sally", "train"), rd.model("trees"), rd.limits.root):
+        record = prov.read_provenance(path)
+        assert f"{path.relative_to(rd.root)} " in text
+        assert f"{record.created} {record.config_sha256[:12]}" in text
+    assert "limits/report.html report" in text
+    records = json.loads(info(rd.root, "--json").output)
+    assert records[str(rd.events)] == prov.read_provenance(rd.events).to_dict() and len(records) == 8
+    with pytest.raises(StoreError, match="a run folder; ask about one of its outputs"):
+        output_info(rd.root)
+
+
 def test_info_on_something_else_is_one_clear_error(run, tmp_path):
     _, rd = run
     (tmp_path / "notes.txt").write_text("hello")
     result = info(tmp_path / "notes.txt")
     assert result.exit_code == 2 and "not an assay output; expected an event store" in flat(result.output)
-    result = info(rd.root)
-    assert result.exit_code == 2 and "a run folder; ask about one of its outputs" in flat(result.output)
     result = info(rd.split)
     assert result.exit_code == 2 and "format 'assay.EventSplit'" in flat(result.output)
 

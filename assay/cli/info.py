@@ -3,7 +3,8 @@
 The kinds: an event store (``.h5``), a training set (``.h5``), a model folder (``models/<name>/``),
 a limits folder (``limits/``, or its ``results.json``) and a report (``report.html``). Each is shown
 with its provenance (:mod:`assay.provenance`) and a short summary; ``--json`` prints the provenance
-alone, as JSON (``null`` for an output written before provenance existed).
+alone, as JSON (``null`` for an output written before provenance existed). A run folder lists every
+output it holds with its kind, time, config SHA-256 and number of inputs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from assay.cli._common import console, register_all, user_errors
 from assay.exceptions import StoreError
 from assay.provenance import PROVENANCE_FILE, Provenance, describe, read_provenance
 
-__all__ = ["OutputInfo", "info", "output_info"]
+__all__ = ["OutputInfo", "info", "output_info", "run_outputs"]
 
 _REPORT_VERSION = re.compile(r"Written by assay (\S+) from")
 
@@ -177,7 +178,7 @@ def output_info(path: str | Path) -> OutputInfo:
             reader = _limits
         elif (path / "events.h5").is_file():
             raise StoreError(f"{path}: a run folder; ask about one of its outputs: events.h5, sets/<set>.h5, "
-                             "models/<name>, limits")  # fmt: skip
+                             "models/<name>, limits (`assay info RUN_DIR` lists them all)")  # fmt: skip
     elif path.suffix in (".html", ".htm"):
         reader = _report
     elif path.name in _LIMITS_FILES and (path.parent / "results.json").is_file():
@@ -217,13 +218,58 @@ PATH = typer.Argument(
 )
 
 
+def run_outputs(folder: str | Path) -> list[Path]:
+    """The outputs of a run folder that exist: events.h5, the training sets, the models, limits/ and
+    its report (:class:`~assay.rundir.RunDir`)."""
+    from assay.rundir import RunDir
+
+    run = RunDir(folder)
+    models = sorted(p for p in run.models.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if run.models.is_dir() else []  # fmt: skip
+    paths = [run.events, *sorted(run.sets.glob("*.h5")), *models, run.limits.root, run.limits.report]
+    return [p for p in paths if p.exists()]
+
+
+def _print_run(folder: Path, as_json: bool) -> None:
+    rows = []
+    for path in run_outputs(folder):
+        try:
+            rows.append((path, output_info(path), None))
+        except StoreError as exc:
+            rows.append((path, None, str(exc)))
+    if as_json:
+        records = {str(p): o.provenance.to_dict() if o and o.provenance else None for p, o, _ in rows}
+        typer.echo(json.dumps(records, indent=1))
+        return
+    table = Table(title=f"{folder}: run folder")
+    for column in ("output", "kind", "created (UTC)", "config SHA-256", "inputs"):
+        table.add_column(column, overflow="fold")
+    for path, out, problem in rows:
+        name = str(path.relative_to(folder))
+        if out is None:
+            table.add_row(name, "unreadable", problem or "", "", "")
+        elif out.provenance is None:
+            table.add_row(name, out.kind, "no provenance recorded", "", "")
+        else:
+            record = out.provenance
+            sha = (record.config_sha256 or "-")[:12]
+            table.add_row(name, out.kind, record.created, sha, str(len(record.inputs)))
+    console.print(table)
+
+
 def info(
     path: Path = PATH,
     as_json: bool = typer.Option(False, "--json", help="Print the provenance as JSON (null if none)."),
     config: bool = typer.Option(False, "--config", help="Also print the recorded config (YAML)."),
 ) -> None:
     """Show what an assay output is, what made it (assay version, seed, config and its SHA-256, the
-    inputs' SHA-256, when) and what it holds (events, observables, parameters; a model's method)."""
+    inputs' SHA-256, when) and what it holds (events, observables, parameters; a model's method).
+
+    PATH may also be a run folder: then one row per output it holds (--json: path → provenance).
+    """
+    if path.is_dir() and (path / "events.h5").is_file() and not (path / "results.json").is_file():
+        _print_run(path, as_json)
+        return
     with user_errors():
         out = output_info(path)
     if as_json:
