@@ -777,11 +777,12 @@ def _systematics_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
     for i, n in enumerate(cfg.systematics.nuisances):
         loc = ("systematics", "nuisances", i)
         name = n.simulator_variation
-        if n.is_normalisation or isinstance(sim, OffshellConfig):
-            continue
+        if n.is_normalisation or isinstance(sim, OffshellConfig | EventsFileConfig):
+            continue  # the off-shell simulator and imported events check their names when the run starts
         if not isinstance(sim, WHConfig):
             errors.append((loc, f"{name!r}: simulator kind {sim.kind} provides no shape variations; use "
-                                "`normalisation: u` or the offshell or wh simulator"))  # fmt: skip
+                                "`normalisation: u`, the offshell or wh simulator, or imported events with "
+                                "variations"))  # fmt: skip
         elif name not in WH_VARIATIONS:
             errors.append((loc, f"unknown WH variation {name!r}; valid names: {list(WH_VARIATIONS)}"))
         elif sim.detector is None or sim.detector.ideal or sim.shower is not None or sim.backgrounds:

@@ -155,3 +155,11 @@ def test_scans_show_progress(generated, tmp_path, capsys):
     assert "1D scans" in err and "2D scans" in err
     run_limits(cfg, tmp_path, progress=False)
     assert "scans" not in capsys.readouterr().err
+
+
+def test_imported_events_may_carry_shape_nuisances(generated):
+    data = _imported(generated / "events.h5", systematics={"nuisances": [{"name": "scale"}]})
+    assert config_from_dict(data).systematics.nuisances[0].name == "scale"  # checked against the store later
+    toy = copy.deepcopy(CONFIG) | {"systematics": {"nuisances": [{"name": "scale"}]}}
+    with pytest.raises(ConfigError, match="provides no shape variations"):
+        config_from_dict(toy)

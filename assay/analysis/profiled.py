@@ -118,13 +118,10 @@ def varied_weights_at(
             )
         fields = ["components"] + (["variations"] if "variations" in store.extras_shapes else [])
         extras = store.take(rows, fields=fields).extras
-        stored = list(((store.config or {}).get("run") or {}).get("variations", []))  # pipeline metadata
+        run_config = (store.config or {}).get("run") or {}  # pipeline metadata
+    stored = list(run_config.get("variations", []))
     components = extras["components"]
-    names = (
-        ("S", "I", "B_gg", "B_qq")
-        if components.shape[1] == 4
-        else tuple(map(str, range(components.shape[1])))
-    )
+    names = _component_names(run_config, components.shape[1])
     coefficients, *_ = np.linalg.lstsq(components, benchmark_weights, rcond=None)  # (C, K)
     scale = np.abs(benchmark_weights).max()
     if np.abs(components @ coefficients - benchmark_weights).max() > 1e-8 * scale:
@@ -426,3 +423,13 @@ def nuisance_summary(
     out["all"] = {"width_68_fixed": width(fit.nuisances())}
     out["none"] = {"width_68_fixed": width({})}  # the full result on the same points (seed 003's table)
     return out
+
+
+def _component_names(run_config: dict, n: int) -> tuple[str, ...]:
+    """Names a normalisation's ``components:`` can use: the off-shell simulator's S, I, B_gg, B_qq,
+    else the indices 0, 1, ... (an imported store's morphing components, for instance)."""
+    from assay.simulators.offshell import COMPONENTS
+
+    if (run_config.get("simulator") or {}).get("kind") == "offshell" and n == len(COMPONENTS):
+        return COMPONENTS
+    return tuple(map(str, range(n)))
