@@ -222,6 +222,8 @@ def atomic_directory(
         replace_directory(tmp, path, markers=markers, what=what)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, StoreError) and err.__cause__ is not None and str(tmp) in str(err):
+            err = err.__cause__  # a nested saver's message names the temporary folder: name ``path``
         if (store_error := _translated(path, err)) is not None:
             raise store_error from err
         raise

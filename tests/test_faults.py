@@ -195,6 +195,20 @@ def test_train_under_ulimit_f_in_a_subprocess(finished, tmp_path, model):
     assert_same_model(out / "models" / model, reference)
 
 
+def test_a_full_disk_inside_a_nested_model_folder_names_the_outer_one(tmp_path):
+    """An ensemble saves its members through nested atomic directories: the message names
+    models/<name>, never the temporary folder the member was being written to."""
+    from assay.saving import atomic_directory
+
+    with pytest.raises(StoreError) as info:
+        with atomic_directory(tmp_path / "ens", markers=("ensemble.json",)) as tmp:
+            with atomic_directory(tmp / "member_0", markers=("estimator.json",)):
+                raise OSError(errno.EFBIG, "File too large")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'ens'}: no space left") and ".tmp" not in message, message
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_checkpoint_write_that_fails_after_the_space_check_keeps_the_last_one(tmp_path, monkeypatch):
     """The race: free space checked, then the disk fills during the write. One "no space left"
     error naming the checkpoint, the previous checkpoint intact and readable, no temporary file."""
