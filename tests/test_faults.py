@@ -490,3 +490,56 @@ def test_ctrl_c_during_the_wh_demo_then_rerun(tmp_path, seconds):
     again = cli("demo", "--scale", 0.01, "-o", out, "-q", timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((out / "summary.json").read_text())["parton"]
+
+
+# ---- float64 sums over many events -------------------------------------------------------------
+
+N_BIG = 4_000_000  # 4·10⁶ weights of 10⁻³ beside one of 10⁴: a float32 column sum is 0.7% off (16% at 10⁷)
+
+
+@pytest.fixture(scope="module")
+def float32_weights():
+    """``(N_BIG, 3)`` float32 benchmark weights in pb, their exact (float64) column sums, a morpher."""
+    from assay.morphing import Morpher, morphing_components
+
+    w = np.tile(np.array([1e-3, 1.5e-3, 0.7e-3], dtype=np.float32), (N_BIG, 1))  # σ(θ) depends on θ
+    w[0] = 1e7 * w[0]
+    exact = w.astype(np.float64).sum(axis=0)
+    assert abs(w.sum(axis=0)[0] / exact[0] - 1) > 0.005  # what a float32 sum does
+    return w, exact, Morpher(morphing_components(1, 2), np.array([[0.0], [1.0], [-1.0]]))
+
+
+def test_asimov_sums_are_float64_for_float32_weights(float32_weights):
+    """AsimovSample's σ(θ), ∇σ and weights come out as float64 sums for float32 inputs (∇σ summed
+    the float32 column directly before: 16% off at 10⁷ events)."""
+    from assay.inference.asimov import AsimovSample
+    from assay.joint import JointQuantities
+
+    w, exact, morpher = float32_weights
+    sample = AsimovSample(
+        np.zeros((N_BIG, 1), np.float32), ("x",), w, JointQuantities(morpher, exact), np.zeros(1), 1.0
+    )
+    theta = np.array([0.5])
+    np.testing.assert_allclose(
+        sample.cross_section_gradient(theta), morpher.morphing_weight_gradients(theta) @ exact, rtol=1e-12
+    )  # scale = 1: the sample is the whole store
+    np.testing.assert_allclose(
+        sample.cross_section(theta[None]), morpher.morphing_weights(theta) @ exact, rtol=1e-12
+    )
+    assert sample.weights.dtype == np.float64
+
+
+def test_likelihood_and_template_sums_are_float64_for_float32_inputs(float32_weights):
+    """Σ_i w_i log r̂_i, the Asimov normalisation and histogram yields stay float64 sums for
+    float32 arrays (they cast on entry; this pins it)."""
+    from assay.inference.histograms import Binning, fill_templates
+    from assay.inference.likelihood import weighted_log_ratio_sum
+
+    w, exact, morpher = float32_weights
+    log_r = np.ones((1, N_BIG), dtype=np.float32)
+    np.testing.assert_allclose(
+        weighted_log_ratio_sum(log_r, np.zeros((1, 1)), w[:, 0]), exact[:1], rtol=1e-12
+    )
+    binning = Binning(("x",), (np.array([-1.0, 1.0]),))
+    filled = fill_templates(np.zeros((N_BIG, 1), np.float32), w, binning, morpher)
+    np.testing.assert_allclose(filled.benchmark_sums[0], exact, rtol=1e-12)
