@@ -254,6 +254,25 @@ def test_checkpoint_space_check_refuses_before_writing(tmp_path, monkeypatch):
     assert path.read_bytes() == good
 
 
+@pytest.mark.parametrize("content", [b"garbage", b"pickled", b"truncated"])
+def test_damaged_checkpoint_is_named_without_torch_advice(tmp_path, content):
+    """A damaged checkpoint is one StoreError naming it; never torch's advice to retry with
+    weights_only=False (which would run code from the file)."""
+    path = tmp_path / "estimator.pt"
+    if content == b"pickled":
+        torch.save({"format": "assay.TrainingCheckpoint", "fingerprint": "f", "hook": Path("x")}, path)
+    elif content == b"truncated":
+        write_checkpoint(path, {"fingerprint": "f", "epoch": 1, "weights": torch.arange(100.0)})
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(
+        StoreError, match=r"estimator\.pt: cannot read the training checkpoint \(damaged"
+    ) as info:
+        read_checkpoint(path, "f")
+    assert "weights_only" not in str(info.value) and len(str(info.value)) < 300, str(info.value)
+
+
 def test_event_append_that_fails_after_the_space_check_resumes(tmp_path, monkeypatch, caplog):
     """The race for the EventStore: h5py's write raises OSError(ENOSPC) after require_space passed.
     One message naming the partial file; the committed batches stay readable; the rerun resumes

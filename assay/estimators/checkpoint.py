@@ -92,7 +92,7 @@ def read_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any] | N
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or corrupt files
         raise StoreError(
-            f"{path}: cannot read the training checkpoint ({exc}); delete it to start afresh"
+            f"{path}: cannot read the training checkpoint ({_reason(exc)}); delete it to start afresh"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise StoreError(f"{path}: not a training checkpoint written by assay; delete it to start afresh")
@@ -102,3 +102,13 @@ def read_checkpoint(path: Path, expected_fingerprint: str) -> dict[str, Any] | N
         )
         return None
     return state
+
+
+def _reason(exc: Exception) -> str:
+    """torch.load's error in a few words: its refusal of pickled objects says to retry with
+    ``weights_only=False`` (arbitrary code execution), which assay never does."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "damaged, or holds objects other than tensors, which assay does not load"
+    first = text.splitlines()[0].split(". ")[0][:160] if text.strip() else type(exc).__name__
+    return f"damaged or truncated: {first}"
