@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod, check_model_inputs
 from assay.bit import BoostedInformationTree
 from assay.config import GaussianToyConfig, OffshellConfig, RunConfig, WHConfig
 from assay.estimators import load_estimator
@@ -110,6 +110,8 @@ def load_models(cfg: RunConfig, run: RunDir, names: Sequence[str] | None = None)
     Raises:
         ConfigError: a name that is not in the config's training section.
         StoreError: a model that has not been trained (``assay train``).
+        PredictionError: a model trained on other observables or parameters than the run's events
+            (:func:`~assay.analysis.methods.check_model_inputs`).
     """
     names = list(names if names is not None else (cfg.inference.models or cfg.training))
     unknown = [n for n in names if n not in cfg.training]
@@ -123,6 +125,12 @@ def load_models(cfg: RunConfig, run: RunDir, names: Sequence[str] | None = None)
         if not path.is_dir():
             raise StoreError(f"{path}: model {name!r} is not trained; run `assay train CONFIG` first")
         models[name] = load_estimator(path)
+    if models:
+        with EventStore(run.events) as store:
+            observables = list(store.observables)
+        parameters = [p.name for p in cfg.parameters]
+        for name, model in models.items():
+            check_model_inputs(name, model, observables, parameters, where=str(run.events))
     return models
 
 

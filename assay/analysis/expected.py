@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod
+from assay.analysis.methods import BinnedMethod, Dataset, Method, RateMethod, RatioMethod, check_model_inputs
 from assay.analysis.scans import one_parameter
 from assay.exceptions import ConfigError, StoreError
 from assay.inference.asimov import AsimovSample
@@ -116,7 +116,10 @@ def _method(method: Any, sample: AsimovSample, run: RunDir) -> Method:
             )
         from assay.estimators import load_estimator
 
-        method = load_estimator(run.model(method))
+        name, method = method, load_estimator(run.model(method))
+        with EventStore(run.events) as store:
+            parameters = _parameter_names(store)
+        check_model_inputs(name, method, sample.observables, parameters, where=str(run.events))
     from assay.analysis.build import _model_method
 
     return _model_method(type(method).__name__, method, sample, (25, 8))

@@ -29,7 +29,6 @@ from assay.analysis.methods import (
     Method,
     RateMethod,
     RatioMethod,
-    check_model_inputs,
 )
 from assay.analysis.profiled import ProfiledMethod, nuisance_summary, profiled_methods
 from assay.analysis.scans import grids, one_d_scans, scan_all
@@ -332,9 +331,7 @@ def run_limits(
     start = time.perf_counter()
     timings: dict[str, float] = {}
     sample = asimov_sample(cfg, run)
-    loaded = load_models(cfg, run, models)
-    for name, model in loaded.items():
-        check_model_inputs(name, model, sample.observables, names, where=str(run.events))
+    loaded = load_models(cfg, run, models)  # each checked against the events' observables and parameters
     methods = build_methods(cfg, sample, loaded)
     methods |= profiled_methods(cfg, run, sample, loaded, methods)
     dataset = Dataset.from_sample(sample) if data is None else observed_dataset(data, cfg, run, sample)
