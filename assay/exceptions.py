@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AssayError",
     "ConfigError",
+    "ExportError",
     "MorphingError",
     "NotFittedError",
     "PredictionError",
@@ -50,3 +51,8 @@ class PredictionError(AssayError, ValueError):
 class TrainingError(AssayError, RuntimeError):
     """Training stopped because the loss or the weights stopped being finite (names the likely cause:
     non-finite inputs, with the array and first bad row, or a diverging optimisation)."""
+
+
+class ExportError(AssayError, ValueError):
+    """A model or a limits folder cannot be exported (names it, says what can be and how to fix it),
+    or the ``export`` extra is missing."""

@@ -19,14 +19,9 @@ import warnings
 from types import ModuleType
 from typing import Any
 
-from assay.exceptions import AssayError
+from assay.exceptions import ExportError
 
 __all__ = ["ExportError", "compare_onnx", "onnx_metadata", "to_hepdata", "to_onnx"]
-
-
-class ExportError(AssayError, ValueError):
-    """A model or a limits folder cannot be exported (names it, says what can be and how to fix it),
-    or the ``export`` extra is missing."""
 
 
 def require(module: str, what: str) -> ModuleType:
