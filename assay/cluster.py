@@ -125,6 +125,8 @@ def client_for(
             yield client
         return
     if "://" in scheduler:
+        if n:
+            logger.info("%s: using the workers it has; workers=%d starts none", scheduler, n)
         with _connect(scheduler, timeout) as client:
             yield client
         return

@@ -85,30 +85,38 @@ def _htcondor_directives(lines: list[str]) -> dict[str, str]:
 
 
 def _job_options(parallel: ParallelConfig) -> dict[str, Any]:
-    """The keyword arguments of the dask-jobqueue cluster (dask-jobqueue ≥ 0.8 names)."""
+    """The keyword arguments of the dask-jobqueue cluster (dask-jobqueue ≥ 0.8 names). Prologue lines
+    and directives add to those of Dask's ``jobqueue.<scheduler>`` configuration."""
+    import dask
+
     from assay.cluster import WORKER_ENVIRON
 
+    def configured(key: str, default: Any) -> Any:
+        return dask.config.get(f"jobqueue.{parallel.scheduler}.{key}", None) or default
+
+    exports = [f"export {key}={value}" for key, value in WORKER_ENVIRON.items()]
     options: dict[str, Any] = {
         "cores": parallel.cores,
         "processes": parallel.cores,  # single-threaded workers, as on the local cluster
         "memory": parallel.memory,
-        "job_script_prologue": [f"export {key}={value}" for key, value in WORKER_ENVIRON.items()],
+        "job_script_prologue": [*configured("job-script-prologue", []), *exports],
     }
     if parallel.local_directory is not None:
         options["local_directory"] = parallel.local_directory
     if parallel.scheduler == "slurm":
         walltime = None if parallel.walltime is None else _clock(walltime_seconds(parallel.walltime))
         options |= {"queue": parallel.queue, "account": parallel.account, "walltime": walltime}
-        options["job_extra_directives"] = list(parallel.job_extra)
+        options["job_extra_directives"] = [*configured("job-extra-directives", []), *parallel.job_extra]
         return {key: value for key, value in options.items() if value is not None}
-    directives = _htcondor_directives(parallel.job_extra)
+    directives = {**configured("job-extra-directives", {}), **_htcondor_directives(parallel.job_extra)}
     if parallel.walltime is not None:  # honoured by many pools (CERN, DESY); others set their own key
         directives.setdefault("+MaxRuntime", str(walltime_seconds(parallel.walltime)))
     if parallel.account is not None:
         directives.setdefault("accounting_group", parallel.account)
     options["job_extra_directives"] = directives
-    # HTCondor requires a disk request; the workers spill at most their memory to disk
-    options["disk"] = parallel.memory
+    # HTCondor requires a disk request: Dask's jobqueue.htcondor.disk, else the memory (what the
+    # workers can spill at most)
+    options["disk"] = configured("disk", parallel.memory)
     return options
 
 

@@ -235,6 +235,28 @@ def test_htcondor_submit_description():
     assert re.search(r"export MALLOC_MMAP_THRESHOLD_=33554432; .*dask_worker .*--nworkers 2", arguments)
 
 
+def test_dask_jobqueue_configuration_is_kept():
+    """Prologue lines, directives and the HTCondor disk of Dask's jobqueue configuration
+    (~/.config/dask/jobqueue.yaml) stay, next to the config's."""
+    import dask
+    import dask_jobqueue  # noqa: F401  (loads the defaults that the settings below update)
+
+    settings = {
+        "jobqueue.slurm.job-script-prologue": ["module load python"],
+        "jobqueue.slurm.job-extra-directives": ["--qos=normal"],
+        "jobqueue.htcondor.job-extra-directives": {"+Site": '"here"'},
+        "jobqueue.htcondor.disk": "20GB",
+    }
+    with dask.config.set(settings):
+        script = job_script(load_config(EXAMPLE).parallel)
+        submit = job_script(ParallelConfig(scheduler="htcondor", job_extra=["+JobFlavour = workday"]))
+    assert {"--qos=normal", "--constraint=cpu"} <= set(_directives(script, "#SBATCH"))
+    lines = script.splitlines()
+    assert lines.index("module load python") < lines.index("export MALLOC_MMAP_THRESHOLD_=33554432")
+    lines = [line.strip() for line in submit.splitlines()]
+    assert {'+Site = "here"', "+JobFlavour = workday", "MY.DaskWorkerDisk = 20000000000"} <= set(lines)
+
+
 @pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the dashboard's default port
 def test_jobqueue_client_scales_to_workers_jobs_and_closes(monkeypatch):
     """client_for(slurm) connects a client to the cluster's scheduler, asks for `workers` jobs and
