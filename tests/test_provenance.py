@@ -423,3 +423,26 @@ def test_a_record_survives_an_html_page_whatever_its_strings_hold(tmp_path):
     page.write_text(f"<html><body><p>x</p>\n{prov.html_comment(record)}\n<p>after --></p></body></html>")
     assert "-->" not in prov.html_comment(record)[:-3] and prov.read_provenance(page) == record
     assert prov.read_provenance(tmp_path / "report.html").config["note"] == "a --> b <!-- c -- d"
+
+
+def test_import_lhe_command_records_the_config(tmp_path):
+    import yaml
+
+    benchmarks = {"sm": [0.0, 0.0], "b1": [0.5, 0.0], "b2": [0.0, 0.5], "b3": [-0.5, 0.0], "b4": [0.0, -0.5],
+                  "b5": [0.5, 0.5]}  # fmt: skip
+    path = write_lhe(tmp_path / "wh.lhe.gz", *wh_to_lhe(_wh_events(20, np.random.default_rng(5)),
+                                                         benchmark_names=list(benchmarks)))  # fmt: skip
+    config = {
+        "seed": 11,
+        "parameters": [{"name": "cHW", "range": [-1, 1]}, {"name": "cHWtilde", "range": [-1, 1]}],
+        "benchmarks": [{"name": n, "theta": {"cHW": t[0], "cHWtilde": t[1]}} for n, t in benchmarks.items()],
+        "morphing": {"optimize_basis": False},
+        "simulator": {"kind": "events", "path": "wh.h5"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    command = ["import-lhe", str(tmp_path / "run.yaml"), str(path), "-o", str(tmp_path / "wh.h5")]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    record = prov.read_provenance(tmp_path / "wh.h5")
+    assert record.seed == 11 and record.config["parameters"][0]["name"] == "cHW"
+    assert record.inputs == {str(Path(path).resolve()): sha256(path)}

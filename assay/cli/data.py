@@ -80,7 +80,7 @@ def import_lhe(
         space = cfg.parameter_space()
         morpher = Morpher(basis_components(cfg), space.benchmark_thetas)
         store = run_import(files, output, space, morpher, overwrite=overwrite,
-                           negative_weights=cfg.sampling.allow_negative_weights)  # fmt: skip
+                           negative_weights=cfg.sampling.allow_negative_weights, config=cfg)  # fmt: skip
     console.print(f"{output}: {store.n_events:,} events from {len(files)} file(s), "
                   f"σ = {store.weights_sum()[0]:.6g} pb at {store.benchmarks[0]}")  # fmt: skip
 
