@@ -18,7 +18,7 @@ from assay.store import EventStore
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "toy.yaml"
 COMMANDS = {
     "version", "demo", "generate", "run", "inspect", "basis", "import-lhe", "train", "limits", "coverage",
-    "diagnostics", "report",
+    "diagnostics", "report", "import-madminer", "export", "info", "cluster-script",
 }  # fmt: skip
 
 SMALL = {
