@@ -49,15 +49,17 @@ def _umask() -> int:
 _FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 # h5py names the errno only in its text; torch's zip writer (torch.save to a path) reports a short
 # write as "unexpected pos <wanted> vs <written>" and loses the errno: the disk or ulimit -f ran out.
+# "no space left on the device": full_error's own message, so that disk_full() also recognises it
 _FULL_TEXTS = ("No space left", "File too large", "Disk quota", "errno = 28,", "errno = 27,", "errno = 122,",
-               "unexpected pos")  # fmt: skip
+               "unexpected pos", "no space left on the device")  # fmt: skip
 _UNWRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 _MARGIN_BYTES = 2**20  # metadata and headers on top of the data
 
 
 def disk_full(err: BaseException) -> bool:
     """Whether ``err`` (an ``OSError``, or h5py's ``RuntimeError`` that only names the errno in its
-    text) says the disk or the file-size limit (``ulimit -f``) or the quota is exhausted."""
+    text, or a :func:`full_error`) says the disk or the file-size limit (``ulimit -f``) or the quota
+    is exhausted."""
     if isinstance(err, OSError) and err.errno in _FULL_ERRNOS:
         return True
     return isinstance(err, (OSError, RuntimeError)) and any(t in str(err) for t in _FULL_TEXTS)
@@ -125,11 +127,9 @@ def require_space(path: str | os.PathLike, n_bytes: int, *, kept: str = "") -> N
         limits.append(soft - size)
     if need > min(limits):
         what = "free space" if min(limits) == limits[0] else "room under the file-size limit (ulimit -f)"
-        raise full_error(
-            path, OSError(errno.ENOSPC, f"{need / 2**20:.1f} MiB needed, {max(0, min(limits)) / 2**20:.1f} "
-                                        f"MiB of {what}"),
-            kept,
-        )  # fmt: skip
+        short = OSError(errno.ENOSPC, f"{need / 2**20:.1f} MiB needed, {max(0, min(limits)) / 2**20:.1f} "
+                                      f"MiB of {what}")  # fmt: skip
+        raise full_error(path, short, kept) from short
 
 
 @contextmanager

@@ -195,6 +195,19 @@ def test_train_under_ulimit_f_in_a_subprocess(finished, tmp_path, model):
     assert_same_model(out / "models" / model, reference)
 
 
+def test_full_disk_errors_are_recognised_as_such(tmp_path, monkeypatch):
+    """disk_full() says yes to assay's own "no space left" errors (a caller that keeps going on
+    other OSErrors, such as the trainer's checkpointing, can stop on these), no to a read-only folder."""
+    from assay import saving
+
+    monkeypatch.setattr(saving.resource, "getrlimit", lambda _: (2**19, resource.RLIM_INFINITY))
+    with pytest.raises(StoreError) as info:
+        saving.require_space(tmp_path / "a.pt", 10)
+    assert saving.disk_full(info.value) and saving.disk_full(info.value.__cause__)
+    unwritable = saving.unwritable_error(tmp_path / "a.pt", OSError(errno.EROFS, "Read-only file system"))
+    assert not saving.disk_full(unwritable) and saving.unwritable(OSError(errno.EACCES, "Permission denied"))
+
+
 def test_a_full_disk_inside_a_nested_model_folder_names_the_outer_one(tmp_path):
     """An ensemble saves its members through nested atomic directories: the message names
     models/<name>, never the temporary folder the member was being written to."""
