@@ -43,7 +43,7 @@ from assay.pipeline import read_split
 from assay.rundir import RunDir
 from assay.saving import read_json
 from assay.store import EventStore
-from assay.streaming import StreamPlan, TrainingSetFile, fit_streamed, plan_streaming
+from assay.streaming import STREAM_FRACTION, StreamPlan, TrainingSetFile, fit_streamed, plan_streaming
 from assay.training_set import TrainingSet
 
 __all__ = [
@@ -284,8 +284,12 @@ def train_events(
     """The train partition of ``OUTPUT/events.h5`` (``split.h5``), at most ``max_events`` (a subset
     drawn without replacement with the config's seed); weights as stored.
 
+    These methods (BIT, the mixture model) fit on events held in memory: with ``cfg.memory_gb`` the
+    events' x and weights (float64) may take at most half of it.
+
     Raises:
         StoreError: ``events.h5`` or ``basis.json`` missing or unreadable, or they disagree.
+        ConfigError: the events exceed half of ``memory_gb`` (the message says which ``max_events`` fits).
     """
     run = RunDir(output or cfg.output)
     if not run.events.is_file():
@@ -295,9 +299,23 @@ def train_events(
         rows = read_split(run.split, store.n_events, cfg).train
         if max_events is not None and max_events < len(rows):
             rows = np.sort(np.random.default_rng([cfg.seed, 3]).choice(rows, max_events, replace=False))
+        _check_budget(cfg.memory_gb, len(rows), 8 * (store.n_obs + store.n_benchmarks))
         events = store.take(rows, fields=("x", "weights"))
         names = (tuple(store.benchmarks), tuple(store.observables))
     return TrainEvents(events.x, events.weights, morpher, rows, *names)
+
+
+def _check_budget(memory_gb: float | None, n_events: int, row_bytes: int) -> None:
+    """Refuse to load ``n_events`` rows of ``row_bytes`` over :data:`~assay.streaming.STREAM_FRACTION`
+    of ``memory_gb`` (the methods fitted on loaded events cannot stream)."""
+    if memory_gb is None or n_events * row_bytes <= STREAM_FRACTION * memory_gb * 1e9:
+        return
+    fits = int(STREAM_FRACTION * memory_gb * 1e9 // row_bytes)
+    raise ConfigError(
+        f"max_events: the {n_events} train events take {n_events * row_bytes / 1e9:.3g} GB in memory, over "
+        f"{STREAM_FRACTION:.0%} of memory_gb {memory_gb:g}; this method fits on loaded events: set "
+        f"max_events <= {fits} or raise memory_gb"
+    )
 
 
 def _train_bit(
@@ -305,7 +323,10 @@ def _train_bit(
 ) -> TrainingResult:
     """Fit BIT on the train events (seed 002) and save it to ``models/<name>/``."""
     start = time.perf_counter()
-    events = bit_training_events(cfg, model, run.root)
+    try:
+        events = bit_training_events(cfg, model, run.root)
+    except ConfigError as exc:
+        raise ConfigError(f"training.{name}.{exc}") from exc
     if len(events.x) == 0:
         raise ConfigError("sampling.split.train: the train partition holds no events; BIT needs some")
     bit = build_bit(model, progress=progress)
@@ -334,7 +355,10 @@ def _train_mixture(
 ) -> TrainingResult:
     """Fit seed 003's mixture model on the weighted train events and save it to ``models/<name>/``."""
     start = time.perf_counter()
-    events = train_events(cfg, model.max_events, run.root)
+    try:
+        events = train_events(cfg, model.max_events, run.root)
+    except ConfigError as exc:
+        raise ConfigError(f"training.{name}.{exc}") from exc
     if len(events.x) == 0:
         raise ConfigError(f"training.{name}: the train partition holds no events; the mixture needs them")
     mixture = MixtureModel(

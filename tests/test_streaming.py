@@ -510,3 +510,18 @@ def test_a_source_over_the_budget_streams_and_builds_the_same_sets(toy_store):
     from scipy import stats
 
     assert stats.ks_2samp(x_loaded[:, 0], x_streamed[:, 0]).pvalue > 1e-3
+
+
+def test_bit_over_the_budget_is_refused_with_the_max_events_that_fits(run_folder):
+    from assay.config import config_from_dict
+    from assay.exceptions import ConfigError
+    from assay.training import train_model
+
+    _, raw = run_folder
+    bit = {"method": "bit", "n_trees": 3, "max_depth": 2, "min_size": 20}
+    cfg = config_from_dict({**raw, "memory_gb": 1e-4, "training": {"bit": bit}})  # 50 kB: ~1,500 events
+    with pytest.raises(ConfigError, match=r"training\.bit\.max_events: the \d+ train events take") as info:
+        train_model(cfg, "bit", progress=False)
+    fits = int(str(info.value).split("max_events <= ")[1].split()[0])
+    cfg = config_from_dict({**raw, "memory_gb": 1e-4, "training": {"bit": {**bit, "max_events": fits}}})
+    assert train_model(cfg, "bit", progress=False).n_events == fits
