@@ -16,8 +16,9 @@ was loaded, copied for the split and again for the shuffle. Here a training-set 
   :func:`assay.training.train_model` applies to the config's ``memory_gb``.
 
 Peak memory is bounded by the chunks in flight, not by the set: about
-``(2 buffer_chunks + 3) · chunk_size`` rows at float32 plus one chunk at float64 while it is read
-(:meth:`ChunkedDataset.peak_bytes`).
+``(2 buffer_chunks + 3) · chunk_size`` rows at float32 plus two chunks' worth at float64 while one
+is read and checked (:meth:`ChunkedDataset.peak_bytes`); the process's resident memory grows by up
+to about 1.7 times that (freed chunk-sized blocks kept by the allocator; benchmarks/memory.py).
 """
 
 from __future__ import annotations
