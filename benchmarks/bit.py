@@ -9,7 +9,8 @@ at 10 benchmarks of ``morphing_components(3, 2)`` (exact quadratic morphing). Ti
 and checks the result against the toy's exact R(x|θ) on held-out events: the relative MSE of
 the coefficients and the Fisher information Σ w R_a R_b of BIT versus the exact one.
 The numba JIT compilation is done (and timed) before the measurements.
-Prints a table and writes benchmarks/results/bit.json.
+Prints a table and writes ./benchmark-results/bit.json
+(``--record``: the tracked benchmarks/results/bit.json, for the developers).
 
 Usage: python benchmarks/bit.py [--n-events 500000] [--n-trees 100]
 """
@@ -18,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 
 from assay.bit import BoostedInformationTree, weight_derivatives
 from assay.morphing import Morpher, morphing_components
@@ -40,11 +40,11 @@ def exact_coefficients(toy: GaussianToy, morpher: Morpher, x: np.ndarray) -> np.
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--n-events", type=int, default=500_000)
     parser.add_argument("--n-test", type=int, default=100_000)
     parser.add_argument("--n-trees", type=int, default=100)
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "bit.json")
+    add_output_arguments(parser, "bit.json")
     args = parser.parse_args()
     rng = np.random.default_rng(1)
     toy = GaussianToy.default(n_params=3, n_obs=3)
@@ -90,7 +90,7 @@ def main() -> None:
         "bit_fisher_trace_ratio": float(np.trace(fisher_bit) / np.trace(fisher_exact)),
         "seed002_reference_s": 540.0,
     }
-    write_results(results, args.output)
+    write_results(results, output_path(args, "bit.json"), record=args.record)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Measures, on this machine,
   EventStore by ``assay.generation.generate`` (one process);
 - ``shower_events_per_s`` (MPI on) and ``shower_events_per_s_no_mpi``: Pythia 8 shower +
   hadronisation + anti-kT jets of WH events in one process (reported, no target).
-Prints a table and writes benchmarks/results/generation.json.
+Prints a table and writes ./benchmark-results/generation.json
+(``--record``: the tracked benchmarks/results/generation.json, for the developers).
 
 Usage: python benchmarks/generation.py [--n-events 2000000]
 """
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 
 from assay.generation import generate
 from assay.simulators.wh import WHSimulator
@@ -64,11 +65,11 @@ def shower_rate(sim: WHSimulator, n_events: int, *, mpi: bool) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--n-events", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--shower-events", type=int, default=2_000)
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "generation.json")
+    add_output_arguments(parser, "generation.json")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     sim = WHSimulator(BENCHMARKS)
@@ -89,7 +90,7 @@ def main() -> None:
     results["shower_events_per_s"] = shower_rate(sim, args.shower_events, mpi=True)
     results["shower_events_per_s_no_mpi"] = shower_rate(sim, args.shower_events, mpi=False)
 
-    write_results(results, args.output)
+    write_results(results, output_path(args, "generation.json"), record=args.record)
 
 
 if __name__ == "__main__":

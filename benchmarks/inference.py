@@ -12,7 +12,8 @@
 (b) ``demo_s``: wall time of ``assay demo`` (default sizes) in a temporary folder, or read from
     an existing run's summary.json with ``--demo-summary``.
 
-Prints a table and writes benchmarks/results/inference.json.
+Prints a table and writes ./benchmark-results/inference.json
+(``--record``: the tracked benchmarks/results/inference.json, for the developers).
 
 Usage: python benchmarks/inference.py [--events 100000] [--demo-summary assay-demo/summary.json]
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 from training import MORPHER, N_OBS, N_PARAMS, random_ratio_set
 
 from assay.estimators import ALICES, Ensemble
@@ -89,16 +90,16 @@ def bench_demo(summary: Path | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--demo-summary", type=Path, default=None, help="read demo_s from this summary.json")
     parser.add_argument("--skip-demo", action="store_true")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "inference.json")
+    add_output_arguments(parser, "inference.json")
     args = parser.parse_args()
     results = {"cpu_count": os.cpu_count()} | bench_grid(args.events)
     if not args.skip_demo:
         results |= bench_demo(args.demo_summary)
-    write_results(results, args.output)
+    write_results(results, output_path(args, "inference.json"), record=args.record)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
    2-parameter Gaussian toy with its exact likelihood, a histogram and the rate, two 81-point 1D
    scans each, in this process (no Dask).
 
-Prints a table and writes benchmarks/results/limits.json.
+Prints a table and writes ./benchmark-results/limits.json
+(``--record``: the tracked benchmarks/results/limits.json, for the developers).
 
 Usage: python benchmarks/limits.py [--toys 200] [--work DIR]
 """
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 
 from assay.analysis import run_limits
 from assay.config import config_from_dict
@@ -55,10 +56,10 @@ def toy_config(folder: Path):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--toys", type=int, default=200)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "limits.json")
+    add_output_arguments(parser, "limits.json")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="assay-bench-limits-"))
     results: dict = {}
@@ -83,7 +84,7 @@ def main() -> None:
     results["toys_per_s"] = args.toys / toys.timings_s["toys"]
     coverage = next(iter(toys.levels.values())).coverage.coverage["truth"]
     results["toys_truth_coverage_theta_0_68"] = coverage["theta_0_68"]
-    write_results(results, args.output)
+    write_results(results, output_path(args, "limits.json"), record=args.record)
 
 
 if __name__ == "__main__":

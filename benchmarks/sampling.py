@@ -5,7 +5,8 @@ On 1M Gaussian-toy events with 6 benchmarks and 2 parameters, times
 - a SALLY training set of 1M events at the SM,
 - for reference, the seed-000 / MadMiner algorithm (cumulative sum + index search over
   all events, one θ at a time) on a subset of θ0, extrapolated to 1,000 θ0,
-and the peak resident memory. Prints a table and writes benchmarks/results/sampling.json.
+and the peak resident memory. Prints a table and writes ./benchmark-results/sampling.json
+(``--record``: the tracked benchmarks/results/sampling.json, for the developers).
 
 Usage: python benchmarks/sampling.py [--n-events 1000000]
 """
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 
 from assay.generation import ToyBatchSimulator, generate
 from assay.morphing import Morpher, morphing_components, optimize_basis
@@ -44,11 +45,11 @@ def _reference_inverse_cdf(source: EventSource, thetas: np.ndarray, n_per: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--n-events", type=int, default=1_000_000)
     parser.add_argument("--n-pairs", type=int, default=1_000_000)
     parser.add_argument("--n-theta0", type=int, default=1000)
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "sampling.json")
+    add_output_arguments(parser, "sampling.json")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     comps = morphing_components(2, 2)
@@ -106,7 +107,7 @@ def main() -> None:
     results["peak_rss_gb"] = _peak_rss_gb()
     results["cpu_count"] = os.cpu_count() or 0
 
-    write_results(results, args.output)
+    write_results(results, output_path(args, "sampling.json"), record=args.record)
 
 
 if __name__ == "__main__":

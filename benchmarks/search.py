@@ -10,7 +10,8 @@
    (3 processes − none is the reference: 3 classifiers × 3 Poisson-bootstrap members).
 
 Also written: the demo's 68% intervals on μ per method and the truth-relative widths.
-Prints a table and writes benchmarks/results/search.json.
+Prints a table and writes ./benchmark-results/search.json
+(``--record``: the tracked benchmarks/results/search.json, for the developers).
 
 Usage: python benchmarks/search.py [--scale 1.0] [--work DIR]
 """
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 
 from assay.search_demo import LEVEL, run_search_demo, search_size
 
@@ -50,10 +51,10 @@ def _width(interval) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--scale", type=float, default=1.0, help="demo size (1.0: the default demo)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "search.json")
+    add_output_arguments(parser, "search.json")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="assay-bench-search-"))
     results: dict = {"offshell_events_per_s": generator_rate()}
@@ -70,7 +71,7 @@ def main() -> None:
     for name, entry in methods.items():
         results[f"mu_68_{name}"] = entry["mu_68"]
         results[f"width_68_over_truth_{name}"] = _width(entry["mu_68"]) / truth
-    write_results(results, args.output)
+    write_results(results, output_path(args, "search.json"), record=args.record)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@
    wall time per toy (Neyman belt included). With Wilks' threshold, and (``*_neyman``) with the
    Neyman critical values of ``neyman_belt_toys_per_point`` belt toys at each scan point.
 
-Prints a table and writes benchmarks/results/systematics.json.
+Prints a table and writes ./benchmark-results/systematics.json
+(``--record``: the tracked benchmarks/results/systematics.json, for the developers).
 
 ``load_average_1m`` records the machine's load when it started (other jobs share the cores).
 
@@ -25,7 +26,6 @@ Usage: python benchmarks/systematics.py [--toys 200] [--neyman 100] [--work DIR]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, previous_results, write_results
 
 N_SYST = 10
 
@@ -154,11 +154,11 @@ def harness(work: Path, n_toys: int, neyman: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--toys", type=int, default=200, help="toys of the harness run")
     parser.add_argument("--neyman", type=int, default=100, help="belt toys per scan point of the harness run")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "systematics.json")
+    add_output_arguments(parser, "systematics.json")
     keep = "measure 1 and 2 only; keep the harness numbers already in the output file"
     parser.add_argument("--fits-only", action="store_true", help=keep)
     args = parser.parse_args()
@@ -166,11 +166,11 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="assay-bench-systematics-"))
     results = {"load_average_1m": os.getloadavg()[0], **profile_fit_time(), **toys_per_second()}
     if args.fits_only:
-        old = json.loads(args.output.read_text()) if args.output.is_file() else {}
+        old = previous_results(args, "systematics.json")
         results |= {k: v for k, v in old.items() if k.startswith(("coverage", "challenge"))}
     else:
         results |= harness(work, args.toys, args.neyman)
-    write_results(results, args.output)
+    write_results(results, output_path(args, "systematics.json"), record=args.record)
 
 
 if __name__ == "__main__":

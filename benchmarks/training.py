@@ -31,7 +31,8 @@
 
 Data for (a)-(c): random, of WH's width: x ~ N(0, 1) with 43 observables (len(WH_OBSERVABLES)), 2
 parameters, θ0 ~ N(0, 0.4²) from 1,000 values, θ1 = SM, and random joint log r and scores;
-step costs do not depend on the values. Prints a table and writes benchmarks/results/training.json.
+step costs do not depend on the values. Prints a table and writes ./benchmark-results/training.json
+(``--record``: the tracked benchmarks/results/training.json, for the developers).
 
 Usage: python benchmarks/training.py [--pairs 100000] [--epochs 2] [--workers 2] [--flows-only]
 (``--flows-only`` runs (d) alone and updates its keys in the results file.)
@@ -40,7 +41,6 @@ Usage: python benchmarks/training.py [--pairs 100000] [--epochs 2] [--workers 2]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, previous_results, write_results
 
 from assay.config import config_from_dict
 from assay.demo import example_config
@@ -327,7 +327,7 @@ def bench_flows(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--pairs", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--members", type=int, default=5)
@@ -344,23 +344,24 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true", help="run (e) alone (with --full: and (f))")
     parser.add_argument("--full", action="store_true", help="(f): the 1M x 50-epoch ensemble, measured")
     parser.add_argument("--quick", action="store_true", help="(e) on 10k pairs, for development")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training.json")
+    add_output_arguments(parser, "training.json")
     args = parser.parse_args()
     if args.quick:
         args.compare_pairs, args.throughput = 10_000, True
     if args.throughput:
-        previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
+        previous = previous_results(args, "training.json")
         results = {"load_average_1m": os.getloadavg()[0], **bench_throughput(args)}
         if args.full:
             results |= bench_full_ensemble(args)
         if args.quick:
             write_results(results, Path(tempfile.mkdtemp()) / "training_quick.json")
         else:
-            write_results({**previous, **results}, args.output)
+            write_results({**previous, **results}, output_path(args, "training.json"), record=args.record)
         return
     if args.flows_only:
-        previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
-        write_results({**previous, **bench_flows(args)}, args.output)
+        previous = previous_results(args, "training.json")
+        results = {**previous, **bench_flows(args)}
+        write_results(results, output_path(args, "training.json"), record=args.record)
         return
     results = {"data": f"random, {N_OBS} observables, {N_PARAMS} parameters", "cpu_count": os.cpu_count()}
     results |= {"first_fit_in_a_process_s": warm_up(), "dask_workers": args.workers}
@@ -372,7 +373,7 @@ def main() -> None:
     for variant in ("", "_morphing_batch512"):
         results |= bench_evaluation(args, variant)
     results |= bench_flows(args)
-    write_results(results, args.output)
+    write_results(results, output_path(args, "training.json"), record=args.record)
 
 
 if __name__ == "__main__":

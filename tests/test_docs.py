@@ -33,6 +33,7 @@ Measured (2 shared cores, load ~1): the whole file takes ~NN s.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -226,3 +227,23 @@ def test_shrink_caps_sizes_and_keeps_everything_else() -> None:
     assert small["simulator"] == {"kind": "wh", "n_events": 20_000, "batch_size": 50_000}
     assert small["training"]["a"] == {"epochs": 2, "hidden": [100, 100], "n_ensemble": 2}
     assert small["inference"] == {"scans": [{"n_points": 21}], "grids": [{"n_points": 7}], "lumi": 3}
+
+
+def test_benchmarks_write_tracked_results_only_with_record(tmp_path: Path, monkeypatch) -> None:
+    """docs/index.md#benchmarks: a benchmark run writes ./benchmark-results/, --record the tracked file."""
+    import argparse
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.chdir(tmp_path)
+    import _report
+
+    parser = argparse.ArgumentParser()
+    _report.add_output_arguments(parser, "x.json")
+    assert _report.output_path(parser.parse_args([]), "x.json") == Path("benchmark-results/x.json")
+    assert _report.output_path(parser.parse_args(["--record"]), "x.json") == _report.RESULTS / "x.json"
+    assert _report.output_path(parser.parse_args(["--output", "o.json"]), "x.json") == Path("o.json")
+    # a script passing the tracked path without --record (the old API) is redirected
+    written = _report.write_results({"t_s": 1.5}, _report.RESULTS / "never_written.json")
+    assert written == Path("benchmark-results/never_written.json")
+    assert json.loads((tmp_path / written).read_text()) == {"t_s": 1.5}
+    assert not (_report.RESULTS / "never_written.json").exists()
