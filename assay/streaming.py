@@ -287,13 +287,21 @@ class ChunkedDataset:
         val, train = np.sort(self.chunks[perm[:n_val]]), np.sort(self.chunks[perm[n_val:]])
         return self.subset(train), self.subset(val)
 
-    def buffers(self, generator: torch.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        """One epoch: the chunks in an order drawn from ``generator``, ``buffer_chunks`` at a time,
-        concatenated (the trainer shuffles the rows of each buffer with the same generator)."""
-        order = self.chunks
-        if len(order) > 1:
-            order = order[torch.randperm(len(order), generator=generator).numpy()]
-        for i in range(0, len(order), self.buffer_chunks):
+    def chunk_order(self, generator: torch.Generator) -> np.ndarray:
+        """One epoch's order of the chunks, drawn from ``generator`` (no draw for one chunk)."""
+        if len(self.chunks) < 2:
+            return self.chunks.copy()
+        return self.chunks[torch.randperm(len(self.chunks), generator=generator).numpy()]
+
+    @property
+    def n_buffers(self) -> int:
+        """Buffers per epoch."""
+        return math.ceil(len(self.chunks) / self.buffer_chunks)
+
+    def buffers(self, order: np.ndarray, first: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """The chunks in ``order`` (:meth:`chunk_order`), ``buffer_chunks`` at a time, concatenated,
+        from buffer number ``first`` on (the trainer shuffles the rows of each buffer)."""
+        for i in range(first * self.buffer_chunks, len(order), self.buffer_chunks):
             yield self._read_chunks(order[i : i + self.buffer_chunks])  # not kept here while it trains
 
     def parts(self) -> Iterator[dict[str, torch.Tensor]]:

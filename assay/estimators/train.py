@@ -299,15 +299,26 @@ class Trainer:
         """The epoch loop: lr schedule, one pass, validation, progress bar, early stopping, checkpoints."""
         optimizer = OPTIMIZERS[self.optimizer](model.parameters(), self.lr[0])
         curves, best, start, stopped = _Curves(), _Best(), 0, False
+        partial = None
         if saver is not None and saver.resume is not None:
             curves, best, start, stopped = saver.restore(model, optimizer, generator)
+            partial = saver.resume.get("partial")
         schedule = lr_schedule(self.lr, self.epochs)
         bar = tqdm(total=self.epochs, initial=start, disable=not self.progress, unit="epoch", leave=False)
         for epoch in range(start, self.epochs if not stopped else start):
             for group in optimizer.param_groups:
                 group["lr"] = float(schedule[epoch])
             model.train()
-            train_loss = self._epoch(model, loss_fn, train, optimizer, generator)
+            on_buffer = None
+            if saver is not None and isinstance(train, ChunkedDataset):  # a checkpoint per buffer
+
+                def on_buffer(progress: dict, epoch: int = epoch) -> None:
+                    if _finite(model, progress["sums"]["values"]):  # else keep the last finite state
+                        state = (model, optimizer, generator, curves, best)
+                        saver.save(epoch - 1, False, *state, partial=progress)
+
+            train_loss = self._epoch(model, loss_fn, train, optimizer, generator, partial, on_buffer)
+            partial = None
             val_loss = _evaluate(model, loss_fn, val, self.torch_device) if val is not None else None
             _check_finite(model, train_loss, val_loss, epoch)  # before the checkpoint: keep the good one
             curves.add(train_loss, val_loss, optimizer.param_groups[0]["lr"])
@@ -333,17 +344,30 @@ class Trainer:
         data: Data,
         optimizer: torch.optim.Optimizer,
         generator: torch.Generator,
+        partial: dict | None = None,
+        on_buffer: Callable[[dict], None] | None = None,
     ) -> tuple[float, dict[str, float]]:
         """One pass over shuffled mini-batches; returns the sample-averaged total and terms.
 
-        In-memory arrays are one buffer; a stream yields a buffer of a few chunks at a time. The
-        rows of each buffer are shuffled with ``generator`` (one gather per buffer; batches are
-        views); rows short of a full batch at a buffer's end go on with the next buffer.
+        In-memory arrays are one buffer; a stream yields a buffer of a few chunks at a time, in a
+        chunk order drawn from ``generator``. The rows of each buffer are shuffled with ``generator``
+        (one gather per buffer; batches are views); rows short of a full batch at a buffer's end go
+        on with the next buffer. After each buffer but the last, a stream calls ``on_buffer`` with
+        the epoch's progress (chunk order, next buffer, leftover rows, loss sums), which ``partial``
+        continues from (a checkpoint written mid-epoch).
         """
         device, size = self.torch_device, self.batch_size
-        buffers = data.buffers(generator) if isinstance(data, ChunkedDataset) else (data,)
-        sums, n, tail = _Sums(), 0, None
-        for buffer in buffers:
+        sums, n, tail, first = _Sums(), 0, None, 0
+        if not isinstance(data, ChunkedDataset):
+            buffers, chunks = iter((data,)), None
+        elif partial is None:
+            chunks = data.chunk_order(generator)
+            buffers = data.buffers(chunks)
+        else:
+            chunks, first, n = partial["order"].numpy(), int(partial["buffer"]), int(partial["n"])
+            tail, sums = partial["tail"] or None, _Sums.from_state(partial["sums"], device)
+            buffers = data.buffers(chunks, first)
+        for number, buffer in enumerate(buffers, start=first + 1):
             if tail is not None:
                 buffer = {k: torch.cat([tail[k], v]) for k, v in buffer.items()}
             m = _length(buffer)
@@ -358,6 +382,9 @@ class Trainer:
             n += full
             tail = {k: v[full:].clone() for k, v in shuffled.items()} if full < m else None
             del shuffled  # a stream's next buffer is read without this one
+            if on_buffer is not None and isinstance(data, ChunkedDataset) and number < data.n_buffers:
+                on_buffer({"order": torch.as_tensor(chunks), "buffer": number, "n": n, "tail": tail or {},
+                           "sums": sums.state()})  # fmt: skip
         if tail is not None:
             self._step(model, loss_fn, {k: v.to(device) for k, v in tail.items()}, optimizer, sums)
             n += _length(tail)
@@ -425,6 +452,8 @@ class Trainer:
         kept = ""
         if saver is not None and not saver.disabled and saver.path.is_file():
             kept = f"; the checkpoint {saver.path} keeps the last finite epoch ({exc.epoch - 1})"
+            if isinstance(inputs["training arrays"], ChunkedDataset):
+                kept = kept[:-1] + f" or a finite part of epoch {exc.epoch})"
         return TrainingError(f"{exc.what} in epoch {exc.epoch}{exc.detail}: {cause}{kept}")
 
 
@@ -452,6 +481,13 @@ def _check_finite(
     if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
         bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
         raise _NonFinite(f"weights {bad} are not finite", epoch)
+
+
+def _finite(model: nn.Module, losses: torch.Tensor) -> bool:
+    """Whether the per-step losses so far and the model's floating weights are all finite."""
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    finite = [torch.isfinite(losses).all(), *(torch.isfinite(p).all() for p in params)]
+    return bool(torch.stack([f.cpu() for f in finite]).all())
 
 
 def describe_non_finite(data: Mapping[str, torch.Tensor | np.ndarray], name: str = "arrays") -> str | None:
@@ -509,7 +545,11 @@ class _Checkpoint:
         generator: torch.Generator,
         curves: _Curves,
         best: _Best,
+        *,
+        partial: dict | None = None,
     ) -> None:
+        """Write the state after ``epoch`` (the last finished one), or within the next one with
+        ``partial`` (a streamed epoch's progress, :meth:`Trainer._epoch`)."""
         if self.disabled:
             return
         state = {
@@ -517,6 +557,7 @@ class _Checkpoint:
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "generator": generator.get_state(), "initial_generator": self.initial_generator,
             "curves": asdict(curves), "best": {"loss": best.loss, "epoch": best.epoch, "state": best.state},
+            **({"partial": partial} if partial is not None else {}),
         }  # fmt: skip
         try:
             write_checkpoint(self.path, state)
@@ -534,7 +575,11 @@ class _Checkpoint:
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         best = _Best(float(state["best"]["loss"]), int(state["best"]["epoch"]), state["best"]["state"])
-        logger.info("%s: resuming after epoch %d", self.path, state["epoch"])
+        if state.get("partial") is not None:
+            logger.info("%s: resuming in epoch %d after buffer %d", self.path, state["epoch"] + 1,
+                        state["partial"]["buffer"])  # fmt: skip
+        else:
+            logger.info("%s: resuming after epoch %d", self.path, state["epoch"])
         return _Curves(**state["curves"]), best, int(state["epoch"]) + 1, bool(state["stopped"])
 
 
@@ -548,6 +593,20 @@ class _Sums:
         self.values: list[torch.Tensor] = []  # per step: (1 + n_terms,) = total, terms
         self.sizes: list[int] = []
         self.names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_state(cls, state: Mapping, device: torch.device) -> _Sums:
+        """The sums of :meth:`state` (a checkpoint written mid-epoch), on ``device``."""
+        sums = cls()
+        sums.values = list(state["values"].to(device))
+        sums.sizes = [int(v) for v in state["sizes"]]
+        sums.names = tuple(state["names"])
+        return sums
+
+    def state(self) -> dict:
+        """The per-step records as tensors and names (for a checkpoint)."""
+        values = torch.stack(self.values).cpu() if self.values else torch.zeros(0)
+        return {"values": values, "sizes": torch.tensor(self.sizes), "names": list(self.names)}
 
     def add(self, total: torch.Tensor, terms: Mapping[str, torch.Tensor], n: int) -> None:
         self.names = tuple(terms)
