@@ -10,14 +10,21 @@ Measures, on this machine,
   ``fuzz_segfaults`` break them down;
 - ``faults_injected``, ``faults_bad``: faults during ``assay generate`` / ``assay run`` in a
   subprocess (SIGKILL and SIGINT at random moments, a file-size limit as ``ulimit -f``, random bytes
-  in split.h5 / manifest.json / a training set of a finished run); bad = lost or corrupt output, a
-  raw traceback, or a rerun whose events differ from an uninterrupted run's;
+  in split.h5 / manifest.json / a training set of a finished run) and during ``assay train``
+  (SIGKILL and SIGINT of a neural fit after a random epoch, SIGKILL of BIT at a random moment,
+  ``ulimit -f`` while a neural or BIT model is saved over an earlier one); bad = lost or corrupt
+  output, a raw traceback, a Ctrl-C without its one line and exit 130, or a rerun whose events or
+  model weights differ from an uninterrupted run's; ``faults_by_kind`` counts them per kind;
+- ``attribute_flips``: event files with 1-3 random bit flips in their attribute headers, each
+  opened and its attributes read in a forked child, plainly (h5py) and after checking each
+  attribute's type class, size and storage with ``h5py.h5a`` (:func:`checked_attributes`, the fix
+  proposed for the EventStore): how many children died (libhdf5 segfaults) each way;
 - ``resume_overhead_pct``: (time of a run killed at about half way + its rerun) / (time of an
   uninterrupted run) − 1, in %, for ``assay generate`` of ``--resume-events`` toy events (process
   start-up of the second command included).
 Prints a table and writes benchmarks/results/reliability.json.
 
-Usage: python benchmarks/reliability.py [--per-reader 1000] [--faults 24]
+Usage: python benchmarks/reliability.py [--per-reader 1000] [--faults 30] [--attribute-flips 1000]
 """
 
 from __future__ import annotations
@@ -199,26 +206,201 @@ def corrupt_fault(
     return ok, "" if ok else "the rerun's training set differs"
 
 
-def faults(n: int, seed: int, folder: Path) -> tuple[int, list[str]]:
+KINDS = ["kill", "interrupt", "disk", "split", "manifest", "set",
+         "train_kill", "train_interrupt", "train_disk", "bit_kill"]  # fmt: skip
+
+
+def faults(n: int, seed: int, folder: Path) -> tuple[int, list[str], dict[str, list[int]]]:
+    """``n`` faults, the kinds in turn; returns n, the bad ones' reasons, and kind → [injected, bad]."""
     rng = np.random.default_rng(seed)
     config = write_config(folder, 200_000, 20_000)
     reference = folder / "ref"
     assert cli(["run", str(config), "-o", str(reference), "-q"]).returncode == 0
-    kinds = ["kill", "interrupt", "disk", "split", "manifest", "set"]
-    bad = []
+    setup = train_setup(folder)
+    bad, by_kind = [], {kind: [0, 0] for kind in KINDS}
     for i in range(n):
-        kind, out = kinds[i % len(kinds)], folder / f"fault{i}"
-        if kind in ("kill", "interrupt"):
+        kind, out = KINDS[i % len(KINDS)], folder / f"fault{i}"
+        if kind.startswith(("train", "bit")):
+            ok, why = train_fault(kind, setup, out, rng)
+        elif kind in ("kill", "interrupt"):
             sig = signal.SIGKILL if kind == "kill" else signal.SIGINT
             ok, why = signal_fault(config, out, reference / "events.h5", sig, float(rng.uniform(1.0, 4.0)))
         elif kind == "disk":
             ok, why = disk_fault(config, out, reference / "events.h5", int(rng.integers(4, 16)) * 2**20)
         else:
             ok, why = corrupt_fault(config, reference, out, kind, rng)
+        by_kind[kind][0] += 1
         if not ok:
             bad.append(f"{kind}: {why}")
+            by_kind[kind][1] += 1
         print(f"fault {i} {kind}: {'ok' if ok else 'BAD ' + why}", flush=True)
-    return n, bad
+    return n, bad, by_kind
+
+
+MODELS = {
+    "alices": {"method": "alices", "hidden": [64, 64], "epochs": 12, "batch_size": 64, "threads": 1},
+    "bit": {"method": "bit", "n_trees": 60, "max_depth": 3, "min_size": 20},
+}
+
+
+def train_setup(folder: Path) -> tuple[Path, Path, Path]:
+    """A small toy run with MODELS: (config, untrained run folder, trained reference folder)."""
+    import shutil
+
+    from conftest import small_toy_run
+
+    cfg = small_toy_run(seed=11, n_events=4_000)
+    cfg["training"] = MODELS
+    config = folder / "train.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    untrained, trained = folder / "untrained", folder / "trained"
+    assert cli(["run", str(config), "-o", str(untrained), "-q"]).returncode == 0
+    shutil.copytree(untrained, trained)
+    assert cli(["train", str(config), "-o", str(trained), "-q"]).returncode == 0
+    return config, untrained, trained
+
+
+def same_model(a: Path, b: Path) -> bool:
+    """Equal BIT states, or equal tensors in every weights.pt."""
+    import json
+
+    import torch
+
+    if not a.is_dir():
+        return False
+    if not (a / "weights.pt").is_file():
+        load = lambda p: json.loads((p / "estimator.json").read_text())["state"]  # noqa: E731
+        return load(a) == load(b)
+    x, y = (torch.load(p / "weights.pt", weights_only=True) for p in (a, b))
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
+def checkpoint_epoch(path: Path) -> int:
+    import torch
+
+    try:
+        return int(torch.load(path, weights_only=True)["epoch"])
+    except (OSError, RuntimeError, EOFError, KeyError):
+        return -1
+
+
+def train_fault(
+    kind: str, setup: tuple[Path, Path, Path], out: Path, rng: np.random.Generator
+) -> tuple[bool, str]:
+    """One fault during `assay train`; the rerun must save the reference model."""
+    import shutil
+
+    config, untrained, trained = setup
+    model = "bit" if kind == "bit_kill" or (kind == "train_disk" and rng.integers(2)) else "alices"
+    shutil.copytree(trained if kind == "train_disk" else untrained, out)
+    args = ["train", str(config), "-o", str(out), "-m", model, "-q"]
+    if kind == "train_disk":
+        import resource
+
+        before = {p: p.read_bytes() for p in (out / "models" / model).iterdir()}
+        limit = int(rng.integers(4, 32)) * 1024
+        full = cli(args, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        text = " ".join((full.stdout + full.stderr).split())
+        if full.returncode == 0:  # the model fitted under the limit: it must be the reference
+            ok = same_model(out / "models" / model, trained / "models" / model)
+            return ok, "" if ok else f"{model} saved under ulimit -f {limit} differs"
+        if full.returncode != 2 or "no space left" not in text or "Traceback" in text:
+            return False, f"{model} under ulimit -f {limit}: exit {full.returncode}: {text[-300:]}"
+        if {p: p.read_bytes() for p in (out / "models" / model).iterdir()} != before:
+            return False, f"{model}: the earlier model changed"
+        shutil.rmtree(out / "models" / model)
+    else:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        proc = subprocess.Popen(
+            [*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        if model == "bit":
+            time.sleep(float(rng.uniform(1.0, 4.0)))
+        else:
+            epoch, checkpoint = (
+                int(rng.integers(1, 8)),
+                out / "models" / ".checkpoints" / model / "estimator.pt",
+            )
+            deadline = time.monotonic() + 300
+            while (
+                proc.poll() is None and checkpoint_epoch(checkpoint) < epoch and time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+        proc.send_signal(signal.SIGINT if kind == "train_interrupt" else signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=600)
+        if (
+            kind == "train_interrupt"
+            and proc.returncode != 0
+            and (
+                proc.returncode != 130
+                or stdout.strip() != "interrupted; rerun the same command to resume where it stopped"
+                or "Traceback" in stderr
+            )
+        ):
+            return False, f"Ctrl-C: exit {proc.returncode}: {(stdout + stderr)[-300:]}"
+    rerun = cli(args)
+    ok = rerun.returncode == 0 and same_model(out / "models" / model, trained / "models" / model)
+    return ok, "" if ok else f"{model} rerun exit {rerun.returncode}: {(rerun.stdout + rerun.stderr)[-200:]}"
+
+
+def checked_attributes(file) -> dict:
+    """Every attribute of an open h5py ``file``, each first checked through ``h5py.h5a`` to be a
+    scalar variable-length string (16 bytes of storage: a heap reference) or a 1/2/4/8-byte
+    integer, float or enum stored in exactly its size; ValueError otherwise, before h5py reads it.
+    A bit flip that turns a 1-byte enum into a variable-length type otherwise makes libhdf5 read a
+    heap reference out of 1 byte and crash."""
+    from h5py import h5a, h5s, h5t
+
+    out = {}
+    for name in file.attrs:
+        attr = h5a.open(file.id, name.encode())
+        kind, space = attr.get_type(), attr.get_space()
+        if space.get_simple_extent_type() != h5s.SCALAR:
+            raise ValueError(f"attribute {name!r}: not a scalar")
+        if kind.get_class() == h5t.STRING and kind.is_variable_str():
+            size = 16
+        elif kind.get_class() in (h5t.INTEGER, h5t.FLOAT, h5t.ENUM) and kind.get_size() in (1, 2, 4, 8):
+            size = kind.get_size()
+        else:
+            raise ValueError(f"attribute {name!r}: unexpected type class {kind.get_class()}")
+        if attr.get_storage_size() != size:
+            raise ValueError(f"attribute {name!r}: {attr.get_storage_size()} bytes stored, expected {size}")
+        out[name] = file.attrs[name]
+    return out
+
+
+def attribute_flips(n: int, seed: int, folder: Path) -> dict:
+    """Bit flips in the attribute headers of a small event file; children that die, unchecked and checked."""
+    import h5py
+
+    from assay.store import EventStore
+
+    base = folder / "base.h5"
+    with EventStore.create(base, observables=["a", "b"], benchmarks=["sm", "bsm"]) as writer:
+        writer.append(np.zeros((10, 2)), np.ones((10, 2)))
+    data = base.read_bytes()
+    names = [data.find(k) for k in (b"observables", b"benchmarks", b"n_committed", b"complete")]
+    low, high = max(0, min(names) - 200), max(names) + 200  # the attribute messages
+    deaths = {"plain": 0, "checked": 0}
+    case = folder / "case.h5"
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        flipped = bytearray(data)
+        for _ in range(rng.integers(1, 4)):
+            flipped[int(rng.integers(low, high))] ^= 1 << int(rng.integers(8))
+        case.write_bytes(flipped)
+        for how in deaths:
+            pid = os.fork()
+            if pid == 0:  # the child reads and exits; only a crash kills it
+                try:
+                    with h5py.File(case, "r") as f:
+                        checked_attributes(f) if how == "checked" else {k: f.attrs[k] for k in f.attrs}
+                except BaseException:
+                    pass
+                os._exit(0)
+            deaths[how] += os.WIFSIGNALED(os.waitpid(pid, 0)[1])
+    return {"attribute_flips": n, "attribute_flip_deaths_plain": deaths["plain"],
+            "attribute_flip_deaths_checked": deaths["checked"]}  # fmt: skip
 
 
 def resume_overhead(n_events: int, folder: Path) -> dict:
@@ -245,7 +427,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--per-reader", type=int, default=1000)
-    parser.add_argument("--faults", type=int, default=24)
+    parser.add_argument("--faults", type=int, default=30)
+    parser.add_argument("--attribute-flips", type=int, default=1000)
     parser.add_argument("--resume-events", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=18)
     args = parser.parse_args()
@@ -255,7 +438,10 @@ def main() -> None:
     for name, r in by_reader.items():
         print(f"{name}: {r}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        n_faults, bad = faults(args.faults, args.seed, Path(tmp))
+        flips = attribute_flips(args.attribute_flips, args.seed, Path(tmp))
+    print(flips, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        n_faults, bad, by_kind = faults(args.faults, args.seed, Path(tmp))
     with tempfile.TemporaryDirectory() as tmp:
         resume = resume_overhead(args.resume_events, Path(tmp))
     results = {
@@ -268,6 +454,8 @@ def main() -> None:
         "faults_injected": n_faults,
         "faults_bad": len(bad),
         "faults_bad_examples": bad[:5],
+        "faults_by_kind": {kind: {"injected": a, "bad": b} for kind, (a, b) in by_kind.items() if a},
+        **flips,
         **resume,
     }
     write_results(results, ROOT / "benchmarks" / "results" / "reliability.json")
