@@ -249,9 +249,10 @@ class Trainer:
                 exactly like the same arrays passed in memory.
             validation: validation arrays with the same keys, or a dataset; None: hold out
                 ``validation_split`` of ``tensors``.
-            checkpoint: a file for the state after every epoch (:mod:`assay.estimators.checkpoint`);
-                if it holds an unfinished run of this same fit, training resumes after its last
-                epoch. Deleted when the fit ends. None: no checkpoints.
+            checkpoint: a file for the state after every epoch (:mod:`assay.estimators.checkpoint`),
+                for a stream also after every buffer of chunks; if it holds an unfinished run of
+                this same fit, training resumes where it stopped. Deleted when the fit ends. None:
+                no checkpoints.
 
         Returns:
             :class:`History`; the model ends with the best epoch's weights if
