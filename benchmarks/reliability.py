@@ -344,25 +344,29 @@ def train_fault(
 
 
 def checked_attributes(file) -> dict:
-    """Every attribute of an open h5py ``file``, each first checked through ``h5py.h5a`` to be a
-    scalar variable-length string (16 bytes of storage: a heap reference) or a 1/2/4/8-byte
-    integer, float or enum stored in exactly its size; ValueError otherwise, before h5py reads it.
-    A bit flip that turns a 1-byte enum into a variable-length type otherwise makes libhdf5 read a
-    heap reference out of 1 byte and crash."""
+    """Every attribute of an open h5py ``file``, each first checked through ``h5py.h5a`` (ValueError
+    before h5py reads it otherwise): a scalar variable-length string (16 bytes stored: a heap
+    reference), or a scalar or 1-D integer, float or enum of 1/2/4/8 bytes stored in exactly
+    size × points bytes. A bit flip that turns a 1-byte enum into a variable-length type otherwise
+    makes libhdf5 read a heap reference out of 1 byte and crash."""
     from h5py import h5a, h5s, h5t
 
     out = {}
     for name in file.attrs:
         attr = h5a.open(file.id, name.encode())
         kind, space = attr.get_type(), attr.get_space()
-        if space.get_simple_extent_type() != h5s.SCALAR:
-            raise ValueError(f"attribute {name!r}: not a scalar")
-        if kind.get_class() == h5t.STRING and kind.is_variable_str():
+        extent = space.get_simple_extent_type()
+        points = space.get_simple_extent_npoints() if extent in (h5s.SCALAR, h5s.SIMPLE) else -1
+        if kind.get_class() == h5t.STRING and kind.is_variable_str() and extent == h5s.SCALAR:
             size = 16
-        elif kind.get_class() in (h5t.INTEGER, h5t.FLOAT, h5t.ENUM) and kind.get_size() in (1, 2, 4, 8):
-            size = kind.get_size()
+        elif (
+            kind.get_class() in (h5t.INTEGER, h5t.FLOAT, h5t.ENUM)
+            and kind.get_size() in (1, 2, 4, 8)
+            and (extent == h5s.SCALAR or (extent == h5s.SIMPLE and len(space.shape) == 1))
+        ):
+            size = kind.get_size() * points
         else:
-            raise ValueError(f"attribute {name!r}: unexpected type class {kind.get_class()}")
+            raise ValueError(f"attribute {name!r}: unexpected type class {kind.get_class()} or shape")
         if attr.get_storage_size() != size:
             raise ValueError(f"attribute {name!r}: {attr.get_storage_size()} bytes stored, expected {size}")
         out[name] = file.attrs[name]
