@@ -66,7 +66,8 @@ def flat(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """``assay run`` on the small toy, then every model trained once (uninterrupted: the reference)."""
+    """``assay run`` on the small toy, then the default models trained once (uninterrupted: the
+    references); the slow tests' models are trained on first use (:func:`reference_model`)."""
     folder = tmp_path_factory.mktemp("faults")
     cfg = small_toy_run(seed=11, n_events=4_000)
     cfg["training"] = MODELS
