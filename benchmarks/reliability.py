@@ -22,9 +22,10 @@ Measures, on this machine,
 - ``resume_overhead_pct``: (time of a run killed at about half way + its rerun) / (time of an
   uninterrupted run) − 1, in %, for ``assay generate`` of ``--resume-events`` toy events (process
   start-up of the second command included).
-Prints a table and writes benchmarks/results/reliability.json.
+Prints a table and writes ./benchmark-results/reliability.json
+(``--record``: the tracked benchmarks/results/reliability.json, for the developers).
 
-Usage: python benchmarks/reliability.py [--per-reader 1000] [--faults 30] [--attribute-flips 1000]
+Usage: python benchmarks/reliability.py [--per-reader 1000] [--faults 30] [--attribute-flips 1000] [--record]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -428,8 +429,9 @@ def resume_overhead(n_events: int, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=OUTPUT_HELP
     )
+    add_output_arguments(parser, "reliability.json")
     parser.add_argument("--per-reader", type=int, default=1000)
     parser.add_argument("--faults", type=int, default=30)
     parser.add_argument("--attribute-flips", type=int, default=1000)
@@ -462,7 +464,7 @@ def main() -> None:
         **flips,
         **resume,
     }
-    write_results(results, ROOT / "benchmarks" / "results" / "reliability.json")
+    write_results(results, output_path(args, "reliability.json"), record=args.record)
 
 
 if __name__ == "__main__":
