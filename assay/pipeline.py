@@ -400,6 +400,7 @@ def _run_pipeline(cfg: RunConfig, run: RunDir, *, progress: bool, client: Any) -
             events=split[partition],
             morpher=morpher,
             allow_negative_weights=cfg.sampling.allow_negative_weights,
+            memory_gb=cfg.memory_gb,
         )
         for i, spec in enumerate(s for s in cfg.sampling.sets if partition in s.partitions):
             path = run.training_set(spec.name, partition)

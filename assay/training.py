@@ -40,6 +40,7 @@ from assay.estimators.ratio import RatioEstimator
 from assay.exceptions import ConfigError, StoreError
 from assay.morphing import Morpher
 from assay.pipeline import read_split
+from assay.provenance import make_provenance, write_folder_provenance
 from assay.rundir import RunDir
 from assay.saving import read_json
 from assay.store import EventStore
@@ -619,10 +620,30 @@ def train_model(
     model, run = cfg.training[name], RunDir(output or cfg.output)
     with run.locked("train"):
         if isinstance(model, BITModelConfig):
-            return _train_bit(cfg, name, model, run, progress)
-        if isinstance(model, MixtureModelConfig):
-            return _train_mixture(cfg, name, model, run, progress)
-        return _train_neural(cfg, name, model, run, n_workers=n_workers, client=client, progress=progress)
+            result = _train_bit(cfg, name, model, run, progress)
+        elif isinstance(model, MixtureModelConfig):
+            result = _train_mixture(cfg, name, model, run, progress)
+        else:
+            result = _train_neural(cfg, name, model, run, n_workers=n_workers, client=client,
+                                   progress=progress)  # fmt: skip
+        record = make_provenance(config=cfg, inputs=_model_inputs(cfg, name, run))
+        write_folder_provenance(result.path, record)
+        return result
+
+
+def _model_inputs(cfg: RunConfig, name: str, run: RunDir) -> list[Path]:
+    """The files model ``name`` is fitted from (its provenance's inputs): BIT and the mixture model
+    the events, their split and basis; a neural model its training sets (and the basis when
+    morphing-aware)."""
+    model = cfg.training[name]
+    if isinstance(model, BITModelConfig | MixtureModelConfig):
+        files = [run.events, run.split, run.basis]
+    else:
+        sets = _set_names(cfg, name, model)
+        files = [run.training_set(s, p) for s in sets for p in ("train", "validation")]
+        if model.morphing_aware:
+            files.append(run.basis)
+    return [f for f in files if f.is_file()]
 
 
 def train(

@@ -70,6 +70,7 @@ def config(folder: Path, seed: int = 5) -> RunConfig:
         **small_toy_run(seed=seed, n_events=2_000, n_theta0=50),
         "training": {
             "trees": {"method": "bit", "n_trees": 5, "max_depth": 2},
+            "net": {"method": "sally", "training_set": "sally", "hidden": [8], "epochs": 1},
             "swapped": {"method": "sally", "hidden": [8], "epochs": 1},
         },
         "inference": {
@@ -89,15 +90,13 @@ def _cache_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """run → train (BIT, plus its provenance.json as train_model writes it) → limits → report."""
+    """run → train (BIT) → limits → report."""
     folder = tmp_path_factory.mktemp("provenance") / "run"
     os.environ.setdefault("ASSAY_CACHE_DIR", str(folder.parent / "cache"))
     cfg = config(folder)
     run_pipeline(cfg, progress=False)
     rd = RunDir(folder)
-    train_model(cfg, "trees", progress=False)
-    record = prov.make_provenance(config=cfg, inputs=[rd.events, rd.split])  # as train_model will
-    prov.write_folder_provenance(rd.model("trees"), record)
+    train_model(cfg, "trees", progress=False)  # writes models/trees/provenance.json
     run_limits(cfg, models=["trees"], progress=False)
     with pytest.MonkeyPatch.context() as patch:  # the figures are not what is tested here (and slow)
         patch.setattr("assay.report._write_plots", lambda *_: [])
@@ -153,12 +152,21 @@ def test_report_records_its_inputs_and_a_rerun_rewrites_nothing(run, monkeypatch
     assert page.stat().st_mtime_ns == before  # the same record, so the same page: not rewritten
 
 
-def test_model_folder_records_what_train_model_will_write(run):
+def test_model_folder_records_its_inputs(run):
     cfg, rd = run
     record = prov.read_provenance(rd.model("trees"))
-    assert record.inputs == {str(p.resolve()): sha256(p) for p in (rd.events, rd.split)}
+    assert record.inputs == {str(p.resolve()): sha256(p) for p in (rd.events, rd.split, rd.basis)}
     assert record.config_sha256 == prov.config_sha256(cfg.model_dump(mode="json"))
     load_estimator(rd.model("trees"))  # provenance.json does not disturb loading
+
+
+def test_neural_model_records_its_training_sets(run):
+    cfg, rd = run
+    train_model(cfg, "net", progress=False)
+    record = prov.read_provenance(rd.model("net"))
+    sets = [rd.training_set("sally", p) for p in ("train", "validation")]
+    assert record.inputs == {str(p.resolve()): sha256(p) for p in sets}
+    load_estimator(rd.model("net"))
 
 
 def test_checksums_follow_the_inputs(run, tmp_path):
@@ -340,7 +348,9 @@ def test_info_on_a_run_folder_lists_its_outputs(run):
         assert f"{record.created} {record.config_sha256[:12]}" in text
     assert "limits/report.html report" in text
     records = json.loads(info(rd.root, "--json").output)
-    assert records[str(rd.events)] == prov.read_provenance(rd.events).to_dict() and len(records) == 8
+    assert records[str(rd.events)] == prov.read_provenance(rd.events).to_dict()
+    listed = (rd.model("trees"), rd.limits.root, rd.training_set("alices", "validation"))
+    assert {str(p) for p in listed} <= set(records)
     with pytest.raises(StoreError, match="a run folder; ask about one of its outputs"):
         output_info(rd.root)
 
