@@ -163,3 +163,12 @@ def test_imported_events_may_carry_shape_nuisances(generated):
     toy = copy.deepcopy(CONFIG) | {"systematics": {"nuisances": [{"name": "scale"}]}}
     with pytest.raises(ConfigError, match="provides no shape variations"):
         config_from_dict(toy)
+
+
+def test_memory_budget_streams_the_builders_weights(generated, tmp_path, caplog):
+    cfg = config_from_dict(_imported(generated / "events.h5", memory_gb=1e-5))  # 10 kB: below 4k events
+    with caplog.at_level("INFO", logger="assay.sampling"):
+        result = run_pipeline(cfg, tmp_path, progress=False)
+    assert "exceed half of memory_gb 1e-05; streamed in chunks" in caplog.text
+    sally = TrainingSet.load(result.training_sets["sally_train"])
+    assert len(sally) == 400 and np.isfinite(sally.t0).all()
