@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from assay.exceptions import ConfigError, SamplingError, StoreError
-from assay.training_set import _ARRAYS, TrainingSet, _read_header
+from assay.training_set import ARRAYS, TrainingSet, read_header
 
 if TYPE_CHECKING:
     from assay.estimators.base import Estimator
@@ -77,8 +77,8 @@ class TrainingSetFile:
             raise StoreError(f"{self.path}: cannot read training set (no such file; `assay run` makes it)")
         try:
             with h5py.File(self.path, "r") as f:
-                meta = _read_header(f, self.path)
-                shapes = {k: f[k].shape for k in (*_ARRAYS, "event_index") if k in f}
+                meta = read_header(f, self.path)
+                shapes = {k: f[k].shape for k in (*ARRAYS, "event_index") if k in f}
         except StoreError:
             raise
         except (OSError, KeyError, TypeError, ValueError) as exc:
@@ -103,12 +103,12 @@ class TrainingSetFile:
     @property
     def fields(self) -> list[str]:
         """The array fields in the file (like :meth:`TrainingSet.fields_present`)."""
-        return [k for k in _ARRAYS if k in self.shapes]
+        return [k for k in ARRAYS if k in self.shapes]
 
     @property
     def row_bytes(self) -> int:
         """Bytes of one sample's arrays at float64 (as :meth:`TrainingSet.load` holds them)."""
-        return 8 * sum(math.prod(s[1:]) for k, s in self.shapes.items() if k in _ARRAYS)
+        return 8 * sum(math.prod(s[1:]) for k, s in self.shapes.items() if k in ARRAYS)
 
     @property
     def nbytes(self) -> int:

@@ -20,12 +20,12 @@ from assay.exceptions import SamplingError, StoreError
 from assay.provenance import Provenance, write_h5_provenance
 from assay.saving import atomic_path, require_space
 
-__all__ = ["FORMAT", "TrainingSet", "TrainingSetInfo", "read_info"]
+__all__ = ["ARRAYS", "FORMAT", "TrainingSet", "TrainingSetInfo", "read_header", "read_info"]
 
 FORMAT = "assay.TrainingSet"  # the root attribute 'format' of a training-set file
 _FORMAT = FORMAT
 _SCHEMA_VERSION = 1
-_ARRAYS = ("x", "theta0", "theta1", "y", "log_r", "t0", "t1", "sample_weight")
+ARRAYS = ("x", "theta0", "theta1", "y", "log_r", "t0", "t1", "sample_weight")  # the per-sample datasets
 _FINITE = ("x", "theta0", "theta1", "sample_weight")  # NaN/inf refused; log_r, t: NaN refused (±inf
 # is a joint ratio or score at a zero weight)
 _META_KEYS = {"observables": list, "parameters": list, "kind": str}
@@ -75,7 +75,7 @@ class TrainingSet:
                 f"x: expected shape (n_samples, {len(self.observables)}), got {np.shape(self.x)}"
             )
         n = len(self.x)
-        for name in (*_ARRAYS, "event_index"):
+        for name in (*ARRAYS, "event_index"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -118,7 +118,7 @@ class TrainingSet:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = [getattr(self, n) for n in (*_ARRAYS, "event_index") if getattr(self, n) is not None]
+        arrays = [getattr(self, n) for n in (*ARRAYS, "event_index") if getattr(self, n) is not None]
         require_space(path, sum(a.nbytes for a in arrays))
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = _FORMAT
@@ -132,7 +132,7 @@ class TrainingSet:
                     "kind": self.kind,
                 }
             )
-            for name in (*_ARRAYS, "event_index"):
+            for name in (*ARRAYS, "event_index"):
                 value = getattr(self, name)
                 if value is not None:
                     f.create_dataset(
@@ -158,8 +158,8 @@ class TrainingSet:
             raise StoreError(f"{path}: cannot read training set (no such file; `assay run` makes it)")
         try:
             with h5py.File(path, "r") as f:
-                meta = _read_header(f, path)
-                arrays = {k: _read_array(f, k, path) for k in (*_ARRAYS, "event_index") if k in f}
+                meta = read_header(f, path)
+                arrays = {k: _read_array(f, k, path) for k in (*ARRAYS, "event_index") if k in f}
         except StoreError:
             raise
         except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
@@ -176,7 +176,7 @@ class TrainingSet:
 
     def fields_present(self) -> list[str]:
         """Names of the array fields that are set."""
-        return [f.name for f in fields(self) if f.name in _ARRAYS and getattr(self, f.name) is not None]
+        return [f.name for f in fields(self) if f.name in ARRAYS and getattr(self, f.name) is not None]
 
 
 @dataclass(frozen=True)
@@ -206,10 +206,10 @@ def read_info(path: str | os.PathLike) -> TrainingSetInfo:
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            meta = _read_header(f, path)
+            meta = read_header(f, path)
             if not isinstance(f.get("x"), h5py.Dataset):
                 raise StoreError(f"{path}: missing dataset 'x'")
-            n, present = len(f["x"]), tuple(name for name in _ARRAYS if name in f)
+            n, present = len(f["x"]), tuple(name for name in ARRAYS if name in f)
     except StoreError:
         raise
     except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
@@ -217,7 +217,7 @@ def read_info(path: str | os.PathLike) -> TrainingSetInfo:
     return TrainingSetInfo(meta["kind"], tuple(meta["observables"]), tuple(meta["parameters"]), n, present)
 
 
-def _read_header(f: h5py.File, path: Path) -> dict:
+def read_header(f: h5py.File, path: Path) -> dict:
     """The checked format, schema version and ``meta`` attribute of a training-set file."""
     if f.attrs.get("format") != _FORMAT:
         raise StoreError(
