@@ -45,7 +45,8 @@ TOY = {
         {"name": "alices", "kind": "ratio", "theta0": {"kind": "gaussian", "std": 0.4}, "n_theta0": 1000,
          "n_samples": 200_000, "partitions": ["train", "validation"]},
     ]},
-    "inference": {"luminosity_ifb": 1.0, "scans": [{"parameter": "theta_0", "range": [-0.2, 0.2], "n_points": 21}],
+    "inference": {"luminosity_ifb": 1.0,
+                  "scans": [{"parameter": "theta_0", "range": [-0.2, 0.2], "n_points": 21}],
                   "histograms": [{"observables": ["x0"], "edges": [[-np.inf, -1.0, 0.0, 1.0, np.inf]]}]},
 }  # fmt: skip
 
@@ -61,8 +62,8 @@ def ensemble_speedup(folder: Path) -> dict:
     train = TrainingSet.load(result.training_sets["alices_train"])
     seconds = {}
     for workers in (1, 2):
-        members = [ALICES(hidden=(50, 50), activation="tanh", epochs=3, batch_size=256, seed=k) for k in range(4)]
-        ensemble = Ensemble(members)
+        settings = dict(hidden=(50, 50), activation="tanh", epochs=3, batch_size=256)
+        ensemble = Ensemble([ALICES(**settings, seed=k) for k in range(4)])
         start = time.perf_counter()
         ensemble.fit(train, n_workers=workers, seed=0)
         seconds[workers] = time.perf_counter() - start
