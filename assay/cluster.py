@@ -97,22 +97,22 @@ def client_for(
     ``scheduler: local`` starts a :func:`local_client` of ``workers`` processes (default: the
     CPU count; 1: None, serial); an address (``tcp://host:8786``) connects to that scheduler and
     uses the workers it has; ``slurm`` / ``htcondor`` start a scheduler here and submit ``workers``
-    jobs of ``cores`` single-threaded workers each (:func:`assay.cluster_jobqueue.jobqueue_cluster`;
-    work waits in the queue until the first job runs). On exit (Ctrl-C included) the client closes,
-    and with it any cluster started here: its jobs are cancelled; a scheduler given by address
-    keeps running.
+    jobs of ``cores`` single-threaded workers each (:func:`assay.cluster_jobqueue.jobqueue_cluster`)
+    and wait, as long as the queue takes, for the first job's workers (Dask's ``scatter`` gives up
+    on a cluster without workers after 30 s). On exit (Ctrl-C included) the client closes, and with
+    it any cluster started here: its jobs are cancelled; a scheduler given by address keeps running.
 
     Args:
         parallel: the config's ``parallel:`` section.
         workers: overrides ``parallel.workers`` (``--workers``).
-        timeout: seconds to wait for a scheduler given by address.
+        timeout: seconds to wait for a scheduler given by address, and for its first worker.
 
     Yields:
         A connected ``dask.distributed.Client``, or None (serial).
 
     Raises:
         ConfigError: an unknown scheduler, dask-jobqueue not installed (slurm/htcondor), no scheduler
-            answering at the address.
+            answering at the address or no worker connected to it.
     """
     n = workers or parallel.workers
     scheduler = parallel.scheduler
@@ -128,6 +128,7 @@ def client_for(
         if n:
             logger.info("%s: using the workers it has; workers=%d starts none", scheduler, n)
         with _connect(scheduler, timeout) as client:
+            _first_worker(client, f"the scheduler at {scheduler}", timeout)
             yield client
         return
     from dask.distributed import Client
@@ -138,7 +139,26 @@ def client_for(
         cluster.scale(jobs=n or 1)
         logger.info("submitted %d %s jobs of %d workers: %s", n or 1, scheduler, parallel.cores, cluster)
         _quiet_cancelled_gathers(client)
+        _first_worker(client, f"{n or 1} {scheduler} jobs (Ctrl-C cancels them)", None)
         yield client
+
+
+def _first_worker(client: Any, where: str, timeout: float | None) -> None:
+    """Return once ``client``'s scheduler has a worker; None: wait as long as it takes.
+
+    Raises:
+        ConfigError: none within ``timeout`` seconds.
+    """
+    if client.scheduler_info()["workers"]:
+        return
+    logger.warning("waiting for the first worker of %s", where)
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError as exc:
+        raise ConfigError(
+            f"parallel.scheduler: no worker connected to {where} within {timeout:g} s; "
+            "start some (`dask worker ADDRESS --nthreads 1`)"
+        ) from exc
 
 
 @contextmanager

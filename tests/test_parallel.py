@@ -38,6 +38,8 @@ from assay.exceptions import ConfigError
 from assay.store import EventStore
 
 torch.set_num_threads(1)  # 2 shared cores
+# a scheduler's HTTP server takes another port when another process holds Dask's default
+pytestmark = pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 
 EXAMPLE = Path(assay.cluster.__file__).parent / "examples" / "cluster_slurm.yaml"
 MODEL = {"method": "alices", "hidden": [16], "epochs": 2, "batch_size": 128, "threads": 1, "n_ensemble": 2}
@@ -272,25 +274,51 @@ def test_dask_jobqueue_configuration_is_kept():
     assert {'+Site = "here"', "+JobFlavour = workday", "MY.DaskWorkerDisk = 20000000000"} <= set(lines)
 
 
-@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the dashboard's default port
-def test_jobqueue_client_scales_to_workers_jobs_and_closes(monkeypatch):
-    """client_for(slurm) connects a client to the cluster's scheduler, asks for `workers` jobs and
-    closes the cluster on exit, also when interrupted (Ctrl-C); scaling is intercepted, nothing is
-    submitted."""
+def test_jobqueue_client_waits_for_the_first_job_and_closes(monkeypatch):
+    """client_for(slurm) asks for `workers` jobs, yields once the first job's worker has joined
+    (here a `dask worker` process started by the intercepted scale stands in for the job: nothing
+    is submitted), runs work on it, and closes the cluster on exit, also when interrupted (Ctrl-C)."""
+    import subprocess
+
     import dask_jobqueue
 
-    calls = []
+    calls, jobs_started = [], []
 
     def scale(self, n=None, jobs=0, memory=None, cores=None):
+        if not jobs:  # closing scales to 0
+            return
         calls.append((self, jobs))
+        command = [sys.executable, "-m", "distributed.cli.dask_worker", self.scheduler_address,
+                   "--nthreads", "1", "--no-nanny", "--no-dashboard"]  # fmt: skip
+        jobs_started.append(subprocess.Popen(command, stderr=subprocess.DEVNULL))
 
     monkeypatch.setattr(dask_jobqueue.SLURMCluster, "scale", scale)
     parallel = load_config(EXAMPLE).parallel
-    with pytest.raises(KeyboardInterrupt), client_for(parallel, workers=3) as c:
-        ((cluster, jobs),) = calls
-        assert jobs == 3 and c.scheduler.address == cluster.scheduler_address
-        raise KeyboardInterrupt
-    assert cluster.status.name == "closed" and c.status == "closed"
+    try:
+        with pytest.raises(KeyboardInterrupt), client_for(parallel, workers=3) as c:
+            ((cluster, jobs),) = calls
+            assert jobs == 3 and c.scheduler.address == cluster.scheduler_address
+            assert len(c.ncores()) == 1  # it waited for the worker
+            assert c.submit(sum, [1, 2]).result() == 3
+            raise KeyboardInterrupt
+        assert cluster.status.name == "closed" and c.status == "closed"
+    finally:
+        for job in jobs_started:  # the stand-in job, whatever the closed scheduler told it
+            job.kill()
+            job.wait(timeout=30)
+
+
+def test_no_worker_at_the_address():
+    """A scheduler without workers: one error after the timeout, naming the address."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, dashboard_address=None) as empty:
+        parallel = ParallelConfig(scheduler=empty.scheduler_address)
+        with pytest.raises(
+            ConfigError, match=rf"no worker connected to the scheduler at {empty.scheduler_address}"
+        ):
+            with client_for(parallel, timeout=1):
+                pass
 
 
 def test_walltimes():
