@@ -10,7 +10,8 @@ to hand memory back to the system). Setting any malloc tunable switches off glib
 ``mmap`` threshold, which then stays at 128 kB: every activation tensor of a training step (a few
 hundred kB at batch 512) is mapped, page-faulted in and unmapped again, and an ALICES member
 trained 2× slower on a worker than in the main process (benchmarks/training.py). The workers
-started here also get :data:`WORKER_ENVIRON`, which keeps blocks up to 32 MiB on the heap.
+started here also get :data:`WORKER_ENVIRON`, which keeps blocks up to 32 MiB on the heap (local
+workers through ``pre-spawn-environ``, SLURM / HTCondor jobs through an ``export`` in the job script).
 For workers you start yourself, put the same in Dask's configuration, e.g.
 ``~/.config/dask/distributed.yaml``::
 
