@@ -122,3 +122,18 @@ def test_unwritable_checkpoint_folder_only_warns(local_set, tmp_path, caplog):
         est = SALLY(**SETTINGS).fit(local_set, checkpoint=blocker / "sub" / "sally.pt")
     assert "cannot write the training checkpoint" in caplog.text
     assert est.history_.train_loss == reference.history_.train_loss
+
+
+def test_full_disk_for_the_checkpoint_stops_training(local_set, tmp_path, monkeypatch):
+    """Unlike an unwritable folder, a full disk stops the fit at once, naming the checkpoint: going
+    on for hours without checkpoints would fail only when the model is saved."""
+    import errno
+
+    from assay.saving import full_error
+
+    def full(path, state):
+        raise full_error(path, OSError(errno.ENOSPC, "No space left on device"), "the last one was kept.")
+
+    monkeypatch.setattr(train_module, "write_checkpoint", full)
+    with pytest.raises(StoreError, match=r"sally\.pt: no space left"):
+        SALLY(**SETTINGS).fit(local_set, checkpoint=tmp_path / "sally.pt")

@@ -348,7 +348,8 @@ class _Stack:
             self._adam(lrs)
             records.append(torch.stack([total.detach(), *(v.detach() for v in terms.values())]))
             sizes.append(rows.shape[1])
-        sums = torch.einsum("s,stm->tm", torch.tensor(sizes, dtype=records[0].dtype), torch.stack(records))
+        weights = torch.tensor(sizes, dtype=torch.float64)  # float64 sums: 10⁸ samples stay exact
+        sums = torch.einsum("s,stm->tm", weights, torch.stack(records).double())
         means = (sums / n).T.tolist()  # (M, 1 + n_terms)
         self.losses = [(row[0], dict(zip(terms, row[1:]))) for row in means]
 

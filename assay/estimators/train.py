@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from assay.estimators.checkpoint import fingerprint, read_checkpoint, write_checkpoint
 from assay.exceptions import ConfigError, TrainingError
+from assay.saving import disk_full
 from assay.streaming import ChunkedDataset
 
 __all__ = ["OPTIMIZERS", "History", "LossFn", "Trainer", "describe_non_finite", "lr_schedule", "seeded"]
@@ -563,6 +564,8 @@ class _Checkpoint:
         try:
             write_checkpoint(self.path, state)
         except OSError as exc:  # e.g. a cluster worker without the run folder: train on, unresumable
+            if disk_full(exc):  # but not for hours onto a full disk, to fail when the model is saved
+                raise
             logger.warning("%s: cannot write the training checkpoint (%s); going on without", self.path, exc)
             self.disabled = True
 
@@ -617,8 +620,8 @@ class _Sums:
     def means(self, n: int) -> tuple[float, dict[str, float]]:
         if not self.values:
             return 0.0, {}
-        sizes = torch.tensor(self.sizes, dtype=self.values[0].dtype, device=self.values[0].device)
-        sums = (sizes @ torch.stack(self.values)).tolist()
+        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.values[0].device)
+        sums = (sizes @ torch.stack(self.values).double()).tolist()  # float64: 10⁸ samples stay exact
         return sums[0] / n, {k: v / n for k, v in zip(self.names, sums[1:])}
 
 
