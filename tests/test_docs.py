@@ -4,8 +4,10 @@ How the blocks run
     One test per Markdown file. Its blocks run in the order they appear, in one fresh temporary
     folder that holds ``examples/`` (a copy of the example configs, shrunk as below); ```python
     blocks of a file share one namespace (``exec``), ```bash blocks run with ``bash -euo pipefail``
-    and the test's ``python``/``assay`` first on PATH. A block fails the test with its file, line and
-    output.
+    and the test's ``python``/``assay`` first on PATH. A bash block made only of ``assay ...``
+    commands (one per line or joined by ``&&``, comments allowed) runs those commands in this
+    process through the CLI's app (typer's CliRunner): the same commands, without a Python start-up
+    of ~2 s each. A block fails the test with its file, line and output.
 
 What is not run
     ```console, ```text, ```yaml (and any other language) blocks, and a block whose fence is preceded
@@ -28,7 +30,8 @@ At a small scale, without changing what the reader runs
        ``--scale 0.01 --quiet`` and toy counts (``--toys``, ``--neyman``) are capped at 4.
     docs/index.md ("Docs as tests") says the same for writers of documentation.
 
-Measured (2 shared cores, load ~1): the whole file takes ~NN s.
+Measured: the whole file (default suite) took 65 s on the shared 2-core machine at load 3 (73 s of CPU);
+README.md 26 s, docs/index.md 14 s, docs/tutorial.md 13 s, docs/results.md 5 s.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,15 +61,15 @@ _FENCE = re.compile(r"^(?P<indent>\s*)(?P<ticks>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)
 # key → largest value kept in the copied example configs; ``grids`` and ``scans`` are the inference
 # section's lists (their n_points mean a 2D side and a 1D count)
 SIZE_CAPS: dict[str, int] = {
-    "n_events": 20_000,
-    "n_samples": 5_000,
+    "n_events": 10_000,
+    "n_samples": 2_000,
     "n_theta0": 100,
     "epochs": 2,
     "n_trees": 10,
     "n_ensemble": 2,
-    "max_events": 5_000,
+    "max_events": 2_000,
 }
-POINT_CAPS = {"scans": 21, "grids": 7}
+POINT_CAPS = {"scans": 11, "grids": 5}
 
 # (pattern, replacement) applied in order to each bash block
 REWRITES: list[tuple[str, str]] = [
@@ -142,10 +147,43 @@ def copy_examples(folder: Path) -> None:
         path.write_text(yaml.safe_dump(shrink(yaml.safe_load(path.read_text())), sort_keys=False))
 
 
+def assay_commands(command: str) -> list[list[str]] | None:
+    """A bash block as the argument lists of its ``assay`` commands; None if it holds anything else."""
+    commands: list[list[str]] = []
+    for line in command.splitlines():
+        words = shlex.split(line, comments=True)
+        if any(set(w) & set("|;<>$`*?&") and w != "&&" for w in words):
+            return None  # pipes, redirections, variables, globs: a job for bash
+        starts = [0] + [i + 1 for i, w in enumerate(words) if w == "&&"]
+        ends = [i for i, w in enumerate(words) if w == "&&"] + [len(words)]
+        for part in (words[a:b] for a, b in zip(starts, ends)) if words else ():
+            if not part or part[0] != "assay":
+                return None
+            commands.append(part[1:])
+    return commands
+
+
+def run_assay_in_process(commands: list[list[str]], where: str) -> None:
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    for args in commands:
+        result = CliRunner().invoke(app, args)
+        if result.exit_code != 0:
+            detail = "".join(traceback.format_exception(result.exception)) if result.exception else ""
+            pytest.fail(f"{where}: `assay {shlex.join(args)}` failed (exit {result.exit_code}):\n"
+                        f"{result.output[-4000:]}\n{detail[-3000:]}")  # fmt: skip
+
+
 def run_bash(block: Block, where: str, cwd: Path) -> None:
+    command = rewrite(block.code)
+    commands = assay_commands(command)
+    if commands is not None:
+        run_assay_in_process(commands, where)
+        return
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    command = rewrite(block.code)
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     if proc.returncode != 0:
@@ -219,14 +257,24 @@ def test_rewrites_drop_installs_and_shrink_heavy_commands() -> None:
     assert rewrite(command) == "assay coverage c.yaml --mu 1 --toys 4 --neyman 4"
 
 
+def test_blocks_of_assay_commands_run_in_process_and_others_in_bash() -> None:
+    block = "assay run examples/toy.yaml -q && assay train examples/toy.yaml  # c\nassay report runs/toy"
+    assert assay_commands(block) == [["run", "examples/toy.yaml", "-q"], ["train", "examples/toy.yaml"],
+                                     ["report", "runs/toy"]]  # fmt: skip
+    assert assay_commands("assay limits c.yaml --theta 'a=1'\n") == [["limits", "c.yaml", "--theta", "a=1"]]
+    for other in ("cp a b\n", "assay run c.yaml | tee log\n", "assay inspect runs/*/events.h5\n",
+                  "assay run c.yaml; ls\n", "X=1 assay run c.yaml\n"):  # fmt: skip
+        assert assay_commands(other) is None, other
+
+
 def test_shrink_caps_sizes_and_keeps_everything_else() -> None:
     config = {"simulator": {"kind": "wh", "n_events": 400_000, "batch_size": 50_000},
               "training": {"a": {"epochs": 50, "hidden": [100, 100], "n_ensemble": 5}},
               "inference": {"scans": [{"n_points": 121}], "grids": [{"n_points": 35}], "lumi": 3}}
     small = shrink(config)
-    assert small["simulator"] == {"kind": "wh", "n_events": 20_000, "batch_size": 50_000}
+    assert small["simulator"] == {"kind": "wh", "n_events": 10_000, "batch_size": 50_000}
     assert small["training"]["a"] == {"epochs": 2, "hidden": [100, 100], "n_ensemble": 2}
-    assert small["inference"] == {"scans": [{"n_points": 21}], "grids": [{"n_points": 7}], "lumi": 3}
+    assert small["inference"] == {"scans": [{"n_points": 11}], "grids": [{"n_points": 5}], "lumi": 3}
 
 
 def test_benchmarks_write_tracked_results_only_with_record(tmp_path: Path, monkeypatch) -> None:
