@@ -589,11 +589,6 @@ def test_the_validator_rejection_is_one_clear_error(submission, tmp_path):
         validate_submission(broken)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assay/cli/_common.py user_errors prints the message as rich markup, which swallows '[export]'; "
-    "the fix there is rich.markup.escape(str(exc)) (then remove this marker)",
-)
 def test_cli_without_the_export_extra_says_how_to_install_it(limits_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "hepdata_lib", None)  # import hepdata_lib now raises ImportError
     result = invoke("export", limits_dir, "--hepdata", tmp_path / "hep")

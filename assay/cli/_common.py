@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from assay.exceptions import AssayError
 
@@ -35,7 +36,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except AssayError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         raise typer.Exit(code=2) from exc
     except KeyboardInterrupt:
         console.print("interrupted; rerun the same command to resume where it stopped", highlight=False)
