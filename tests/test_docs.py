@@ -27,7 +27,7 @@ At a small scale, without changing what the reader runs
        smaller run. A config a doc writes itself is not shrunk: write it small.
     2. Commands are rewritten by ``REWRITES`` (regular expressions, applied to bash blocks only):
        ``pip install ...`` is dropped (the package is installed), ``assay demo`` gains
-       ``--scale 0.01 --quiet`` and toy counts (``--toys``, ``--neyman``) are capped at 4.
+       ``--scale 0.01 --quiet`` and toy counts (``--toys``, ``--neyman``) are set to 4.
     docs/index.md ("Docs as tests") says the same for writers of documentation.
 
 Measured: the whole file (default suite) took 65 s on the shared 2-core machine at load 3 (73 s of CPU);
