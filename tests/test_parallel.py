@@ -379,3 +379,34 @@ def test_no_scheduler_at_the_address():
     with pytest.raises(ConfigError, match=rf"no Dask scheduler answered at tcp://127.0.0.1:{port}"):
         with client_for(ParallelConfig(scheduler=f"tcp://127.0.0.1:{port}"), timeout=1):
             pass
+
+
+# ---- grid evaluation --------------------------------------------------------------------------
+def test_grids_on_two_workers_equal_serial(tmp_path, client):
+    """`assay limits` with a client evaluates each (grid, method) as one task on a worker: the q
+    surfaces of a trained ALICES, the truth, a histogram and the rate equal the serial ones exactly."""
+    from assay.analysis.limits import run_limits
+    from assay.config import config_from_dict
+    from assay.pipeline import run_pipeline
+    from assay.training import train_model
+
+    data = {
+        **CONFIG, "output": str(tmp_path / "grid"),
+        "parameters": [{"name": "a", "range": [-1.0, 1.0]}, {"name": "b", "range": [-1.0, 1.0]}],
+        "training": {"alices": {**MODEL, "n_ensemble": 1}},
+        "inference": {
+            **CONFIG["inference"],
+            "scans": [{"parameter": "a", "range": [-0.6, 0.6], "n_points": 7}],
+            "grids": [{"parameters": ["a", "b"], "ranges": [[-0.6, 0.6], [-0.6, 0.6]], "n_points": 9}],
+        },
+    }  # fmt: skip
+    cfg = config_from_dict(data)
+    run_pipeline(cfg, progress=False)
+    train_model(cfg, "alices", progress=False)
+    serial = run_limits(cfg, progress=False)
+    with tasks_on(client, "_grid_q") as tasks:
+        parallel = run_limits(cfg, progress=False, client=client)
+    (grid_a,), (grid_b,) = (next(iter(r.levels.values())).scans_2d for r in (serial, parallel))
+    assert set(grid_a.q) == {"truth", "alices", "hist_x0", "rate"} and len(tasks) == 4
+    for name, q in grid_a.q.items():
+        np.testing.assert_array_equal(grid_b.q[name], q, err_msg=name)

@@ -31,7 +31,7 @@ from assay.analysis.methods import (
     RatioMethod,
 )
 from assay.analysis.profiled import ProfiledMethod, nuisance_summary, profiled_methods
-from assay.analysis.scans import grids, one_d_scans, scan_all
+from assay.analysis.scans import evaluate_grids, grids, one_d_scans, scan_all
 from assay.analysis.search import search_numbers
 from assay.bit import BoostedInformationTree
 from assay.config import RunConfig, root_parameters
@@ -68,24 +68,15 @@ logger = logging.getLogger(__name__)
 
 
 def _scans_2d(
-    methods: Mapping[str, Method], data: Dataset, sample: AsimovSample, cfg: RunConfig, progress: bool = False
+    methods: Mapping[str, Method], data: Dataset, sample: AsimovSample, cfg: RunConfig, progress: bool,
+    client: Any,
 ) -> tuple:
-    from tqdm.auto import tqdm
-
-    out, found = [], grids(cfg, sample.theta_true)
-    n = len(found) * len(methods)
-    bar = tqdm(total=n, desc="2D scans", unit="grid", disable=not progress, leave=False)
-    for grid in found:
-        n0, n1 = len(grid.axes[0]), len(grid.axes[1])
-        q = {}
-        for name, method in methods.items():
-            bar.set_postfix_str(f"{name}: {', '.join(grid.parameters)}", refresh=False)
-            q[name] = method.scan(data, sample, grid.theta, grid.indices).minus_2_delta_log_l.reshape(n0, n1)
-            bar.update()
-        fixed = _fixed(cfg, sample.theta_true, grid.parameters)
-        out.append(Scan2D(parameters=grid.parameters, axes=grid.axes, fixed=fixed, q=q))
-    bar.close()
-    return tuple(out)
+    found = grids(cfg, sample.theta_true)
+    q = evaluate_grids(methods, data, sample, found, client=client, progress=progress)
+    return tuple(
+        Scan2D(parameters=g.parameters, axes=g.axes, fixed=_fixed(cfg, sample.theta_true, g.parameters), q=qs)
+        for g, qs in zip(found, q)
+    )
 
 
 def _fixed(cfg: RunConfig, theta_true: np.ndarray, scanned: Sequence[str]) -> dict[str, float]:
@@ -306,7 +297,8 @@ def run_limits(
         data: an EventStore (``.h5``) or LHE file of observed events; default: Asimov data.
         toys: pseudo-experiments for the coverage of the intervals (0: none).
         theta_toys: the point they are drawn at, ``{parameter: value}`` (missing: θ_true).
-        client: a ``dask.distributed.Client`` for the pseudo-experiments.
+        client: a ``dask.distributed.Client`` for the 2D grids (one task per grid and method) and
+            the pseudo-experiments.
         level: the name of this level in results.json (default: the run folder's name).
         label: a one-line description of the level.
         neyman: toys per scan point for the Neyman construction of every 1D scan (0: none).
@@ -365,7 +357,7 @@ def run_limits(
         )
         for s in scans
     }  # fmt: skip
-    scans_2d = _scans_2d(methods, dataset, sample, cfg, progress)
+    scans_2d = _scans_2d(methods, dataset, sample, cfg, progress, client)
     timings["scans"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -24,6 +24,7 @@ __all__ = [
     "OneDimensional",
     "ScanResults",
     "TwoDimensional",
+    "evaluate_grids",
     "fit_intervals",
     "grids",
     "one_d_scans",
@@ -85,6 +86,57 @@ def one_d_scans(cfg: RunConfig, theta_true: np.ndarray) -> list[OneDimensional]:
         theta = np.repeat(theta_true[None], s.n_points, axis=0)
         theta[:, a] = np.linspace(*s.range, s.n_points)
         out.append(OneDimensional(s.parameter, a, theta, 0.0 if s.parameter in roots else None))
+    return out
+
+
+def _grid_q(method: Method, data: Dataset, sample: AsimovSample, grid: TwoDimensional) -> np.ndarray:
+    """−2Δlog L of ``method`` on ``grid``, ``(n0, n1)``."""
+    q = method.scan(data, sample, grid.theta, grid.indices).minus_2_delta_log_l
+    return q.reshape(len(grid.axes[0]), len(grid.axes[1]))
+
+
+def evaluate_grids(
+    methods: Mapping[str, Method],
+    data: Dataset,
+    sample: AsimovSample,
+    found: Sequence[TwoDimensional],
+    *,
+    client=None,
+    progress: bool = False,
+) -> list[dict[str, np.ndarray]]:
+    """Every method on every grid: per grid, method → q ``(n0, n1)``.
+
+    ``client``: a ``dask.distributed.Client``; one task per (grid, method), the data, the sample
+    and each method sent once to every worker. Each task is the serial computation of that
+    method's whole grid, so the numbers are the same as in this process. ``progress``: a bar
+    over the (grid, method) pairs.
+    """
+    from tqdm.auto import tqdm
+
+    jobs = [(k, name) for k in range(len(found)) for name in methods]
+    bar = tqdm(total=len(jobs), desc="2D scans", unit="grid", disable=not progress, leave=False)
+    out: list[dict[str, np.ndarray]] = [{} for _ in found]
+    if client is None or not jobs:
+        for k, name in jobs:
+            bar.set_postfix_str(f"{name}: {', '.join(found[k].parameters)}", refresh=False)
+            out[k][name] = _grid_q(methods[name], data, sample, found[k])
+            bar.update()
+        bar.close()
+        return out
+    from dask.distributed import as_completed
+
+    remote_data, remote_sample = client.scatter([data, sample], broadcast=True, hash=False)
+    remote_methods = dict(zip(methods, client.scatter(list(methods.values()), broadcast=True, hash=False)))
+    futures = [client.submit(_grid_q, remote_methods[name], remote_data, remote_sample, found[k], pure=False)
+               for k, name in jobs]  # fmt: skip
+    try:
+        for _ in as_completed(futures):
+            bar.update()
+        for (k, name), q in zip(jobs, client.gather(futures)):
+            out[k][name] = q
+    finally:
+        bar.close()
+        client.cancel([*futures, remote_data, remote_sample, *remote_methods.values()])
     return out
 
 
