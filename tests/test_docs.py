@@ -214,6 +214,35 @@ def run_doc(doc: Path, blocks: list[Block], tmp_path: Path, monkeypatch: pytest.
             run_bash(block, where, tmp_path)
         else:
             run_python(block, where, namespace)
+    check = OUTCOMES.get(str(doc.relative_to(ROOT)))
+    if check is not None:
+        check(tmp_path)
+
+
+def tutorial_outcome(folder: Path) -> None:
+    """docs/tutorial.md went LHE → import → run → train → limits → report: both models' intervals closed."""
+    from assay.results import Results
+
+    limits = folder / "runs" / "tutorial" / "limits"
+    assert (limits / "report.html").is_file()
+    level = Results.from_json(limits / "results.json").levels["tutorial"]
+    assert level.data == "asimov" and "truth" not in level.intervals  # LHE events carry no dσ polynomial
+    for method in ("sally", "alices", "hist_ql_cos_delta_plus", "rate"):
+        for key in ("cHW_68", "cHWtilde_68"):
+            lo, hi = level.intervals[method][key]
+            assert lo is not None and hi is not None and lo < 0 < hi, (method, key, lo, hi)
+
+
+def readme_outcome(folder: Path) -> None:
+    """The README quickstart: every toy model scanned, the report written."""
+    summary = json.loads((folder / "runs" / "toy" / "limits" / "summary.json").read_text())
+    assert (folder / "runs" / "toy" / "limits" / "report.html").is_file()
+    assert {"truth", "alices", "hist_x0", "rate"} <= set(summary["toy"])  # the last run: models=["alices"]
+    assert summary["toy"]["alices"]["theta_0_68"][0] < 0 < summary["toy"]["alices"]["theta_0_68"][1]
+
+
+# what a page's run must leave behind, beyond every block succeeding
+OUTCOMES = {"docs/tutorial.md": tutorial_outcome, "README.md": readme_outcome}
 
 
 DOC_IDS = {"ids": lambda p: str(p.relative_to(ROOT))}
