@@ -173,10 +173,11 @@ def _batches(
             yield index, _one_batch(simulator, sizes[index], seed, index)
         return
     remote = client.scatter(simulator, broadcast=True)
-    window = 2 * max(1, len(client.scheduler_info()["workers"]))
     pending = {}
     for index in range(start, len(sizes)):
         pending[index] = client.submit(_one_batch, remote, sizes[index], seed, index, pure=False)
+        # two batches per worker in flight, counted again each time: SLURM/HTCondor jobs join late
+        window = 2 * max(1, len(client.scheduler_info()["workers"]))
         if len(pending) >= window:
             first = min(pending)
             yield first, pending.pop(first).result()
