@@ -104,6 +104,29 @@ def test_run_writes_the_outputs(small_run):
     with EventStore(out / "events.h5") as store:
         assert store.n_events == 3_000
     assert "training set sally_train" in result.output  # the summary table (paths may be cut)
+    last = flat(result.output.strip().splitlines()[-1])
+    assert last.startswith(f"run written to {out}: events.h5, split.h5 and 2 training set(s)"), last
+
+
+def test_every_writing_command_ends_naming_what_it_wrote(runner, small_run):
+    """generate, train, limits, report: the last line names the file or folder written."""
+    folder, _ = small_run
+    config = folder / "small.yaml"
+    scans = [{"parameter": "cHWW", "range": [-1, 1], "n_points": 5}]
+    data = {**SMALL, "training": {"s": {"method": "sally", "hidden": [4], "epochs": 1}},
+            "inference": {"luminosity_ifb": 1, "scans": scans}}  # fmt: skip
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = folder / "out"
+    expected = {
+        ("generate", config, "-o", folder / "gen", "-q"): f"{folder / 'gen' / 'events.h5'}: 3,000 events",
+        ("train", config, "-o", out, "-q"): f"saved to {out / 'models' / 's'}",
+        ("limits", config, "-o", out, "-q", "--no-report"): f"limits written to {out / 'limits'}",
+        ("report", out): f"report written to {out / 'limits' / 'report.html'}",
+    }  # fmt: skip
+    for args, last in expected.items():
+        result = invoke(runner, *args)
+        assert result.exit_code == 0, result.output
+        assert flat(result.output.strip().splitlines()[-1]).startswith(last), (args[0], result.output[-300:])
 
 
 def test_run_with_bad_config_names_the_key_path(runner, tmp_path, monkeypatch):

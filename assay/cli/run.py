@@ -117,6 +117,9 @@ def run(
     console.print(table)
     if result.cut_flow is not None:
         console.print(result.cut_flow.table())
+    folder = result.events.parent
+    console.print(f"run written to {folder}: events.h5, split.h5 and {len(result.training_sets)} training "
+                  f"set(s) in {folder / 'sets'}", highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def generate(
@@ -137,10 +140,11 @@ def generate(
             result = generate_events(cfg, output, progress=not quiet, client=client)
         store = result.store
         sigma = store.weights_sum()[0]
-    console.print(f"{store.path}: {store.n_events:,} events, σ = {sigma:.6g} pb at "
-                  f"{store.benchmarks[0]} ({result.timings_s['generation']:.1f} s)")  # fmt: skip
     if result.cut_flow is not None:
         console.print(result.cut_flow.table())
+    console.print(f"{store.path}: {store.n_events:,} events, σ = {sigma:.6g} pb at "
+                  f"{store.benchmarks[0]} ({result.timings_s['generation']:.1f} s)",
+                  highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def cluster_script(config: Path = CONFIG) -> None:

@@ -68,7 +68,7 @@ def _print_neural(result) -> None:
         time_s = f"{seconds:.1f}" if math.isfinite(seconds) else "-"
         table.add_row(str(i), str(history.n_epochs), str(best), *losses, time_s)
     console.print(table)
-    console.print(f"saved to {result.path}")
+    console.print(f"saved to {result.path}", highlight=False, soft_wrap=True)
 
 
 def _print_bit(result) -> None:
@@ -82,7 +82,7 @@ def _print_bit(result) -> None:
     loss = f"{bit.history_[-1]:.5g}"
     table.add_row(str(len(bit.trees_)), str(bit.max_depth), str(n_coef), loss, f"{result.fit_s:.1f}")
     console.print(table)
-    console.print(f"saved to {result.path}")
+    console.print(f"saved to {result.path}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
