@@ -233,3 +233,29 @@ def test_a_full_disk_is_one_clear_error_and_earlier_limits_stay(limits_run, monk
     text = flat(result.output)
     assert "No space left on device" in text and "cannot write the limits" in text, text
     assert (out / "limits" / "summary.json").read_bytes() == before
+
+
+def test_long_method_names_are_never_cut_to_the_same_text(monkeypatch):
+    """On a narrow terminal two histogram methods with long names stay distinguishable (issue 19): the
+    method column folds long names instead of cutting both to `hist_ql_cos_…`."""
+    from rich.console import Console
+
+    from assay.cli import limits as cli_limits
+    from assay.results import LevelResults, Results, Scan1D
+
+    names = ["hist_ql_cos_delta_plus_x_mt_tot", "hist_ql_cos_delta_minus_x_mt_tot"]
+    theta = np.linspace(-1, 1, 5)
+    level = LevelResults(
+        label="parton", scans_1d={"c": Scan1D("c", theta, {}, {n: theta**2 for n in names})},
+        intervals={n: {"c_68": (-0.0123456, 0.0123456), "c_95": (-0.0234567, 0.0234567)} for n in names},
+    )  # fmt: skip
+    results = Results(title="t", parameters=("c",), parameter_labels=("c",), luminosity_ifb=300.0,
+                      levels={"parton": level})  # fmt: skip
+    console = Console(width=64, record=True)  # a narrow terminal
+    monkeypatch.setattr(cli_limits, "console", console)
+    cli_limits.print_results(results)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 64
+    joined = "".join(line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 2)
+    for name in names:
+        assert name in joined, text

@@ -99,7 +99,7 @@ def print_results(results) -> None:
             unit = f" [{unit}]" if unit else ""
             title = f"{name}: {parameter}{unit}, {level.data}, L = {results.luminosity_ifb:g} fb⁻¹"
             table = Table(title=title, pad_edge=False)
-            table.add_column("method", no_wrap=True)
+            table.add_column("method", overflow="fold")  # a long name folds, never cut to a twin
             for key in mine:
                 table.add_column(f"{key.rsplit('_', 1)[1]}% CL", justify="center", no_wrap=True)
             if level.coverage is not None:
