@@ -30,8 +30,9 @@ At a small scale, without changing what the reader runs
        ``--scale 0.01 --quiet`` and toy counts (``--toys``, ``--neyman``) are set to 4.
     docs/index.md ("Docs as tests") says the same for writers of documentation.
 
-Measured: the whole file (default suite) took 65 s on the shared 2-core machine at load 3 (73 s of CPU);
-README.md 26 s, docs/index.md 14 s, docs/tutorial.md 13 s, docs/results.md 5 s.
+Measured: the whole file (default suite) took 65 s on the shared 2-core machine at load 2.7 (74 s of
+CPU): README.md 18 s, docs/tutorial.md 15 s, docs/index.md 13 s, docs/results.md 8 s, the other pages
+11 s together. The slow test (README's off-shell search with nuisances) takes minutes.
 """
 
 from __future__ import annotations
