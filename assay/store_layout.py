@@ -388,8 +388,49 @@ def _reopen_partial(
     return file
 
 
+def check_attributes(file: h5py.File, path: Path) -> None:
+    """Check every root attribute's type and stored size through ``h5py.h5a`` before h5py reads it.
+
+    Allowed: a scalar variable-length string (16 bytes stored, a heap reference), or a scalar or
+    1-D integer, float or enum (h5py's bool) of 1, 2, 4 or 8 bytes stored in exactly size × points
+    bytes. A bit flip that turns the 1-byte ``complete`` flag into a variable-length type would
+    otherwise make libhdf5 read a heap reference out of 1 byte and crash the process.
+
+    Raises:
+        StoreError: naming the file and the attribute.
+    """
+    from h5py import h5a, h5s, h5t
+
+    for name in file.attrs:
+        try:
+            attr = h5a.open(file.id, name if isinstance(name, bytes) else name.encode())
+            kind, space = attr.get_type(), attr.get_space()
+            extent = space.get_simple_extent_type()
+            points = space.get_simple_extent_npoints() if extent in (h5s.SCALAR, h5s.SIMPLE) else -1
+            klass = kind.get_class()
+            if klass == h5t.STRING and kind.is_variable_str() and extent == h5s.SCALAR:
+                size = 16
+            elif (klass in (h5t.INTEGER, h5t.FLOAT, h5t.ENUM) and kind.get_size() in (1, 2, 4, 8)
+                  and (extent == h5s.SCALAR or (extent == h5s.SIMPLE and len(space.shape) == 1))
+                  ):  # fmt: skip
+                size = kind.get_size() * points
+            else:
+                size = None
+            stored = attr.get_storage_size()
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise StoreError(f"{path}: attribute {name!r} cannot be read ({err}); the file is damaged: "
+                             "regenerate it") from err
+        if size is None or stored != size:
+            raise StoreError(
+                f"{path}: attribute {name!r} has an unexpected type or size ({stored} bytes stored); "
+                "the file is damaged: regenerate it"
+            )
+
+
 def _check_header(file: h5py.File, path: Path, *, resuming: bool) -> int:
-    """Check format, schema version and completeness; return the schema version."""
+    """Check the attributes' types (:func:`check_attributes`), format, schema version and
+    completeness; return the schema version."""
+    check_attributes(file, path)
     attrs = file.attrs
     if attrs.get("format") != FORMAT:
         found = "no 'format' attribute" if "format" not in attrs else f"format={attrs['format']!r}"

@@ -363,3 +363,22 @@ def test_generate_events_passes_the_config_negative_weight_policy(tmp_path):
         generate_events(config_from_dict(copy.deepcopy(CONFIG)), tmp_path / "b", progress=False).store.path
     ) as plain:
         assert plain.negative_weights is False
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.zeros((2, 2)), np.array(["a", "b"], dtype=h5py.string_dtype()), np.zeros(3, dtype="complex64")],
+    ids=["2-d", "string array", "complex"],
+)
+def test_attribute_of_an_unexpected_type_is_refused_before_it_is_read(tmp_path, value):
+    """Every root attribute is checked through h5py.h5a (type class, shape, stored bytes) before h5py
+    reads it: a damaged header gives one StoreError naming the file and attribute, never a libhdf5
+    crash (a bit flip making the 1-byte `complete` flag variable-length crashed the reader)."""
+    path = tmp_path / "events.h5"
+    with EventStore.create(path, observables=["a"], benchmarks=["sm"]) as writer:
+        writer.append(np.zeros((3, 1)), np.ones((3, 1)))
+    with h5py.File(path, "r+") as f:
+        del f.attrs["complete"]
+        f.attrs["complete"] = value
+    with pytest.raises(StoreError, match=r"events\.h5: attribute 'complete' has an unexpected type or size"):
+        EventStore(path)
