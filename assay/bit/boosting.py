@@ -39,7 +39,7 @@ from assay.bit.polynomial import (
     weight_derivatives,
 )
 from assay.bit.tree import SortedEvents, grow_tree, predict_forest
-from assay.estimators.prediction import Prediction, PredictorBase, as_point
+from assay.estimators.prediction import RATIO_FLOOR, Prediction, PredictorBase, as_point
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.morphing import Morpher, as_thetas
 from assay.saving import json_field
@@ -48,7 +48,7 @@ __all__ = ["MIN_RATIO", "POSITIVE_FLOOR", "BoostedInformationTree"]
 
 logger = logging.getLogger(__name__)
 
-MIN_RATIO = 1e-12  # log_ratio guard: R(x|θ) is clipped to at least this before the log
+MIN_RATIO = RATIO_FLOOR  # log_ratio guard: R(x|θ) is clipped to at least this before the log
 POSITIVE_FLOOR = 1e-3  # with positive=True, R(x|θ) >= POSITIVE_FLOOR for every x and θ
 
 

@@ -55,7 +55,7 @@ from assay.estimators.mixture_processes import (
     process_matrix,
 )
 from assay.estimators.nets import make_activation
-from assay.estimators.prediction import Prediction, PredictorBase, as_point
+from assay.estimators.prediction import RATIO_FLOOR, Prediction, PredictorBase, as_point
 from assay.estimators.train import Trainer
 from assay.exceptions import ConfigError, NotFittedError, StoreError
 from assay.morphing import Morpher, as_thetas
@@ -79,7 +79,7 @@ class ClippedRatioWarning(UserWarning):
 
 
 def mixture_log_ratio(
-    ratios: np.ndarray, f: np.ndarray, f_ref: np.ndarray, nu: np.ndarray, *, floor: float = 1e-12
+    ratios: np.ndarray, f: np.ndarray, f_ref: np.ndarray, nu: np.ndarray, *, floor: float = RATIO_FLOOR
 ) -> tuple[np.ndarray, int]:
     """log p(x|θ)/p(x|θ_ref) from the process ratios r_j = p_j/p_ref (seed 003 mixture model).
 
@@ -151,7 +151,7 @@ class MixtureModel(PredictorBase):
         n_ensemble: int = 5,
         hidden: Sequence[int] = (64, 64),
         activation: str = "relu",
-        floor: float = 1e-12,
+        floor: float = RATIO_FLOOR,
         **trainer: Any,
     ):
         unknown = sorted(set(trainer) - set(TRAINER_FIELDS))

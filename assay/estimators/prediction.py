@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREDICTIONS",
+    "RATIO_FLOOR",
     "Prediction",
     "Predictor",
     "PredictorBase",
@@ -46,6 +47,12 @@ __all__ = [
     "partition_chunks",
     "weighted_log_ratio_sums",
 ]
+
+RATIO_FLOOR = 1e-12
+"""The one floor of a ratio, density fraction or probability built from parts that can cancel,
+applied before the log (docs/reliability.md, "Clipping policy"): morphed sums of the morphing-aware
+networks, a mixture's Σ_j f_j ν_j r̂_j, the profiled likelihood's per-event rates, SALLINO's empty
+bins, BIT's R(x|θ). A neural network's own log r̂ is never clipped."""
 
 PREDICTIONS = ("log_ratio", "score")
 """The names a model's ``predicts`` may hold."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from assay.estimators.nets import MLP, Standardizer, make_activation, tanh_
+from assay.estimators.prediction import RATIO_FLOOR
 from assay.morphing import Morpher, power_steps
 from assay.training_set import TrainingSet
 
@@ -41,7 +42,7 @@ __all__ = [
     "stacked_log_ratio_and_scores",
 ]
 
-MORPHING_EPS = 1e-12  # lower bound of the morphed sums in MorphingRatioNet
+MORPHING_EPS = RATIO_FLOOR  # lower bound of the morphed sums in MorphingRatioNet
 
 
 ACTIVATION_DERIVATIVES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

@@ -20,14 +20,14 @@ from torch import nn
 
 from assay.estimators.base import Estimator
 from assay.estimators.nets import MLP, Standardizer
-from assay.estimators.prediction import Prediction, PredictorBase, as_point
+from assay.estimators.prediction import RATIO_FLOOR, Prediction, PredictorBase, as_point
 from assay.exceptions import NotFittedError, PredictionError
 from assay.morphing import as_thetas
 from assay.training_set import TrainingSet
 
 __all__ = ["SALLINO", "SALLY", "ScoreNet"]
 
-_MIN_PROBABILITY = 1e-12  # floor of a bin's probability in SALLINO (empty bins)
+_MIN_PROBABILITY = RATIO_FLOOR  # floor of a bin's probability in SALLINO (empty bins)
 
 
 class ScoreNet(nn.Module):

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from iminuit import Minuit
 
+from assay.estimators.prediction import RATIO_FLOOR
 from assay.inference.calibration import RateCalibration
 from assay.inference.interpolation import TABLES, InterpolatedFactors
 from assay.inference.likelihood import Scan
@@ -121,7 +122,7 @@ class ProfileLikelihood:
         global_observables: np.ndarray | None = None,
         normalization: np.ndarray | None = None,
         tolerance: float = 1e-3,
-        floor: float = 1e-12,
+        floor: float = RATIO_FLOOR,
         spurious: SpuriousSignal | None = None,
         calibration: RateCalibration | None = None,
     ):
