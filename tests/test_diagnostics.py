@@ -220,3 +220,18 @@ def test_errors_name_what_to_run(tiny_run, tmp_path):
     assert result.exit_code == 2 and "assay train CONFIG" in result.output
     with pytest.raises(ValueError, match="weights >= 0"):
         IsotonicCalibrator().fit(np.array([0.1, 0.2]), np.array([0.0, 1.0]), np.array([1.0, -1.0]))
+
+
+def test_train_command_prints_a_mixture_model(tiny_run):
+    """`assay train` on a mixture model: its table (processes, classifiers, N_eff) and the line naming
+    the folder (it was printed as a BIT and crashed with AttributeError: trees_)."""
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+
+    _, folder, config = tiny_run
+    result = CliRunner().invoke(app, ["train", str(config), "-o", str(folder), "-q"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "nsbi: mixture model on the train partition" in text and "N_eff" in text
+    assert text.endswith(f"saved to {folder / 'models' / 'nsbi'}")

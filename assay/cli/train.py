@@ -37,7 +37,9 @@ def train(
     Dask cluster (batched in groups), or on the cluster of the config's `parallel` section when its
     scheduler is slurm, htcondor or an address (one member per task: the same members as --workers 1).
     """
+    from assay.bit import BoostedInformationTree
     from assay.config import load_config
+    from assay.estimators.mixture import MixtureModel
     from assay.training import model_names, train_model
 
     with user_errors():
@@ -48,8 +50,10 @@ def train(
             for name in model_names(cfg, models):
                 progress = not quiet
                 result = train_model(cfg, name, output, n_workers=n_workers, client=client, progress=progress)
-                if result.n_events is not None:
+                if isinstance(result.estimator, BoostedInformationTree):
                     _print_bit(result)
+                elif isinstance(result.estimator, MixtureModel):
+                    _print_mixture(result)
                 else:
                     _print_neural(result)
 
@@ -81,6 +85,21 @@ def _print_bit(result) -> None:
     n_coef = bit.trees_[0].n_coef
     loss = f"{bit.history_[-1]:.5g}"
     table.add_row(str(len(bit.trees_)), str(bit.max_depth), str(n_coef), loss, f"{result.fit_s:.1f}")
+    console.print(table)
+    console.print(f"saved to {result.path}", highlight=False, soft_wrap=True)
+
+
+def _print_mixture(result) -> None:
+    """One row per process of a mixture model: its classifiers (ensemble members) and N_eff."""
+    model = result.estimator
+    table = Table(title=f"{result.name}: mixture model on the train partition: {result.n_events} events, "
+                        f"{result.wall_s:.1f} s")  # fmt: skip
+    for column in ("process", "classifiers", "N_eff"):
+        table.add_column(column, justify="right")
+    n_eff = dict(zip(model.processes_, map(float, model.n_eff_)))
+    for process in model.processes_:
+        members = len(model.classifiers_.get(process, ()))
+        table.add_row(process, str(members) if members else "reference", f"{n_eff[process]:,.0f}")
     console.print(table)
     console.print(f"saved to {result.path}", highlight=False, soft_wrap=True)
 
