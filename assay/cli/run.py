@@ -22,11 +22,13 @@ from assay.cli._common import (
 def demo(
     output: Path = typer.Option(Path("assay-demo"), "--output", "-o", help="Folder for all outputs."),
     scale: float = typer.Option(
-        1.0, "--scale", min=0.01, max=10.0, help="Multiply every sample size (0.1: a quick look, ~1 min)."
+        1.0, "--scale", min=0.01, max=10.0,
+        help="Multiply every sample size (0.1: a quick look in minutes; 0.01: the smallest; times in "
+        "docs/index.md#how-long-things-take).",
     ),
-    toy: bool = typer.Option(False, "--toy", help="Only the data chain on the Gaussian toy (~10 s)."),
+    toy: bool = typer.Option(False, "--toy", help="Only the data chain on the Gaussian toy (~13 s)."),
     flows: bool = typer.Option(
-        False, "--flows", help="Add NDE and SCANDAL (normalizing flows) at parton level (~2 more minutes)."
+        False, "--flows", help="Add NDE and SCANDAL (normalizing flows) at parton level (longer)."
     ),
     search: bool = typer.Option(
         False, "--search", help="The off-shell Higgs search for μ with interference (pp → 4ℓ) instead."
@@ -38,9 +40,10 @@ def demo(
 
     Generates events with the embedded simulator, trains SALLY and ALICES ensembles and BIT,
     scans the expected likelihood of every method and of seed 000's histograms, and writes
-    summary.json, results.json and report.html into OUTPUT (about 5 minutes on 2 cores). The demo
-    is examples/wh_parton.yaml and wh_detector.yaml run through run → train → limits → report.
-    """
+    summary.json, results.json and report.html into OUTPUT (258 s on 2 cores: inference.json's
+    demo_s; every time in docs/index.md#how-long-things-take). The demo is examples/wh_parton.yaml
+    and wh_detector.yaml run through run → train → limits → report.
+    """  # fmt: skip
     if toy:
         _toy_demo(output, n_events, quiet)
         return
