@@ -18,7 +18,7 @@
     linearly with the samples.
 
 The data are random numbers of those shapes (step and read costs do not depend on the values).
-Prints a table and writes benchmarks/results/memory.json.
+Prints a table and writes ./benchmark-results/memory.json (``--record``: benchmarks/results/memory.json).
 
 Usage: python benchmarks/memory.py [--samples 10000000] [--memory-gb 1.0]
 """
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
 
 from assay.morphing import Morpher, morphing_components
 from assay.store import EventStore
@@ -158,10 +158,11 @@ def run(task: str, paths: dict[str, Path], memory_gb: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=OUTPUT_HELP
     )
     parser.add_argument("--samples", type=int, default=10_000_000)
     parser.add_argument("--memory-gb", type=float, default=1.0)
+    add_output_arguments(parser, "memory.json")
     args = parser.parse_args()
     n, tag = args.samples, f"{args.samples / 1e6:g}M"
     scale = 100_000_000 / n  # in memory, extrapolated: the baseline plus the growth × 100M / n
@@ -203,7 +204,7 @@ def main() -> None:
     }
     eval_100m = eval_memory["before_gb"] + scale * eval_memory["growth_gb"]
     results["eval_100M_inmemory_peak_gb_extrapolated"] = eval_100m
-    write_results(results, Path(__file__).parent / "results" / "memory.json")
+    write_results(results, output_path(args, "memory.json"), record=args.record)
 
 
 if __name__ == "__main__":
