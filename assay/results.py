@@ -604,8 +604,9 @@ class Results:
             raise StoreError(f"{source}: {exc}") from None
 
     def to_json(self, path: str | os.PathLike) -> Path:
-        """Write ``results.json`` atomically; returns its path."""
+        """Write ``results.json`` atomically (its folder made if missing); returns its path."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, self.to_dict(), indent=1)
         return path
 

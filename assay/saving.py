@@ -147,6 +147,8 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except FileNotFoundError as err:
+        raise StoreError(f"{path}: its folder {path.parent} does not exist; create it first") from err
     except OSError as err:
         if (store_error := _translated(path, err)) is not None:
             raise store_error from err

@@ -316,3 +316,13 @@ def test_interval_ends_from_arrays_and_non_finite_numbers_are_open():
     entry = {"c_68": np.array([-1.0, np.inf]), "c_95": (np.float64(-2.0), np.nan), "c_99": [None, 3]}
     level_results = LevelResults(label="x", scans_1d={}, intervals={"m": entry})
     assert level_results.intervals["m"] == {"c_68": (-1.0, None), "c_95": (-2.0, None), "c_99": (None, 3.0)}
+
+
+def test_to_json_makes_its_folder_and_atomic_writes_name_a_missing_one(tmp_path):
+    from assay.saving import write_json
+
+    results = Results(title="t", parameters=("c",), parameter_labels=("c",), luminosity_ifb=1.0, levels={})
+    path = results.to_json(tmp_path / "copy" / "results.json")
+    assert Results.from_json(path).title == "t"
+    with pytest.raises(StoreError, match=r"x\.json: its folder .*nowhere does not exist; create it first"):
+        write_json(tmp_path / "nowhere" / "x.json", {})
