@@ -32,7 +32,7 @@ import torch
 
 from assay.bit import BoostedInformationTree
 from assay.config import BITModelConfig, MixtureModelConfig, NeuralModelConfig, RunConfig
-from assay.estimators import METHODS, Ensemble, Estimator, History, method_class
+from assay.estimators import METHODS, Ensemble, Estimator, History, load_estimator, method_class
 from assay.estimators.ensemble import ENSEMBLE_FILE
 from assay.estimators.flows import FlowEstimator
 from assay.estimators.mixture import MixtureModel
@@ -45,6 +45,7 @@ from assay.rundir import RunDir
 from assay.saving import read_json
 from assay.store import EventStore
 from assay.streaming import STREAM_FRACTION, StreamPlan, TrainingSetFile, fit_streamed, plan_streaming
+from assay.trained import model_inputs, unchanged
 from assay.training_set import TrainingSet
 
 __all__ = [
@@ -82,6 +83,8 @@ class TrainingResult:
         member_s: training time of each member in s; for BIT, the time of ``fit`` alone.
         wall_s: wall time of the whole training in s (for BIT including reading the events).
         n_events: events BIT was fitted on; None for the neural estimators.
+        kept: the model was trained before with the same seed, settings and inputs and was kept
+            (:mod:`assay.trained`); no time spent.
     """
 
     name: str
@@ -93,6 +96,7 @@ class TrainingResult:
     member_s: tuple[float, ...]
     wall_s: float
     n_events: int | None = None
+    kept: bool = False
 
     @property
     def fit_s(self) -> float:
@@ -596,8 +600,10 @@ def train_model(
     n_workers: int | None = None,
     client: Any = None,
     progress: bool = True,
+    retrain: bool = False,
 ) -> TrainingResult:
-    """Train the model ``training.<name>`` of ``cfg`` and save it to ``OUTPUT/models/<name>/``.
+    """Train the model ``training.<name>`` of ``cfg`` and save it to ``OUTPUT/models/<name>/``; a model
+    saved before with the same seed, settings and inputs is kept (:mod:`assay.trained`).
 
     Args:
         cfg: the run configuration (``seed`` seeds the training).
@@ -607,6 +613,7 @@ def train_model(
         n_workers: Dask workers for an ensemble (default min(n_ensemble, CPU count); 1: serial).
         client: a ``dask.distributed.Client`` for the ensemble instead of a local cluster.
         progress: show progress bars.
+        retrain: train even where the saved model is unchanged.
 
     Raises:
         ConfigError: unknown model name, or a set lacking fields the method needs.
@@ -619,6 +626,10 @@ def train_model(
         )
     model, run = cfg.training[name], RunDir(output or cfg.output)
     with run.locked("train"):
+        inputs = model_inputs(cfg, name, run, lambda: _set_names(cfg, name, model))
+        if not retrain and unchanged(cfg, name, run, inputs):
+            logger.info("%s: trained before with these settings and inputs; kept", run.model(name))
+            return _kept(cfg, name, run)
         if isinstance(model, BITModelConfig):
             result = _train_bit(cfg, name, model, run, progress)
         elif isinstance(model, MixtureModelConfig):
@@ -626,24 +637,9 @@ def train_model(
         else:
             result = _train_neural(cfg, name, model, run, n_workers=n_workers, client=client,
                                    progress=progress)  # fmt: skip
-        record = make_provenance(config=cfg, inputs=_model_inputs(cfg, name, run))
+        record = make_provenance(config=cfg, inputs=inputs)
         write_folder_provenance(result.path, record)
         return result
-
-
-def _model_inputs(cfg: RunConfig, name: str, run: RunDir) -> list[Path]:
-    """The files model ``name`` is fitted from (its provenance's inputs): BIT and the mixture model
-    the events, their split and basis; a neural model its training sets (and the basis when
-    morphing-aware)."""
-    model = cfg.training[name]
-    if isinstance(model, BITModelConfig | MixtureModelConfig):
-        files = [run.events, run.split, run.basis]
-    else:
-        sets = _set_names(cfg, name, model)
-        files = [run.training_set(s, p) for s in sets for p in ("train", "validation")]
-        if model.morphing_aware:
-            files.append(run.basis)
-    return [f for f in files if f.is_file()]
 
 
 def train(
@@ -654,8 +650,10 @@ def train(
     n_workers: int | None = None,
     client: Any = None,
     progress: bool = True,
+    retrain: bool = False,
 ) -> dict[str, TrainingResult]:
-    """Train every model of ``cfg.training`` (or those in ``models``), one after the other.
+    """Train every model of ``cfg.training`` (or those in ``models``), one after the other; models
+    saved before with the same seed, settings and inputs are kept unless ``retrain``.
 
     Returns:
         name → :class:`TrainingResult`, in the config's order.
@@ -664,10 +662,27 @@ def train(
         ConfigError: no models configured, or an unknown name in ``models``.
     """
     names = model_names(cfg, models)
-    return {
-        name: train_model(cfg, name, output, n_workers=n_workers, client=client, progress=progress)
-        for name in names
-    }
+    options = dict(n_workers=n_workers, client=client, progress=progress, retrain=retrain)
+    return {name: train_model(cfg, name, output, **options) for name in names}
+
+
+def _kept(cfg: RunConfig, name: str, run: RunDir) -> TrainingResult:
+    """The result of a model kept from an earlier run: loaded, no time spent (``kept`` True)."""
+    path = run.model(name)
+    estimator = load_estimator(path)
+    model = cfg.training[name]
+    if isinstance(estimator, Ensemble):
+        histories = tuple(m.history_ for m in estimator.members_)
+    elif isinstance(estimator, MixtureModel):
+        histories = tuple(m.history_ for members in estimator.classifiers_.values() for m in members)
+    elif isinstance(estimator, BoostedInformationTree):
+        histories = ()  # its loss per tree is estimator.history_
+    else:
+        histories = (estimator.history_,)
+    on_events = isinstance(model, BITModelConfig | MixtureModelConfig)
+    sets = ("train",) if on_events else _set_names(cfg, name, model)
+    return TrainingResult(name, type(estimator).__name__, sets, path, estimator, histories, (0.0,), 0.0,
+                          kept=True)  # fmt: skip
 
 
 def model_names(cfg: RunConfig, models: Sequence[str] | None = None) -> list[str]:

@@ -181,8 +181,10 @@ def test_train_bit_writes_a_model_that_loads(run_folder):
     text = flat(result.output)
     assert "bit: BIT on the train partition: 2400 events" in text and "saved to" in text
     cfg = load_config(path)
-    trained = train(cfg, out, progress=False)["bit"]
-    assert trained.name == "bit" and trained.method == "BoostedInformationTree"
+    kept = train(cfg, out, progress=False)["bit"]  # the CLI's model: same seed, settings and events
+    assert kept.kept and kept.wall_s == 0.0 and kept.estimator.n_trees == 15
+    trained = train(cfg, out, progress=False, retrain=True)["bit"]
+    assert trained.name == "bit" and trained.method == "BoostedInformationTree" and not trained.kept
     assert trained.training_sets == ("train",)
     assert trained.n_events == 2400 and trained.histories == () and 0 < trained.fit_s <= trained.wall_s
     bit = trained.estimator
@@ -303,8 +305,29 @@ def test_interrupted_training_resumes_from_its_checkpoint(run_folder, monkeypatc
     with monkeypatch.context() as m:
         m.setattr(train_module.Trainer, "_epoch", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            train(cfg, out, progress=False)
+            train(cfg, out, progress=False, retrain=True)
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
-    resumed = train(cfg, out, progress=False)["alices"].estimator
+    resumed = train(cfg, out, progress=False, retrain=True)["alices"].estimator
     assert resumed.history_.train_loss == reference.history_.train_loss
     assert not (out / "models" / ".checkpoints").exists()
+
+
+def test_rerun_keeps_an_unchanged_model_and_retrains_a_changed_one(run_folder):
+    """A rerun of `assay train` keeps a model saved with the same seed, settings and training sets
+    (its provenance says so) and prints that; other settings, other sets or --retrain train again."""
+    out = run_folder / "out"
+    path = write_config(run_folder, epochs=2)
+    assert invoke("train", path, "-o", out, "-q").exit_code == 0
+    model = out / "models" / "alices"
+    before = {p.name: p.stat().st_mtime_ns for p in model.iterdir()}
+    kept = "trained before with these settings and inputs; kept"
+    again = invoke("train", path, "-o", out, "-q")
+    assert again.exit_code == 0 and kept in flat(again.output)
+    assert {p.name: p.stat().st_mtime_ns for p in model.iterdir()} == before  # nothing rewritten
+    changed = invoke("train", write_config(run_folder, epochs=3), "-o", out, "-q")
+    assert changed.exit_code == 0 and kept not in flat(changed.output)
+    forced = invoke("train", write_config(run_folder, epochs=3), "-o", out, "-q", "--retrain")
+    assert forced.exit_code == 0 and kept not in flat(forced.output)
+    sets = out / "sets" / "alices_train.h5"
+    sets.touch()  # same bytes: the checksum, not the time, decides
+    assert kept in flat(invoke("train", write_config(run_folder, epochs=3), "-o", out, "-q").output)

@@ -28,9 +28,13 @@ def train(
         help="Dask workers for an ensemble (default: parallel.workers, else min(members, cores)); "
         "with a slurm/htcondor/address scheduler: its workers or jobs.",
     ),
+    retrain: bool = typer.Option(
+        False, "--retrain", help="Train models again even where the saved one has these settings and inputs."
+    ),
     quiet: bool = QUIET,
 ) -> None:
-    """Train the config's named models; each is saved to OUTPUT/models/<name>/ (a rerun resumes).
+    """Train the config's named models; each is saved to OUTPUT/models/<name>/ (a rerun resumes an
+    interrupted fit and keeps a model trained before with the same seed, settings and inputs).
 
     Neural methods train on OUTPUT/sets/<set>_train.h5; `method: bit` fits Boosted Information
     Trees on the weighted train events of OUTPUT/events.h5. Ensemble members train on a local
@@ -49,8 +53,12 @@ def train(
         with nullcontext() if local else parallel_client(cfg, workers) as client:
             for name in model_names(cfg, models):
                 progress = not quiet
-                result = train_model(cfg, name, output, n_workers=n_workers, client=client, progress=progress)
-                if isinstance(result.estimator, BoostedInformationTree):
+                result = train_model(cfg, name, output, n_workers=n_workers, client=client, progress=progress,
+                                     retrain=retrain)  # fmt: skip
+                if result.kept:
+                    console.print(f"{result.path}: trained before with these settings and inputs; kept "
+                                  "(--retrain trains it again)", highlight=False, soft_wrap=True)  # fmt: skip
+                elif isinstance(result.estimator, BoostedInformationTree):
                     _print_bit(result)
                 elif isinstance(result.estimator, MixtureModel):
                     _print_mixture(result)
