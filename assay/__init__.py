@@ -26,6 +26,8 @@ _PUBLIC = {
     "RunDir": "assay.rundir",
     "EventStore": "assay.store",
     "run_pipeline": "assay.pipeline",
+    "import_lhe_events": "assay.io.wh_lhe",
+    "import_madminer": "assay.io.madminer",
     "EventSource": "assay.sampling",
     "local_score_training_set": "assay.sampling",
     "ratio_training_set": "assay.sampling",

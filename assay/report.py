@@ -65,10 +65,11 @@ class _Plot:
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:
-    """Write ``RUN_DIR/report.html`` and its figures ``RUN_DIR/plots/*.png``.
+    """Write ``RUN_DIR/report.html`` and its figures ``RUN_DIR/plots/*.png`` (and ``.pdf``).
 
     Args:
-        run_dir: the run folder holding ``results.json`` (and optionally ``summary.json``).
+        run_dir: the folder holding ``results.json`` (and optionally ``summary.json``): the demo's
+            output, a run's ``limits/``; or a run folder of `assay limits`, whose ``limits/`` is used.
 
     Returns:
         The path of ``report.html``.
@@ -76,7 +77,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     Raises:
         StoreError: ``results.json`` is missing or malformed (naming the file and the key path).
     """
-    run_dir = Path(run_dir)
+    run_dir = results_folder(run_dir)
     results = Results.from_json(run_dir / RESULTS)
     summary, summary_problem = _read_summary(run_dir / SUMMARY)
     (run_dir / PLOTS).mkdir(exist_ok=True)
@@ -86,6 +87,15 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     sections = (coverage_section(run_dir), _diagnostics_section(run_dir), _provenance_section(record))
     write_text(path, _page(results, summary, summary_problem, plots, "\n".join(s for s in sections if s)))
     return path
+
+
+def results_folder(folder: str | os.PathLike) -> Path:
+    """``folder`` if it holds ``results.json``, else its ``limits/`` where that does (a run folder)."""
+    from assay.rundir import RunDir
+
+    folder = Path(folder)
+    limits = RunDir(folder).limits
+    return limits.root if not (folder / RESULTS).exists() and limits.results.exists() else folder
 
 
 def _provenance(run_dir: Path, page: Path) -> Provenance:

@@ -263,3 +263,13 @@ def test_report_has_the_coverage_of_profiled_intervals(tmp_path):
         assert html.escape(cell) in page, cell
     (tmp_path / "coverage.json").write_text("{oops")
     assert "coverage.json: unreadable" in write_report(tmp_path).read_text()
+
+
+def test_write_report_takes_a_run_folder(tmp_path, monkeypatch):
+    """write_report(RUN) uses RUN/limits/ where RUN holds no results.json (as `assay report RUN`)."""
+    monkeypatch.setattr("assay.report._write_plots", lambda *_: [])
+    limits = tmp_path / "run" / "limits"
+    limits.mkdir(parents=True)
+    minimal_results().to_json(limits / "results.json")
+    assert write_report(tmp_path / "run") == limits / "report.html"
+    assert (limits / "report.html").is_file() and not (tmp_path / "run" / "report.html").exists()

@@ -71,16 +71,10 @@ def import_lhe(
 ) -> None:
     """Read WH LHE files with MadGraph <rwgt> weights (one id per config benchmark) into an EventStore."""
     from assay.config import load_config
-    from assay.io.wh_lhe import import_lhe as run_import
-    from assay.morphing import Morpher
-    from assay.pipeline import basis_components
+    from assay.io.wh_lhe import import_lhe_events
 
     with user_errors():
-        cfg = load_config(config)
-        space = cfg.parameter_space()
-        morpher = Morpher(basis_components(cfg), space.benchmark_thetas)
-        store = run_import(files, output, space, morpher, overwrite=overwrite,
-                           negative_weights=cfg.sampling.allow_negative_weights, config=cfg)  # fmt: skip
+        store = import_lhe_events(load_config(config), files, output, overwrite=overwrite)
     console.print(f"{output}: {store.n_events:,} events from {len(files)} file(s), "
                   f"σ = {store.weights_sum()[0]:.6g} pb at {store.benchmarks[0]}")  # fmt: skip
 

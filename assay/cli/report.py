@@ -20,12 +20,9 @@ def report(run_dir: Path = RUN_DIR) -> None:
     folder of `assay limits`, whose limits/ is used.
     """
     from assay.report import write_report
-    from assay.rundir import ResultsDir, RunDir
 
-    limits = RunDir(run_dir).limits
-    folder = limits.root if not ResultsDir(run_dir).results.exists() and limits.results.exists() else run_dir
     with user_errors():
-        path = write_report(folder)
+        path = write_report(run_dir)
     console.print(f"report written to {path}", highlight=False, soft_wrap=True)
 
 

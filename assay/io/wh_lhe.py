@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from assay.config import RunConfig
 from assay.io.lhe import LHEError, LHEEvents, LHEInit, read_lhe
 from assay.morphing import Morpher
 from assay.observables import WH_OBSERVABLES, wh_observables
@@ -24,7 +25,7 @@ from assay.provenance import make_provenance
 from assay.simulators.wh import WHEvents
 from assay.store import EventStore
 
-__all__ = ["LHE_EXTRAS", "import_lhe", "wh_final_state", "wh_to_lhe"]
+__all__ = ["LHE_EXTRAS", "import_lhe", "import_lhe_events", "wh_final_state", "wh_to_lhe"]
 
 LHE_EXTRAS = {"lepton": (4,), "neutrino": (4,), "b": (4,), "bbar": (4,), "p1": (4,), "p2": (4,)}
 LHE_SECTIONS = ("seed", "parameters", "benchmarks", "morphing", "sampling")  # the config in the provenance
@@ -67,6 +68,23 @@ def _benchmark_weights(events: LHEEvents, path: Path, rwgt_ids: Sequence[str], x
     columns = [events.rwgt_ids.index(r) for r in rwgt_ids]
     scale = xsec_pb / events.weight.sum()
     return events.rwgt[:, columns] * scale
+
+
+def import_lhe_events(
+    cfg: RunConfig, files: Sequence[str | os.PathLike], output: str | os.PathLike, *, overwrite: bool = False
+) -> EventStore:
+    """``assay import-lhe CONFIG FILES -o OUTPUT``: :func:`import_lhe` with the config's benchmarks
+    (their names are the files' ``<weight id>``s), its morphing components and negative-weight setting.
+
+    Example (docs/tutorial.md): ``assay.import_lhe_events(cfg, ["wh.lhe.gz"], "events.h5")``, then
+    ``simulator: {kind: events, path: events.h5}`` in the config feeds it to :func:`assay.run_pipeline`.
+    """
+    from assay.pipeline import basis_components
+
+    space = cfg.parameter_space()
+    morpher = Morpher(basis_components(cfg), space.benchmark_thetas)
+    return import_lhe(files, output, space, morpher, overwrite=overwrite,
+                      negative_weights=cfg.sampling.allow_negative_weights, config=cfg)  # fmt: skip
 
 
 def import_lhe(
