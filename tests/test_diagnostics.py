@@ -230,7 +230,7 @@ def test_train_command_prints_a_mixture_model(tiny_run):
     from assay.cli import app
 
     _, folder, config = tiny_run
-    result = CliRunner().invoke(app, ["train", str(config), "-o", str(folder), "-q"])
+    result = CliRunner().invoke(app, ["train", str(config), "-o", str(folder), "-q", "--retrain"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "nsbi: mixture model on the train partition" in text and "N_eff" in text
