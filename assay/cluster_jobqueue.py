@@ -12,6 +12,8 @@ dask-jobqueue is the ``cluster`` extra (``pip install 'assay[cluster]'``), impor
 from __future__ import annotations
 
 import re
+import signal
+import threading
 from typing import Any
 
 from assay.config import ParallelConfig
@@ -30,6 +32,10 @@ def _cluster_class(scheduler: str) -> type:
         raise ConfigError(
             f"parallel.scheduler: {scheduler!r} submits no jobs; expected {' or '.join(JOBQUEUE_SCHEDULERS)}"
         )
+    # dask_jobqueue.runner sets SIGINT to `sys.exit()` when imported (0.9): Ctrl-C would then be a
+    # SystemExit that skips assay's "interrupted; rerun" handling. Keep the handler as it was.
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
     try:
         import dask_jobqueue
     except ImportError as exc:
@@ -37,6 +43,9 @@ def _cluster_class(scheduler: str) -> type:
             f"parallel.scheduler: {scheduler} submits its workers through dask-jobqueue, which is not "
             "installed: pip install 'assay[cluster]'"
         ) from exc
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
     return getattr(dask_jobqueue, JOBQUEUE_SCHEDULERS[scheduler])
 
 

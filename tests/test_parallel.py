@@ -410,3 +410,19 @@ def test_grids_on_two_workers_equal_serial(tmp_path, client):
     assert set(grid_a.q) == {"truth", "alices", "hist_x0", "rate"} and len(tasks) == 4
     for name, q in grid_a.q.items():
         np.testing.assert_array_equal(grid_b.q[name], q, err_msg=name)
+
+
+def test_importing_dask_jobqueue_keeps_ctrl_c(monkeypatch):
+    """dask_jobqueue.runner sets SIGINT to sys.exit() on import: a Ctrl-C would become a SystemExit that
+    skips the CLI's "interrupted; rerun" line. assay keeps the handler it had."""
+    import signal
+    import sys
+
+    from assay.cluster_jobqueue import _cluster_class
+
+    monkeypatch.delitem(sys.modules, "dask_jobqueue.runner", raising=False)
+    monkeypatch.delitem(sys.modules, "dask_jobqueue", raising=False)
+    before = signal.getsignal(signal.SIGINT)
+    _cluster_class("slurm")
+    assert "dask_jobqueue.runner" in sys.modules  # the import did run (and set its handler)
+    assert signal.getsignal(signal.SIGINT) is before
