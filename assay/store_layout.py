@@ -379,6 +379,7 @@ def _reopen_partial(
                     f"n_committed = {n}; delete the file to start over"
                 )
             ds.resize(n, axis=0)
+            _check_tail(ds, partial, name, n)
         file.attrs["complete"] = False
         if negative_weights is not None:
             file.attrs[NEGATIVE_WEIGHTS] = bool(negative_weights)
@@ -386,6 +387,21 @@ def _reopen_partial(
         file.close()
         raise
     return file
+
+
+def _check_tail(ds: h5py.Dataset, partial: Path, name: str, n: int) -> None:
+    """Read the last committed chunk of ``ds`` back: a SIGKILL during a write can leave the chunk
+    that holds row ``n`` − 1 (shared with the rows being appended) half-written, and compressed
+    chunks cannot be patched (the next append fails with "filter returned failure")."""
+    if n == 0 or ds.chunks is None:
+        return
+    try:
+        ds[max(0, n - ds.chunks[0]) : n]
+    except (OSError, RuntimeError, ValueError) as err:
+        raise UnreadablePartial(
+            f"{partial}: dataset {name!r} cannot be read back near event {n} ({err}); the interrupted "
+            "write damaged it"
+        ) from err
 
 
 def check_attributes(file: h5py.File, path: Path) -> None:

@@ -382,3 +382,29 @@ def test_attribute_of_an_unexpected_type_is_refused_before_it_is_read(tmp_path, 
         f.attrs["complete"] = value
     with pytest.raises(StoreError, match=r"events\.h5: attribute 'complete' has an unexpected type or size"):
         EventStore(path)
+
+
+def test_a_chunk_damaged_by_a_kill_is_found_before_resuming(tmp_path, caplog):
+    """A SIGKILL in the middle of an append can leave the compressed chunk that holds the last
+    committed rows half-written; appending into it later failed with "filter returned failure during
+    read" (seen in benchmarks/reliability.py's resume test). The partial file is read back near
+    n_committed on resume: a damaged chunk starts it over, with a warning, instead."""
+    path = tmp_path / "events.h5"
+    writer = EventStore.create(path, observables=["a"], benchmarks=["sm"], chunk_events=100,
+                               compression="lzf")
+    writer.append(np.arange(150.0)[:, None], np.ones((150, 1)))  # chunk [100, 200) holds rows 100-149
+    writer.close()  # as a killed run leaves it: <file>.partial, n_committed = 150
+    partial = path.with_name(path.name + ".partial")
+    with h5py.File(partial, "r") as f:
+        info = f["observables"].id.get_chunk_info_by_coord((100, 0))
+    with open(partial, "r+b") as raw:  # garble the chunk's compressed bytes
+        raw.seek(info.byte_offset)
+        raw.write(bytes(255 - b for b in raw.read(info.size)))
+    with pytest.raises(StoreError, match=r"dataset '\w+' cannot be read back near event 150"):
+        EventStore.create(path, observables=["a"], benchmarks=["sm"], resume=True)
+    with caplog.at_level("WARNING"):
+        writer = EventStore.create(path, observables=["a"], benchmarks=["sm"], resume=True, overwrite=True)
+    assert "cannot be continued" in caplog.text and "starting it over" in caplog.text
+    with writer:
+        writer.append(np.zeros((5, 1)), np.ones((5, 1)))
+    assert EventStore(path).n_events == 5
