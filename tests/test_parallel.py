@@ -420,8 +420,8 @@ def test_importing_dask_jobqueue_keeps_ctrl_c(monkeypatch):
 
     from assay.cluster_jobqueue import _cluster_class
 
-    monkeypatch.delitem(sys.modules, "dask_jobqueue.runner", raising=False)
-    monkeypatch.delitem(sys.modules, "dask_jobqueue", raising=False)
+    for name in [m for m in sys.modules if m == "dask_jobqueue" or m.startswith("dask_jobqueue.")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh: the runner sets its handler again
     before = signal.getsignal(signal.SIGINT)
     _cluster_class("slurm")
     assert "dask_jobqueue.runner" in sys.modules  # the import did run (and set its handler)
