@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from assay.exceptions import StoreError
+from assay.interrupts import deferred_interrupt
 from assay.provenance import Provenance, make_provenance
 from assay.simulators.base import BatchSimulator, EventBatch
 from assay.simulators.toys import GaussianToy
@@ -144,7 +145,7 @@ def generate(
         with tqdm(
             total=n_events, initial=min(done * batch_size, n_events), unit="ev", desc=f"generate {path.name}",
             disable=not progress,
-        ) as bar:  # fmt: skip
+        ) as bar, deferred_interrupt() as check:  # Ctrl-C between batches, never lost in a finalizer
             sizes = [min(batch_size, n_events - i * batch_size) for i in range(-(-n_events // batch_size))]
             for index, b in _batches(simulator, seed, sizes, done, client):
                 norm = sizes[index] / n_events
@@ -154,6 +155,7 @@ def generate(
                 if on_batch is not None:
                     on_batch(b)
                 bar.update(sizes[index])
+                check()  # after the batch is written: a rerun resumes after it
     except BaseException:
         writer.close()  # keep the partial file: a rerun resumes after the last full batch
         raise

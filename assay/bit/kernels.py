@@ -18,14 +18,13 @@ take Ctrl-C at a safe point of its own.
 from __future__ import annotations
 
 import functools
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
 from numba import njit
+
+from assay.interrupts import deferred_interrupt
 
 __all__ = ["deferred_interrupt", "grow_levels", "interruptible", "predict_trees", "subtract_predictions"]
 
@@ -46,42 +45,6 @@ def interruptible(kernel: Callable[..., T]) -> Callable[..., T]:
             raise
 
     return call
-
-
-@contextmanager
-def deferred_interrupt() -> Iterator[Callable[[], None]]:
-    """Within the block a first Ctrl-C only sets a flag; the yielded ``check()`` raises
-    ``KeyboardInterrupt`` if one came (call it between kernel calls), and so does leaving the block.
-    A second Ctrl-C interrupts at once. Outside the main thread, or under a SIGINT handler other
-    than Python's default, nothing changes and ``check()`` does nothing.
-
-    Example:
-        >>> with deferred_interrupt() as check:
-        ...     for tree in range(3):
-        ...         check()
-    """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield lambda: None
-        return
-    pending: list[int] = []
-
-    def note(signum, _frame) -> None:
-        pending.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def check() -> None:
-        if pending:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield check
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    check()
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
