@@ -145,7 +145,7 @@ def has_data(fig: Figure) -> bool:
     return fig.get_label() != _EMPTY
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, *, pdf: bool = True) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, *, pdf: bool = False) -> Path:
     """Write ``fig`` as PNG to ``path`` and, with ``pdf``, as PDF beside it (``path`` with the suffix
     ``.pdf``: vector graphics for a paper), each atomically (temporary file + ``os.replace``), then
     clear it.

@@ -127,7 +127,26 @@ def test_training_calibration_and_cut_flow_legends_outside():
 
 
 def test_save_writes_png_and_pdf(tmp_path, scan_1d):
-    path = plots.save_figure(plots.scan_1d_figure(scan_1d, C_LABEL), tmp_path / "scan.png")
+    path = plots.save_figure(plots.scan_1d_figure(scan_1d, C_LABEL), tmp_path / "scan.png", pdf=True)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "scan.pdf").read_bytes()[:5] == b"%PDF-"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.pdf", "scan.png"]  # no temporary left
+
+
+def test_assay_report_pdf_writes_a_pdf_beside_every_png(tmp_path):
+    """`assay report --pdf`: every figure also as PDF (without --pdf: PNG only, the faster default)."""
+    from typer.testing import CliRunner
+
+    from assay.cli import app
+    from assay.results import LevelResults, Results
+
+    theta = np.linspace(-1, 1, 21)
+    level = LevelResults(label="toy", scans_1d={"c": Scan1D("c", theta, {}, {"truth": theta**2})},
+                         intervals={"truth": {"c_68": (-1.0, 1.0)}})  # fmt: skip
+    Results(title="t", parameters=("c",), parameter_labels=("c",), luminosity_ifb=1.0,
+            levels={"toy": level}).to_json(tmp_path / "results.json")  # fmt: skip
+    assert CliRunner().invoke(app, ["report", str(tmp_path)]).exit_code == 0
+    assert not list((tmp_path / "plots").glob("*.pdf"))
+    assert CliRunner().invoke(app, ["report", str(tmp_path), "--pdf"]).exit_code == 0
+    pngs, pdfs = ({p.stem for p in (tmp_path / "plots").glob(f"*.{e}")} for e in ("png", "pdf"))
+    assert pngs and pngs == pdfs

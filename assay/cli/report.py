@@ -13,7 +13,10 @@ RUN_DIR = typer.Argument(
 )
 
 
-def report(run_dir: Path = RUN_DIR) -> None:
+def report(
+    run_dir: Path = RUN_DIR,
+    pdf: bool = typer.Option(False, "--pdf", help="Also write every figure as PDF beside its PNG."),
+) -> None:
     """Write report.html and plots/*.png from results.json (and summary.json).
 
     RUN_DIR is the folder holding results.json (the demo's output, a run's limits/), or a run
@@ -22,7 +25,7 @@ def report(run_dir: Path = RUN_DIR) -> None:
     from assay.report import write_report
 
     with user_errors():
-        path = write_report(run_dir)
+        path = write_report(run_dir, pdf=pdf)
     console.print(f"report written to {path}", highlight=False, soft_wrap=True)
 
 
