@@ -206,6 +206,7 @@ def test_cli_grid_over_alpha(run_folder, tmp_path):
     assert (copy / "limits" / "coverage" / "truth_profiled__mu=4__lumi=-1.json").is_file()
 
 
+@pytest.mark.slow  # 52 s: keeps the default suite under 10 minutes
 def test_neyman_critical_value_corrects_wilks_over_coverage_at_mu_1(run_folder, tmp_path, monkeypatch):
     """At μ = 1 the profiled likelihood has two minima (module docstring): Wilks' threshold t = 1
     over-covers (0.92 in 200 toys with a 17-point scan, measured; a 13-point scan here). The Neyman belt at

@@ -221,6 +221,7 @@ def test_trained_predictions_have_shapes_and_spread(trained, morpher):
     np.testing.assert_allclose(model.nu_, [4.0, 5 + sigma_i(), 8 + 2 * sigma_i()], rtol=0.03)
 
 
+@pytest.mark.slow  # 25 s: trains a second model; the default suite stays under 10 minutes
 def test_negative_weights_train_to_the_same_ratio(morpher, test_events):
     """20% of the events carry negative weights, the net density unchanged; with 2 x the events (the
     weights' second moment doubles: E[m²] = 0.2 + 0.8 · 1.5² = 2) the tolerance is the same."""
