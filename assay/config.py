@@ -59,6 +59,7 @@ __all__ = [
     "ParallelConfig",
     "RunConfig",
     "SystematicsConfig",
+    "check_benchmarks",
     "config_from_dict",
     "load_config",
     "root_parameters",
@@ -789,6 +790,33 @@ def _systematics_errors(cfg: RunConfig) -> list[tuple[tuple, str]]:
             errors.append((loc, f"{name!r} varies the parametrised detector: it needs simulator.detector "
                                 "(not ideal), no shower and no backgrounds"))  # fmt: skip
     return errors
+
+
+def check_benchmarks(
+    cfg: RunConfig, thetas: Mapping[str, np.ndarray], *, file: object, missing: str, where: str = ""
+) -> None:
+    """Every benchmark the config lists must be one of a file's (``thetas``: name → θ) at the same θ
+    (to 1e-9); the config's implicit ``sm`` is not required of the file.
+
+    Args:
+        file: the file, for the messages.
+        missing: what a missing name is not, e.g. ``"among the events' benchmarks [...]"``.
+        where: a prefix naming the config file, e.g. ``"run.yaml: "``.
+
+    Raises:
+        ConfigError: naming the benchmark and, for another θ, both values.
+    """
+    listed = {b.name for b in cfg.benchmarks}
+    for b in cfg.parameter_space().benchmarks:
+        if b.name not in thetas and b.name not in listed:
+            continue  # the config's implicit sm
+        if b.name not in thetas:
+            raise ConfigError(f"{where}benchmarks: {b.name!r} is not {missing}")
+        if not np.allclose(thetas[b.name], b.theta, rtol=0, atol=1e-9):
+            raise ConfigError(
+                f"{where}benchmarks: {b.name!r} is θ = {list(b.theta)} in the config but "
+                f"{np.asarray(thetas[b.name]).tolist()} in {file}"
+            )
 
 
 def root_parameters(cfg: RunConfig) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assay.config import EventsFileConfig, RunConfig
+from assay.config import EventsFileConfig, RunConfig, check_benchmarks
 from assay.exceptions import ConfigError, StoreError
 from assay.parameters import ParameterSpace
 from assay.rundir import RunDir
@@ -55,22 +55,10 @@ def existing_space(cfg: RunConfig, store: EventStore) -> ParameterSpace:
     missing = [b for b in store.benchmarks if b not in thetas]
     if missing:
         raise StoreError(f"{store.path}: weight columns {missing} have no θ in the file's parameters")
-    configured = cfg.parameter_space()
-    for b in configured.benchmarks:
-        if b.name == "sm" and not any(x.name == "sm" for x in cfg.benchmarks) and "sm" not in thetas:
-            continue  # the config's implicit sm: not required of imported events
-        if b.name not in thetas:
-            raise ConfigError(
-                f"benchmarks: {b.name!r} is not among the events' benchmarks {store.benchmarks} "
-                f"({source}); remove it from the config or import events with its weights"
-            )
-        if not np.allclose(thetas[b.name], b.theta, rtol=0, atol=1e-9):
-            raise ConfigError(
-                f"benchmarks: {b.name!r} is θ = {list(b.theta)} in the config but "
-                f"{thetas[b.name].tolist()} in {store.path}"
-            )
+    check_benchmarks(cfg, thetas, file=store.path, missing=f"among the events' benchmarks {store.benchmarks} "
+                     f"({source}); remove it from the config or import events with its weights")  # fmt: skip
     points = {n: dict(zip(names, thetas[n].tolist())) for n in store.benchmarks}
-    return ParameterSpace.from_dict(configured.parameters, points)
+    return ParameterSpace.from_dict(cfg.parameter_space().parameters, points)
 
 
 def link_events(cfg: RunConfig, run: RunDir) -> EventStore:

@@ -167,21 +167,11 @@ def config_parameters(setup: MadMinerSetup, cfg: RunConfig, where: str = "the co
             f"{where}: parameters are {names}; {setup.path} has {setup.parameter_names}: use the "
             f"MadMiner names in the same order"
         )
+    from assay.config import check_benchmarks
+
     thetas = dict(zip(setup.physics_names, setup.physics_thetas))
-    space, listed = cfg.parameter_space(), {b.name for b in cfg.benchmarks}
-    for b in space.benchmarks:
-        if b.name not in thetas and b.name not in listed:
-            continue  # the config's implicit sm
-        if b.name not in thetas:
-            raise ConfigError(
-                f"{where}: benchmarks: {b.name!r} is not a physics benchmark of {setup.path} "
-                f"({setup.physics_names})"
-            )
-        if not np.allclose(thetas[b.name], b.theta, rtol=0, atol=1e-9):
-            raise ConfigError(
-                f"{where}: benchmarks: {b.name!r} is θ = {list(b.theta)} in the config, "
-                f"{thetas[b.name].tolist()} in {setup.path}"
-            )
+    check_benchmarks(cfg, thetas, file=setup.path, where=f"{where}: ",
+                     missing=f"a physics benchmark of {setup.path} ({setup.physics_names})")  # fmt: skip
     m = cfg.morphing
     ours = {
         tuple(c)
@@ -193,7 +183,7 @@ def config_parameters(setup: MadMinerSetup, cfg: RunConfig, where: str = "the co
             f"{sorted(map(tuple, setup.components.tolist()))}; set morphing.max_power / max_overall_power "
             f"to match"
         )
-    return list(space.parameters)
+    return list(cfg.parameter_space().parameters)
 
 
 def import_madminer(
