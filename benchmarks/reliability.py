@@ -17,8 +17,8 @@ Measures, on this machine,
   model weights differ from an uninterrupted run's; ``faults_by_kind`` counts them per kind;
 - ``attribute_flips``: event files with 1-3 random bit flips in their attribute headers, each
   opened and its attributes read in a forked child, plainly (h5py) and after checking each
-  attribute's type class, size and storage with ``h5py.h5a`` (:func:`checked_attributes`, the fix
-  proposed for the EventStore): how many children died (libhdf5 segfaults) each way;
+  attribute's type class, size and storage with ``h5py.h5a`` (:func:`checked_attributes`: the
+  EventStore's own check, assay.store_layout.check_attributes): how many children died each way;
 - ``resume_overhead_pct``: (time of a run killed at about half way + its rerun) / (time of an
   uninterrupted run) − 1, in %, for ``assay generate`` of ``--resume-events`` toy events (process
   start-up of the second command included).
@@ -345,33 +345,12 @@ def train_fault(
 
 
 def checked_attributes(file) -> dict:
-    """Every attribute of an open h5py ``file``, each first checked through ``h5py.h5a`` (ValueError
-    before h5py reads it otherwise): a scalar variable-length string (16 bytes stored: a heap
-    reference), or a scalar or 1-D integer, float or enum of 1/2/4/8 bytes stored in exactly
-    size × points bytes. A bit flip that turns a 1-byte enum into a variable-length type otherwise
-    makes libhdf5 read a heap reference out of 1 byte and crash."""
-    from h5py import h5a, h5s, h5t
+    """Every attribute of an open h5py ``file``, after the EventStore's own type/size check through
+    ``h5py.h5a`` (:func:`assay.store_layout.check_attributes`, StoreError before h5py reads one)."""
+    from assay.store_layout import check_attributes
 
-    out = {}
-    for name in file.attrs:
-        attr = h5a.open(file.id, name.encode())
-        kind, space = attr.get_type(), attr.get_space()
-        extent = space.get_simple_extent_type()
-        points = space.get_simple_extent_npoints() if extent in (h5s.SCALAR, h5s.SIMPLE) else -1
-        if kind.get_class() == h5t.STRING and kind.is_variable_str() and extent == h5s.SCALAR:
-            size = 16
-        elif (
-            kind.get_class() in (h5t.INTEGER, h5t.FLOAT, h5t.ENUM)
-            and kind.get_size() in (1, 2, 4, 8)
-            and (extent == h5s.SCALAR or (extent == h5s.SIMPLE and len(space.shape) == 1))
-        ):
-            size = kind.get_size() * points
-        else:
-            raise ValueError(f"attribute {name!r}: unexpected type class {kind.get_class()} or shape")
-        if attr.get_storage_size() != size:
-            raise ValueError(f"attribute {name!r}: {attr.get_storage_size()} bytes stored, expected {size}")
-        out[name] = file.attrs[name]
-    return out
+    check_attributes(file, Path(file.filename))
+    return {name: file.attrs[name] for name in file.attrs}
 
 
 def attribute_flips(n: int, seed: int, folder: Path) -> dict:
