@@ -315,17 +315,26 @@ def generate_events(
         batch_size=batch, progress=progress, client=client, on_batch=counter.add_batch, metadata=metadata,
         negative_weights=cfg.sampling.allow_negative_weights, provenance=provenance,
     )  # fmt: skip
+    counters = {"wh": counter}
     if backgrounds:
-        store = _with_backgrounds(cfg, store, backgrounds, run, metadata, progress=progress, client=client,
-                                  provenance=provenance)  # fmt: skip
+        store = _with_backgrounds(cfg, store, backgrounds, run, metadata, counters, progress=progress,
+                                  client=client, provenance=provenance)  # fmt: skip
     timings["generation"] = time.perf_counter() - start
     if counter.n_total:
-        flow = counter.cut_flow()
-        write_json(run.cut_flow, {"names": list(flow.names), "n_pass": flow.n_pass.tolist(),
-                                           "efficiency": flow.efficiency.tolist(), "n_total": flow.n_total,
-                                           "total_weight_pb": flow.total_weight})  # fmt: skip
+        flows = {name: c.cut_flow() for name, c in counters.items() if c.n_total}
+        document = _cut_flow_json(flows.pop("wh"))
+        if flows:  # one cut flow per process; the top level stays the signal's
+            document["processes"] = {"wh": _cut_flow_json(counter.cut_flow())} | {
+                name: _cut_flow_json(flow) for name, flow in flows.items()
+            }
+        write_json(run.cut_flow, document)
     flow = _read_cut_flow(run.cut_flow)
     return GeneratedEvents(space, morpher, store, flow, timings)
+
+
+def _cut_flow_json(flow: CutFlow) -> dict:
+    return {"names": list(flow.names), "n_pass": flow.n_pass.tolist(), "efficiency": flow.efficiency.tolist(),
+            "n_total": flow.n_total, "total_weight_pb": flow.total_weight}  # fmt: skip
 
 
 def _existing_events(cfg: RunConfig, run: RunDir) -> GeneratedEvents:
@@ -340,18 +349,22 @@ def _existing_events(cfg: RunConfig, run: RunDir) -> GeneratedEvents:
 
 
 def _with_backgrounds(
-    cfg, signal: EventStore, backgrounds, run: RunDir, metadata: dict, **kwargs
+    cfg, signal: EventStore, backgrounds, run: RunDir, metadata: dict, counters: dict, **kwargs
 ) -> EventStore:
-    """Generate each background (Pythia) into its own file and merge everything into events.h5."""
-    from assay.simulators.pythia import PROCESSES, BackgroundBatchSimulator
+    """Generate each background (Pythia) into its own file and merge everything into events.h5; each
+    process's cut flow is counted into ``counters[process]``."""
+    from assay.simulators.pythia import PROCESSES
+    from assay.simulators.wh_backgrounds import background_simulator
 
     paths = [signal.path]
     signal.close()
     for k, bkg in enumerate(backgrounds, start=1):
-        sim = BackgroundBatchSimulator(bkg.process, len(signal.benchmarks), mpi=bkg.mpi)
+        sim = background_simulator(bkg, cfg.simulator, len(signal.benchmarks))
+        counters[bkg.process] = CutFlowCounter()
         store = generate(sim, run.process_events(bkg.process), bkg.n_events, seed=cfg.seed * 1000 + k,
                          benchmarks=signal.benchmarks, batch_size=bkg.batch_size, metadata=metadata,
-                         negative_weights=cfg.sampling.allow_negative_weights, **kwargs)  # fmt: skip
+                         negative_weights=cfg.sampling.allow_negative_weights,
+                         on_batch=counters[bkg.process].add_batch, **kwargs)  # fmt: skip
         paths.append(store.path)
         store.close()
     return merge_stores(paths, run.events, processes=list(PROCESSES), config=metadata["config"])

@@ -53,7 +53,7 @@ def test_detector_level_applies_the_selection(tmp_path):
 def test_shower_and_backgrounds_are_merged_with_process_labels(tmp_path):
     pytest.importorskip("fastjet")
     cfg = wh_config(n_events=600, batch_size=600, shower={"mpi": False},
-                    backgrounds=[{"process": "ttbar", "n_events": 300, "batch_size": 300}])  # fmt: skip
+                    backgrounds=[{"process": "ttbar", "n_events": 300, "batch_size": 300, "level": "shower"}])  # fmt: skip
     result = generate_events(config_from_dict(cfg), tmp_path, progress=False)
     with EventStore(tmp_path / "events.h5") as store:
         chunk = store.read()

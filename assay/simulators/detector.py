@@ -192,6 +192,12 @@ class DetectorModel:
         jet_eta_resolution: Gaussian σ of the b-jet η smearing.
         jet_phi_resolution: Gaussian σ of the b-jet φ smearing in radians.
         b_tag_efficiency: probability to tag each b-jet, independently (77% working point).
+        c_mistag: probability to tag a c-jet (backgrounds; :meth:`tag_probability`); default 1/8, the
+            c-jet rejection ≈ 8 of ATLAS' MV2c10 tagger (ATL-PHYS-PUB-2016-012) and the c-jet rate of
+            Delphes' ATLAS card (0.20 tanh(0.02 p_T)/(1 + 0.0034 p_T) = 0.13 at p_T = 50 GeV).
+        light_mistag: probability to tag a light (u, d, s, g) jet; default 1/380, MV2c10's light-jet
+            rejection ≈ 380 (ATL-PHYS-PUB-2016-012) and Delphes' ATLAS card (0.002 + 7.3·10⁻⁶ p_T = 0.0024
+            at 50 GeV).
         b_tag_scale: a p_T-dependent relative change of ``b_tag_efficiency`` (of the true jet p_T);
             None: flat. A systematic variation (:mod:`assay.simulators.wh_systematics`) sets it.
         jet_scale_shift: δ, the mean of the relative b-jet energy response: E_reco = E_true (1 + r),
@@ -210,6 +216,8 @@ class DetectorModel:
     jet_eta_resolution: float = 0.02
     jet_phi_resolution: float = 0.02
     b_tag_efficiency: float = 0.77
+    c_mistag: float = 0.125
+    light_mistag: float = 1 / 380
     lepton_efficiency: float = 0.95
     met_soft_resolution: float = 10.0
     b_tag_scale: EfficiencyScale | None = None
@@ -217,7 +225,8 @@ class DetectorModel:
 
     def __post_init__(self) -> None:
         _check_non_negative(self, ("jet_eta_resolution", "jet_phi_resolution", "met_soft_resolution"))
-        _check_non_negative(self, ("b_tag_efficiency", "lepton_efficiency"), upper=1.0)
+        probabilities = ("b_tag_efficiency", "c_mistag", "light_mistag", "lepton_efficiency")
+        _check_non_negative(self, probabilities, upper=1.0)
         if not abs(self.jet_scale_shift) < 1:
             raise ValueError(f"DetectorModel.jet_scale_shift: expected |δ| < 1, got {self.jet_scale_shift}")
 
@@ -238,6 +247,41 @@ class DetectorModel:
             )
         return p
 
+    def tag_probability(self, flavour: np.ndarray, pt_true: np.ndarray) -> np.ndarray:
+        """Probability to tag jets of truth ``flavour`` (any shape, int: 5 b, 4 c, else light) and true p_T
+        ``pt_true`` (same shape, GeV): :meth:`b_tag_probability` for b, ``c_mistag``, ``light_mistag``.
+
+        Example:
+            >>> DetectorModel().tag_probability(np.array([5, 4, 0]), np.full(3, 50.0)).round(4).tolist()
+            [0.77, 0.125, 0.0026]
+        """
+        flavour = np.asarray(flavour)
+        b = self.b_tag_probability(np.ravel(pt_true)).reshape(flavour.shape)
+        return np.where(flavour == 5, b, np.where(flavour == 4, self.c_mistag, self.light_mistag))
+
+    def smear_leptons(self, leptons: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Leptons (n, 4) GeV smeared in |p⃗| with ``lepton_resolution`` at their p_T (as in :meth:`simulate`).
+
+        Returns:
+            ``(smeared (n, 4), lost (n,) bool)`` (lost: E' ≤ m drawn).
+        """
+        leptons = as_four_momenta(leptons, "leptons")
+        return _smear(leptons, self.lepton_resolution.relative(pt(leptons)) * rng.normal(size=len(leptons)))
+
+    def smear_jets(self, jets: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Jets (n, 4) GeV (E > 0) smeared as :meth:`simulate` smears the b-jets: E by δ + σ_E/E z, η and φ
+        by Gaussians.
+
+        Returns:
+            ``(smeared (n, 4), lost (n,) bool)``.
+        """
+        jets = as_four_momenta(jets, "jets")
+        z = rng.normal(size=(len(jets), 3))
+        shift = self.jet_scale_shift + self.jet_resolution.relative(jets[:, 0]) * z[:, 0]
+        if not (self.jet_eta_resolution or self.jet_phi_resolution):
+            return _smear(jets, shift)
+        return _smear(jets, shift, z[:, 1] * self.jet_eta_resolution, z[:, 2] * self.jet_phi_resolution)
+
     def jet_response_log_density(self, response: np.ndarray, energy: np.ndarray) -> np.ndarray:
         """log N(r; δ, σ_E/E(E_true)) of relative b-jet energy shifts ``response`` (n,), ``energy`` (n,) GeV.
 
@@ -252,7 +296,7 @@ class DetectorModel:
 
     @classmethod
     def ideal(cls) -> DetectorModel:
-        """A perfect detector: no smearing, no soft term, every object identified (parton level)."""
+        """A perfect detector: no smearing, no soft term, every object identified, no mistags (parton level)."""
         none = EnergyResolution()
         return cls(
             lepton_resolution=none,
@@ -260,6 +304,8 @@ class DetectorModel:
             jet_eta_resolution=0.0,
             jet_phi_resolution=0.0,
             b_tag_efficiency=1.0,
+            c_mistag=0.0,
+            light_mistag=0.0,
             lepton_efficiency=1.0,
             met_soft_resolution=0.0,
         )

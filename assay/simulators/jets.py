@@ -30,7 +30,10 @@ import numpy as np
 
 from assay.simulators.detector import DetectorEvents
 
-__all__ = ["JetReconstruction", "Reconstructed", "is_b_hadron", "reconstruct"]
+__all__ = [
+    "JetReconstruction", "Reconstructed", "cluster_jets", "flavour_labels", "is_b_hadron", "kinematics",
+    "reconstruct",
+]  # fmt: skip
 
 _NEUTRINOS = (12, 14, 16)
 _LEPTONS = (11, 13)
@@ -49,7 +52,7 @@ def is_b_hadron(pdg_id):
     return meson | baryon
 
 
-def _kinematics(particles: ak.Array) -> ak.Array:
+def kinematics(particles: ak.Array) -> ak.Array:
     """The input records with ``final``, ``pt``, ``eta``, ``phi`` and the position ``index`` added."""
     names = particles.fields
     missing = [f for f in (*_P4, "id") if f not in names]
@@ -162,7 +165,7 @@ class JetReconstruction:
             ValueError: a required field is missing.
             ImportError: fastjet is not installed.
         """
-        parts = _kinematics(particles)
+        parts = kinematics(particles)
         visible = parts.final & ~_is_any(parts.id, _NEUTRINOS)
         leptons = self._isolated_leptons(parts, visible)
         lepton = ak.firsts(leptons)
@@ -182,8 +185,8 @@ class JetReconstruction:
 
     def _isolated_leptons(self, parts: ak.Array, visible: ak.Array) -> ak.Array:
         """Isolated e/μ in the acceptance, (n_events, var) by decreasing p_T."""
-        kinematics = (parts.pt > self.lepton_pt_min) & (abs(parts.eta) < self.lepton_eta_max)
-        accepted = parts.final & _is_any(parts.id, _LEPTONS) & kinematics
+        in_acceptance = (parts.pt > self.lepton_pt_min) & (abs(parts.eta) < self.lepton_eta_max)
+        accepted = parts.final & _is_any(parts.id, _LEPTONS) & in_acceptance
         candidates = parts[accepted]
         lep, other = ak.unzip(ak.cartesian([candidates, parts[visible]], nested=True))
         near = (_delta_r(lep, other) < self.isolation_dr) & (lep.index != other.index)
@@ -192,17 +195,7 @@ class JetReconstruction:
         return isolated[ak.argsort(isolated.pt, ascending=False)]
 
     def _jets(self, inputs: ak.Array) -> ak.Array:
-        """Anti-k_T jets (n_events, var) with pt, eta, phi, by decreasing p_T."""
-        try:
-            import fastjet
-        except ImportError as exc:
-            raise ImportError("jet clustering needs fastjet: install assay[jets]") from exc
-        p4 = ak.zip({f: inputs[f] for f in ("px", "py", "pz", "E")})
-        definition = fastjet.JetDefinition(fastjet.antikt_algorithm, self.jet_radius)
-        raw = fastjet.ClusterSequence(p4, definition).inclusive_jets(min_pt=self.jet_pt_min)
-        jets = _kinematics(ak.zip({**{f: raw[f] for f in _P4}, "id": ak.zeros_like(raw.px, dtype=np.int64)}))
-        jets = jets[ak.argsort(jets.pt, ascending=False)]
-        return jets[[*_P4, "pt", "eta", "phi"]]
+        return cluster_jets(inputs, self.jet_radius, self.jet_pt_min)
 
     def _b_labels(self, jets: ak.Array, parts: ak.Array) -> ak.Array:
         """(n_events, var) bool: a b-hadron or b quark above threshold within ``b_match_dr`` of the jet."""
@@ -211,6 +204,41 @@ class JetReconstruction:
         jet, ref = ak.unzip(ak.cartesian([jets, references], nested=True))
         matched = ak.any(_delta_r(jet, ref) < self.b_match_dr, axis=-1)
         return matched & (abs(jets.eta) < self.b_tag_eta_max)
+
+
+def cluster_jets(inputs: ak.Array, radius: float = 0.4, pt_min: float = 20.0) -> ak.Array:
+    """Anti-k_T jets (FastJet, arXiv:0802.1189) of ``inputs`` (n_events, var) records ``px, py, pz, E`` (GeV):
+    (n_events, var) records ``E, px, py, pz, pt, eta, phi`` by decreasing p_T, p_T > ``pt_min`` GeV.
+
+    Raises:
+        ImportError: fastjet is not installed.
+    """
+    try:
+        import fastjet
+    except ImportError as exc:
+        raise ImportError("jet clustering needs fastjet: install assay[jets]") from exc
+    p4 = ak.zip({f: inputs[f] for f in ("px", "py", "pz", "E")})
+    definition = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+    raw = fastjet.ClusterSequence(p4, definition).inclusive_jets(min_pt=pt_min)
+    jets = kinematics(ak.zip({**{f: raw[f] for f in _P4}, "id": ak.zeros_like(raw.px, dtype=np.int64)}))
+    jets = jets[ak.argsort(jets.pt, ascending=False)]
+    return jets[[*_P4, "pt", "eta", "phi"]]
+
+
+def flavour_labels(jets: ak.Array, parts: ak.Array, *, dr_max: float = 0.4, pt_min: float = 5.0) -> ak.Array:
+    """Truth flavour of each jet, (n_events, var) int: 5 if a b quark or b-hadron with p_T > ``pt_min`` GeV
+    lies within ΔR < ``dr_max`` of its axis, else 4 for a c quark, else 0 (light: u, d, s, g).
+
+    ``jets`` and ``parts`` are records with ``pt, eta, phi`` (``parts`` also ``id``), as made by
+    :func:`kinematics` and :func:`cluster_jets`.
+    """
+    label = ak.zeros_like(jets.pt, dtype=np.int64)
+    for flavour, is_flavour in ((4, abs(parts.id) == 4), (5, is_b_hadron(parts.id) | (abs(parts.id) == 5))):
+        references = parts[is_flavour & (parts.pt > pt_min)]
+        jet, ref = ak.unzip(ak.cartesian([jets, references], nested=True))
+        matched = ak.any(_delta_r(jet, ref) < dr_max, axis=-1)
+        label = ak.where(matched, flavour, label)  # b last: a jet with b and c is a b-jet
+    return label
 
 
 def reconstruct(particles: ak.Array) -> Reconstructed:
