@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -20,7 +22,10 @@ from assay.exceptions import SamplingError, StoreError
 from assay.provenance import Provenance, write_h5_provenance
 from assay.saving import atomic_path, require_space
 
-__all__ = ["ARRAYS", "FORMAT", "TrainingSet", "TrainingSetInfo", "read_header", "read_info"]
+__all__ = [
+    "ARRAYS", "FORMAT", "TrainingSet", "TrainingSetInfo", "TrainingSetWriter", "read_header", "read_info",
+    "validate_file",
+]  # fmt: skip
 
 FORMAT = "assay.TrainingSet"  # the root attribute 'format' of a training-set file
 _FORMAT = FORMAT
@@ -29,6 +34,8 @@ ARRAYS = ("x", "theta0", "theta1", "y", "log_r", "t0", "t1", "sample_weight")  #
 _FINITE = ("x", "theta0", "theta1", "sample_weight")  # NaN/inf refused; log_r, t: NaN refused (±inf
 # is a joint ratio or score at a zero weight)
 _META_KEYS = {"observables": list, "parameters": list, "kind": str}
+_COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+_CHUNK_BYTES = 1 << 18  # HDF5 chunk of an appended dataset: about 256 kB
 
 
 @dataclass(frozen=True)
@@ -121,28 +128,11 @@ class TrainingSet:
         arrays = [getattr(self, n) for n in (*ARRAYS, "event_index") if getattr(self, n) is not None]
         require_space(path, sum(a.nbytes for a in arrays))
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.attrs["format"] = _FORMAT
-            f.attrs["schema_version"] = _SCHEMA_VERSION
-            if provenance is not None:
-                write_h5_provenance(f, provenance)
-            f.attrs["meta"] = json.dumps(
-                {
-                    "observables": list(self.observables),
-                    "parameters": list(self.parameters),
-                    "kind": self.kind,
-                }
-            )
+            _write_header(f, self.observables, self.parameters, self.kind, provenance)
             for name in (*ARRAYS, "event_index"):
                 value = getattr(self, name)
                 if value is not None:
-                    f.create_dataset(
-                        name,
-                        data=value,
-                        compression="gzip",
-                        compression_opts=1,
-                        shuffle=True,
-                        chunks=True,
-                    )
+                    f.create_dataset(name, data=value, chunks=True, **_COMPRESSION)
         return path
 
     @classmethod
@@ -177,6 +167,141 @@ class TrainingSet:
     def fields_present(self) -> list[str]:
         """Names of the array fields that are set."""
         return [f.name for f in fields(self) if f.name in ARRAYS and getattr(self, f.name) is not None]
+
+    @classmethod
+    def concatenate(cls, sets: Sequence[TrainingSet]) -> TrainingSet:
+        """The rows of ``sets`` one after another (one set is returned as it is).
+
+        Raises:
+            SamplingError: no sets, or sets of other kinds, names or fields.
+        """
+        if not sets:
+            raise SamplingError("concatenate: expected at least one training set, got none")
+        first = sets[0]
+        for other in sets[1:]:
+            if _layout(other) != _layout(first):
+                raise SamplingError(
+                    f"concatenate: a set with {_layout(other)} after one with {_layout(first)}"
+                )
+        if len(sets) == 1:
+            return first
+        arrays = {
+            name: np.concatenate([getattr(s, name) for s in sets])
+            for name in (*ARRAYS, "event_index")
+            if getattr(first, name) is not None
+        }
+        return cls(observables=first.observables, parameters=first.parameters, kind=first.kind, **arrays)
+
+
+def _layout(data: TrainingSet) -> tuple:
+    """What two parts of one set share: kind, names and which fields are set."""
+    present = tuple(n for n in (*ARRAYS, "event_index") if getattr(data, n) is not None)
+    return data.kind, data.observables, data.parameters, present
+
+
+def _write_header(
+    f: h5py.File, observables: Sequence[str], parameters: Sequence[str], kind: str,
+    provenance: Provenance | None,
+) -> None:  # fmt: skip
+    """The root attributes of a training-set file: format, schema version, provenance and meta."""
+    f.attrs["format"] = _FORMAT
+    f.attrs["schema_version"] = _SCHEMA_VERSION
+    if provenance is not None:
+        write_h5_provenance(f, provenance)
+    meta = {"observables": list(observables), "parameters": list(parameters), "kind": kind}
+    f.attrs["meta"] = json.dumps(meta)
+
+
+class TrainingSetWriter:
+    """Writes a training set part by part into its HDF5 file, without holding it (issue 17).
+
+    The file has :meth:`TrainingSet.save`'s layout and attributes, its datasets growing with each
+    :meth:`append` (resizable, gzip-compressed chunks of about 256 kB); it is written as a temporary
+    file beside ``path`` that replaces ``path`` only when the ``with`` block ends without error
+    (:func:`~assay.saving.atomic_path`). The arrays read back equal the parts one after another,
+    bit for bit, as :meth:`TrainingSet.save` of :meth:`TrainingSet.concatenate` would write them.
+
+    Args:
+        path: the file (missing parent folders are made).
+        observables, parameters, kind: as :class:`TrainingSet`; every part must match them.
+        provenance: stored as the root attribute ``provenance``.
+        n_bytes: the expected size of the arrays, checked against the free space first.
+
+    Example:
+        >>> import tempfile
+        >>> part = TrainingSet(x=np.zeros((3, 1)), observables=("a",), parameters=("c",), kind="plain")
+        >>> path = Path(tempfile.mkdtemp()) / "set.h5"
+        >>> with TrainingSetWriter(path, observables=("a",), parameters=("c",), kind="plain") as out:
+        ...     out.append(part)
+        ...     out.append(part)
+        >>> len(TrainingSet.load(path))
+        6
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, *, observables: Sequence[str], parameters: Sequence[str], kind: str,
+        provenance: Provenance | None = None, n_bytes: int = 0,
+    ):  # fmt: skip
+        self.path = Path(path)
+        self.observables, self.parameters, self.kind = tuple(observables), tuple(parameters), kind
+        self.provenance, self.n_bytes = provenance, int(n_bytes)
+        self.n_samples = 0
+        self._stack: ExitStack | None = None
+        self._file: h5py.File | None = None
+        self._fields: tuple[str, ...] | None = None
+
+    def __enter__(self) -> TrainingSetWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        require_space(self.path, self.n_bytes)
+        with ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(self.path))
+            self._file = stack.enter_context(h5py.File(tmp, "w"))
+            _write_header(self._file, self.observables, self.parameters, self.kind, self.provenance)
+            self._stack = stack.pop_all()
+        return self
+
+    def append(self, part: TrainingSet) -> None:
+        """Add the rows of ``part`` at the end.
+
+        Raises:
+            SamplingError: a part of another kind, other names or other fields than the first.
+        """
+        if self._file is None:
+            raise RuntimeError("TrainingSetWriter.append: use the writer in a `with` block")
+        expected = (self.kind, self.observables, self.parameters)
+        if (part.kind, part.observables, part.parameters) != expected:
+            raise SamplingError(
+                f"{self.path}: a part of kind {part.kind!r} with {part.observables}, {part.parameters}; "
+                f"expected {expected}"
+            )
+        present = _layout(part)[3]
+        if self._fields is None:
+            self._fields = present
+            for name in present:
+                value = getattr(part, name)
+                rows = max(1, min(len(value) or 1, _CHUNK_BYTES // max(1, value[:1].nbytes)))
+                self._file.create_dataset(
+                    name, shape=(0, *value.shape[1:]), maxshape=(None, *value.shape[1:]), dtype=value.dtype,
+                    chunks=(rows, *value.shape[1:]), **_COMPRESSION,
+                )  # fmt: skip
+        elif present != self._fields:
+            raise SamplingError(f"{self.path}: a part with fields {present}; the first had {self._fields}")
+        start, stop = self.n_samples, self.n_samples + len(part)
+        for name in present:
+            dataset = self._file[name]
+            dataset.resize(stop, axis=0)
+            dataset[start:stop] = getattr(part, name)
+        self.n_samples = stop
+
+    def __exit__(self, exc_type, exc, traceback) -> bool | None:
+        stack, self._stack, self._file = self._stack, None, None
+        if stack is None:
+            return None
+        if exc_type is None and self._fields is None:
+            error = SamplingError(f"{self.path}: no part was appended; nothing written")
+            stack.__exit__(SamplingError, error, None)  # the temporary file is removed
+            raise error
+        return stack.__exit__(exc_type, exc, traceback)
 
 
 @dataclass(frozen=True)
@@ -217,6 +342,42 @@ def read_info(path: str | os.PathLike) -> TrainingSetInfo:
     return TrainingSetInfo(meta["kind"], tuple(meta["observables"]), tuple(meta["parameters"]), n, present)
 
 
+def validate_file(path: str | os.PathLike, *, chunk_size: int = 1 << 18) -> TrainingSetInfo:
+    """Check every value of a training-set file as :meth:`TrainingSet.load` does, reading
+    ``chunk_size`` rows at a time (memory: one chunk, not the set).
+
+    Returns:
+        the file's :class:`TrainingSetInfo`.
+
+    Raises:
+        StoreError: naming the file: what :func:`read_info` refuses, arrays of different lengths, or a
+            bad value (the field and its row in the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: cannot read training set (no such file; `assay run` makes it)")
+    info = read_info(path)
+    names = (*info.fields, "event_index")
+    try:
+        with h5py.File(path, "r") as f:
+            lengths = {k: len(f[k]) for k in names if k in f}
+            if len(set(lengths.values())) != 1:
+                raise StoreError(f"{path}: arrays of different lengths {lengths}")
+            for start in range(0, info.n_samples, chunk_size):
+                arrays = {k: _read_array(f, k, path, slice(start, start + chunk_size)) for k in lengths}
+                try:
+                    TrainingSet(observables=info.observables, parameters=info.parameters, kind=info.kind,
+                                **arrays)  # fmt: skip
+                except SamplingError as exc:
+                    where = f"rows {start}-{min(start + chunk_size, info.n_samples)}"
+                    raise StoreError(f"{path}: in {where} (row numbers from {start}): {exc}") from exc
+    except StoreError:
+        raise
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: cannot read training set (truncated or damaged: {exc})") from exc
+    return info
+
+
 def read_header(f: h5py.File, path: Path) -> dict:
     """The checked format, schema version and ``meta`` attribute of a training-set file."""
     if f.attrs.get("format") != _FORMAT:
@@ -242,8 +403,8 @@ def read_header(f: h5py.File, path: Path) -> dict:
     return meta
 
 
-def _read_array(f: h5py.File, name: str, path: Path) -> np.ndarray:
+def _read_array(f: h5py.File, name: str, path: Path, rows: slice | tuple = ()) -> np.ndarray:
     ds = f[name]
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "fiub":
         raise StoreError(f"{path}: {name!r} must be a numeric dataset, got {ds}")
-    return ds[()]
+    return ds[rows]

@@ -13,19 +13,21 @@ import pytest
 from conftest import BASIS_2D, N_EVENTS, chi2_pvalue
 from scipy import stats
 
-from assay.exceptions import StoreError
+from assay.exceptions import SamplingError, StoreError
 from assay.joint import JointQuantities
 from assay.morphing import Morpher
 from assay.parameters import GaussianPrior, Parameter, ParameterSpace, UniformPrior
 from assay.sampling import (
+    BLOCK_SAMPLES,
     EventSource,
     local_score_training_set,
     plain_training_set,
+    ratio_sampler,
     ratio_training_set,
     unweight,
 )
 from assay.store import EventStore
-from assay.training_set import TrainingSet
+from assay.training_set import ARRAYS, TrainingSet, TrainingSetWriter, validate_file
 from assay.unweighting import split_events
 
 P_MIN = 1e-3
@@ -74,10 +76,14 @@ def jq(morpher, events) -> JointQuantities:
     return JointQuantities(morpher, events.weights.sum(axis=0))
 
 
-@pytest.fixture(scope="module")
-def ratio_set(source) -> TrainingSet:
+@pytest.fixture(scope="module", params=[BLOCK_SAMPLES, 300], ids=["one-block", "blocks-of-300"])
+def ratio_set(source, request) -> TrainingSet:
+    """2,000 pairs drawn in one block, or in 6 blocks of 300 and one of 200 (each with its own
+    generator): every property below holds either way."""
     prior = GaussianPrior(mean=0.0, std=0.4, n_params=2)
-    return ratio_training_set(source, prior, np.zeros(2), 2000, n_theta0=10, rng=np.random.default_rng(42))
+    return ratio_training_set(
+        source, prior, np.zeros(2), 2000, n_theta0=10, rng=np.random.default_rng(42), block_size=request.param
+    )
 
 
 def morphed(events, morpher, theta, rows) -> np.ndarray:
@@ -245,10 +251,11 @@ def test_partitions_give_disjoint_training_sets(store, split):
 
 
 # ---- plain sets ------------------------------------------------------------------------------------
-def test_plain_set_follows_p_x_given_theta(source, events, morpher, split):
+@pytest.mark.parametrize("block_size", [BLOCK_SAMPLES, 1_000])
+def test_plain_set_follows_p_x_given_theta(source, events, morpher, split, block_size):
     theta = np.array([[0.5, -0.3]])
     n = 10_000
-    ts = plain_training_set(source, theta, n, rng=np.random.default_rng(47))
+    ts = plain_training_set(source, theta, n, rng=np.random.default_rng(47), block_size=block_size)
     assert ts.kind == "plain" and len(ts) == n and ts.y is None
     np.testing.assert_array_equal(ts.theta0, np.tile(theta, (n, 1)))
     np.testing.assert_array_equal(ts.sample_weight, np.ones(n))
@@ -272,7 +279,72 @@ def test_plain_set_with_prior(source):
     assert stats.kstest(values[:, 0], stats.norm(0, 0.5).cdf).pvalue > P_MIN
 
 
+# ---- blocks -----------------------------------------------------------------------------------------
+def test_a_set_in_blocks_starts_with_the_set_of_one_block(source):
+    # block 0 draws with the set's generator itself, as a set of one block does; the later blocks with
+    # generators spawned from it: the first 1,000 rows of a 2,500-row set are the 1,000-row set
+    prior = GaussianPrior(mean=0.0, std=0.4, n_params=2)
+    whole = ratio_training_set(source, prior, np.zeros(2), 2500, n_theta0=10, rng=np.random.default_rng(5),
+                               block_size=1000)  # fmt: skip
+    first = ratio_training_set(source, prior, np.zeros(2), 1000, n_theta0=10, rng=np.random.default_rng(5))
+    for name in (*ARRAYS, "event_index"):
+        np.testing.assert_array_equal(getattr(whole, name)[:1000], getattr(first, name), err_msg=name)
+    assert not np.array_equal(whole.event_index[1000:2000], first.event_index)  # other draws after
+    for rows in (slice(0, 1000), slice(1000, 2000), slice(2000, 2500)):  # each block is half y = 1
+        assert whole.y[rows].mean() == 0.5
+
+
+def test_parts_of_any_size_give_the_same_set(source):
+    def sampler():
+        return ratio_sampler(source, np.array([[0.3, 0.1], [-0.2, 0.4]]), np.zeros(2), 3_333,
+                             rng=np.random.default_rng(8), block_size=500)  # fmt: skip
+
+    assert sampler().block_sizes == [500] * 6 + [333]
+    collected = sampler().collect()
+    for n_blocks in (1, 3):
+        parts = list(sampler().parts(n_blocks))
+        assert [len(p) for p in parts] == [500] * 6 + [333]
+        joined = TrainingSet.concatenate(parts)
+        for name in (*ARRAYS, "event_index"):
+            assert np.array_equal(getattr(joined, name), getattr(collected, name)), (n_blocks, name)
+    assert np.sum(collected.y == 0) == 3_333 // 2
+
+
+def test_bad_block_sizes_and_sizes_are_refused(source):
+    with pytest.raises(ValueError, match="block_size: expected >= 2 samples, got 1"):
+        ratio_sampler(source, np.zeros((1, 2)), np.zeros(2), 10, rng=np.random.default_rng(0), block_size=1)
+    with pytest.raises(ValueError, match="n_samples: expected >= 1, got 0"):
+        ratio_sampler(source, np.zeros((1, 2)), np.zeros(2), 0, rng=np.random.default_rng(0))
+
+
 # ---- training set files -----------------------------------------------------------------------------
+def test_the_writer_appends_parts_atomically_and_refuses_other_parts(tmp_path, ratio_set):
+    meta = dict(observables=ratio_set.observables, parameters=ratio_set.parameters, kind="ratio")
+    path = tmp_path / "parts.h5"
+    with TrainingSetWriter(path, **meta) as out:
+        for rows in (slice(0, 700), slice(700, 701), slice(701, 2000)):
+            arrays = {k: getattr(ratio_set, k)[rows] for k in (*ARRAYS, "event_index")}
+            out.append(TrainingSet(**meta, **arrays))
+        assert not path.exists()  # a temporary file until the block ends
+    again = TrainingSet.load(path)
+    for name in (*ARRAYS, "event_index"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(ratio_set, name), err_msg=name)
+    other = TrainingSet(x=ratio_set.x[:3], observables=ratio_set.observables, parameters=ratio_set.parameters,
+                        kind="ratio")  # fmt: skip
+    with pytest.raises(SamplingError, match=r"a part with fields \('x',\); the first had \('x', 'theta0'"):
+        with TrainingSetWriter(tmp_path / "bad.h5", **meta) as out:
+            out.append(ratio_set)
+            out.append(other)
+    with pytest.raises(SamplingError, match="a part of kind 'plain'"):
+        with TrainingSetWriter(tmp_path / "bad.h5", **meta) as out:
+            out.append(TrainingSet(x=ratio_set.x[:3], observables=ratio_set.observables,
+                                   parameters=ratio_set.parameters, kind="plain"))  # fmt: skip
+    with pytest.raises(SamplingError, match="no part was appended; nothing written"):
+        with TrainingSetWriter(tmp_path / "bad.h5", **meta):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts.h5"]  # no half-written file, no temporary
+
+
 def test_training_set_round_trip(tmp_path, ratio_set):
     path = ratio_set.save(tmp_path / "ratio.h5")
     again = TrainingSet.load(path)
@@ -290,6 +362,24 @@ def test_round_trip_keeps_missing_fields_missing(tmp_path, source):
     np.testing.assert_array_equal(again.t0, ts.t0)
     with pytest.raises(AttributeError, match="no joint ratio"):
         _ = again.r
+
+
+def test_validate_file_checks_every_row_chunk_by_chunk(tmp_path, ratio_set):
+    path = ratio_set.save(tmp_path / "ratio.h5")
+    info = validate_file(path, chunk_size=300)
+    assert (info.kind, info.n_samples, info.fields) == ("ratio", 2000, ARRAYS)
+    with h5py.File(path, "r+") as f:
+        f["log_r"][1234] = np.nan
+    message = r"ratio\.h5: in rows 1200-1500 \(row numbers from 1200\): log_r: NaN value in row 34"
+    with pytest.raises(StoreError, match=message):
+        validate_file(path, chunk_size=300)
+    with h5py.File(path, "r+") as f:
+        del f["t1"]
+        f["t1"] = np.zeros((1999, 2))
+    with pytest.raises(StoreError, match=r"arrays of different lengths .*'t1': 1999"):
+        validate_file(path)
+    with pytest.raises(StoreError, match="no such file"):
+        validate_file(tmp_path / "missing.h5")
 
 
 def test_load_event_store_file_raises(store):

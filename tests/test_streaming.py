@@ -534,3 +534,116 @@ def test_bit_over_the_budget_is_refused_with_the_max_events_that_fits(run_folder
     fits = int(str(info.value).split("max_events <= ")[1].split()[0])
     cfg = config_from_dict({**raw, "memory_gb": 1e-4, "training": {"bit": {**bit, "max_events": fits}}})
     assert train_model(cfg, "bit", progress=False).n_events == fits
+
+
+# ---- training sets written in parts under memory_gb ----------------------------------------------
+
+
+def assert_same_file(a, b) -> None:
+    """The same root attributes (format, schema, provenance, meta) and the same arrays, bit for bit."""
+    import h5py
+
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        assert dict(fa.attrs) == dict(fb.attrs)
+        assert sorted(fa) == sorted(fb)
+        for name in fa:
+            assert fa[name].dtype == fb[name].dtype, name
+            assert np.array_equal(fa[name][()], fb[name][()]), name
+
+
+def build_samplers(source, n: int, block_size: int = 1_000) -> dict:
+    from assay.parameters import GaussianPrior
+    from assay.sampling import local_score_sampler, plain_sampler, ratio_sampler
+
+    theta0 = np.linspace(-0.8, 0.8, 50)[:, None]
+    prior = GaussianPrior(mean=0.0, std=0.4, n_params=1)
+    return {
+        "ratio": ratio_sampler(source, prior, np.zeros(1), n, n_theta0=40, rng=np.random.default_rng(1),
+                               block_size=block_size),
+        "doubly": ratio_sampler(source, theta0, theta0[::-1], n, rng=np.random.default_rng(2),
+                                block_size=block_size),
+        "local": local_score_sampler(source, np.array([0.3]), n, rng=np.random.default_rng(3),
+                                     block_size=block_size),
+        "plain": plain_sampler(source, prior, n, n_theta=30, rng=np.random.default_rng(4),
+                               block_size=block_size),
+    }  # fmt: skip
+
+
+def test_a_set_over_the_budget_is_written_in_parts_as_the_set_in_memory(toy_store, tmp_path):
+    # 5,000 events: 360 kB of weights held by the unweighter, under half of 1.5 MB (loaded); a set of
+    # 20,000 samples (ratio: 72 B per sample, 1.44 MB; local/plain: 40 B, 0.8 MB) over it: written in
+    # parts of 2 blocks of 1,000 (750 kB / (3 copies x (72 + 24) B x 1,000)) or 3 (40 + 24 B)
+    from assay.provenance import make_provenance
+    from assay.sampling import EventSource
+    from assay.store import EventStore
+
+    provenance = make_provenance(config={"sets": 1}, seed=5, inputs=[toy_store])
+    events = np.arange(0, 100_000, 20)
+    with EventStore(toy_store) as store:
+        budget = EventSource(store, events=events, memory_gb=0.0015)
+        loaded = EventSource(store, events=events)
+        assert not budget.streamed
+        in_parts = build_samplers(budget, 20_000)
+        in_memory = build_samplers(loaded, 20_000)
+        for kind, sampler in in_parts.items():
+            assert sampler.streamed and not in_memory[kind].streamed, kind
+            assert sampler.part_blocks() == (2 if kind in ("ratio", "doubly") else 3), kind
+            a = in_memory[kind].save(tmp_path / f"{kind}_memory.h5", provenance=provenance)
+            b = sampler.save(tmp_path / f"{kind}_parts.h5", provenance=provenance)
+            assert_same_file(a, b)
+            assert len(TrainingSet.load(b)) == 20_000
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+
+
+def test_a_set_written_in_parts_from_streamed_weights_is_the_set_in_memory(toy_store, tmp_path):
+    # what `assay run` does under a budget smaller than the weights: both the unweighter (10,000 events:
+    # 720 kB held > 50 kB) and the set (72 kB > 50 kB) stream; with the same rounds of candidates
+    # (10,000) the file is the in-memory set's
+    from assay.sampling import EventSource
+    from assay.store import EventStore
+
+    events = np.arange(0, 200_000, 20)
+    with EventStore(toy_store) as store:
+        streamed = EventSource(store, events=events, memory_gb=0.0001)
+        loaded = EventSource(store, events=events)
+        loaded.unweighter.max_candidates = 10_000
+        assert streamed.streamed and streamed.unweighter.max_candidates == 10_000
+        a = build_samplers(loaded, 1_000, block_size=500)["ratio"].save(tmp_path / "memory.h5")
+        sampler = build_samplers(streamed, 1_000, block_size=500)["ratio"]
+        assert sampler.streamed and sampler.part_blocks() == 1
+        assert_same_file(a, sampler.save(tmp_path / "parts.h5"))
+
+
+def test_writing_a_set_in_parts_bounds_its_memory(toy_store, tmp_path):
+    # tracemalloc sees the numpy arrays. A 300,000-sample ratio set (72 B per sample: 21.6 MB) under
+    # memory_gb 0.02 (half: 10 MB; the 100,000 events' weights, 7.2 MB held, are loaded before the
+    # measurement) is written in parts of 6 blocks of 5,000 (10 MB / (3 x 96 B x 5,000)): the parts'
+    # arrays, their weights and copies stay under half of the budget (measured 6.0 MB). In memory the
+    # blocks and their concatenation hold the set twice (measured 44 MB).
+    import tracemalloc
+
+    from assay.sampling import EventSource, ratio_sampler
+    from assay.store import EventStore
+
+    def peak(save) -> int:
+        tracemalloc.start()
+        try:
+            save()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    with EventStore(toy_store) as store:
+        source = EventSource(store, events=np.arange(0, 200_000, 2), memory_gb=0.02)
+        assert not source.streamed
+
+        def sampler():
+            return ratio_sampler(source, np.linspace(-0.5, 0.5, 20)[:, None], np.zeros(1), 300_000,
+                                 rng=np.random.default_rng(0), block_size=5_000)  # fmt: skip
+
+        assert sampler().streamed and sampler().part_blocks() == 6
+        streamed = peak(lambda: sampler().save(tmp_path / "parts.h5"))
+        loaded = peak(lambda: sampler().collect().save(tmp_path / "memory.h5"))
+    assert_same_file(tmp_path / "parts.h5", tmp_path / "memory.h5")
+    assert streamed < 0.5 * 0.02e9, streamed
+    assert loaded > 3 * streamed, (loaded, streamed)
