@@ -8,10 +8,14 @@ The demo is two example configs, ``examples/wh_parton.yaml`` and ``examples/wh_d
 - **parton level**: every momentum observed, so the event weights give the exact likelihood
   ratio ("truth", seed 000's validation); SALLY, ALICES and BIT are compared with it;
 - **detector level**: smearing, b-tagging, seed 000's selection, neutrino p_z from the W mass;
-  SALLY, ALICES and BIT are compared with seed 000's histogram analyses.
+  SALLY, ALICES and BIT are compared with seed 000's histogram analyses;
+- **detector level with backgrounds** (``detector_sb``): the detector-level config plus seed 000's
+  backgrounds (semileptonic tt̄, single top s- and t-channel, W + jets; :data:`BACKGROUND_SHARES`) at
+  hard level through the same detector (:mod:`assay.simulators.wh_backgrounds`): every method trains on
+  and is fitted to the signal + background mixture.
 
-This module only scales the configs (:class:`DemoSize`), runs both levels and collects one
-``summary.json`` and ``results.json`` (both levels) and the report in the output folder.
+This module only scales the configs (:class:`DemoSize`), runs the three levels and collects one
+``summary.json`` and ``results.json`` (all levels) and the report in the output folder.
 """
 
 from __future__ import annotations
@@ -30,16 +34,24 @@ from assay.analysis.limits import summary_of
 from assay.config import RunConfig, config_from_dict
 from assay.results import Results
 
-__all__ = ["LEVELS", "PARAMETERS", "DemoSize", "demo_size", "level_config", "run_chain", "run_demo"]
+__all__ = [
+    "BACKGROUND_SHARES", "LEVELS", "PARAMETERS", "DemoSize", "demo_size", "level_config", "run_chain",
+    "run_demo",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 PARAMETERS = ("cHW", "cHWtilde")
-LEVELS = ("parton", "detector")
+LEVELS = ("parton", "detector", "detector_sb")
 LABELS = {
     "parton": "parton level (all momenta observed)",
     "detector": "detector level (smearing, b-tagging, selection; neutrino unobserved)",
+    "detector_sb": "detector level, signal + backgrounds (tt̄, single top, W + jets)",
 }
+EXAMPLES = {"parton": "wh_parton", "detector": "wh_detector", "detector_sb": "wh_detector"}
+"""The example config of each level (``detector_sb`` adds the backgrounds to ``wh_detector.yaml``)."""
+BACKGROUND_SHARES = {"ttbar": 1.0, "single_top_s": 0.3, "single_top_t": 0.3, "wjets": 0.3}
+"""Generated events of each background per ``DemoSize.background_events`` (tt̄ dominates after the cuts)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,9 @@ class DemoSize:
             ALICES' cost is events × θ points × members).
         flows: add the density estimators NDE and SCANDAL at parton level (off by default: they
             add ~2 minutes on 2 cores; :data:`FLOW_MODELS`).
+        background_events: generated tt̄ events of the ``detector_sb`` level (before tt̄'s
+            semileptonic filter and the selection); the other backgrounds get their
+            :data:`BACKGROUND_SHARES` of it.
     """
 
     parton_events: int = 200_000
@@ -74,8 +89,10 @@ class DemoSize:
     points_2d: int = 35
     asimov_events: int = 25_000
     flows: bool = False
+    background_events: int = 100_000
 
     def level_events(self, level: str) -> int:
+        """Generated signal events of ``level``."""
         return self.parton_events if level == "parton" else self.detector_events
 
 
@@ -111,8 +128,17 @@ def example_config(name: str) -> dict:
 
 
 def level_config(level: str, size: DemoSize, output: str | os.PathLike | None = None) -> RunConfig:
-    """``examples/wh_<level>.yaml`` with the sizes of ``size`` (the default size leaves it as it is)."""
-    data = example_config(f"wh_{level}")
+    """The example config of ``level`` (:data:`EXAMPLES`) with the sizes of ``size`` (the default size
+    leaves it as it is); ``detector_sb`` adds the backgrounds of :data:`BACKGROUND_SHARES`."""
+    if level not in EXAMPLES:
+        raise ValueError(f"level: expected one of {list(EXAMPLES)}, got {level!r}")
+    data = example_config(EXAMPLES[level])
+    if level == "detector_sb":
+        data["simulator"]["backgrounds"] = [
+            {"process": p, "n_events": n, "batch_size": n}
+            for p, share in BACKGROUND_SHARES.items() if (n := max(1000, int(share * size.background_events)))
+        ]  # fmt: skip
+        data["output"] = "runs/wh_detector_sb"
     data["simulator"]["n_events"] = size.level_events(level)
     alices_set = next(s for s in data["sampling"]["sets"] if s["name"] == "alices_0")
     alices_sets = [{**alices_set, "name": f"alices_{i}", "n_samples": size.alices_samples}
@@ -132,7 +158,7 @@ def level_config(level: str, size: DemoSize, output: str | os.PathLike | None = 
         _add_flows(data, size)
     if output is not None:
         data["output"] = str(output)
-    return config_from_dict(data, source=f"examples/wh_{level}.yaml (demo)")
+    return config_from_dict(data, source=f"examples/{EXAMPLES[level]}.yaml (demo, {level})")
 
 
 def run_chain(
@@ -169,31 +195,37 @@ def run_demo(
     size: DemoSize | None = None,
     progress: bool = True,
     report: bool = True,
+    levels: tuple[str, ...] = LEVELS,
 ) -> dict:
-    """Run both levels into ``output`` and return (and write) ``summary.json``.
+    """Run the levels into ``output`` and return (and write) ``summary.json``.
 
     Args:
-        output: run folder; ``parton/`` and ``detector/`` are each level's run folder (events,
-            sets, models, ``limits/``).
+        output: run folder; ``parton/``, ``detector/`` and ``detector_sb/`` are each level's run
+            folder (events, sets, models, ``limits/``).
         size: sample sizes and training lengths (default :class:`DemoSize`).
         progress: progress bars.
         report: write ``report.html``.
+        levels: which of :data:`LEVELS` to run (all by default).
 
     Returns:
-        The summary: ``{"parton": {method: intervals}, "detector": {...}, "timings_s": {...}}``.
+        The summary: ``{"parton": {method: intervals}, "detector": {...}, "detector_sb": {...},
+        "timings_s": {...}}``.
     """
     from assay.analysis.limits import write_limits
     from assay.cluster import local_client
     from assay.rundir import ResultsDir
 
     size = size or DemoSize()
+    unknown = [name for name in levels if name not in LEVELS]
+    if unknown or not levels:
+        raise ValueError(f"levels: expected a non-empty subset of {list(LEVELS)}, got {list(levels)}")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     timings: dict[str, float] = {}
     levels = {}
     with local_client(min(size.members, os.cpu_count() or 1)) as client:
-        for name in LEVELS:
+        for name in levels:
             results, level_timings = _level(name, size, out / name, client, progress)
             levels |= results.levels
             timings |= {f"{name}_{k}": v for k, v in level_timings.items()}
@@ -219,4 +251,5 @@ def demo_size(scale: float, *, flows: bool = False) -> DemoSize:
         detector_events=max(8_000, int(base.detector_events * scale)),
         sally_samples=max(500, int(base.sally_samples * scale)),
         alices_samples=max(1_000, int(base.alices_samples * scale)),
+        background_events=max(4_000, int(base.background_events * scale)),
     )
