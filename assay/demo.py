@@ -223,15 +223,15 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    levels = {}
+    collected = {}
     with local_client(min(size.members, os.cpu_count() or 1)) as client:
         for name in levels:
             results, level_timings = _level(name, size, out / name, client, progress)
-            levels |= results.levels
+            collected |= results.levels
             timings |= {f"{name}_{k}": v for k, v in level_timings.items()}
     timings["total"] = time.perf_counter() - start
     combined = replace(results, title="assay demo: p p → W h → ℓ ν b b̄, expected limits at the SM",
-                       levels=levels, timings_s=timings)  # fmt: skip
+                       levels=collected, timings_s=timings)  # fmt: skip
     write_limits(ResultsDir(out), combined)
     summary = summary_of(combined)
     if report:

@@ -39,6 +39,7 @@ from assay.provenance import (
     read_provenance,
 )
 from assay.report_coverage import coverage_section
+from assay.report_cutflow import cut_flow_section
 from assay.results import LevelResults, Results
 from assay.rundir import ResultsDir
 from assay.saving import read_json, write_text
@@ -86,7 +87,8 @@ def write_report(run_dir: str | os.PathLike, *, pdf: bool = False) -> Path:
     plots = _write_plots(results, run_dir, pdf)
     path = run_dir / REPORT
     record = _provenance(run_dir, path)
-    sections = (coverage_section(run_dir), _diagnostics_section(run_dir), _provenance_section(record))
+    sections = (cut_flow_section(run_dir, list(results.levels)), coverage_section(run_dir),
+                _diagnostics_section(run_dir), _provenance_section(record))  # fmt: skip
     write_text(path, _page(results, summary, summary_problem, plots, "\n".join(s for s in sections if s)))
     return path
 

@@ -8,23 +8,29 @@ Measures, on this machine,
 - ``generate_to_store_events_per_s``: parton events + seed-000 observables written to an
   EventStore by ``assay.generation.generate`` (one process);
 - ``shower_events_per_s`` (MPI on) and ``shower_events_per_s_no_mpi``: Pythia 8 shower +
-  hadronisation + anti-kT jets of WH events in one process (reported, no target).
+  hadronisation + anti-kT jets of WH events in one process (reported, no target);
+- ``background_events_per_s``: per background process, generated events per second of
+  :class:`~assay.simulators.wh_backgrounds.HardBackgroundBatchSimulator` (Pythia hard process, W + jets
+  with its parton shower, jets, detector, tagging weights, selection) in one process, and
+  ``background_uptime``: the load (``uptime``) when they were measured.
 Prints a table and writes ./benchmark-results/generation.json
 (``--record``: the tracked benchmarks/results/generation.json, for the developers).
+``--only backgrounds`` measures the backgrounds alone and keeps the other numbers of the previous file.
 
-Usage: python benchmarks/generation.py [--n-events 2000000]
+Usage: python benchmarks/generation.py [--n-events 2000000] [--only backgrounds]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _report import OUTPUT_HELP, add_output_arguments, output_path, write_results
+from _report import OUTPUT_HELP, add_output_arguments, output_path, previous_results, write_results
 
 from assay.generation import generate
 from assay.simulators.wh import WHSimulator
@@ -64,14 +70,47 @@ def shower_rate(sim: WHSimulator, n_events: int, *, mpi: bool) -> float | None:
     return len(reco) / (time.perf_counter() - start)
 
 
+BACKGROUND_EVENTS = {"ttbar": 40_000, "single_top_s": 20_000, "single_top_t": 20_000, "wjets": 10_000}
+
+
+def background_rates(scale: float = 1.0) -> dict[str, float] | None:
+    """Generated events per second of each hard-level background (one process, one batch each)."""
+    try:
+        from assay.simulators.wh_backgrounds import HardBackgroundBatchSimulator
+    except ImportError:
+        return None
+    rates = {}
+    for process, n in BACKGROUND_EVENTS.items():
+        n = max(1000, int(n * scale))
+        simulator = HardBackgroundBatchSimulator(process, len(BENCHMARKS))
+        start = time.perf_counter()
+        simulator.batch(n, np.random.default_rng(3))
+        rates[process] = n / (time.perf_counter() - start)
+    return rates
+
+
+def _uptime() -> str:
+    """The machine's load as ``uptime`` prints it (the background rates depend on it)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=OUTPUT_HELP)
     parser.add_argument("--n-events", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=100_000)
     parser.add_argument("--shower-events", type=int, default=2_000)
+    parser.add_argument("--only", choices=["backgrounds"], default=None,
+                        help="measure only this part; keep the previous results' other numbers")  # fmt: skip
+    parser.add_argument("--background-scale", type=float, default=1.0, help="× the background sizes")
     add_output_arguments(parser, "generation.json")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    if args.only == "backgrounds":
+        results = previous_results(args, "generation.json")
+        results["background_events_per_s"] = background_rates(args.background_scale)
+        results["background_uptime"] = _uptime()
+        write_results(results, output_path(args, "generation.json"), record=args.record)
+        return
     sim = WHSimulator(BENCHMARKS)
     results: dict[str, float | int | None] = {"cores": cores, "n_events": args.n_events}
 
@@ -89,6 +128,8 @@ def main() -> None:
         store.close()
     results["shower_events_per_s"] = shower_rate(sim, args.shower_events, mpi=True)
     results["shower_events_per_s_no_mpi"] = shower_rate(sim, args.shower_events, mpi=False)
+    results["background_events_per_s"] = background_rates(args.background_scale)
+    results["background_uptime"] = _uptime()
 
     write_results(results, output_path(args, "generation.json"), record=args.record)
 

@@ -169,3 +169,18 @@ def test_hard_backgrounds_need_the_detector():
     del cfg["simulator"]["detector"]
     with pytest.raises(ConfigError, match=r"backgrounds.*level.*set simulator.detector"):
         config_from_dict(cfg)
+
+
+def test_report_shows_each_process_beside_seed_000(sb_run, tmp_path):
+    from assay.report_cutflow import cut_flow_section
+
+    out, _ = sb_run
+    page = cut_flow_section(out / "limits", ["run"])  # `assay limits` writes its report into run/limits
+    assert "Cut flow per process: run" in page
+    for process in ("wh", *BACKGROUNDS):
+        assert f"<th>{process} (assay)</th>" in page
+    veto = next(line for line in page.splitlines() if line.startswith("<tr><td>pT(light jets)"))
+    cells = veto.replace("</td>", "").split("<td>")[2:]
+    assert "0.28" in cells and "34.25" in cells and "11.38" in cells and "0.46" in cells
+    assert cut_flow_section(out / "limits", ["other"]) != ""  # the run folder's file serves any level name
+    assert cut_flow_section(tmp_path / "limits", ["run"]) == ""  # no cutflow.json: no section
