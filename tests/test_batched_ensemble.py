@@ -16,9 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from assay.estimators import ALICES, RASCAL, SALLY, Ensemble
+from assay.estimators import ALICE, ALICES, CASCAL, RASCAL, SALLY, Ensemble
 from assay.estimators import batched as batched_module
 from assay.estimators import train as train_module
+from assay.estimators.nets import (
+    ACTIVATION_DERIVATIVES,
+    ACTIVATION_SECOND_DERIVATIVES,
+    ACTIVATIONS,
+    make_activation,
+)
 from assay.training_set import TrainingSet
 
 torch.set_num_threads(1)  # 2 shared cores
@@ -79,27 +85,67 @@ def test_stacked_members_equal_members_trained_alone(data, one_by_one):
     assert all(m.history_.train_loss[-1] < m.history_.train_loss[0] for m in stacked.members_)
 
 
-def test_stacked_loss_equals_the_single_loss():
-    """The M losses of the stacked forward pass equal each member's own loss at the same weights,
-    for a doubly parameterized set (scores at θ0 and θ1) and a method without score terms too."""
-    data = ratio_set(256, 1, doubly=True)
-    for cls in (ALICES, RASCAL):
-        members = [cls(**SETTINGS, seed=s) for s in range(3)]
-        prepared = [m._setup(data, None) for m in members]
-        nets = [net for net, _, _ in prepared]
-        stack_loss = members[0]._stacked_loss(nets[0])
-        params = {name: torch.stack([dict(n.named_parameters())[name] for n in nets]) for name, _ in
-                  nets[0].named_parameters()}  # fmt: skip
-        buffers = {name: torch.stack([dict(n.named_buffers())[name] for n in nets]) for name, _ in
-                   nets[0].named_buffers()}  # fmt: skip
-        arrays = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in prepared[0][1].items()}
-        total, terms = stack_loss(params, buffers, {k: v.expand(3, *v.shape) for k, v in arrays.items()})
-        assert set(terms) == {*members[0]._loss(nets[0], arrays)[1]} and "score_mse_1" in terms
-        for i, (member, net) in enumerate(zip(members, nets)):
-            single, single_terms = member._loss(net, arrays)
-            torch.testing.assert_close(total[i], single, rtol=1e-5, atol=1e-6)
-            for name, value in single_terms.items():
-                torch.testing.assert_close(terms[name][i], value, rtol=1e-5, atol=1e-6)
+def stacked_loss_and_grads(members, nets, arrays):
+    """The stacked loss of ``members`` at their nets' weights: total, terms and the gradients it wrote."""
+    stack_loss = members[0]._stacked_loss(nets[0])
+    names = [name for name, _ in nets[0].named_parameters()]
+    params = {name: torch.stack([dict(n.named_parameters())[name].detach() for n in nets]) for name in names}
+    grads = {name: torch.full_like(p, float("nan")) for name, p in params.items()}  # must be overwritten
+    buffers = {name: torch.stack([dict(n.named_buffers())[name] for n in nets]) for name, _ in
+               nets[0].named_buffers()}  # fmt: skip
+    batch = {k: v.expand(len(nets), *v.shape) for k, v in arrays.items()}
+    total, terms = stack_loss(params, grads, buffers, batch)
+    return total, terms, grads
+
+
+@pytest.mark.parametrize(
+    ("cls", "doubly", "hidden", "activation"),
+    [
+        (ALICES, False, (16, 16), "tanh"),  # seed 000's case: scores at θ0 only
+        (ALICES, True, (16, 16), "tanh"),  # scores at θ0 and θ1
+        (RASCAL, True, (8, 6, 5), "tanh"),  # three hidden layers of different widths
+        (CASCAL, False, (16,), "sigmoid"),
+        *[(ALICES, True, (7, 5), name) for name in ("relu", "softplus", "silu", "elu", "gelu", "leaky_relu")],
+        (ALICE, False, (16, 16), "tanh"),  # no score term
+        (ALICES, True, (), "tanh"),  # a linear model: t̂ = W_θ / σ_θ
+    ],
+)
+def test_stacked_loss_and_gradients_equal_autograd_of_the_single_loss(cls, doubly, hidden, activation):
+    """The hand-written stacked pass (assay.estimators.ratio_models.StackedRatioPass) gives each member
+    the loss and the weight gradient that autograd gives for its own loss (double backward through the
+    scores included), for every activation (φ' and φ'' written out) and depth."""
+    data = ratio_set(256, 1, doubly=doubly)
+    members = [cls(**{**SETTINGS, "hidden": hidden, "activation": activation}, seed=s) for s in range(3)]
+    prepared = [m._setup(data, None) for m in members]
+    nets = [net for net, _, _ in prepared]
+    arrays = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in prepared[0][1].items()}
+    total, terms, grads = stacked_loss_and_grads(members, nets, arrays)
+    assert set(terms) == {*members[0]._loss(nets[0], arrays)[1]}
+    assert ("score_mse_1" in terms) == (doubly and cls is not ALICE)
+    for i, (member, net) in enumerate(zip(members, nets)):
+        single, single_terms = member._loss(net, arrays)
+        torch.testing.assert_close(total[i], single, rtol=1e-5, atol=1e-6)
+        for name, value in single_terms.items():
+            torch.testing.assert_close(terms[name][i], value, rtol=1e-5, atol=1e-6)
+        expected = torch.autograd.grad(single, list(net.parameters()))
+        for (name, _), grad in zip(net.named_parameters(), expected):
+            torch.testing.assert_close(grads[name][i], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_activation_derivatives_equal_autograd():
+    """φ' and φ'' of every activation (:data:`ACTIVATION_DERIVATIVES`, :data:`ACTIVATION_SECOND_DERIVATIVES`)
+    equal autograd's first and second derivative of the layer itself."""
+    z = torch.linspace(-4, 4, 81, dtype=torch.float64).requires_grad_()
+    z = z[z.detach().abs() > 1e-3].detach().requires_grad_()  # relu-like kinks at 0
+    for name in ACTIVATIONS:
+        h = make_activation(name)(z)
+        first = torch.autograd.grad(h.sum(), z, create_graph=True)[0]
+        second = torch.autograd.grad(first.sum(), z)[0] if first.requires_grad else torch.zeros_like(z)
+        d = ACTIVATION_DERIVATIVES[name](z.detach(), h.detach())
+        torch.testing.assert_close(d, first.detach(), msg=name)
+        torch.testing.assert_close(
+            ACTIVATION_SECOND_DERIVATIVES[name](z.detach(), h.detach(), d), second, msg=name
+        )
 
 
 class Interrupt(Exception):

@@ -57,10 +57,11 @@ __all__ = ["STACKED_OPTIMIZERS", "StackedLoss", "fit_estimators", "fit_stacked"]
 logger = logging.getLogger(__name__)
 
 StackedLoss = Callable[
-    [dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]],
+    [dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]],
     tuple[torch.Tensor, dict[str, torch.Tensor]],
 ]
-"""``loss(params, buffers, batch) -> (total (M,), terms {name: (M,)})``; a leading member axis everywhere."""
+"""``loss(params, grads, buffers, batch) -> (total (M,), terms {name: (M,)})``, a leading member axis
+everywhere; it overwrites ``grads`` (views of the flat gradient, by parameter name) with ∂total/∂params."""
 
 STACKED_OPTIMIZERS = ("adam", "amsgrad")
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as OPTIMIZERS uses them
@@ -285,9 +286,9 @@ class _Member:
 class _Stack:
     """The active members' weights, Adam moments and data, stacked along a leading member axis.
 
-    Weights live in one flat ``(M, n_weights)`` tensor; each named parameter is a leaf whose data
-    is a view into it, the backward pass's gradients are concatenated into one flat gradient,
-    and one Adam update covers all weights of all members.
+    Weights live in one flat ``(M, n_weights)`` tensor and the gradient in another; each named
+    parameter and its gradient are views into them. The loss (:data:`StackedLoss`) writes the
+    gradients in place, and one fused Adam update covers all weights of all members.
     """
 
     def __init__(self, members: list[_Member], trainer: Trainer, loss: StackedLoss):
@@ -298,15 +299,14 @@ class _Stack:
         shapes = [p.shape for _, p in net.named_parameters()]
         self.flat = torch.stack([nn.utils.parameters_to_vector(m.net.parameters()) for m in members]).detach()
         self.grad = torch.zeros_like(self.flat)
-        self.params: dict[str, torch.Tensor] = {}
+        self.params: dict[str, torch.Tensor] = {}  # views of the flat weights, (M, *shape) each
+        self.grads: dict[str, torch.Tensor] = {}  # views of the flat gradient
         start = 0
         for name, shape in zip(self.names, shapes):
             n = math.prod(shape)
-            leaf = torch.empty(0, device=device).requires_grad_()
-            leaf.data = self.flat[:, start : start + n].view(len(members), *shape)  # shares the flat storage
-            self.params[name] = leaf
+            self.params[name] = self.flat[:, start : start + n].view(len(members), *shape)
+            self.grads[name] = self.grad[:, start : start + n].view(len(members), *shape)
             start += n
-        self.leaves = list(self.params.values())
         self.buffers = {
             name: torch.stack([dict(m.net.named_buffers())[name] for m in members])
             for name, _ in net.named_buffers()
@@ -339,9 +339,7 @@ class _Stack:
             rows = orders[:, start : start + batch_size]
             chunk = flat_data.index_select(0, rows.reshape(-1)).view(n_members, rows.shape[1], -1)
             batch = _unpack(chunk, self.columns)
-            total, terms = self.loss(self.params, self.buffers, batch)
-            grads = torch.autograd.grad(total.sum(), self.leaves)
-            torch.cat([g.reshape(n_members, -1) for g in grads], dim=1, out=self.grad)
+            total, terms = self.loss(self.params, self.grads, self.buffers, batch)  # fills self.grad
             if self.trainer.clip_grad_norm is not None:
                 norms = self.grad.norm(dim=1, keepdim=True)  # each member's global gradient norm
                 self.grad.mul_((self.trainer.clip_grad_norm / (norms + 1e-6)).clamp_(max=1.0))
@@ -354,27 +352,29 @@ class _Stack:
         self.losses = [(row[0], dict(zip(terms, row[1:]))) for row in means]
 
     def _adam(self, lrs: list[float]) -> None:
-        """One Adam / AMSGrad step on the flat weights (torch.optim.Adam's update, every member at once)."""
-        (beta1, beta2), m = _BETAS, self.moments
+        """One Adam / AMSGrad step on the flat weights: torch's fused kernel, the one
+        ``torch.optim.Adam(fused=True)`` (the single trainer) runs, once for every member at the
+        same step and learning rate (members resumed at different epochs: once per such group)."""
         for member in self.members:
             member.step += 1
-        steps = [member.step for member in self.members]
-        with torch.no_grad():
-            m["exp_avg"].lerp_(self.grad, 1 - beta1)
-            m["exp_avg_sq"].mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
-            second = m["exp_avg_sq"]
-            if "max_exp_avg_sq" in m:
-                second = torch.maximum(m["max_exp_avg_sq"], m["exp_avg_sq"], out=m["max_exp_avg_sq"])
-            if len(set(steps)) == 1 and len(set(lrs)) == 1:
-                bias1, bias2 = 1 - beta1 ** steps[0], 1 - beta2 ** steps[0]
-                denom = (second.sqrt() / math.sqrt(bias2)).add_(_EPS)
-                self.flat.addcdiv_(m["exp_avg"], denom, value=-lrs[0] / bias1)
-            else:  # members resumed at different epochs
-                device = self.flat.device
-                bias2 = torch.tensor([math.sqrt(1 - beta2**s) for s in steps], device=device)
-                size = torch.tensor([lr / (1 - beta1**s) for lr, s in zip(lrs, steps)], device=device)
-                denom = (second.sqrt() / bias2[:, None]).add_(_EPS)
-                self.flat.sub_(m["exp_avg"] / denom * size[:, None])
+        groups: dict[tuple[int, float], list[int]] = {}
+        for row, (member, lr) in enumerate(zip(self.members, lrs)):
+            groups.setdefault((member.step, lr), []).append(row)
+        m = self.moments
+        amsgrad = "max_exp_avg_sq" in m
+        for (step, lr), rows in groups.items():
+            whole = len(rows) == len(self.members)
+
+            def pick(t: torch.Tensor, rows: list[int] = rows, whole: bool = whole) -> list[torch.Tensor]:
+                return [t] if whole else [t[r] for r in rows]
+
+            params = pick(self.flat)
+            steps = [torch.tensor(float(step), device=self.flat.device) for _ in params]
+            torch._fused_adam_(
+                params, pick(self.grad), pick(m["exp_avg"]), pick(m["exp_avg_sq"]),
+                pick(m["max_exp_avg_sq"]) if amsgrad else [], steps, lr=lr, beta1=_BETAS[0],
+                beta2=_BETAS[1], weight_decay=0.0, eps=_EPS, amsgrad=amsgrad, maximize=False,
+            )  # fmt: skip
 
 
 def _pack(

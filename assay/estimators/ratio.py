@@ -42,8 +42,8 @@ from assay.estimators.prediction import Prediction, as_point
 from assay.estimators.ratio_models import (
     MorphingRatioNet,
     RatioNet,
+    StackedRatioPass,
     log_ratio_and_scores,
-    stacked_log_ratio_and_scores,
 )
 from assay.exceptions import PredictionError
 from assay.morphing import Morpher, as_thetas
@@ -151,21 +151,31 @@ class RatioEstimator(Estimator):
         return partial(self._member_losses, net) if type(net) is RatioNet else None
 
     def _member_losses(
-        self, net: RatioNet, params: dict, buffers: dict, batch: dict[str, torch.Tensor]
+        self, net: RatioNet, params: dict, grads: dict, buffers: dict, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """:meth:`_loss` of M stacked members: batch tensors ``(M, batch, ...)`` → total and terms ``(M,)``.
+        """:meth:`_loss` of M stacked members, batch tensors ``(M, batch, ...)`` → total and terms
+        ``(M,)``; writes each member's weight gradient into ``grads`` (``(M, *shape)`` by name).
 
-        The scores are computed at every event, not only where a score term uses them: the
-        terms weight the others by (1 − y)² = 0 or y² = 0, so each member's loss is the same.
+        The network's forward and backward pass are written out (:class:`StackedRatioPass`); autograd
+        only differentiates the loss terms with respect to log r̂ and the scores (a few small
+        operations). The scores are computed at every event, not only where a score term uses
+        them: the terms weight the others by (1 − y)² = 0 or y² = 0, so each member's loss is the same.
         """
-        log_r, t0, t1 = stacked_log_ratio_and_scores(
+        step = StackedRatioPass(
             net, params, buffers, batch["x"], batch["theta0"], batch["theta1"],
             t0=self.uses_score, t1=self.uses_score and self.doubly_,
         )  # fmt: skip
-        terms = self._terms(_Outputs(log_r, t0, t1), batch)
-        means = {name: (batch["w"] * per_sample).mean(-1) for name, (_, per_sample) in terms.items()}
-        total = sum(coef * means[name] for name, (coef, _) in terms.items())
-        return total, means
+        heads = [v if v is None else v.detach().requires_grad_() for v in (step.log_r, step.t0, step.t1)]
+        with torch.enable_grad():
+            terms = self._terms(_Outputs(*heads), batch)
+            means = {name: (batch["w"] * per_sample).mean(-1) for name, (_, per_sample) in terms.items()}
+            total = sum(coef * means[name] for name, (coef, _) in terms.items())
+        wanted = [v for v in heads if v is not None]
+        found = iter(torch.autograd.grad(total.sum(), wanted, allow_unused=True))
+        d_heads = [v if v is None else next(found) for v in heads]
+        d_heads = [d if d is not None or v is None else torch.zeros_like(v) for d, v in zip(d_heads, heads)]
+        step.backward(*d_heads, grads)
+        return total.detach(), {name: value.detach() for name, value in means.items()}
 
     def log_ratio(
         self, x: np.ndarray, theta: np.ndarray, theta_ref: np.ndarray, *, chunk_size: int = 16_384
