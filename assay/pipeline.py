@@ -298,7 +298,7 @@ def generate_events(
 
     start = time.perf_counter()
     simulator, n_events, batch = _simulator(cfg, space)
-    counter = CutFlowCounter()
+    counter = ProcessCutFlow()
     metadata = {
         "parameters": space.to_dict(),
         "morphing": morpher.to_dict(),
@@ -321,20 +321,32 @@ def generate_events(
                                   client=client, provenance=provenance)  # fmt: skip
     timings["generation"] = time.perf_counter() - start
     if counter.n_total:
-        flows = {name: c.cut_flow() for name, c in counters.items() if c.n_total}
-        document = _cut_flow_json(flows.pop("wh"))
-        if flows:  # one cut flow per process; the top level stays the signal's
-            document["processes"] = {"wh": _cut_flow_json(counter.cut_flow())} | {
-                name: _cut_flow_json(flow) for name, flow in flows.items()
-            }
+        document = counter.to_json()
+        if len(counters) > 1:  # one cut flow per process; the top level stays the signal's
+            document["processes"] = {name: c.to_json() for name, c in counters.items() if c.n_total}
         write_json(run.cut_flow, document)
     flow = _read_cut_flow(run.cut_flow)
     return GeneratedEvents(space, morpher, store, flow, timings)
 
 
-def _cut_flow_json(flow: CutFlow) -> dict:
-    return {"names": list(flow.names), "n_pass": flow.n_pass.tolist(), "efficiency": flow.efficiency.tolist(),
-            "n_total": flow.n_total, "total_weight_pb": flow.total_weight}  # fmt: skip
+@dataclass
+class ProcessCutFlow(CutFlowCounter):
+    """A :class:`CutFlowCounter` that also estimates σ as :func:`~assay.generation.generate` does: each
+    batch's total weight is an estimate of σ, weighted by its share n_batch / n_events of the events (the
+    counter's own ``w_total`` is their sum, n_batches × σ; the efficiencies are right either way)."""
+
+    weighted_sigma: float = 0.0
+
+    def add(self, flow: CutFlow) -> None:
+        super().add(flow)
+        self.weighted_sigma += flow.n_total * flow.total_weight
+
+    def to_json(self) -> dict:
+        """``cutflow.json``'s record: names, n_pass, efficiency, n_total and σ before cuts in pb."""
+        flow = self.cut_flow()
+        return {"names": list(flow.names), "n_pass": flow.n_pass.tolist(),
+                "efficiency": flow.efficiency.tolist(), "n_total": flow.n_total,
+                "total_weight_pb": self.weighted_sigma / flow.n_total}  # fmt: skip
 
 
 def _existing_events(cfg: RunConfig, run: RunDir) -> GeneratedEvents:
@@ -360,7 +372,7 @@ def _with_backgrounds(
     signal.close()
     for k, bkg in enumerate(backgrounds, start=1):
         sim = background_simulator(bkg, cfg.simulator, len(signal.benchmarks))
-        counters[bkg.process] = CutFlowCounter()
+        counters[bkg.process] = ProcessCutFlow()
         store = generate(sim, run.process_events(bkg.process), bkg.n_events, seed=cfg.seed * 1000 + k,
                          benchmarks=signal.benchmarks, batch_size=bkg.batch_size, metadata=metadata,
                          negative_weights=cfg.sampling.allow_negative_weights,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -48,12 +50,15 @@ def test_detector_level_applies_the_selection(tmp_path):
     x = result.store.read().x
     m_bb = x[:, result.store.observables.index("m_bb")]
     assert m_bb.min() > 80 and m_bb.max() < 160  # seed 000's m_bb window
+    # σ before cuts, not the sum of the two batches' estimates: W± h → e/μ ν b b̄ ≈ 138 fb at LO (TOOLCHAIN)
+    sigma = json.loads((tmp_path / "cutflow.json").read_text())["total_weight_pb"]
+    assert 0.12 < sigma < 0.16
 
 
 def test_shower_and_backgrounds_are_merged_with_process_labels(tmp_path):
     pytest.importorskip("fastjet")
-    cfg = wh_config(n_events=600, batch_size=600, shower={"mpi": False},
-                    backgrounds=[{"process": "ttbar", "n_events": 300, "batch_size": 300, "level": "shower"}])  # fmt: skip
+    ttbar = {"process": "ttbar", "n_events": 300, "batch_size": 300, "level": "shower"}
+    cfg = wh_config(n_events=600, batch_size=600, shower={"mpi": False}, backgrounds=[ttbar])
     result = generate_events(config_from_dict(cfg), tmp_path, progress=False)
     with EventStore(tmp_path / "events.h5") as store:
         chunk = store.read()
