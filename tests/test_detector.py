@@ -330,3 +330,30 @@ def test_bad_weights(weights):
     events = DetectorEvents(P4, P4, P4, np.ones((3, 2)), np.ones(3), np.ones(3, bool))
     with pytest.raises(ValueError, match="weights"):
         Selection().apply(events, weights)
+
+
+def test_tag_probability_by_flavour_and_mistag_validation():
+    from assay.simulators.detector import EfficiencyScale
+
+    model = DetectorModel(b_tag_scale=EfficiencyScale(low=0.0, high=0.1, pt_low=100.0, pt_high=200.0))
+    p = model.tag_probability(np.array([[5, 5], [4, 0]]), np.array([[50.0, 200.0], [200.0, 200.0]]))
+    np.testing.assert_allclose(p, [[0.77, 0.77 * 1.1], [0.125, 1 / 380]])
+    assert DetectorModel.ideal().tag_probability(np.array([5, 4, 0]), np.full(3, 50.0)).tolist() == [1, 0, 0]
+    with pytest.raises(ValueError, match="c_mistag"):
+        DetectorModel(c_mistag=1.5)
+
+
+def test_smear_jets_has_the_configured_resolution():
+    """The background jets are smeared like the signal's b-jets: σ_E/E = 100%/√E ⊕ 5% (0.112 at 100 GeV),
+    mass kept, η and φ by 0.02."""
+    model = DetectorModel()
+    jets = np.tile([100.0, 60.0, 0.0, 79.0], (40_000, 1))
+    smeared, lost = model.smear_jets(jets, np.random.default_rng(4))
+    assert not lost.any()
+    np.testing.assert_allclose(np.std(smeared[:, 0] / 100.0 - 1), 0.1118, rtol=0.02)
+    mass2 = smeared[:, 0] ** 2 - (smeared[:, 1:] ** 2).sum(1)
+    np.testing.assert_allclose(mass2, 100.0**2 - 60.0**2 - 79.0**2, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.std(np.arctan2(smeared[:, 2], smeared[:, 1])), 0.02, rtol=0.03)
+    truth = np.tile([50.0, 30.0, 0.0, 40.0], (40_000, 1))
+    leptons, _ = model.smear_leptons(truth, np.random.default_rng(5))
+    np.testing.assert_allclose(np.std(leptons[:, 0] / 50.0 - 1), np.hypot(0.01, 1e-4 * 30.0), rtol=0.03)
