@@ -202,3 +202,23 @@ def test_device_auto_resolves():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert Trainer(device="auto").torch_device.type == expected
     assert Trainer(device="cpu").torch_device.type == "cpu"
+
+
+def test_keep_freed_memory_sets_the_allocator_once(monkeypatch):
+    """On glibc the trainer's malloc thresholds are applied (mallopt returns 1 for each) and only once
+    per process; elsewhere it reports False instead of failing."""
+    import ctypes
+    import sys
+
+    from assay.estimators import train as train_module
+
+    applied = train_module.keep_freed_memory()
+    assert train_module.keep_freed_memory() is applied  # cached: one call per process
+    if sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "mallopt"):
+        assert applied is True
+    train_module.keep_freed_memory.cache_clear()
+    monkeypatch.setattr(train_module.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError("no libc")))
+    try:
+        assert train_module.keep_freed_memory() is False
+    finally:
+        train_module.keep_freed_memory.cache_clear()

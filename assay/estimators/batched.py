@@ -44,6 +44,7 @@ from assay.estimators.train import (
     _length,
     _split,
     describe_non_finite,
+    keep_freed_memory,
     lr_schedule,
 )
 from assay.exceptions import TrainingError
@@ -148,6 +149,7 @@ def fit_stacked(
             f"stacked members need the same trainer settings apart from the seed and an optimizer in "
             f"{list(STACKED_OPTIMIZERS)}; got {[t.to_dict() for t in trainers]}"
         )
+    keep_freed_memory()
     inputs = zip(trainers, nets, losses, tensors, validations, checkpoints)
     members = [_Member.start(i, *args) for i, args in enumerate(inputs)]
     lengths = [_length(m.train) for m in members]

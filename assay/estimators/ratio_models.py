@@ -379,6 +379,9 @@ class StackedRatioPass:
         buffers: ``net``'s scaler buffers by name, each ``(M, *shape)``.
         x: ``(M, m, n_obs)``; theta0, theta1: ``(M, m, n_params)``.
         t0, t1: whether to compute t̂0 = ∇θ g|θ0 and t̂1 = ∇θ g|θ1.
+        t0_events: with t0 alone, compute t̂0 only for the first ``t0_events`` events of every
+            member (the caller sorts the events a score term uses first) and return 0 for the
+            others; None: every event.
 
     Attributes:
         log_r: log r̂ ``(M, m)``; t0, t1: t̂0 and t̂1 ``(M, m, n_params)`` or None.
@@ -387,6 +390,7 @@ class StackedRatioPass:
     def __init__(
         self, net: RatioNet, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
         x: torch.Tensor, theta0: torch.Tensor, theta1: torch.Tensor, *, t0: bool, t1: bool,
+        t0_events: int | None = None,
     ) -> None:  # fmt: skip
         n_members, m, n_obs = x.shape
         names = [f"mlp.{i}" for i, layer in enumerate(net.mlp) if isinstance(layer, nn.Linear)]
@@ -415,18 +419,23 @@ class StackedRatioPass:
                 bias[:, None], h, weight.transpose(1, 2))  # fmt: skip
         g = z.squeeze(-1)  # (M, 2m)
         self.log_r = g[:, :m] - g[:, m:]
-        self.score_rows = slice(None) if t0 and t1 else slice(0, m) if t0 else slice(m, None) if t1 else None
+        first = m if t0_events is None else t0_events
+        rows = slice(None) if t0 and t1 else slice(0, first) if t0 else slice(m, None) if t1 else None
+        self.score_rows = rows
         self.t0 = self.t1 = None
         if self.score_rows is None:
             return
-        n_rows = 2 * m if t0 and t1 else m
+        n_rows = 2 * m if t0 and t1 else first if t0 else m
         self.deltas, self.inner = self._input_gradient(n_rows)  # δ_l, a_l = δ_{l+1} W_{l+1}
         if self.deltas:
             scores = torch.bmm(self.deltas[0], w_theta) / self.theta_std  # (M, rows, P)
         else:  # a linear model: one gradient for every row
             scores = (w_theta / self.theta_std).expand(-1, n_rows, -1)
+        if t0 and not t1 and first < m:  # the events after the first ones get 0
+            scores = torch.cat([scores, scores.new_zeros(n_members, m - first, scores.shape[-1])], 1)
         self.t0 = scores[:, :m] if t0 else None
         self.t1 = (scores[:, m:] if t0 else scores) if t1 else None
+        self.n_score_rows = n_rows
 
     def _input_gradient(self, n_rows: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """δ_l = ∂g/∂z_l ``(M, rows, h_l)`` at the score rows for every hidden layer (first to last), and
@@ -482,7 +491,8 @@ class StackedRatioPass:
         if self.score_rows is None:
             return [None] * len(self.slopes)
         parts = [d for d in (d_t0, d_t1) if d is not None]
-        d_scores = (torch.cat(parts, 1) if len(parts) > 1 else parts[0]) / self.theta_std  # (M, rows, P)
+        d_scores = torch.cat(parts, 1) if len(parts) > 1 else parts[0][:, : self.n_score_rows]
+        d_scores = d_scores / self.theta_std  # (M, rows, P)
         n_obs, rows = self.n_obs, self.score_rows
         if not self.deltas:  # a linear model: t̂ = W_θ / σ_θ
             weight_grads[0][:, :, n_obs:] += d_scores.sum(1, keepdim=True)

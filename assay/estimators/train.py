@@ -9,6 +9,9 @@ shuffling. It knows nothing about physics: estimators bring the model and the lo
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import math
 import os
@@ -27,7 +30,16 @@ from assay.exceptions import ConfigError, TrainingError
 from assay.saving import disk_full
 from assay.streaming import ChunkedDataset
 
-__all__ = ["OPTIMIZERS", "History", "LossFn", "Trainer", "describe_non_finite", "lr_schedule", "seeded"]
+__all__ = [
+    "OPTIMIZERS",
+    "History",
+    "LossFn",
+    "Trainer",
+    "describe_non_finite",
+    "keep_freed_memory",
+    "lr_schedule",
+    "seeded",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +65,39 @@ def seeded(seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 << 20  # bytes: blocks below this come from the heap, not a fresh mmap
+TRIM_THRESHOLD = 128 << 20  # bytes of free heap kept before memory is returned to the system
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let glibc keep freed memory in the process for reuse (once per process; Linux only).
+
+    A training step allocates and frees a few dozen temporaries of 0.1-1 MB. With glibc's
+    defaults each one is either a fresh ``mmap`` or carved from a heap top that ``free`` has just
+    returned to the system, so every step page-faults its temporaries in again: measured on a
+    2-core CPU, the same [100, 100] forward pass takes 2.3 ms instead of 0.9 ms (the time of reused
+    buffers), and a stacked training step ~2x as long. This sets ``M_MMAP_THRESHOLD`` to 32 MiB (the
+    value assay's Dask workers get through ``MALLOC_MMAP_THRESHOLD_``) and ``M_TRIM_THRESHOLD`` to
+    128 MiB: the process keeps up to 128 MiB of freed heap. Called by :meth:`Trainer.fit` and the
+    stacked trainer (:mod:`assay.estimators.batched`).
+
+    Returns:
+        Whether the settings were applied (False without glibc).
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+        )
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl without mallopt)
+        applied = False
+    logger.debug("malloc thresholds for training %s", "set" if applied else "not available")
+    return applied
 
 
 def lr_schedule(lr: tuple[float, float], epochs: int) -> np.ndarray:
@@ -266,6 +311,7 @@ class Trainer:
                 ``clip_grad_norm``). The checkpoint keeps the last epoch that was finite.
             StoreError: ``checkpoint`` exists but is not a readable training checkpoint.
         """
+        keep_freed_memory()
         generator, train, val, saver = self._prepare(model, tensors, validation, checkpoint)
         inputs = {"training arrays": train, "validation arrays": val}  # rows as passed in, for errors
         if val is None and self.validation_split > 0:
