@@ -276,6 +276,9 @@ def search_levels(tmp_path_factory):
     nuisances = [*({"name": n} for n in names), {"name": "lumi", "normalisation": 0.02}]
     data["training"] = {}
     data["inference"]["histograms"] = data["inference"]["histograms"][1:]  # m4ℓ × D_ME only
+    # 41 points over [0, 3] (spacing 0.075 for σ_μ ≈ 0.6; the intervals come from a spline): each
+    # point is a profiled fit, and both interpolations are compared at the same points
+    data["inference"]["scans"] = [{**s, "n_points": 41} for s in data["inference"]["scans"]]
     levels = {}
     for interpolation in ("vertical", "gollum"):
         data["systematics"] = {"nuisances": nuisances, "interpolation": interpolation}
