@@ -234,7 +234,14 @@ def best_of_threads(fit) -> tuple[float, int]:
 
 def bench_throughput(args: argparse.Namespace) -> dict:
     """(e) The same data, batch 128, no validation, no early stopping: a plain torch loop, assay's
-    trainer (one member) and assay's 5-member ensemble (default ``Ensemble.fit``: stacked groups)."""
+    trainer (one member, also through the stacked trainer with M = 1) and assay's 5-member ensemble,
+    both as default ``Ensemble.fit`` (stacked groups on a fresh local Dask cluster, its start-up
+    included) and as one stacked group in this process (``n_workers=1, batched=True``, one thread).
+
+    The plain loop runs after assay's first fit in this process, so it gets the same allocator
+    settings (:func:`~assay.estimators.train.keep_freed_memory`): the comparison is of the loops."""
+    from assay.estimators.batched import fit_estimators
+
     data = random_ratio_set(args.compare_pairs, np.random.default_rng(3))
     settings = dict(**SEED_000, epochs=args.compare_epochs, validation_split=0.0, early_stopping=False,
                     progress=False)  # fmt: skip
@@ -250,6 +257,14 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     single, single_threads = best_of_threads(assay_single)
     torch.set_num_threads(1)
     start = time.perf_counter()
+    fit_estimators([ALICES(**settings, seed=0)], [data], [None], [None])
+    single_stacked = time.perf_counter() - start
+    start = time.perf_counter()
+    one = Ensemble.from_estimator(ALICES(**settings), args.members)
+    one.fit(data, seed=0, n_workers=1, batched=True)
+    one_process = time.perf_counter() - start
+    assert len({round(s, 9) for s in one.fit_seconds_}) == 1  # one stacked group
+    start = time.perf_counter()
     ensemble = Ensemble.from_estimator(ALICES(**settings), args.members).fit(data, seed=0)
     wall = time.perf_counter() - start
     samples = args.compare_pairs * args.compare_epochs
@@ -262,26 +277,48 @@ def bench_throughput(args: argparse.Namespace) -> dict:
         f"assay_member_{label}_s": single,
         "assay_member_threads": single_threads,
         "assay_member_samples_per_s": samples / single,
+        f"assay_member_stacked_trainer_{label}_s": single_stacked,
+        "assay_member_stacked_trainer_samples_per_s": samples / single_stacked,
         f"assay_ensemble{args.members}_{label}_wall_s": wall,
         "assay_ensemble_groups": len({round(s, 9) for s in ensemble.fit_seconds_}),
         "assay_ensemble_samples_per_s": args.members * samples / wall,
+        f"assay_ensemble{args.members}_one_process_{label}_s": one_process,
+        "assay_ensemble_one_process_samples_per_s": args.members * samples / one_process,
         "speedup_vs_plain_torch_b128_single_member": plain / single,
+        "speedup_vs_plain_torch_b128_single_member_stacked_trainer": plain / single_stacked,
         # the seed-000 job: M members; plain torch trains them one after the other
         "speedup_vs_plain_torch_b128": args.members * plain / wall,
+        "speedup_vs_plain_torch_b128_one_process": args.members * plain / one_process,
     }
 
 
 def bench_full_ensemble(args: argparse.Namespace) -> dict:
     """``alices_ensemble5_1M_50ep_s`` measured directly: seed 000's settings (batch 128, 25% validation,
-    50 epochs, early stopping off so every epoch runs), default ``Ensemble.fit`` (stacked groups)."""
+    early stopping off so every epoch runs), default ``Ensemble.fit`` (stacked groups on a local Dask
+    cluster). With ``--full-epochs`` below 50 the run is that many epochs and the key says it is
+    extrapolated: the cluster start-up and data transfer (wall time outside the groups' fits) once,
+    the groups' training time scaled by 50 / epochs (every epoch is the same number of steps)."""
     data = random_ratio_set(args.target_pairs, np.random.default_rng(0))
-    proto = ALICES(**SEED_000, epochs=args.target_epochs, early_stopping=False, progress=False)
+    epochs = args.full_epochs or args.target_epochs
+    proto = ALICES(**SEED_000, epochs=epochs, early_stopping=False, progress=False)
     start = time.perf_counter()
-    Ensemble.from_estimator(proto, args.members).fit(data, seed=0)
+    ensemble = Ensemble.from_estimator(proto, args.members).fit(data, seed=0)
     seconds = time.perf_counter() - start
     key = f"alices_ensemble{args.members}_{args.target_pairs // 1_000_000}M_{args.target_epochs}ep_s"
-    return {key: seconds, "alices_ensemble5_1M_50ep_direct_target_s": 900.0,
-            "load_average_1m_after_full": os.getloadavg()[0]}  # fmt: skip
+    extra = {"alices_ensemble5_1M_50ep_direct_target_s": 900.0,
+             "load_average_1m_after_full": os.getloadavg()[0]}  # fmt: skip
+    if epochs == args.target_epochs:
+        return {key: seconds, **extra}
+    shares = np.asarray(ensemble.fit_seconds_)  # each member: its group's fit time / the group's size
+    groups = {round(s, 9): int(np.sum(np.isclose(shares, s))) for s in shares}
+    training = max(share * size for share, size in groups.items())  # the slowest group
+    label = f"{args.target_pairs // 1000}k_pairs_{epochs}ep"
+    return {
+        f"{key}_extrapolated_from_{label}": (seconds - training) + training * args.target_epochs / epochs,
+        f"alices_ensemble{args.members}_{label}_wall_s": seconds,
+        f"alices_ensemble{args.members}_{label}_training_s": training,
+        **extra,
+    }
 
 
 FLOW_OBSERVABLES = ["ql_cos_delta_plus", "ql_cos_delta_minus", "pt_w", "mt_tot", "q_l"]
@@ -343,6 +380,8 @@ def main() -> None:
     parser.add_argument("--compare-epochs", type=int, default=1)
     parser.add_argument("--throughput", action="store_true", help="run (e) alone (with --full: and (f))")
     parser.add_argument("--full", action="store_true", help="(f): the 1M x 50-epoch ensemble, measured")
+    parser.add_argument("--full-epochs", type=int, default=None,
+                        help="(f) on fewer epochs, extrapolated to --target-epochs (a loaded machine)")
     parser.add_argument("--quick", action="store_true", help="(e) on 10k pairs, for development")
     add_output_arguments(parser, "training.json")
     args = parser.parse_args()

@@ -472,9 +472,12 @@ class StackedRatioPass:
             weight_grads[layer] += torch.bmm(dz.transpose(1, 2), h)
             if self.biases[layer] is not None:
                 grads[f"{names[layer]}.bias"].copy_(dz.sum(1))
-            dz = torch.bmm(dz, self.weights[layer]) * self.slopes[layer - 1]
-            if score_dz[layer - 1] is not None:
-                dz[:, self.score_rows] += score_dz[layer - 1]
+            if layer == len(self.weights) - 1:  # W_out (M, 1, h): an outer product, as broadcasts
+                dz = torch.mul(self.slopes[layer - 1], self.weights[layer]).mul_(dz)
+            else:
+                dz = torch.bmm(dz, self.weights[layer]).mul_(self.slopes[layer - 1])
+            if score_dz[layer - 1] is not None:  # + ∂L/∂δ ⊙ a ⊙ φ'' at the score rows
+                dz[:, self.score_rows].addcmul_(*score_dz[layer - 1])
         m = self.m
         weight_grads[0][:, :, :n_obs] = torch.bmm((dz[:, :m] + dz[:, m:]).transpose(1, 2), self.x)
         weight_grads[0][:, :, n_obs:] += torch.bmm(dz.transpose(1, 2), self.rows)
@@ -485,9 +488,10 @@ class StackedRatioPass:
 
     def _score_backward(
         self, d_t0: torch.Tensor | None, d_t1: torch.Tensor | None, weight_grads: list[torch.Tensor]
-    ) -> list[torch.Tensor | None]:
+    ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
         """The score path's share of the weight gradients (added to ``weight_grads``) and of
-        ∂L/∂z_l at the score rows, per hidden layer (None without scores)."""
+        ∂L/∂z_l at the score rows, per hidden layer, as the factors (∂L/∂δ_l, a_l ⊙ φ''(z_l)) of
+        their product (None without scores)."""
         if self.score_rows is None:
             return [None] * len(self.slopes)
         parts = [d for d in (d_t0, d_t1) if d is not None]
@@ -502,7 +506,7 @@ class StackedRatioPass:
         out = []
         for layer, a in enumerate(self.inner):
             z, h, slope = self.z[layer][:, rows], self.h[layer][:, rows], self.slopes[layer][:, rows]
-            out.append(d_delta * a * self.second(z, h, slope))
+            out.append((d_delta, self.second(z, h, slope).mul_(a)))
             d_inner = d_delta * slope  # ∂L/∂a_l
             if layer + 1 == len(self.deltas):  # a_l = W_out (M, 1, h): summed over the rows
                 weight_grads[-1] += d_inner.sum(1, keepdim=True)
