@@ -29,13 +29,25 @@
     (one 1D scan of ``assay limits``). The events are real (a flow's step cost depends little on
     the values, but its inputs must be a density); generating them is set-up, not timed.
 
-Data for (a)-(c): random, of WH's width: x ~ N(0, 1) with 43 observables (len(WH_OBSERVABLES)), 2
+(e) ``--throughput``: on the same 100k pairs (1 epoch, batch 128, no validation, no early stopping), a
+    plain PyTorch loop (``nn.Sequential``, ``torch.optim.Adam`` with AMSGrad, index-shuffled
+    mini-batches, the score by autograd's double backward), assay's trainer for one member (also
+    through the stacked trainer with one member) and the 5-member ensemble, as default
+    ``Ensemble.fit`` (stacked groups on a fresh local Dask cluster, start-up included) and as one
+    stacked group in this process, and as one stacked group per core on threads of this process
+    (``fit_estimators(n_groups=…)``): ``speedup_vs_plain_torch_b128`` = 5 × plain / ensemble wall time.
+(f) ``--full``: the 5-member ensemble on 1M pairs × 50 epochs at seed 000's settings, default
+    ``Ensemble.fit``, measured; ``--full-epochs N`` runs N epochs and extrapolates (key says so).
+
+Data for (a)-(c), (e), (f): random, of WH's width: x ~ N(0, 1) with 43 observables (len(WH_OBSERVABLES)), 2
 parameters, θ0 ~ N(0, 0.4²) from 1,000 values, θ1 = SM, and random joint log r and scores;
 step costs do not depend on the values. Prints a table and writes ./benchmark-results/training.json
 (``--record``: the tracked benchmarks/results/training.json, for the developers).
 
 Usage: python benchmarks/training.py [--pairs 100000] [--epochs 2] [--workers 2] [--flows-only]
-(``--flows-only`` runs (d) alone and updates its keys in the results file.)
+[--throughput] [--full [--full-epochs N]] [--quick]
+(``--flows-only`` runs (d) alone, ``--throughput`` (e), ``--full`` (f); each updates its keys in the
+results file. ``--quick``: (e) on 10k pairs, for development.)
 """
 
 from __future__ import annotations
@@ -264,6 +276,12 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     one.fit(data, seed=0, n_workers=1, batched=True)
     one_process = time.perf_counter() - start
     assert len({round(s, 9) for s in one.fit_seconds_}) == 1  # one stacked group
+    cores = os.cpu_count() or 1
+    start = time.perf_counter()  # the members as `cores` stacked groups on threads of this process
+    members = [ALICES(**settings, seed=i) for i in range(args.members)]
+    nothing = [None] * args.members
+    fit_estimators(members, [data] * args.members, nothing, nothing, n_groups=cores)
+    thread_groups = time.perf_counter() - start
     start = time.perf_counter()
     ensemble = Ensemble.from_estimator(ALICES(**settings), args.members).fit(data, seed=0)
     wall = time.perf_counter() - start
@@ -289,6 +307,8 @@ def bench_throughput(args: argparse.Namespace) -> dict:
         # the seed-000 job: M members; plain torch trains them one after the other
         "speedup_vs_plain_torch_b128": args.members * plain / wall,
         "speedup_vs_plain_torch_b128_one_process": args.members * plain / one_process,
+        f"assay_ensemble{args.members}_{cores}_thread_groups_{label}_s": thread_groups,
+        "speedup_vs_plain_torch_b128_thread_groups": args.members * plain / thread_groups,
     }
 
 
@@ -387,11 +407,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.compare_pairs, args.throughput = 10_000, True
-    if args.throughput:
+    if args.throughput or args.full:
         previous = previous_results(args, "training.json")
-        results = {"load_average_1m": os.getloadavg()[0], **bench_throughput(args)}
+        results = {"load_average_1m": os.getloadavg()[0]} if args.throughput else {}
+        if args.throughput:
+            results |= bench_throughput(args)
         if args.full:
-            results |= bench_full_ensemble(args)
+            results |= {"load_average_1m_before_full": os.getloadavg()[0], **bench_full_ensemble(args)}
         if args.quick:
             write_results(results, Path(tempfile.mkdtemp()) / "training_quick.json")
         else:

@@ -1,14 +1,15 @@
 """Ensemble members trained as one stacked network (assay.estimators.batched) equal members trained alone.
 
 "Equal" is up to float32 rounding, not bit for bit: the stacked network multiplies with ``bmm``
-where a single member uses ``mm``/``addmm`` (another summation order), computes the scores at
-every event (the single loss only where a score term uses them; the others are weighted by 0
-either way), and writes Adam's update out where the single trainer calls torch's fused kernel.
-Each step differs by ~1 ulp; with the large learning rate used here (0.1, so that members stop
-early at different epochs) training amplifies that to weights within 7e-5 and losses within
-2e-5 after 8 epochs (measured), hence the tolerance 2e-4. Early stopping, clipping and the
-validation split are on, so each member's stopping epoch and best epoch are compared exactly.
-"""
+where a single member uses ``mm``/``addmm`` (another summation order), its forward and backward pass
+are written out (StackedRatioPass: the scores by reverse mode, torch.tanh instead of the module's
+2σ(2z) − 1, the gradients summed in another order than autograd's), and with scores at θ0 alone each
+member's events with y ≠ 1 are moved to the front of its batch (the loss is a sum over them). The
+Adam update is the same fused kernel. Each step differs by ~1 ulp; with the large learning rate used
+here (0.1, so that members stop early at different epochs) training amplifies that to weights within
+1.1e-4 and losses within 3.5e-5 after 8 epochs (measured), hence the tolerance 2e-4. Early stopping,
+clipping and the validation split are on, so each member's stopping epoch and best epoch are
+compared exactly."""
 
 from __future__ import annotations
 
@@ -225,6 +226,31 @@ def test_groups_on_dask_workers_equal_one_stacked_group(data, one_by_one):
         grouped = Ensemble.from_estimator(proto, 4).fit(data, client=client, seed=5, batched=True)
     assert len(set(grouped.fit_seconds_)) == 2  # each member gets its group's time / group size
     assert_same_members(grouped, one_by_one)
+
+
+def test_groups_on_threads_equal_one_stacked_group(data):
+    """fit_estimators(n_groups=2): two stacked groups on threads of this process give the members of
+    one stacked group up to float rounding (a group's score rows are as many as its member with the
+    most y != 1 events needs, so the matrix shapes and their summation order depend on the group);
+    more groups than members is one member per group."""
+    seeds = [11, 12, 13]
+
+    def fitted(n_groups: int) -> list:
+        estimators = [ALICES(**SETTINGS, seed=s) for s in seeds]
+        batched_module.fit_estimators(estimators, [data] * 3, [None] * 3, [None] * 3, n_groups=n_groups)
+        return estimators
+
+    one, two, many = fitted(1), fitted(2), fitted(5)
+    for a, b, c in zip(one, two, many):
+        assert a.history_.n_epochs == b.history_.n_epochs == c.history_.n_epochs
+        assert a.history_.best_epoch == b.history_.best_epoch == c.history_.best_epoch
+        np.testing.assert_allclose(a.history_.val_loss, b.history_.val_loss, **TOLERANCE)
+        np.testing.assert_allclose(a.history_.val_loss, c.history_.val_loss, **TOLERANCE)
+        for wa, wb, wc in zip(weights(a), weights(b), weights(c)):
+            torch.testing.assert_close(wa, wb, **TOLERANCE)
+            torch.testing.assert_close(wa, wc, **TOLERANCE)
+    with pytest.raises(ValueError, match="n_groups: expected an integer >= 1, got 0"):
+        batched_module.fit_estimators([ALICES(**SETTINGS)], [data], [None], [None], n_groups=0)
 
 
 def test_a_non_finite_stacked_loss_stops_with_the_cause_named(data, monkeypatch):

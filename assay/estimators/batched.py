@@ -3,28 +3,32 @@
 At seed 000's batch size of 128, one member's step is mostly fixed per-operation cost: each
 matrix product of a [100, 100] network is too small to keep a core busy. :func:`fit_stacked`
 trains M members of the same architecture as one network whose weights carry a leading member
-axis: every layer is one ``bmm`` over the members, the M losses are summed for one backward
-pass (the members' gradients stay independent), and one AMSGrad/Adam update runs over a single
-flat ``(M, n_weights)`` buffer. Each member keeps everything it has when trained alone
+axis: every layer is one ``bmm`` over the members, the estimator's stacked loss
+(:data:`StackedLoss`, for the likelihood-ratio family
+:class:`~assay.estimators.ratio_models.StackedRatioPass`: forward and backward pass written out)
+writes every member's gradient into one flat ``(M, n_weights)`` buffer, and one fused AMSGrad/Adam
+update runs over the flat weights. Each member keeps everything it has when trained alone
 (:class:`~assay.estimators.train.Trainer`): its own seeded generator for the validation split
 and the shuffling (so it sees the same mini-batches in the same order), its learning-rate
 schedule, early stopping (a member that stops is dropped from the stack; the others go on),
 gradient clipping of its own norm, and its checkpoint file, written in the single trainer's
 format (a member resumes from it whether it was trained stacked or alone).
 
-The result per member equals training it alone up to float rounding: the products are
-``bmm`` instead of ``mm``, the scores are computed at every event (weighted by 0 where unused)
-and Adam's update is written out instead of torch's fused kernel (tests/test_batched_ensemble.py).
-An estimator opts in through ``Estimator._stacked_loss`` (the likelihood-ratio family on a
-plain :class:`~assay.estimators.ratio_models.RatioNet`); others train one after the other.
+The result per member equals training it alone up to float rounding: the products are ``bmm``
+instead of ``mm`` and the gradient is summed in another order than autograd's
+(tests/test_batched_ensemble.py states the tolerance and why). An estimator opts in through
+``Estimator._stacked_loss`` (the likelihood-ratio family on a plain
+:class:`~assay.estimators.ratio_models.RatioNet`); others train one after the other.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -73,6 +77,8 @@ def fit_estimators(
     train_sets: Sequence[TrainingSet],
     validation_sets: Sequence[TrainingSet | None],
     checkpoints: Sequence[str | os.PathLike | None],
+    *,
+    n_groups: int = 1,
 ) -> None:
     """Fit estimators of one kind in place: stacked (:func:`fit_stacked`) when they can be, else one by one.
 
@@ -81,7 +87,17 @@ def fit_estimators(
         train_sets: one per estimator, all of the same length for stacked training.
         validation_sets: one per estimator (or None: each holds out its ``validation_split``).
         checkpoints: one file (or None) per estimator, as for :meth:`Estimator.fit`.
+        n_groups: split stackable estimators into this many contiguous stacked groups, trained at
+            the same time on threads of this process (torch releases the GIL inside each operation,
+            so with one torch thread each, the groups keep that many cores busy without worker
+            processes or torch's own thread pool, which collapses on loaded shared cores). The
+            members' results do not depend on the grouping (tests/test_batched_ensemble.py).
+
+    Raises:
+        ValueError: ``n_groups`` < 1.
     """
+    if n_groups < 1:
+        raise ValueError(f"n_groups: expected an integer >= 1, got {n_groups!r}")
     prepared = [est._setup(s, v) for est, s, v in zip(estimators, train_sets, validation_sets)]
     nets = [net for net, _, _ in prepared]
     stacked_loss = estimators[0]._stacked_loss(nets[0])
@@ -90,10 +106,23 @@ def fit_estimators(
             history = est.trainer.fit(net, est._loss, arrays, validation=val, checkpoint=path)
             est._set_trained(net, history, data)
         return
-    histories = fit_stacked(
-        [est.trainer for est in estimators], nets, [est._loss for est in estimators], stacked_loss,
-        [arrays for _, arrays, _ in prepared], [val for _, _, val in prepared], checkpoints,
-    )  # fmt: skip
+
+    def fit_group(rows: range) -> list[History]:
+        pick = list(rows)
+        return fit_stacked(
+            [estimators[i].trainer for i in pick], [nets[i] for i in pick],
+            [estimators[i]._loss for i in pick], stacked_loss, [prepared[i][1] for i in pick],
+            [prepared[i][2] for i in pick], [checkpoints[i] for i in pick],
+        )  # fmt: skip
+
+    n_groups = min(n_groups, len(estimators))
+    bounds = [round(k * len(estimators) / n_groups) for k in range(n_groups + 1)]
+    groups = [range(a, b) for a, b in itertools.pairwise(bounds)]
+    if len(groups) == 1:
+        histories = fit_group(groups[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="assay-stack") as pool:
+            histories = [h for part in pool.map(fit_group, groups) for h in part]
     for est, net, history, data in zip(estimators, nets, histories, train_sets):
         est._set_trained(net, history, data)
 
