@@ -132,3 +132,54 @@ def test_store_without_a_morphing_basis(tmp_path):
 def test_run_folder_without_a_split(tmp_path):
     with pytest.raises(StoreError, match=r"split\.h5: no event split .*assay run CONFIG"):
         expected_limits(tmp_path, "rate", GRID, LUMINOSITY)
+
+
+# ---- under a memory budget: the test events read chunk by chunk ----------------------------------
+class ShiftRatio:
+    """An estimator stand-in: log r̂(x|θ, θ_ref) of a unit Gaussian shifted by 0.9 θ (not the truth:
+    its R̂(θ) ≠ 1, so the normalisation enters the scan)."""
+
+    predicts = frozenset({"log_ratio"})
+    observables_, parameters_ = ("x",), ("c",)
+
+    def log_ratio(self, x, theta, theta_ref):
+        from assay.estimators.prediction import Prediction
+
+        t, t_ref = 0.9 * np.atleast_2d(theta)[:, :1], 0.9 * np.asarray(theta_ref)[0]
+        return Prediction(t * x[None, :, 0] - 0.5 * t**2 - (t_ref * x[:, 0] - 0.5 * t_ref**2))
+
+
+class LinearScore:
+    """A score-model stand-in (SALLY): t̂(x) = x, histogrammed in quantile bins."""
+
+    predicts = frozenset({"score"})
+    observables_, parameters_ = ("x",), ("c",)
+
+    def score(self, x, theta=None):
+        from assay.estimators.prediction import Prediction
+
+        return Prediction(np.asarray(x[:, :1], dtype=float))
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["truth", "rate", Binning(("x",), (np.array([-np.inf, -1.0, 0.0, 1.0, np.inf]),)), ShiftRatio(),
+     LinearScore()],
+    ids=["truth", "rate", "histogram", "estimator", "score"],
+)  # fmt: skip
+def test_a_budget_streams_the_events_and_gives_the_same_scan(store, method, caplog):
+    # 60,000 events × (1 observable + 3 weights) × 8 B = 1.9 MB > half of 100 kB: read in chunks of
+    # 1,024 events (59 chunks); the sums run in another order, q(θ) agrees to 1e-10 relative
+    import logging
+
+    loaded = expected_limits(store[0], method, GRID, LUMINOSITY)
+    with caplog.at_level(logging.INFO, logger="assay.inference.asimov"):
+        streamed = expected_limits(store[0], method, GRID, LUMINOSITY, memory_gb=1e-4)
+    assert "streamed in chunks of 1024" in caplog.text
+    assert "reading all" not in caplog.text  # x was never loaded
+    q_loaded, q_streamed = loaded.scan.minus_2_delta_log_l, streamed.scan.minus_2_delta_log_l
+    assert q_loaded.max() > 1  # a real scan
+    np.testing.assert_allclose(q_streamed, q_loaded, rtol=1e-10, atol=1e-10 * q_loaded.max())
+    assert streamed.intervals.keys() == loaded.intervals.keys()
+    for key, bounds in loaded.intervals.items():
+        np.testing.assert_allclose(streamed.intervals[key], bounds, rtol=1e-8)

@@ -56,7 +56,8 @@ def asimov_rows(cfg: RunConfig, run: RunDir) -> np.ndarray:
 
 def asimov_sample(cfg: RunConfig, run: RunDir) -> AsimovSample:
     """The events of ``inference.events`` (:func:`asimov_rows`) weighted at θ_true, with the
-    store's benchmark cross sections.
+    store's benchmark cross sections; over half of ``memory_gb`` they stay in the file
+    (:attr:`AsimovSample.streamed <assay.inference.asimov.AsimovSample.streamed>`).
 
     Raises:
         StoreError: the run folder lacks ``events.h5``, ``basis.json`` or its split.
@@ -66,8 +67,9 @@ def asimov_sample(cfg: RunConfig, run: RunDir) -> AsimovSample:
         morpher = read_basis(run.basis, store)
     theta_true = cfg.theta(cfg.inference.theta_true, "inference.theta_true")
     return AsimovSample.from_store(
-        run.events, rows, morpher, theta_true=theta_true, luminosity=cfg.inference.luminosity_ifb
-    )
+        run.events, rows, morpher, theta_true=theta_true, luminosity=cfg.inference.luminosity_ifb,
+        memory_gb=cfg.memory_gb,
+    )  # fmt: skip
 
 
 def has_truth(cfg: RunConfig) -> bool:

@@ -22,7 +22,7 @@ Over the events of a store (issue 17, "out of core"), :func:`partition_chunks` r
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
@@ -44,6 +44,7 @@ __all__ = [
     "as_point",
     "cannot_predict",
     "check_predicts",
+    "chunked_log_ratio_sums",
     "partition_chunks",
     "weighted_log_ratio_sums",
 ]
@@ -242,8 +243,27 @@ def partition_chunks(
             yield from store.iter_chunks(chunk_size)
             return
         ordered = np.sort(np.asarray(rows, dtype=np.int64))
-        for start in range(0, len(ordered), chunk_size):
-            yield store.take(ordered[start : start + chunk_size], fields=fields)
+        for lo, hi in _window_runs(ordered, chunk_size):
+            yield store.take(ordered[lo:hi], fields=fields)
+
+
+STORE_WINDOW = 65536
+"""Events per HDF5 chunk of an EventStore written with the default ``chunk_events``: a chunk of a
+partition takes whole windows of this many events of the file, so that each is decompressed once."""
+
+
+def _window_runs(rows: np.ndarray, chunk_size: int) -> Iterator[tuple[int, int]]:
+    """(lo, hi) ranges of the sorted ``rows``: whole windows of :data:`STORE_WINDOW` file rows, as many
+    as fit in ``chunk_size`` rows (at least one window, which is split where it alone holds more)."""
+    window = rows // STORE_WINDOW
+    ends = np.r_[np.flatnonzero(np.diff(window)) + 1, len(rows)]  # end of each window's rows
+    lo = 0
+    while lo < len(rows):
+        last = int(np.searchsorted(ends, lo + chunk_size, side="right")) - 1  # the last window end that fits
+        fit = int(ends[last]) if last >= 0 else lo
+        hi = fit if fit > lo else min(lo + chunk_size, int(ends[np.searchsorted(ends, lo, side="right")]))
+        yield lo, hi
+        lo = hi
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays
@@ -254,11 +274,14 @@ class StreamedSums:
         log_r: Σ_i w_i log r̂(x_i|θ, θ_ref) per θ, ``(n_theta,)``.
         weight: Σ_i w_i (pb for event weights; the event count without weights).
         n_events: events summed over.
+        ratio: Σ_i w_i r̂(x_i|θ, θ_ref) per θ, ``(n_theta,)``: ``ratio / weight`` is R̂(θ), the
+            normalisation check of :meth:`assay.inference.asimov.AsimovSample.expectation_check`.
     """
 
     log_r: np.ndarray
     weight: float
     n_events: int
+    ratio: np.ndarray
 
 
 def weighted_log_ratio_sums(
@@ -297,17 +320,58 @@ def weighted_log_ratio_sums(
         ValueError: bad ``chunk_size`` / ``theta_chunk`` or shapes the model refuses.
     """
     check_predicts(model, "log_ratio")
+
+    def log_ratio(x: np.ndarray, _: np.ndarray, block: np.ndarray) -> np.ndarray:
+        return model.log_ratio(x, block, theta_ref).mean
+
+    chunks = ((c.x, c.weights) for c in partition_chunks(path, rows, chunk_size=chunk_size))
+    return chunked_log_ratio_sums(log_ratio, chunks, theta, weights=weights, theta_chunk=theta_chunk)
+
+
+def chunked_log_ratio_sums(
+    log_ratio: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    theta: np.ndarray,
+    *,
+    weights: Callable[[np.ndarray], np.ndarray] | None = None,
+    theta_chunk: int = 32,
+) -> StreamedSums:
+    """:func:`weighted_log_ratio_sums` of any per-event log-ratio over any chunks of events.
+
+    Args:
+        log_ratio: ``(x (n, n_obs), benchmark weights (n, n_benchmarks), θ block (m, n_params))`` →
+            log r̂ ``(m, n)``: an estimator's prediction, or the exact ratio from the weights.
+        chunks: (x, benchmark weights in pb) of consecutive chunks (:func:`partition_chunks`).
+        theta: ``(n_theta, n_params)`` or ``(n_params,)``.
+        weights: a chunk's benchmark weights → its event weights ``(n,)``; None: every event counts 1.
+        theta_chunk: θ points per call of ``log_ratio``.
+
+    Returns:
+        :class:`StreamedSums` (a zero-weight event adds 0, also where its log r̂ is −inf).
+
+    Raises:
+        ValueError: bad ``theta_chunk``, a result of another shape, or NaN in it.
+    """
     if theta_chunk < 1:
         raise ValueError(f"theta_chunk: expected >= 1, got {theta_chunk}")
     thetas = np.atleast_2d(np.asarray(theta, dtype=float))
-    total, weight, n_events = np.zeros(len(thetas)), 0.0, 0
-    for chunk in partition_chunks(path, rows, chunk_size=chunk_size):
-        w = np.ones(len(chunk)) if weights is None else np.asarray(weights(chunk.weights), dtype=float)
-        if w.shape != (len(chunk),):
-            raise ValueError(f"weights: expected one weight per event ({len(chunk)},), got {w.shape}")
+    total, ratio, weight, n_events = np.zeros(len(thetas)), np.zeros(len(thetas)), 0.0, 0
+    for x, bench in chunks:
+        w = np.ones(len(x)) if weights is None else np.asarray(weights(bench), dtype=float)
+        if w.shape != (len(x),):
+            raise ValueError(f"weights: expected one weight per event ({len(x)},), got {w.shape}")
         for start in range(0, len(thetas), theta_chunk):
             block = thetas[start : start + theta_chunk]
-            total[start : start + len(block)] += model.log_ratio(chunk.x, block, theta_ref).mean @ w
+            values = np.asarray(log_ratio(x, bench, block), dtype=float)
+            if values.shape != (len(block), len(x)):
+                raise ValueError(
+                    f"log_ratio: expected shape ({len(block)}, {len(x)}) (one row per θ), got {values.shape}"
+                )
+            if np.isnan(values).any():
+                raise ValueError(f"log_ratio: contains {np.isnan(values).sum()} NaN values")
+            with np.errstate(invalid="ignore", over="ignore"):  # 0 · (−inf) of a zero-weight event: 0
+                total[start : start + len(block)] += np.where(w == 0, 0.0, values * w).sum(axis=1)
+                ratio[start : start + len(block)] += np.exp(values) @ w
         weight += float(w.sum())
-        n_events += len(chunk)
-    return StreamedSums(total, weight, n_events)
+        n_events += len(x)
+    return StreamedSums(total, weight, n_events, ratio)

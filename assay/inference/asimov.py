@@ -12,52 +12,166 @@ on the same events at the same θ_true and luminosity:
 A partition with a fraction f of the events is rescaled to the whole store's σ(θ_true) by one
 scalar, σ(θ_true)/Σ_partition w(θ_true) ≈ 1/f, in both kinds of scans (the morphing structure of
 the templates is kept), and σ(θ) is the partition's own, rescaled (:meth:`AsimovSample.cross_section`).
+
+Out of core (issue 17): :meth:`AsimovSample.from_store` with ``memory_gb`` keeps a partition whose
+x and weights exceed half of the budget in the file (:attr:`AsimovSample.streamed`): σ(θ) comes from
+the per-benchmark sums Σ_i W_ik, the kinematic term Σ_i w_i log r̂(x_i|θ) and R̂(θ) from
+:func:`~assay.estimators.prediction.chunked_log_ratio_sums` (:meth:`AsimovSample.streamed_ratio_scan`),
+histogram templates are filled chunk by chunk (:meth:`AsimovSample.streamed_templates`), and
+:meth:`AsimovSample.chunks` serves any other per-event sum. ``x`` and ``benchmark_weights`` are read
+in full only where code asks for them (logged).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from assay.estimators.prediction import STORE_WINDOW, chunked_log_ratio_sums, partition_chunks
 from assay.inference.asymptotic import DEFAULT_CLS, cl_tag, limits_1d
 from assay.inference.histograms import BinnedTemplates, Binning, binned_scan, fill_templates
-from assay.inference.likelihood import Scan, check_luminosity, expected_scan
+from assay.inference.likelihood import (
+    Scan,
+    check_luminosity,
+    cross_sections,
+    expected_events,
+    expected_scan,
+    poisson_log_likelihood,
+)
 from assay.joint import JointQuantities
 from assay.morphing import Morpher, as_thetas
 from assay.store import EventStore
 
-__all__ = ["AsimovSample", "interval_summary", "normalised"]
+__all__ = ["AsimovSample", "EventPartition", "interval_summary", "normalised"]
+
+logger = logging.getLogger(__name__)
+
+STREAM_FRACTION = 0.5  # stream a partition whose x and weights take more than this fraction of memory_gb
+_CHUNK_FRACTION = 0.1  # one chunk's events and their predictions: this fraction of the budget
+_PREDICTION_BYTES = 32 * 8 * 4  # per event: a block of 32 θ of log r̂ (float64) and its temporaries
+_MIN_CHUNK, _MAX_CHUNK = 1024, 100_000
+
+ChunkLogRatio = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""``(x (n, n_obs), benchmark weights (n, n_benchmarks) in pb, θ (m, n_params)) → log r̂ (m, n)``."""
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays
+class EventPartition:
+    """Events of a store read ``chunk_size`` at a time instead of held (the file is read a window of
+    :data:`~assay.estimators.prediction.STORE_WINDOW` file rows at a time: at most that many events
+    besides the chunk).
+
+    Attributes:
+        path: the :class:`~assay.store.EventStore` file.
+        rows: sorted event indices ``(n_events,)``.
+        chunk_size: events per chunk.
+    """
+
+    path: Path
+    rows: np.ndarray
+    chunk_size: int
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(x ``(n, n_obs)``, benchmark weights ``(n, n_benchmarks)`` in pb) of consecutive chunks."""
+        # whole windows of the file read at once (one decompression each), served in chunk_size pieces
+        read = max(self.chunk_size, STORE_WINDOW)
+        for chunk in partition_chunks(self.path, self.rows, chunk_size=read):
+            x, weights = np.asarray(chunk.x, dtype=float), np.asarray(chunk.weights, dtype=float)
+            for start in range(0, len(x), self.chunk_size):
+                yield x[start : start + self.chunk_size], weights[start : start + self.chunk_size]
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """All of x and the benchmark weights."""
+        with EventStore(self.path) as store:
+            events = store.take(self.rows, fields=("x", "weights"))
+        return events.x, events.weights
+
+
 class AsimovSample:
     """Weighted events for expected limits at ``theta_true``.
 
-    Attributes:
+    Args and attributes:
         x: observables ``(n_events, n_obs)``.
         observables: their names.
         benchmark_weights: ``(n_events, n_benchmarks)`` in pb, as stored.
         joint: :class:`~assay.joint.JointQuantities` with the whole store's σ_k.
         theta_true: ``(n_params,)``, the point the Asimov data are generated at.
         luminosity: L in fb⁻¹.
+        partition: for a streamed sample (:meth:`from_store` over ``memory_gb``; x and
+            ``benchmark_weights`` None): where its events are, read chunk by chunk.
+        benchmark_sums: Σ_i W_ik ``(n_benchmarks,)`` in pb; required with ``partition``.
     """
 
-    x: np.ndarray
-    observables: tuple[str, ...]
-    benchmark_weights: np.ndarray
-    joint: JointQuantities
-    theta_true: np.ndarray
-    luminosity: float
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self, x: np.ndarray | None, observables: Sequence[str], benchmark_weights: np.ndarray | None,
+        joint: JointQuantities, theta_true: np.ndarray, luminosity: float, *,
+        partition: EventPartition | None = None, benchmark_sums: np.ndarray | None = None,
+    ):  # fmt: skip
         # float64 (no copy when already so): every sum over events below is then float64; a float32
         # column sum (numpy adds rows one by one along axis 0) of 10⁷ weights of 10⁻³ beside one of
         # 10⁴ gives 23147 instead of 20000
-        object.__setattr__(self, "x", np.asarray(self.x, dtype=float))
-        object.__setattr__(self, "benchmark_weights", np.asarray(self.benchmark_weights, dtype=float))
+        if partition is None and (x is None or benchmark_weights is None):
+            raise ValueError("AsimovSample: x and benchmark_weights are needed without a partition")
+        if partition is not None and benchmark_sums is None:
+            raise ValueError("AsimovSample: a streamed sample needs its benchmark_sums")
+        self._x = None if x is None else np.asarray(x, dtype=float)
+        self._weights = None if benchmark_weights is None else np.asarray(benchmark_weights, dtype=float)
+        self.observables = tuple(observables)
+        self.joint, self.theta_true, self.luminosity = joint, theta_true, luminosity
+        self.partition = partition
+        self._sums = None if benchmark_sums is None else np.asarray(benchmark_sums, dtype=float)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the events stay in the file, read chunk by chunk (:meth:`from_store`, ``memory_gb``)."""
+        return self.partition is not None
+
+    @property
+    def n_events(self) -> int:
+        return len(self.partition.rows) if self.partition is not None else len(self._x)
+
+    def _load(self) -> None:
+        assert self.partition is not None
+        logger.info(
+            "%s: reading all %d events of the streamed Asimov sample (something needs every x)",
+            self.partition.path, self.n_events,
+        )  # fmt: skip
+        x, weights = self.partition.load()
+        self._x, self._weights = np.asarray(x, dtype=float), np.asarray(weights, dtype=float)
+
+    @property
+    def x(self) -> np.ndarray:
+        """Observables ``(n_events, n_obs)`` (read in full on first use for a streamed sample)."""
+        if self._x is None:
+            self._load()
+        return self._x
+
+    @property
+    def benchmark_weights(self) -> np.ndarray:
+        """``(n_events, n_benchmarks)`` in pb (read in full on first use for a streamed sample)."""
+        if self._weights is None:
+            self._load()
+        return self._weights
+
+    @property
+    def benchmark_sums(self) -> np.ndarray:
+        """Σ_i W_ik ``(n_benchmarks,)`` in pb."""
+        if self._sums is None:
+            self._sums = _column_sums(self.benchmark_weights)
+        return self._sums
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(x, benchmark weights) chunk by chunk: the file's chunks when streamed, else one chunk of all."""
+        if self.partition is not None:
+            yield from self.partition.chunks()
+        else:
+            yield self.x, self.benchmark_weights
 
     @classmethod
     def from_store(
@@ -68,14 +182,37 @@ class AsimovSample:
         *,
         theta_true: np.ndarray,
         luminosity: float,
+        memory_gb: float | None = None,
     ) -> AsimovSample:
-        """The events ``events`` (indices) of the store at ``path``, with the store's benchmark σ_k."""
+        """The events ``events`` (indices) of the store at ``path``, with the store's benchmark σ_k.
+
+        Args:
+            memory_gb: the run's budget; None: load the events. When their x and weights (float64)
+                exceed half of it, they stay in the file (:attr:`streamed`), read in chunks whose
+                events and predictions (a block of 32 θ) take about 10% of it.
+        """
+        rows = np.sort(np.asarray(events))
+        theta = as_thetas(theta_true, morpher.n_params, "theta_true")[0]
+        luminosity = check_luminosity(luminosity)
         with EventStore(path) as store:
-            chunk = store.take(np.sort(np.asarray(events)), fields=("x", "weights"))
             joint = JointQuantities(morpher, store.weights_sum())
             names = tuple(store.observables)
-        theta = as_thetas(theta_true, morpher.n_params, "theta_true")[0]
-        return cls(chunk.x, names, chunk.weights, joint, theta, check_luminosity(luminosity))
+            row_bytes = 8 * (len(names) + store.n_benchmarks)
+            budget = None if memory_gb is None else memory_gb * 1e9
+            if budget is None or row_bytes * len(rows) <= STREAM_FRACTION * budget:
+                chunk = store.take(rows, fields=("x", "weights"))
+                return cls(chunk.x, names, chunk.weights, joint, theta, luminosity)
+        size = _CHUNK_FRACTION * budget / (row_bytes + _PREDICTION_BYTES)
+        size = int(np.clip(size, _MIN_CHUNK, _MAX_CHUNK))
+        partition = EventPartition(Path(path), rows, size)
+        # Σ_i W_ik: pairwise within a chunk, exactly rounded over the chunks (as accurate as loaded)
+        partial = [_column_sums(weights) for _, weights in partition.chunks()]
+        sums = np.array([math.fsum(column) for column in zip(*partial, strict=True)])
+        logger.info(
+            "%s: the %d Asimov events (%.2f GB) exceed half of memory_gb %g; streamed in chunks of %d",
+            path, len(rows), row_bytes * len(rows) / 1e9, memory_gb, size,
+        )  # fmt: skip
+        return cls(None, names, None, joint, theta, luminosity, partition=partition, benchmark_sums=sums)
 
     # ---- weights and cross sections -------------------------------------------------------
     @property
@@ -86,10 +223,15 @@ class AsimovSample:
     @property
     def scale(self) -> float:
         """σ(θ_true) / Σ_i w_i(θ_true): from this partition to the whole expected yield (≈ 1/f)."""
-        return float(self.joint.cross_section(self.theta_true)) / float(self.weights.sum())
+        if self.streamed:
+            total = self.joint.morpher.morphing_weights(self.theta_true) @ self.benchmark_sums
+        else:
+            total = self.weights.sum()
+        return float(self.joint.cross_section(self.theta_true)) / float(total)
 
     def cross_section(self, theta: np.ndarray) -> np.ndarray:
-        """σ(θ) in pb of these events scaled to the whole yield, ``scale · Σ_i w_i(θ)``, ``(n_theta,)``.
+        """σ(θ) in pb of these events scaled to the whole yield, ``scale · Σ_i w_i(θ)``, ``(n_theta,)``,
+        as ``scale · c(θ) · Σ_i W_i`` (:attr:`benchmark_sums`).
 
         Equal to the store's σ(θ_true) at θ_true. Using the partition's own θ-dependence keeps the
         Asimov data self-consistent: with the exact r the expected −2Δlog L is minimal at θ_true
@@ -97,16 +239,12 @@ class AsimovSample:
         σ(θ) would add the partition's statistical fluctuation as a linear term ∝ N.
         """
         thetas = as_thetas(theta, self.joint.n_params)
-        return self.scale * self.joint.weights_on_grid(self.benchmark_weights, thetas).sum(axis=0)
+        return self.scale * (self.joint.morpher.morphing_weights(thetas) @ self.benchmark_sums)
 
     def cross_section_gradient(self, theta: np.ndarray) -> np.ndarray:
         """∇θ of :meth:`cross_section` at one θ ``(n_params,)``, in pb."""
         theta = as_thetas(theta, self.joint.n_params)[0]
-        return (
-            self.scale
-            * self.joint.morpher.morphing_weight_gradients(theta)
-            @ self.benchmark_weights.sum(axis=0)
-        )
+        return self.scale * self.joint.morpher.morphing_weight_gradients(theta) @ self.benchmark_sums
 
     def column(self, name: str) -> np.ndarray:
         """One observable by name, ``(n_events,)``."""
@@ -160,6 +298,40 @@ class AsimovSample:
             xsec_true=float(self.joint.cross_section(self.theta_true)), theta_chunk=theta_chunk,
         )  # fmt: skip
 
+    def streamed_ratio_scan(
+        self, theta: np.ndarray, log_ratio: ChunkLogRatio, *, normalise: bool, theta_chunk: int = 32
+    ) -> Scan:
+        """:meth:`ratio_scan` chunk by chunk (:meth:`chunks`): only one chunk of events and its
+        ``(theta_chunk, n_chunk)`` predictions are held. The same q(θ) as :meth:`ratio_scan` of the
+        loaded sample, up to the order of the sums (10⁻¹² relative in tests/test_inference_asimov.py).
+
+        Args:
+            theta: ``(n_theta, n_params)``.
+            log_ratio: log r̂(x_i|θ, θ_true) of a chunk (:data:`ChunkLogRatio`).
+            normalise: subtract log R̂(θ) measured on this sample (:func:`normalised`): estimators.
+            theta_chunk: θ points per call of ``log_ratio``.
+
+        Raises:
+            ValueError: NaN in log r̂, or shapes ``log_ratio`` gets wrong.
+        """
+        thetas = as_thetas(theta, self.joint.n_params)
+        theta_true = self.theta_true
+
+        def event_weights(bench: np.ndarray) -> np.ndarray:
+            return self.joint.weights(bench, theta_true)
+
+        sums = chunked_log_ratio_sums(log_ratio, self.chunks(), thetas, weights=event_weights,
+                                      theta_chunk=theta_chunk)  # fmt: skip
+        if not (np.isfinite(sums.weight) and sums.weight > 0):
+            raise ValueError(f"weights: expected a finite sum > 0 at theta_true, got {sums.weight}")
+        n_true = float(expected_events(float(self.joint.cross_section(theta_true)), self.luminosity))
+        kinematic = sums.log_r
+        if normalise:
+            kinematic = kinematic - sums.weight * np.log(sums.ratio / sums.weight)
+        kinematic = kinematic * (n_true / sums.weight)  # w_i = L w_i^pb, Σ w_i = N
+        poisson = poisson_log_likelihood(n_true, cross_sections(self.cross_section, thetas), self.luminosity)
+        return Scan.from_log_likelihood(thetas, poisson + kinematic)
+
     # ---- histograms -----------------------------------------------------------------------
     def templates(self, binning: Binning, values: np.ndarray | None = None) -> BinnedTemplates:
         """Benchmark templates of ``binning`` scaled to the whole yield.
@@ -173,6 +345,31 @@ class AsimovSample:
             values = np.column_stack([self.column(name) for name in binning.observables])
         filled = fill_templates(values, self.benchmark_weights, binning, self.joint.morpher)
         return BinnedTemplates(binning, filled.benchmark_sums * self.scale, filled.morpher)
+
+    def streamed_templates(
+        self, binning: Binning, values: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    ) -> BinnedTemplates:
+        """:meth:`templates` filled chunk by chunk (:meth:`chunks`): the same bin sums, only one chunk
+        of events held.
+
+        Args:
+            binning: the :class:`~assay.inference.histograms.Binning`.
+            values: ``(x, benchmark weights) → (n, n_dims)``, the binned quantity of a chunk's events;
+                default: the observables named by the binning.
+        """
+        if values is None:
+            missing = [name for name in binning.observables if name not in self.observables]
+            if missing:
+                raise ValueError(f"observables {missing}: not in the sample; it has {list(self.observables)}")
+            columns = [self.observables.index(name) for name in binning.observables]
+
+            def values(x: np.ndarray, _: np.ndarray) -> np.ndarray:
+                return x[:, columns]
+
+        sums = np.zeros((binning.n_bins, self.joint.morpher.n_benchmarks))
+        for x, bench in self.chunks():
+            sums += fill_templates(values(x, bench), bench, binning, self.joint.morpher).benchmark_sums
+        return BinnedTemplates(binning, sums * self.scale, self.joint.morpher)
 
     def binned_scan(self, theta: np.ndarray, templates: BinnedTemplates) -> Scan:
         """Expected −2Δlog L of a histogram analysis, Asimov counts ν(θ_true)."""
@@ -191,6 +388,16 @@ class AsimovSample:
         """
         w = self.weights
         return np.exp(np.asarray(log_r, dtype=float)) @ w / w.sum()
+
+
+def _column_sums(weights: np.ndarray) -> np.ndarray:
+    """Σ_i W_ik per column ``(n_benchmarks,)``, each a pairwise sum (relative error ~1e-16 log n).
+
+    Along axis 0 numpy adds the rows one after another (error growing with n: 1e-12 at 60k events);
+    σ(θ) = scale · c(θ) · Σ_i W_i enters the scan's −2Δlog L, a small difference of terms ∝ N log σ(θ),
+    where a relative error ε of σ moves q by about 2 N ε.
+    """
+    return np.array([weights[:, k].sum() for k in range(weights.shape[1])])
 
 
 def normalised(
