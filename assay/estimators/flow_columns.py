@@ -16,7 +16,10 @@ columns of a training set into
   one at the ends does (a cosine filling [−1, 1], an azimuthal difference filling [0, π]); a
   Gaussian-like column essentially never does. They get the logit transform of
   :class:`~assay.estimators.flows_models.FlowInputs`;
-- every other column is modelled as unbounded.
+- *positive* columns (``log_positive``): unbounded ones whose training values are all > 0 and span
+  more than :data:`LOG_MIN_SPAN` (max/min; a p_T, an energy, a transverse mass) are modelled in log x,
+  which turns an edge at 0 and a power-law tail into smooth exponential tails;
+- every other column is modelled as it is.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 __all__ = [
     "BOUND_TOLERANCE",
     "KNOWN_INTERVALS",
+    "LOG_MIN_SPAN",
     "MAX_LEVELS",
     "MIN_SAMPLES_PER_LEVEL",
     "FlowColumns",
@@ -45,6 +49,7 @@ KNOWN_INTERVALS: tuple[tuple[float, float], ...] = (
 """Intervals ``detect_bounds`` tries, narrowest first: cosines, fractions, |Δφ|, φ."""
 BOUND_TOLERANCE = 20.0  # a detected end lies within 20 (hi − lo)/n of the sample's extreme value
 MAX_LEVELS = 10  # at most this many distinct values make a column discrete
+LOG_MIN_SPAN = 10.0  # a positive column with max/min above this is log-transformed (log_positive)
 MIN_SAMPLES_PER_LEVEL = 10  # ... in at least this many samples per level
 _SLACK = 1e-6  # relative slack for float rounding at an interval's ends
 
@@ -58,12 +63,18 @@ class FlowColumns:
         bounds: per modelled column, its interval (lo, hi) or None.
         constants: index → value of each left-out constant column.
         levels: index → sorted values of each discrete (dequantized) column.
+        logs: per modelled column, whether it is modelled in log x (positive columns).
     """
 
     modelled: tuple[int, ...]
     bounds: tuple[tuple[float, float] | None, ...]
     constants: dict[int, float] = field(default_factory=dict)
     levels: dict[int, tuple[float, ...]] = field(default_factory=dict)
+    logs: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.logs:  # none given (and files written before the log transform existed)
+            object.__setattr__(self, "logs", (False,) * len(self.modelled))
 
     @classmethod
     def detect(
@@ -74,6 +85,7 @@ class FlowColumns:
         observables: Sequence[str] | None = None,
         bounds: Mapping[str, tuple[float, float]] | None = None,
         detect_bounds: bool = True,
+        log_positive: bool = True,
     ) -> FlowColumns:
         """Sort the columns of training events x ``(n_samples, n_obs)`` named ``names``.
 
@@ -83,6 +95,7 @@ class FlowColumns:
             observables: the columns to model (names); None: all.
             bounds: name → (lo, hi) for columns known to be bounded.
             detect_bounds: also detect bounded columns (module docstring).
+            log_positive: model positive columns spanning decades in log x (module docstring).
 
         Raises:
             ValueError: an unknown name in ``observables`` or ``bounds``, non-finite values, training
@@ -114,15 +127,20 @@ class FlowColumns:
                 intervals.append(_checked(names[j], values, bounds[names[j]]))
             else:
                 intervals.append(_detect(values) if detect_bounds else None)
+        logs = [
+            log_positive and b is None and j not in levels and _spans_decades(x[:, j])
+            for j, b in zip(modelled, intervals)
+        ]
         if not modelled:
             raise ValueError(
                 f"observables: every chosen column {[names[j] for j in chosen]} is constant in the training "
                 f"set; a density estimator needs at least one varying observable"
             )
         found = {names[j]: b for j, b in zip(modelled, intervals) if b is not None}
-        logger.info("flow inputs: %d columns; constant %s; discrete %s; bounded %s", len(modelled),
-                    [names[j] for j in constants], [names[j] for j in levels], found)  # fmt: skip
-        return cls(tuple(modelled), tuple(intervals), constants, levels)
+        logged = [names[j] for j, flag in zip(modelled, logs) if flag]
+        logger.info("flow inputs: %d columns; constant %s; discrete %s; bounded %s; log %s", len(modelled),
+                    [names[j] for j in constants], [names[j] for j in levels], found, logged)  # fmt: skip
+        return cls(tuple(modelled), tuple(intervals), constants, levels, tuple(logs))
 
     def dequantize(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """x ``(n, n_obs)`` with uniform noise of each discrete column's smallest gap added (a copy)."""
@@ -153,6 +171,7 @@ class FlowColumns:
             "bounds": [None if b is None else list(b) for b in self.bounds],
             "constants": [[j, v] for j, v in self.constants.items()],
             "levels": [[j, list(v)] for j, v in self.levels.items()],
+            "logs": list(self.logs),
         }
 
     @classmethod
@@ -163,6 +182,7 @@ class FlowColumns:
             tuple(None if b is None else (float(b[0]), float(b[1])) for b in data["bounds"]),
             {int(j): float(v) for j, v in data["constants"]},
             {int(j): tuple(float(u) for u in v) for j, v in data["levels"]},
+            tuple(bool(v) for v in data.get("logs", ())),
         )
 
 
@@ -176,6 +196,12 @@ def _checked(name: str, values: np.ndarray, interval: Sequence[float]) -> tuple[
             f"[{values.min():.6g}, {values.max():.6g}], got [{lo}, {hi}]"
         )
     return lo, hi
+
+
+def _spans_decades(values: np.ndarray) -> bool:
+    """Whether all ``values`` are > 0 with max/min above :data:`LOG_MIN_SPAN`."""
+    low = float(values.min())
+    return low > 0 and float(values.max()) > LOG_MIN_SPAN * low
 
 
 def _detect(values: np.ndarray) -> tuple[float, float] | None:

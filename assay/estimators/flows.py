@@ -13,7 +13,8 @@ x ~ p(x|θ) with θ from a prior:
 Each per-sample loss is multiplied by the sample weight (±1) before averaging, as for every
 estimator on the one :class:`~assay.estimators.train.Trainer`. Which columns the flow models
 (``observables``; constant ones are left out, discrete ones dequantized, bounded ones
-logit-transformed) is decided at ``fit`` (:class:`~assay.estimators.flow_columns.FlowColumns`).
+logit-transformed, positive ones spanning decades log-transformed) is decided at ``fit``
+(:class:`~assay.estimators.flow_columns.FlowColumns`).
 A density needs observables that are not functions of each other: all 43 WH columns lie on a
 7–9 dimensional surface, where no density exists; choose a set of independent ones.
 
@@ -57,6 +58,8 @@ class FlowEstimator(Estimator):
         bounds: column name → (lo, hi) of observables known to be bounded (logit-transformed).
         detect_bounds: also detect bounded columns from the training set
             (:mod:`assay.estimators.flow_columns`).
+        log_positive: model positive columns spanning more than a decade (p_T, energies) in log x
+            (:mod:`assay.estimators.flow_columns`).
         soft_clip: c of the tail compression w = c asinh(z/c) of the standardized inputs; None: none.
         hidden: hidden widths of each transformation's conditioner (zuko's default (64, 64)).
         activation: activation of the conditioners.
@@ -82,6 +85,7 @@ class FlowEstimator(Estimator):
         observables: Sequence[str] | None = None,
         bounds: Mapping[str, Sequence[float]] | None = None,
         detect_bounds: bool = True,
+        log_positive: bool = True,
         soft_clip: float | None = 2.0,
         hidden: tuple[int, ...] = (64, 64),
         activation: str = "relu",
@@ -101,6 +105,7 @@ class FlowEstimator(Estimator):
         self.observables = None if observables is None else tuple(str(o) for o in observables)
         self.bounds = {str(k): (float(v[0]), float(v[1])) for k, v in (bounds or {}).items()}
         self.detect_bounds = bool(detect_bounds)
+        self.log_positive = bool(log_positive)
         self.soft_clip = None if soft_clip is None else float(soft_clip)
 
     def _own_params(self) -> dict[str, Any]:
@@ -108,7 +113,7 @@ class FlowEstimator(Estimator):
             **super()._own_params(), "flow": self.flow, "transforms": self.transforms, "bins": self.bins,
             "observables": None if self.observables is None else list(self.observables),
             "bounds": {k: list(v) for k, v in self.bounds.items()}, "detect_bounds": self.detect_bounds,
-            "soft_clip": self.soft_clip,
+            "log_positive": self.log_positive, "soft_clip": self.soft_clip,
         }  # fmt: skip
 
     # ---- fitting ----------------------------------------------------------------------
@@ -123,7 +128,7 @@ class FlowEstimator(Estimator):
     def _prepare(self, train_set: TrainingSet) -> None:
         self.columns_ = FlowColumns.detect(
             train_set.x, train_set.observables, observables=self.observables, bounds=self.bounds,
-            detect_bounds=self.detect_bounds,
+            detect_bounds=self.detect_bounds, log_positive=self.log_positive,
         )  # fmt: skip
 
     def _fitted_state(self) -> dict[str, Any]:
@@ -136,7 +141,7 @@ class FlowEstimator(Estimator):
         return ConditionalFlow(
             self.columns_.modelled, self.columns_.bounds, n_params, flow=self.flow,
             transforms=self.transforms, bins=self.bins, hidden=self.hidden, activation=self.activation,
-            soft_clip=self.soft_clip,
+            soft_clip=self.soft_clip, logs=self.columns_.logs,
         )  # fmt: skip
 
     def _arrays(self, data: TrainingSet) -> dict[str, np.ndarray]:

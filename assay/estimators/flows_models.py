@@ -6,7 +6,10 @@ The preprocessing (:class:`FlowInputs`) maps the modelled columns of x to the fl
 
 1. a bounded column x ∈ [lo, hi] → y = logit((x − lo)/(hi − lo)), the fraction clamped to
    [:data:`LOGIT_EPS`, 1 − :data:`LOGIT_EPS`] (an angle's density then needs no mass outside its
-   range); other columns y = x;
+   range); a positive column spanning decades (a p_T, an energy) → y = log x, x clamped to at least
+   :data:`LOG_FLOOR` (its edge at 0 and its power-law tail become smooth exponential tails, where the
+   flow's transforms stay gentle: on WH p_T^W this took the largest |log r̂| at the scan ends from 64
+   to 2); other columns y = x;
 2. z = (y − mean)/std (:class:`~assay.estimators.nets.Standardizer`, fitted on the training set);
 3. w = c asinh(z/c) with c = ``soft_clip``: the identity near the core and logarithmic in the
    tails, so an outlier 10σ away lands at w ≈ 4.6 (c = 2) instead of far outside the splines'
@@ -31,13 +34,14 @@ from assay.estimators.nets import Standardizer, make_activation
 from assay.exceptions import ConfigError
 from assay.training_set import TrainingSet
 
-__all__ = ["FLOWS", "LOGIT_EPS", "ConditionalFlow", "FlowInputs", "flow_class"]
+__all__ = ["FLOWS", "LOGIT_EPS", "LOG_FLOOR", "ConditionalFlow", "FlowInputs", "flow_class"]
 
 FLOWS: dict[str, type[zuko.flows.Flow]] = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
 """Flow names → zuko classes: neural spline flow (arXiv:1906.04032) or masked autoregressive flow
 (arXiv:1705.07057); both autoregressive, conditioned on θ through the MADE conditioners."""
 
 LOGIT_EPS = 1e-6  # the fraction (x − lo)/(hi − lo) of a bounded column is clamped to [ε, 1 − ε]
+LOG_FLOOR = 1e-30  # a log-transformed column is clamped to at least this (x ≤ 0 stays finite)
 
 
 def flow_class(name: str) -> type[zuko.flows.Flow]:
@@ -62,19 +66,31 @@ class FlowInputs(nn.Module):
     Args:
         bounds: per modelled column (lo, hi) or None (unbounded), ``n_features`` entries.
         soft_clip: c of w = c asinh(z/c); None: w = z.
+        logs: per modelled column, whether it is log-transformed (positive, unbounded columns);
+            None: none.
 
     Example:
-        >>> inputs = FlowInputs([(-1.0, 1.0), None], soft_clip=2.0)
-        >>> w, log_jac = inputs(torch.tensor([[0.0, 0.0]]))
-        >>> w.tolist(), round(float(log_jac[0]), 4)  # logit(½) = 0, d logit/dx = 1/(2·¼) = 2
-        ([[0.0, 0.0]], 0.6931)
+        >>> inputs = FlowInputs([(-1.0, 1.0), None, None], soft_clip=2.0, logs=[False, False, True])
+        >>> w, log_jac = inputs(torch.tensor([[0.0, 0.0, 1.0]]))
+        >>> w.tolist(), round(float(log_jac[0]), 4)  # logit(½) = 0, d logit/dx = 1/(2·¼) = 2; log 1 = 0
+        ([[0.0, 0.0, 0.0]], 0.6931)
     """
 
-    def __init__(self, bounds: Sequence[tuple[float, float] | None], soft_clip: float | None):
+    def __init__(
+        self,
+        bounds: Sequence[tuple[float, float] | None],
+        soft_clip: float | None,
+        logs: Sequence[bool] | None = None,
+    ):
         super().__init__()
+        logs = [False] * len(bounds) if logs is None else [bool(v) for v in logs]
+        if len(logs) != len(bounds) or any(a and b is not None for a, b in zip(logs, bounds)):
+            raise ValueError(f"logs: expected a flag per column, none on a bounded one; got {logs}, {bounds}")
         low = [b[0] if b is not None else 0.0 for b in bounds]
         high = [b[1] if b is not None else 1.0 for b in bounds]
         self.register_buffer("bounded", torch.tensor([b is not None for b in bounds], dtype=torch.bool))
+        # not in the state dict: a model saved before the log transform existed loads unchanged
+        self.register_buffer("logged", torch.tensor(logs, dtype=torch.bool), persistent=False)
         self.register_buffer("low", torch.tensor(low, dtype=torch.float32))
         self.register_buffer("width", torch.tensor(high, dtype=torch.float32) - self.low)
         self.scaler = Standardizer(len(bounds))
@@ -89,8 +105,10 @@ class FlowInputs(nn.Module):
 
     def _unbound(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = ((x - self.low) / self.width).clamp(LOGIT_EPS, 1 - LOGIT_EPS)
-        y = torch.where(self.bounded, torch.log(u) - torch.log1p(-u), x)
+        log_x = torch.log(x.clamp_min(LOG_FLOOR))
+        y = torch.where(self.bounded, torch.log(u) - torch.log1p(-u), torch.where(self.logged, log_x, x))
         log_jac = torch.where(self.bounded, -torch.log(u) - torch.log1p(-u) - torch.log(self.width), 0.0)
+        log_jac = log_jac - torch.where(self.logged, log_x, 0.0)
         return y, log_jac.sum(-1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +125,8 @@ class FlowInputs(nn.Module):
         """The modelled columns x ``(n, n_features)`` of w ``(n, n_features)``."""
         z = w if self.soft_clip is None else self.soft_clip * torch.sinh(w / self.soft_clip)
         y = z * self.scaler.std + self.scaler.mean
-        return torch.where(self.bounded, self.low + self.width * torch.sigmoid(y), y)
+        unbounded = torch.where(self.logged, torch.exp(y), y)
+        return torch.where(self.bounded, self.low + self.width * torch.sigmoid(y), unbounded)
 
 
 class ConditionalFlow(nn.Module):
@@ -123,6 +142,7 @@ class ConditionalFlow(nn.Module):
         hidden: hidden widths of each transformation's MADE conditioner.
         activation: activation name of the conditioners.
         soft_clip: see :class:`FlowInputs`.
+        logs: per modelled column, whether it is log-transformed (:class:`FlowInputs`); None: none.
 
     Example:
         >>> net = ConditionalFlow([0, 1], [None, None], 1, flow="maf", transforms=2, bins=8,
@@ -143,6 +163,7 @@ class ConditionalFlow(nn.Module):
         hidden: Sequence[int],
         activation: str,
         soft_clip: float | None,
+        logs: Sequence[bool] | None = None,
     ):
         super().__init__()
         if len(columns) != len(bounds) or not columns:
@@ -150,7 +171,7 @@ class ConditionalFlow(nn.Module):
         cls = flow_class(flow)
         options = {"bins": int(bins)} if cls is zuko.flows.NSF else {}
         self.register_buffer("columns", torch.as_tensor(list(columns), dtype=torch.long))
-        self.inputs = FlowInputs(bounds, soft_clip)
+        self.inputs = FlowInputs(bounds, soft_clip, logs)
         self.theta_scaler = Standardizer(n_params)
         self.flow = cls(
             len(columns), n_params, transforms=int(transforms), hidden_features=tuple(hidden),
