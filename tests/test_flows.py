@@ -148,8 +148,9 @@ def one_column_set(x: np.ndarray, name: str = "a", seed: int = 0) -> TrainingSet
 
 @pytest.mark.parametrize("flow", ["nsf", "maf"])
 def test_density_is_normalised_on_the_raw_x(flow):
-    """∫ p̂(x|θ) dx = 1 for an unbounded column (quadrature on x) and a bounded one (cos-like in
-    [−1, 1], detected; quadrature on y = logit((x + 1)/2) with the analytic dx/dy), after training."""
+    """∫ p̂(x|θ) dx = 1 for an unbounded column (quadrature on x), a bounded one (cos-like in
+    [−1, 1], detected; quadrature on y = logit((x + 1)/2) with the analytic dx/dy) and a positive one
+    spanning decades (log-transformed; quadrature on y = log x, dx/dy = x), after training."""
     rng = np.random.default_rng(1)
     gaussian = NDE(**{**TINY, "flow": flow}).fit(one_column_set(rng.normal(3.0, 2.0, 2000)))
     grid = np.linspace(-60, 66, 200_001)
@@ -162,6 +163,13 @@ def test_density_is_normalised_on_the_raw_x(flow):
     s = 1 / (1 + np.exp(-y))
     density = np.exp(cosine.log_likelihood((2 * s - 1)[:, None], np.array([0.2])).mean[0])
     assert abs(np.trapezoid(density * 2 * s * (1 - s), y) - 1) < 2e-3
+    positive = NDE(**{**TINY, "flow": flow}).fit(one_column_set(rng.lognormal(3.0, 1.0, 2000)))
+    assert positive.columns_.logs == (True,)  # a p_T-like column: modelled in y = log x
+    y = np.linspace(-30, 36, 200_001)  # log x; the training values span y ∈ [−0.4, 6.5]
+    density = np.exp(positive.log_likelihood(np.exp(y)[:, None], np.array([0.2])).mean[0])
+    assert abs(np.trapezoid(density * np.exp(y), y) - 1) < 1e-3
+    samples = positive.sample(np.array([0.2]), 2000, 0)
+    assert np.all(samples > 0)  # drawn through exp
 
 
 def test_detected_columns():
@@ -169,14 +177,19 @@ def test_detected_columns():
     n = 5000
     x = np.column_stack([
         rng.uniform(-1, 1, n), rng.normal(0, 0.3, n), rng.uniform(0, np.pi, n), np.full(n, 7.0),
-        rng.choice([-1.0, 1.0], n), rng.normal(0, 1.2, n),
+        rng.choice([-1.0, 1.0], n), rng.normal(0, 1.2, n), rng.lognormal(3.0, 1.0, n), rng.normal(125, 5, n),
     ])  # fmt: skip
-    names = ["cos", "small", "dphi", "const", "charge", "gauss"]
+    names = ["cos", "small", "dphi", "const", "charge", "gauss", "pt", "mass"]
     columns = FlowColumns.detect(x, names)
-    assert columns.modelled == (0, 1, 2, 4, 5) and columns.constants == {3: 7.0}
-    assert columns.bounds == ((-1.0, 1.0), None, (0.0, np.pi), None, None)
+    assert columns.modelled == (0, 1, 2, 4, 5, 6, 7) and columns.constants == {3: 7.0}
+    assert columns.bounds == ((-1.0, 1.0), None, (0.0, np.pi), None, None, None, None)
     assert columns.levels == {4: (-1.0, 1.0)}
+    # only the positive column spanning decades (a p_T-like one) is modelled in log x
+    assert columns.logs == (False, False, False, False, False, True, False)
+    assert FlowColumns.detect(x, names, log_positive=False).logs == (False,) * 7
     assert FlowColumns.from_dict(json.loads(json.dumps(columns.to_dict()))) == columns
+    older = {k: v for k, v in columns.to_dict().items() if k != "logs"}  # a file from before the log role
+    assert FlowColumns.from_dict(older).logs == (False,) * 7
     given = FlowColumns.detect(x, names, observables=["small", "cos"], bounds={"small": (-2, 2)},
                                detect_bounds=False)  # fmt: skip
     assert given.modelled == (1, 0) and given.bounds == ((-2.0, 2.0), None)
@@ -360,20 +373,26 @@ def test_wh_parton_level_interval_in_chwtilde(tmp_path):
     likelihood from the event weights (truth ±0.0128).
 
     The flows model five observables (a density needs independent ones; the 43 WH columns lie on a
-    9-dimensional surface): Q_ℓ cos δ± carry the CP-odd information, p_T^W and m_T^tot the energy;
-    Q_ℓ = ±1 is dequantized. SALLY reaches the same score MSE for c_HW̃ on these five as on all 43
-    (0.055 vs 0.049, a check made while writing this test). MAF, 5 transforms, [64, 64], batch 256,
-    20 epochs on 100k samples.
+    9-dimensional surface): Q_ℓ cos δ± carry the CP-odd information, p_T^W and m_T^tot the energy
+    (both modelled in log x); Q_ℓ = ±1 is dequantized. MAF, 5 transforms, [64, 64], batch 256,
+    20 epochs on 100k samples each.
 
-    Measured width / truth (seed 2026; this test: SCANDAL 1.149, NDE 0.711, 2 minutes on 2 cores):
-    - SCANDAL (α = 5) on θ ~ N(0, 0.1²) from 1,000 values: 1.15 (α = 1: 1.20; NSF: 1.20; 100k
-      distinct θ: 1.18; on the N(0, 0.4²) set below: 1.28).
-    - NDE on θ ~ N(0, 0.4²), 100k distinct θ: 0.71-0.76 on two samplings of the set (40 epochs
-      0.70, NSF 0.58): too *narrow*, its
-      θ-dependence carries noise that −2Δlog L counts as information (its score's variance on the
-      test events is ~16× the exact one with the N(0, 0.1²) set, where the scan is not even
-      parabolic). SCANDAL's score term is what removes that noise.
-    Bounds: SCANDAL within 25% of the truth's width; NDE within [0.6, 1.25] (NDE does not reach 25%).
+    The information bound: these five carry only ~68% of the Fisher information in c_HW̃ of the full
+    parton-level event (a regression of the exact score t on them, weighted at the SM, leaves
+    MSE/Var(t) = 0.32), so even a perfect density of them has a 68% width ≈ 1/√0.68 = 1.21 × the
+    truth's: the issue's 25% bar is at that bound, and a width well below it is noise in the learned
+    θ-dependence counted as information.
+
+    Measured width / truth (seed 2026, one set sampling, this test's settings unless said):
+    - SCANDAL (α = 5) on θ ~ N(0, 0.1²) from 1,000 values: 1.21 (its t̂ error MSE/Var(t) 0.34, at the
+      bound's 0.32); 1.15 before p_T^W and m_T^tot were modelled in log x.
+    - NDE on θ ~ N(0, 0.4²) for c_HW and N(0, 1²) for c_HW̃ (100k distinct θ): 1.18 (training seed 0)
+      (no log x: 1.21, 1.10 for seeds 0, 1; t̂ error 0.77 × Var(t)); with N(0, 0.4²) for c_HW̃ 0.71-0.77
+      (error 1.62 × Var(t), and one Asimov event at |log r̂| = 64 at the scan ends where the exact
+      |log r| ≤ 8.6: an event at p_T^W → 0 near the m_T^tot threshold), N(0, 0.6²) 0.98 (error 1.06).
+      The θ-dependence is learned from how x changes with θ, a signal ∝ Var(θ) × I per sample.
+    Bounds: both within 25% of the truth's width (the issue's bar), and above 0.9 (a width below the
+    information bound by 25% or more is noise: the N(0, 0.4²) NDE fails it).
     """
     pytest.importorskip("pythia8mc")  # the PDFs come from Pythia
     data = example_config("wh_parton")
@@ -390,7 +409,7 @@ def test_wh_parton_level_interval_in_chwtilde(tmp_path):
         {"name": "narrow", "kind": "plain", "n_samples": 100_000, "n_theta": 1000,
          "theta": {"kind": "gaussian", "std": 0.1}},
         {"name": "wide", "kind": "plain", "n_samples": 100_000, "n_theta": 100_000,
-         "theta": {"kind": "gaussian", "std": 0.4}},
+         "theta": {"kind": "gaussian", "std": [0.4, 1.0]}},
     ]  # fmt: skip
     data["inference"] |= {
         "scans": [{"parameter": "cHWtilde", "range": [-0.15, 0.15], "n_points": 61}],
@@ -405,5 +424,5 @@ def test_wh_parton_level_interval_in_chwtilde(tmp_path):
     ratio = {m: widths[m] / widths["truth"] for m in ("scandal", "nde")}
     print(f"68% c_HW̃ widths {widths}, over the truth's {ratio}")
     assert abs(widths["truth"] / 2 - 0.0128) < 0.001  # the demo's truth (docs/demo.md: ±0.0130)
-    assert abs(ratio["scandal"] - 1) < 0.25, ratio
-    assert 0.6 < ratio["nde"] < 1.25, ratio
+    for name, value in ratio.items():
+        assert 0.9 < value < 1.25, (name, ratio)
