@@ -124,6 +124,31 @@ def test_analytic_gradient_equals_autograd(interpolation, normalised):
             np.testing.assert_allclose(gradient[1:], expected_gradient.numpy()[1:], rtol=1e-9, atol=1e-8)
 
 
+@pytest.mark.parametrize("interpolation", ["vertical", "gollum", "exponential"])
+def test_hessian_equals_torch_autograd_and_falls_back_at_a_bound(interpolation, monkeypatch):
+    """The covariance's Hessian (central differences of the exact gradient for the twice
+    differentiable interpolations, no autograd) equals torch autograd's Hessian of the same −2 log L
+    to 1e-6 (relative to its largest entry) inside and outside |α| ≤ 1, also at α = 0 where the
+    exponential interpolation's slope jumps (there: autograd's); at μ = 0 (the POI's bound, where a
+    step would leave the domain of √μ) it is torch's exactly."""
+    rng = np.random.default_rng(8)
+    terms = make_terms(GRID[::40])
+    likelihood = ProfileLikelihood(terms, rng.poisson(1.0, terms.n_events).astype(float), COEFFICIENTS,
+                                   interpolation=interpolation, global_observables=rng.normal(0, 1, 3))
+    autograd = torch.autograd.functional.hessian
+    points = ([1.0, 0.0, 0.0, 0.0], [2.3, 0.4, -1.6, 0.8], [0.4, 1.3, 0.2, -0.5])
+    expected = [autograd(likelihood._nll_vector, torch.as_tensor(np.array(p))).numpy() for p in points]
+    at_bound = np.array([0.0, 0.2, 0.1, -0.3])
+    expected_at_bound = autograd(likelihood._nll_vector, torch.tensor(at_bound)).numpy()
+    if interpolation != "exponential":  # the differences alone
+        monkeypatch.setattr(torch.autograd.functional, "hessian", lambda *a, **k: pytest.fail("autograd"))
+    for values, h_torch in zip(points, expected):
+        h = likelihood.hessian(np.array(values))
+        np.testing.assert_allclose(h, h_torch, rtol=0, atol=1e-6 * np.abs(h_torch).max())
+    monkeypatch.setattr(torch.autograd.functional, "hessian", autograd)
+    np.testing.assert_array_equal(likelihood.hessian(at_bound), expected_at_bound)
+
+
 def test_spurious_signal_shifts_mu_and_its_gradient_equals_autograd():
     """Seed 003's f_j(μ + α_s Δμ̂(μ)): the rates at (μ, α_s) equal the rates at μ + α_s Δμ̂(μ) without
     the term; value and gradient equal autograd (also where μ + α_s Δ < 0, clamped to 0, and on a
