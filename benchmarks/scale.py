@@ -9,14 +9,16 @@
 (c) ``stream_20M_*``: the whole chain on ``--events`` toy events under ``memory_gb: 1`` as a user
     runs it, each command in a fresh process with its peak RSS sampled every 20 ms (psutil, the
     process and its children): ``assay run`` (generate, split, a ``--events``-sample ALICES set
-    built with the weights streamed) and ``assay train`` (one streamed epoch of ALICES [100, 100]
-    tanh, batch 1024). ``stream_20M_peak_gb`` is the larger of the two peaks (target < 2 GB); the
+    drawn with the weights streamed and written to its file in parts, assay.sampling.SetSampler)
+    and ``assay train`` (one streamed epoch of ALICES [100, 100] tanh, batch 1024).
+    ``stream_20M_peak_gb`` is the larger of the two peaks (target < 2 GB); the
     epoch's time per 1M samples and a linear extrapolation to 100M are separate keys (the streamed
     memory does not grow with the set: its chunks are a fixed share of the budget).
 
 Prints a table; writes ./benchmark-results/scale.json (``--record``: benchmarks/results/scale.json).
 
-Usage: python benchmarks/scale.py [--events 20000000] [--toys 200] [--skip-stream] [--record]
+Usage: python benchmarks/scale.py [--events 20000000] [--toys 200] [--skip-stream | --skip-dask] [--record]
+(``--skip-dask``: only (c), keeping the recorded speed-ups).
 """
 
 from __future__ import annotations
@@ -149,15 +151,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=OUTPUT_HELP)
     parser.add_argument("--events", type=int, default=20_000_000)
     parser.add_argument("--toys", type=int, default=200)
-    parser.add_argument("--skip-stream", action="store_true", help="only the Dask speed-ups")
+    skip = parser.add_mutually_exclusive_group()
+    skip.add_argument("--skip-stream", action="store_true", help="only the Dask speed-ups")
+    skip.add_argument("--skip-dask", action="store_true", help="only the out-of-core run (c)")
     add_output_arguments(parser, "scale.json")
     args = parser.parse_args()
     results = previous_results(args, "scale.json")
     results["cores"] = os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        results |= ensemble_speedup(folder)
-        results |= toys_speedup(folder, args.toys)
+        if not args.skip_dask:
+            results |= ensemble_speedup(folder)
+            results |= toys_speedup(folder, args.toys)
         if not args.skip_stream:
             results |= stream(folder, args.events)
     write_results(results, output_path(args, "scale.json"), record=args.record)
