@@ -229,6 +229,7 @@ class SetSampler:
     holds them all (a set of one block is the set the builders made before blocks); :meth:`save`
     writes them in parts of several blocks when the set exceeds half of the source's ``memory_gb``
     (:class:`~assay.training_set.TrainingSetWriter`): the file holds the same arrays, bit for bit.
+    A sampler draws its set once.
 
     Made by :func:`plain_sampler`, :func:`local_score_sampler` and :func:`ratio_sampler`.
     """
@@ -243,6 +244,7 @@ class SetSampler:
         n_blocks = -(-self.n_samples // block_size)
         self.block_sizes = [block_size] * (n_blocks - 1) + [self.n_samples - block_size * (n_blocks - 1)]
         self._rngs = [rng, *rng.spawn(n_blocks - 1)]
+        self._drawn = False
 
     @property
     def kind(self) -> str:
@@ -269,7 +271,14 @@ class SetSampler:
         return max(1, int(fits))
 
     def parts(self, n_blocks: int) -> Iterator[TrainingSet]:
-        """The set block by block, the events of ``n_blocks`` blocks read from the store at a time."""
+        """The set block by block, the events of ``n_blocks`` blocks read from the store at a time.
+
+        Raises:
+            RuntimeError: the set was drawn already (its generators are spent; make another sampler).
+        """
+        if self._drawn:
+            raise RuntimeError("SetSampler: the set was drawn already; make another sampler to draw again")
+        self._drawn = True
         for first in range(0, len(self.block_sizes), n_blocks):
             blocks = range(first, min(first + n_blocks, len(self.block_sizes)))
             drawn = [self.draws.draw(self._rngs[b], self.block_sizes[b]) for b in blocks]

@@ -308,6 +308,10 @@ def test_parts_of_any_size_give_the_same_set(source):
         for name in (*ARRAYS, "event_index"):
             assert np.array_equal(getattr(joined, name), getattr(collected, name)), (n_blocks, name)
     assert np.sum(collected.y == 0) == 3_333 // 2
+    once = sampler()
+    once.collect()
+    with pytest.raises(RuntimeError, match="the set was drawn already"):
+        once.collect()
 
 
 def test_bad_block_sizes_and_sizes_are_refused(source):
