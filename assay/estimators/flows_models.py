@@ -6,10 +6,12 @@ The preprocessing (:class:`FlowInputs`) maps the modelled columns of x to the fl
 
 1. a bounded column x ∈ [lo, hi] → y = logit((x − lo)/(hi − lo)), the fraction clamped to
    [:data:`LOGIT_EPS`, 1 − :data:`LOGIT_EPS`] (an angle's density then needs no mass outside its
-   range); a positive column spanning decades (a p_T, an energy) → y = log x, x clamped to at least
-   :data:`LOG_FLOOR` (its edge at 0 and its power-law tail become smooth exponential tails, where the
-   flow's transforms stay gentle: on WH p_T^W this took the largest |log r̂| at the scan ends from 64
-   to 2); other columns y = x;
+   range); a positive column spanning decades (a p_T, an energy) → y = log x (its edge at 0 and its
+   power-law tail become smooth tails: WH's p_T^W reached w = 8.7 without it, outside a spline's
+   domain [−5, 5]; it does not cure an event outside the training range, e.g. one WH event below every
+   training m_T^tot keeps |log r̂| ≈ 60 at the c_HW̃ scan ends on some fits), x clamped to at least
+   :data:`LOG_FLOOR` × its smallest training value (a value ≤ 0, outside the support, gets the
+   floor's finite density instead of log 0); other columns y = x;
 2. z = (y − mean)/std (:class:`~assay.estimators.nets.Standardizer`, fitted on the training set);
 3. w = c asinh(z/c) with c = ``soft_clip``: the identity near the core and logarithmic in the
    tails, so an outlier 10σ away lands at w ≈ 4.6 (c = 2) instead of far outside the splines'
@@ -41,7 +43,7 @@ FLOWS: dict[str, type[zuko.flows.Flow]] = {"nsf": zuko.flows.NSF, "maf": zuko.fl
 (arXiv:1705.07057); both autoregressive, conditioned on θ through the MADE conditioners."""
 
 LOGIT_EPS = 1e-6  # the fraction (x − lo)/(hi − lo) of a bounded column is clamped to [ε, 1 − ε]
-LOG_FLOOR = 1e-30  # a log-transformed column is clamped to at least this (x ≤ 0 stays finite)
+LOG_FLOOR = 1e-3  # a log-transformed column is clamped to at least this × its smallest training value
 
 
 def flow_class(name: str) -> type[zuko.flows.Flow]:
@@ -98,14 +100,16 @@ class FlowInputs(nn.Module):
 
     def fit(self, x: np.ndarray) -> FlowInputs:
         """Fit the standardization on the (logit-transformed) modelled columns ``(n_samples, n_features)``."""
-        with torch.no_grad():
-            y, _ = self._unbound(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        with torch.no_grad():  # the floor of a log column, kept in `low` (unused by unbounded columns)
+            self.low.copy_(torch.where(self.logged, LOG_FLOOR * x.min(0).values, self.low))
+            y, _ = self._unbound(x)
         self.scaler.fit(y.double().numpy())
         return self
 
     def _unbound(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = ((x - self.low) / self.width).clamp(LOGIT_EPS, 1 - LOGIT_EPS)
-        log_x = torch.log(x.clamp_min(LOG_FLOOR))
+        log_x = torch.log(torch.maximum(x, self.low.clamp_min(1e-30)))
         y = torch.where(self.bounded, torch.log(u) - torch.log1p(-u), torch.where(self.logged, log_x, x))
         log_jac = torch.where(self.bounded, -torch.log(u) - torch.log1p(-u) - torch.log(self.width), 0.0)
         log_jac = log_jac - torch.where(self.logged, log_x, 0.0)
