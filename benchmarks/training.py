@@ -251,7 +251,8 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     included) and as one stacked group in this process (``n_workers=1, batched=True``, one thread).
 
     The plain loop runs after assay's first fit in this process, so it gets the same allocator
-    settings (:func:`~assay.estimators.train.keep_freed_memory`): the comparison is of the loops."""
+    settings (:func:`~assay.estimators.train.keep_freed_memory`): the comparison is of the loops. It
+    runs first and again last (the load of a shared machine drifts); the mean of the two is used."""
     from assay.estimators.batched import fit_estimators
 
     data = random_ratio_set(args.compare_pairs, np.random.default_rng(3))
@@ -285,11 +286,16 @@ def bench_throughput(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     ensemble = Ensemble.from_estimator(ALICES(**settings), args.members).fit(data, seed=0)
     wall = time.perf_counter() - start
+    # the load of a shared machine drifts: the plain loop once more at the end, the mean of both is used
+    torch.set_num_threads(plain_threads)
+    plain_first, plain_last = plain, plain_torch_fit(data, args.compare_epochs)
+    plain = (plain_first + plain_last) / 2
     samples = args.compare_pairs * args.compare_epochs
     label = f"{args.compare_pairs // 1000}k_pairs_{args.compare_epochs}ep"
     return {
         "throughput_data": label,
         f"plain_torch_member_{label}_s": plain,
+        f"plain_torch_member_{label}_first_and_last_s": [plain_first, plain_last],
         "plain_torch_threads": plain_threads,
         "plain_torch_samples_per_s": samples / plain,
         f"assay_member_{label}_s": single,
@@ -321,6 +327,8 @@ def bench_full_ensemble(args: argparse.Namespace) -> dict:
     data = random_ratio_set(args.target_pairs, np.random.default_rng(0))
     epochs = args.full_epochs or args.target_epochs
     proto = ALICES(**SEED_000, epochs=epochs, early_stopping=False, progress=False)
+    if args.full_in_process:
+        return full_ensemble_in_process(args, data, proto, epochs)
     start = time.perf_counter()
     ensemble = Ensemble.from_estimator(proto, args.members).fit(data, seed=0)
     seconds = time.perf_counter() - start
@@ -338,6 +346,30 @@ def bench_full_ensemble(args: argparse.Namespace) -> dict:
         f"alices_ensemble{args.members}_{label}_wall_s": seconds,
         f"alices_ensemble{args.members}_{label}_training_s": training,
         **extra,
+    }
+
+
+def full_ensemble_in_process(args: argparse.Namespace, data: TrainingSet, proto: ALICES, epochs: int) -> dict:
+    """(f) in this process: one stacked group per core on threads (``fit_estimators(n_groups=…)``, one
+    torch thread), wall time and the process's CPU time. CPU seconds / cores is the wall time the
+    run needs on as many idle cores (a machine shared with other jobs inflates the wall time, and
+    the CPU time less so); both scaled by 50 / epochs when ``--full-epochs`` is below 50."""
+    from assay.estimators.batched import fit_estimators
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(1)
+    members = [ALICES(**{**proto.get_params(), "seed": i}) for i in range(args.members)]
+    nothing = [None] * args.members
+    cpu, start = time.process_time(), time.perf_counter()
+    fit_estimators(members, [data] * args.members, nothing, nothing, n_groups=cores)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    scale = args.target_epochs / epochs
+    key = f"alices_ensemble{args.members}_{args.target_pairs // 1_000_000}M_{args.target_epochs}ep"
+    label = "" if scale == 1 else f"_extrapolated_from_{args.target_pairs // 1000}k_pairs_{epochs}ep"
+    return {
+        f"{key}_thread_groups_s{label}": seconds * scale,
+        f"{key}_thread_groups_cpu_s_per_core{label}": cpu * scale / cores,
+        "load_average_1m_after_full_in_process": os.getloadavg()[0],
     }
 
 
@@ -400,6 +432,8 @@ def main() -> None:
     parser.add_argument("--compare-epochs", type=int, default=1)
     parser.add_argument("--throughput", action="store_true", help="run (e) alone (with --full: and (f))")
     parser.add_argument("--full", action="store_true", help="(f): the 1M x 50-epoch ensemble, measured")
+    parser.add_argument("--full-in-process", action="store_true",
+                        help="(f) as stacked groups on threads of this process, wall and CPU time")
     parser.add_argument("--full-epochs", type=int, default=None,
                         help="(f) on fewer epochs, extrapolated to --target-epochs (a loaded machine)")
     parser.add_argument("--quick", action="store_true", help="(e) on 10k pairs, for development")
