@@ -396,20 +396,25 @@ def test_wh_parton_level_interval_in_chwtilde(tmp_path):
     truth's: the issue's 25% bar is at that bound, and a width well below it is noise in the learned
     θ-dependence counted as information.
 
-    Measured width / truth (this test, seed 2026: SCANDAL 1.157, NDE 1.201; 6.5 minutes on 2 busy
+    Measured width / truth (this test, seed 2026: SCANDAL 1.157, NDE 1.201; 5.5-6.5 minutes on 2 busy
     cores; the other numbers from the same sets with training seed 0):
     - SCANDAL (α = 5) on θ ~ N(0, 0.1²) from 1,000 values: 1.16-1.21 (its t̂ error MSE/Var(t) 0.34,
       at the bound's 0.32); 1.15 before p_T^W and m_T^tot were modelled in log x.
-    - NDE on θ ~ N(0, 0.4²) for c_HW and N(0, 1²) for c_HW̃ (100k distinct θ): 1.20 here, 1.18 and
-      0.99 for training seeds 0 and 1 (without log x: 1.21, 1.10; t̂ error 0.77-0.92 × Var(t)); with
-      N(0, 0.4²) for c_HW̃ 0.71-0.81 (t̂ error 1.5-1.6 × Var(t)), N(0, 0.6²) 0.98 (1.06). One Asimov
+    - NDE on θ ~ N(0, 0.4²) for c_HW and N(0, 1²) for c_HW̃ (100k distinct θ): 1.20 here; 1.18, 0.99
+      and 1.25 for training seeds 0-2 (without log x: 1.21, 1.10 for seeds 0, 1; t̂ error 0.77-0.92 ×
+      Var(t)). That is partly a cancellation: the three seeds' ensemble, whose mean or median log r̂
+      averages the noise away, is 1.37 / 1.36 × (its t̂ holds ~53% of the information, the five
+      observables ~68%), so a single NDE under-learns the θ-dependence and its noise adds spurious
+      information back. With N(0, 0.4²) for c_HW̃ 0.71-0.81 (t̂ error 1.5-1.6 × Var(t)), N(0, 0.6²)
+      0.98 (1.06). One Asimov
       event (m_T^tot = 134 GeV, below every training value, p_T^W = 3.7 GeV, Q_ℓ cos δ⁺ = −0.995)
       reaches |log r̂| = 30-68 at the scan ends on some fits (exact |log r| ≤ 8.6 everywhere): a flow
       extrapolates its θ-dependence outside the training data; `assay limits` warns about it.
       The θ-dependence is learned from how x changes with θ, a signal ∝ Var(θ) × I per sample.
       Four observables (without Q_ℓ cos δ⁻, which adds no information): 1.27.
-    Bounds: both within 25% of the truth's width (the issue's bar), and above 0.9 (a width below the
-    information bound by 25% or more is noise: the N(0, 0.4²) NDE fails it).
+    Bounds: both within 25% of the truth's width (the issue's bar; NDE meets it at this seed, not at
+    every seed: see above), and above 0.9 (a width below the information bound by 25% or more is
+    noise: the N(0, 0.4²) NDE fails it).
     """
     pytest.importorskip("pythia8mc")  # the PDFs come from Pythia
     data = example_config("wh_parton")
