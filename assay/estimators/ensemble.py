@@ -137,17 +137,22 @@ def _fit_member(
 
 
 def _fit_group(
-    jobs: list[_MemberJob], sets: list[TrainingSet], validation: list[TrainingSet | None]
+    jobs: list[_MemberJob],
+    sets: list[TrainingSet],
+    validation: list[TrainingSet | None],
+    n_groups: int = 1,
 ) -> list[tuple[Estimator, float]]:
-    """Fit several members as one stacked network (:mod:`assay.estimators.batched`) in one process.
+    """Fit several members as stacked networks (:mod:`assay.estimators.batched`) in one process:
+    ``n_groups`` groups trained at the same time on threads, each with one torch thread (one group:
+    the members' ``threads``).
 
-    Returns each member with its share of the group's fit time (the wall time / the group's size).
+    Returns each member with its share of the fit time (the wall time / the number of members).
     """
     from assay.estimators.batched import fit_estimators
 
     with _ONE_AT_A_TIME:
         previous = torch.get_num_threads()
-        torch.set_num_threads(jobs[0].threads)
+        torch.set_num_threads(jobs[0].threads if n_groups == 1 else 1)
         try:
             start = time.perf_counter()
             data = [
@@ -155,7 +160,7 @@ def _fit_group(
                 for job, s in zip(jobs, sets)
             ]
             estimators = [job.cls(**job.params) for job in jobs]
-            fit_estimators(estimators, data, validation, [job.checkpoint for job in jobs])
+            fit_estimators(estimators, data, validation, [job.checkpoint for job in jobs], n_groups=n_groups)
             share = (time.perf_counter() - start) / len(jobs)
             return [(est, share) for est in estimators]
         finally:
@@ -270,9 +275,10 @@ class Ensemble(PredictorBase):
             batched: train the members in groups, each group as one stacked network in one
                 process (:mod:`assay.estimators.batched`; likelihood-ratio members on a plain
                 network with Adam/AMSGrad and training sets of one length): one group per worker
-                of ``client`` or of the local cluster, one group in this process when
-                ``n_workers=1``. None (default): batched unless a ``client`` is given or
-                ``n_workers=1`` (members one after the other, as before). Members that cannot be
+                of ``client``, else ``n_workers`` groups (default: one per usable core) trained at
+                the same time on threads of this process, one torch thread each. None (default):
+                batched unless a ``client`` is given or ``n_workers=1`` (members one after the
+                other, as before). Members that cannot be
                 stacked train one by one. The result per member equals training it alone up to
                 float rounding (tests/test_batched_ensemble.py).
 
@@ -325,17 +331,16 @@ class Ensemble(PredictorBase):
     def _fit_batched(
         self, jobs, sets, validation, client, n_workers, progress
     ) -> list[tuple[Estimator, float]]:
-        """Members in groups, each trained stacked: in this process (one group) or one group per worker."""
-        if client is not None:
-            n_groups = len(client.scheduler_info()["workers"])
-        else:
-            n_groups = n_workers or min(self.n_members, os.cpu_count() or 1)
-        groups = _groups(self.n_members, n_groups)
+        """Members in stacked groups: one group per worker of ``client``, else ``n_workers`` (default:
+        one per core) groups on threads of this process. Threads rather than a local Dask cluster:
+        starting one took 15-20 s on loaded cores, and 2 thread groups ran 1.9× the plain-torch loop
+        against the cluster's 0.56× (benchmarks/training.py --throughput, docs/training.md)."""
+        if client is None:
+            n_groups = n_workers or min(self.n_members, _usable_cores())
+            return _fit_group(jobs, sets, validation, n_groups=n_groups)
+        groups = _groups(self.n_members, len(client.scheduler_info()["workers"]))
         parts = [([jobs[i] for i in g], [sets[i] for i in g], [validation[i] for i in g]) for g in groups]
-        if len(groups) == 1 and client is None:
-            return _fit_group(*parts[0])
-        submit = _fit_remote_groups if client is not None else _on_local_cluster_groups
-        nested = submit(client if client is not None else len(groups), parts, progress)
+        nested = _fit_remote_groups(client, parts, progress)
         return [result for group in nested for result in group]
 
     def _set_fitted(self, members: list[Estimator], seconds: list[float], resampling: str) -> None:
@@ -520,12 +525,12 @@ def _fit_remote_groups(client: Any, parts, progress: bool) -> list[list[tuple[Es
     return client.gather(futures)
 
 
-def _on_local_cluster_groups(n_workers: int, parts, progress: bool) -> list[list[tuple[Estimator, float]]]:
-    """:func:`_fit_remote_groups` on a fresh local cluster (:func:`assay.cluster.local_client`)."""
-    from assay.cluster import local_client
-
-    with local_client(n_workers) as client:
-        return _fit_remote_groups(client, parts, progress)
+def _usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a SLURM allocation), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _on_local_cluster(jobs, sets, validation, n_workers: int | None, progress: bool):
