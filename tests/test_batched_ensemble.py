@@ -112,7 +112,7 @@ def stacked_loss_and_grads(members, nets, arrays):
     ],
 )
 def test_stacked_loss_and_gradients_equal_autograd_of_the_single_loss(cls, doubly, hidden, activation):
-    """The hand-written stacked pass (assay.estimators.ratio_models.StackedRatioPass) gives each member
+    """The hand-written stacked pass (assay.estimators.stacked_ratio.StackedRatioPass) gives each member
     the loss and the weight gradient that autograd gives for its own loss (double backward through the
     scores included), for every activation (φ' and φ'' written out) and depth."""
     data = ratio_set(256, 1, doubly=doubly)

@@ -5,7 +5,7 @@ matrix product of a [100, 100] network is too small to keep a core busy. :func:`
 trains M members of the same architecture as one network whose weights carry a leading member
 axis: every layer is one ``bmm`` over the members, the estimator's stacked loss
 (:data:`StackedLoss`, for the likelihood-ratio family
-:class:`~assay.estimators.ratio_models.StackedRatioPass`: forward and backward pass written out)
+:class:`~assay.estimators.stacked_ratio.StackedRatioPass`: forward and backward pass written out)
 writes every member's gradient into one flat ``(M, n_weights)`` buffer, and one fused AMSGrad/Adam
 update runs over the flat weights. Each member keeps everything it has when trained alone
 (:class:`~assay.estimators.train.Trainer`): its own seeded generator for the validation split

@@ -39,12 +39,8 @@ from torch import nn
 
 from assay.estimators.base import Estimator
 from assay.estimators.prediction import Prediction, as_point
-from assay.estimators.ratio_models import (
-    MorphingRatioNet,
-    RatioNet,
-    StackedRatioPass,
-    log_ratio_and_scores,
-)
+from assay.estimators.ratio_models import MorphingRatioNet, RatioNet, log_ratio_and_scores
+from assay.estimators.stacked_ratio import StackedRatioPass
 from assay.exceptions import PredictionError
 from assay.morphing import Morpher, as_thetas
 from assay.training_set import TrainingSet
