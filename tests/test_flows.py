@@ -405,7 +405,8 @@ def test_wh_parton_level_interval_in_chwtilde(tmp_path):
       Var(t)). That is partly a cancellation: the three seeds' ensemble, whose mean or median log r̂
       averages the noise away, is 1.37 / 1.36 × (its t̂ holds ~53% of the information, the five
       observables ~68%), so a single NDE under-learns the θ-dependence and its noise adds spurious
-      information back. With N(0, 0.4²) for c_HW̃ 0.71-0.81 (t̂ error 1.5-1.6 × Var(t)), N(0, 0.6²)
+      information back; 3× the samples (300k, 20 epochs, 3× the cost) do not learn more: 1.34 (t̂
+      error 0.62 × Var(t)). With N(0, 0.4²) for c_HW̃ 0.71-0.81 (t̂ error 1.5-1.6 × Var(t)), N(0, 0.6²)
       0.98 (1.06). One Asimov
       event (m_T^tot = 134 GeV, below every training value, p_T^W = 3.7 GeV, Q_ℓ cos δ⁺ = −0.995)
       reaches |log r̂| = 30-68 at the scan ends on some fits (exact |log r| ≤ 8.6 everywhere): a flow
