@@ -296,7 +296,7 @@ class DetectorModel:
 
     @classmethod
     def ideal(cls) -> DetectorModel:
-        """A perfect detector: no smearing, no soft term, every object identified, no mistags (parton level)."""
+        """A perfect detector: no smearing or soft term, all objects identified, no mistags (parton level)."""
         none = EnergyResolution()
         return cls(
             lepton_resolution=none,
