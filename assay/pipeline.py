@@ -44,13 +44,13 @@ from assay.morphing import Morpher, morphing_components, optimize_basis
 from assay.parameters import ParameterSpace
 from assay.provenance import make_provenance
 from assay.rundir import RunDir
-from assay.sampling import EventSource, local_score_training_set, plain_training_set, ratio_training_set
+from assay.sampling import EventSource, SetSampler, local_score_sampler, plain_sampler, ratio_sampler
 from assay.saving import atomic_path, read_json, require_space, write_json
 from assay.simulators.detector import CutFlow
 from assay.simulators.toys import GaussianToy
 from assay.simulators.wh_batch import CutFlowCounter, wh_batch_simulator
 from assay.store import EventStore
-from assay.training_set import TrainingSet
+from assay.training_set import validate_file
 from assay.unweighting import EventSplit, split_events
 
 __all__ = [
@@ -238,7 +238,7 @@ def _usable_set(path: Path) -> bool:
     if not path.exists():
         return False
     try:
-        TrainingSet.load(path)
+        validate_file(path)  # chunk by chunk: a set larger than memory_gb is never loaded
     except StoreError as exc:
         logger.warning("%s; making it anew", exc)
         path.unlink()
@@ -246,12 +246,12 @@ def _usable_set(path: Path) -> bool:
     return True
 
 
-def _training_set(cfg: RunConfig, spec, source: EventSource, rng: np.random.Generator) -> TrainingSet:
+def _training_set(cfg: RunConfig, spec, source: EventSource, rng: np.random.Generator) -> SetSampler:
     where = f"sampling.sets[{spec.name}]"
     if isinstance(spec, LocalScoreSetConfig):
-        return local_score_training_set(source, cfg.theta(spec.theta_ref, where), spec.n_samples, rng=rng)
+        return local_score_sampler(source, cfg.theta(spec.theta_ref, where), spec.n_samples, rng=rng)
     if isinstance(spec, RatioSetConfig):
-        return ratio_training_set(
+        return ratio_sampler(
             source,
             cfg.theta_or_prior(spec.theta0, where),
             cfg.theta_or_prior(spec.theta1, where),
@@ -260,7 +260,7 @@ def _training_set(cfg: RunConfig, spec, source: EventSource, rng: np.random.Gene
             rng=rng,
         )
     if isinstance(spec, PlainSetConfig):
-        return plain_training_set(
+        return plain_sampler(
             source, cfg.theta_or_prior(spec.theta, where), spec.n_samples, n_theta=spec.n_theta, rng=rng
         )
     raise NotImplementedError(type(spec).__name__)  # pragma: no cover
@@ -432,8 +432,9 @@ def _run_pipeline(cfg: RunConfig, run: RunDir, *, progress: bool, client: Any) -
             if not _usable_set(path):
                 rng = np.random.default_rng([cfg.seed, 2, i, _PARTITIONS.index(partition)])
                 provenance = make_provenance(config=_sets_config(cfg), seed=cfg.seed, inputs=inputs)
+                # in parts when the set exceeds half of memory_gb (the source's budget)
                 _training_set(cfg, spec, source, rng).save(path, provenance=provenance)
-                TrainingSet.load(path)  # complete before the step counts as done
+                validate_file(path)  # complete before the step counts as done
             paths[f"{spec.name}_{partition}"] = path
     timings["sampling"] = time.perf_counter() - start
     logger.info("pipeline done in %s", run.root)
