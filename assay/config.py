@@ -354,6 +354,9 @@ class NeuralModelConfig(_Model):
         "besides those detected from the training set (cosines in [-1, 1], angles in [0, π] or [-π, π])",
     )
     detect_bounds: bool = Field(True, description="nde/scandal: detect bounded observables")
+    log_positive: bool = Field(
+        True, description="nde/scandal: positive observables spanning over a decade (max/min > 10) in log x"
+    )
     epochs: int = Field(50, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: tuple[float, float] = (1e-3, 1e-4)

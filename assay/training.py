@@ -128,9 +128,10 @@ def build_estimator(
 
     ``hidden``, ``activation`` and ``alpha`` left out (None) take the method's defaults; ``alpha``
     only reaches methods with a score term (ALICES, RASCAL, CASCAL, SCANDAL), the flow settings
-    (``flow``, ``transforms``, ``bins``, ``observables``, ``bounds``, ``detect_bounds``) only NDE
-    and SCANDAL. ``clip_grad_norm: auto`` clips the methods with a score term at 1.0 and leaves
-    the others unclipped. ``morphing_aware`` needs a likelihood-ratio method and the run's ``morpher``.
+    (``flow``, ``transforms``, ``bins``, ``observables``, ``bounds``, ``detect_bounds``,
+    ``log_positive``) only NDE and SCANDAL. ``clip_grad_norm: auto`` clips the methods with a score
+    term at 1.0 and leaves the others unclipped. ``morphing_aware`` needs a likelihood-ratio method
+    and the run's ``morpher``.
 
     Raises:
         ConfigError: ``morphing_aware`` for a method that does not estimate a likelihood ratio.
@@ -163,7 +164,7 @@ def build_estimator(
     if issubclass(cls, FlowEstimator):
         kwargs |= dict(
             flow=model.flow, transforms=model.transforms, bins=model.bins, observables=model.observables,
-            bounds=model.bounds, detect_bounds=model.detect_bounds,
+            bounds=model.bounds, detect_bounds=model.detect_bounds, log_positive=model.log_positive,
         )  # fmt: skip
     kwargs |= {k: v for k, v in optional.items() if v is not None}
     return cls(**kwargs, **morphing)

@@ -95,6 +95,24 @@ def test_toy_demo(runner, tmp_path):
     assert "morphing_closure_max_rel" in text and "summary written to" in text
 
 
+@pytest.mark.parametrize(("flag", "levels"), [((), ("parton", "detector")),
+                                             (("--backgrounds",), ("parton", "detector", "detector_sb"))])
+def test_demo_levels(runner, tmp_path, monkeypatch, flag, levels):
+    """`assay demo` runs parton and detector level; `--backgrounds` adds detector_sb (S+B)."""
+    import assay.demo
+
+    asked = []
+
+    def stand_in(output, *, size, progress, levels):
+        asked.append(levels)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(assay.demo, "run_demo", stand_in)
+    result = invoke(runner, "demo", "-o", tmp_path / "demo", "-q", *flag)
+    assert result.exit_code == 0, result.output
+    assert asked == [levels]
+
+
 def test_run_writes_the_outputs(small_run):
     folder, result = small_run
     assert result.exit_code == 0, result.output

@@ -33,10 +33,16 @@ def demo(
     search: bool = typer.Option(
         False, "--search", help="The off-shell Higgs search for μ with interference (pp → 4ℓ) instead."
     ),
+    backgrounds: bool = typer.Option(
+        False, "--backgrounds",
+        help="Add a third level, detector_sb: detector level with seed 000's backgrounds (tt̄, single top, "
+        "W + jets; longer: ~17 minutes more on 2 loaded cores, docs/demo.md).",
+    ),
     n_events: int = typer.Option(200_000, "--n-events", help="Toy events (with --toy)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Expected limits on (cHW, cHWtilde) in WH → ℓνbb̄ at parton and detector level, with a report.
+    """Expected limits on (cHW, cHWtilde) in WH → ℓνbb̄ at parton and detector level, with a report
+    (--backgrounds: also at detector level with seed 000's backgrounds).
 
     Generates events with the embedded simulator, trains SALLY and ALICES ensembles and BIT,
     scans the expected likelihood of every method and of seed 000's histograms, and writes
@@ -51,12 +57,13 @@ def demo(
         _search_demo(output, scale, quiet)
         return
     from assay.cli.limits import print_results
-    from assay.demo import demo_size, run_demo
+    from assay.demo import DEFAULT_LEVELS, LEVELS, demo_size, run_demo
     from assay.results import Results
     from assay.rundir import ResultsDir
 
     with user_errors():
-        summary = run_demo(output, size=demo_size(scale, flows=flows), progress=not quiet)
+        levels = LEVELS if backgrounds else DEFAULT_LEVELS
+        summary = run_demo(output, size=demo_size(scale, flows=flows), progress=not quiet, levels=levels)
         print_results(Results.from_json(ResultsDir(output).results))
     console.print(f"total {summary['timings_s']['total']:.0f} s; summary, results and report in {output}")
 
