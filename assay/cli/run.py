@@ -46,7 +46,7 @@ def demo(
 
     Generates events with the embedded simulator, trains SALLY and ALICES ensembles and BIT,
     scans the expected likelihood of every method and of seed 000's histograms, and writes
-    summary.json, results.json and report.html into OUTPUT (258 s on 2 cores: inference.json's
+    summary.json, results.json and report.html into OUTPUT (255 s on 2 cores: inference.json's
     demo_s; every time in docs/index.md#how-long-things-take). The demo is examples/wh_parton.yaml
     and wh_detector.yaml run through run → train → limits → report.
     """  # fmt: skip
