@@ -7,6 +7,8 @@ compare against its closed-form likelihood.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -128,3 +130,29 @@ def small_toy_run(*, seed: int, n_events: int, n_theta0: int = 1000) -> dict:
             ]
         },
     }
+
+
+RSS_GROWTH = textwrap.dedent(
+    """
+    def growth(work):
+        # (the highest resident set size while ``work`` runs, sampled every 5 ms, minus the one
+        # before; work's result)
+        import threading, time
+        import psutil
+        process = psutil.Process()
+        before, peak, done = process.memory_info().rss, [0], threading.Event()
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], process.memory_info().rss)
+                time.sleep(0.005)
+        thread = threading.Thread(target=sample)
+        thread.start()
+        try:
+            result = work()
+        finally:
+            done.set()
+            thread.join()
+        return max(peak[0], process.memory_info().rss) - before, result
+    """
+)
+"""The peak-RSS measurement of the memory tests' child scripts (include it in their source)."""

@@ -14,7 +14,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from conftest import BASIS_2D
+from conftest import BASIS_2D, RSS_GROWTH
 
 from assay.inference import Binning, rate_only_scan, score_fisher_information
 from assay.inference.asimov import AsimovSample, interval_summary
@@ -143,34 +143,20 @@ def test_a_streamed_sample_scans_as_the_loaded_one(toy_files, toy_sample, caplog
 
 ASIMOV_PEAK = textwrap.dedent(
     """
-    import json, sys, threading, time
-    import numpy as np, psutil
+    import json, sys
+    import numpy as np
     from assay.inference.asimov import AsimovSample
     from assay.inference.histograms import Binning
     from assay.morphing import Morpher
     from assay.simulators.toys import GaussianToy
     from assay.store import EventStore
     path, memory_gb = sys.argv[1], float(sys.argv[2])
-    process, toy = psutil.Process(), GaussianToy.default(n_params=2)
+    toy = GaussianToy.default(n_params=2)
     with EventStore(path) as store:
         morpher, n_events = Morpher.from_dict(store.morphing), store.n_events
-
-    def growth(work):
-        # the highest resident set size while ``work`` runs (sampled every 5 ms) minus the one before
-        before, peak, done = process.memory_info().rss, [0], threading.Event()
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], process.memory_info().rss)
-                time.sleep(0.005)
-        thread = threading.Thread(target=sample)
-        thread.start()
-        try:
-            result = work()
-        finally:
-            done.set()
-            thread.join()
-        return max(peak[0], process.memory_info().rss) - before, result
-
+    """
+) + RSS_GROWTH + textwrap.dedent(
+    """
     theta = np.column_stack([np.linspace(-0.3, 0.3, 32), np.zeros(32)])
     binning = Binning(("x0",), (np.linspace(-3, 3, 13),))
     def log_r(x, _, block):

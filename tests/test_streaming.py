@@ -18,6 +18,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import RSS_GROWTH
 from torch import nn
 
 from assay.estimators import ALICES, SALLY, Ensemble, load_estimator
@@ -221,38 +222,23 @@ def test_the_streaming_rule():
 
 PEAK_SCRIPT = textwrap.dedent(
     """
-    import json, sys, threading, time
-    import psutil, torch
+    import json, sys
+    import torch
     torch.set_num_threads(1)
     from assay.estimators import ALICES
     from assay.streaming import ChunkedDataset, TrainingSetFile, fit_streamed, plan_streaming
     from assay.training_set import TrainingSet
     path, memory_gb = sys.argv[1], float(sys.argv[2])
-    process = psutil.Process()
-
-    def growth(fit):
-        # the highest resident set size while ``fit`` runs (sampled every 5 ms) minus the one before
-        before, peak, done = process.memory_info().rss, [0], threading.Event()
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], process.memory_info().rss)
-                time.sleep(0.005)
-        thread = threading.Thread(target=sample)
-        thread.start()
-        try:
-            fit()
-        finally:
-            done.set()
-            thread.join()
-        return max(peak[0], process.memory_info().rss) - before
-
+    """
+) + RSS_GROWTH + textwrap.dedent(
+    """
     est = lambda: ALICES(hidden=(8,), epochs=1, batch_size=4096, seed=0, progress=False)
     file = TrainingSetFile(path)
     est().fit(TrainingSet(**{k: getattr(file.read(0, 2000), k) for k in file.fields},
               observables=file.observables, parameters=file.parameters, kind=file.kind))  # imports
     plan = plan_streaming([file], memory_gb)
-    streamed = growth(lambda: fit_streamed(est(), path, chunk_size=plan.chunk_size))
-    loaded = growth(lambda: est().fit(TrainingSet.load(path)))
+    streamed = growth(lambda: fit_streamed(est(), path, chunk_size=plan.chunk_size))[0]
+    loaded = growth(lambda: est().fit(TrainingSet.load(path)))[0]
     bound = ChunkedDataset(file, dict, chunk_size=plan.chunk_size).peak_bytes()
     print(json.dumps({"stream": plan.stream, "chunk": plan.chunk_size, "bound": bound,
                       "streamed": streamed, "loaded": loaded}))
