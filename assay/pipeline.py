@@ -298,7 +298,7 @@ def generate_events(
 
     start = time.perf_counter()
     simulator, n_events, batch = _simulator(cfg, space)
-    counter = ProcessCutFlow()
+    counter = CutFlowCounter()
     metadata = {
         "parameters": space.to_dict(),
         "morphing": morpher.to_dict(),
@@ -329,26 +329,6 @@ def generate_events(
     return GeneratedEvents(space, morpher, store, flow, timings)
 
 
-@dataclass
-class ProcessCutFlow(CutFlowCounter):
-    """A :class:`CutFlowCounter` that also estimates σ as :func:`~assay.generation.generate` does: each
-    batch's total weight is an estimate of σ, weighted by its share n_batch / n_events of the events (the
-    counter's own ``w_total`` is their sum, n_batches × σ; the efficiencies are right either way)."""
-
-    weighted_sigma: float = 0.0
-
-    def add(self, flow: CutFlow) -> None:
-        super().add(flow)
-        self.weighted_sigma += flow.n_total * flow.total_weight
-
-    def to_json(self) -> dict:
-        """``cutflow.json``'s record: names, n_pass, efficiency, n_total and σ before cuts in pb."""
-        flow = self.cut_flow()
-        return {"names": list(flow.names), "n_pass": flow.n_pass.tolist(),
-                "efficiency": flow.efficiency.tolist(), "n_total": flow.n_total,
-                "total_weight_pb": self.weighted_sigma / flow.n_total}  # fmt: skip
-
-
 def _existing_events(cfg: RunConfig, run: RunDir) -> GeneratedEvents:
     """``simulator: {kind: events}``: the configured EventStore as ``events.h5``, its benchmarks the basis."""
     start = time.perf_counter()
@@ -372,7 +352,7 @@ def _with_backgrounds(
     signal.close()
     for k, bkg in enumerate(backgrounds, start=1):
         sim = background_simulator(bkg, cfg.simulator, len(signal.benchmarks))
-        counters[bkg.process] = ProcessCutFlow()
+        counters[bkg.process] = CutFlowCounter()
         store = generate(sim, run.process_events(bkg.process), bkg.n_events, seed=cfg.seed * 1000 + k,
                          benchmarks=signal.benchmarks, batch_size=bkg.batch_size, metadata=metadata,
                          negative_weights=cfg.sampling.allow_negative_weights,

@@ -91,13 +91,19 @@ def _with_cut(flow: CutFlow, name: str, mask: np.ndarray, weights: np.ndarray) -
 
 @dataclass
 class CutFlowCounter:
-    """Cut flow summed over batches (weighted by the first benchmark's weights), ``generate(on_batch=)``."""
+    """Cut flow summed over batches (weighted by the first benchmark's weights), ``generate(on_batch=)``.
+
+    Each batch's total weight is an estimate of σ; the counter's σ weighs them by their share
+    n_batch / n_events of the events, as :func:`~assay.generation.generate` weighs the batches' events
+    (``w_total``, their plain sum, only normalises the weighted efficiencies).
+    """
 
     names: tuple[str, ...] = ()
     n_total: int = 0
     n_pass: np.ndarray | None = None
     w_total: float = 0.0
     w_pass: np.ndarray | None = None
+    n_sigma: float = 0.0  # Σ_batches n_batch σ_batch
 
     def add_batch(self, batch: EventBatch) -> None:
         """Add the cut flow of a generated batch (no-op for batches without a selection)."""
@@ -115,12 +121,21 @@ class CutFlowCounter:
         self.n_pass = self.n_pass + flow.n_pass
         self.w_total += flow.total_weight
         self.w_pass = self.w_pass + flow.efficiency * flow.total_weight
+        self.n_sigma += flow.n_total * flow.total_weight
 
     def cut_flow(self) -> CutFlow:
-        """The accumulated :class:`CutFlow`."""
+        """The accumulated :class:`CutFlow`; its ``total_weight`` is σ before cuts in pb."""
         if self.n_pass is None:
             raise ValueError("no batch has been counted yet")
-        return CutFlow(self.names, self.n_pass, self.w_pass / self.w_total, self.n_total, self.w_total)
+        sigma = self.n_sigma / self.n_total
+        return CutFlow(self.names, self.n_pass, self.w_pass / self.w_total, self.n_total, sigma)
+
+    def to_json(self) -> dict:
+        """``cutflow.json``'s record: names, n_pass, efficiency, n_total and σ before cuts in pb."""
+        flow = self.cut_flow()
+        return {"names": list(flow.names), "n_pass": flow.n_pass.tolist(),
+                "efficiency": flow.efficiency.tolist(), "n_total": flow.n_total,
+                "total_weight_pb": flow.total_weight}  # fmt: skip
 
 
 class WHLayout:
