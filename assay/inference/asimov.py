@@ -223,10 +223,7 @@ class AsimovSample:
     @property
     def scale(self) -> float:
         """σ(θ_true) / Σ_i w_i(θ_true): from this partition to the whole expected yield (≈ 1/f)."""
-        if self.streamed:
-            total = self.joint.morpher.morphing_weights(self.theta_true) @ self.benchmark_sums
-        else:
-            total = self.weights.sum()
+        total = self.joint.morpher.morphing_weights(self.theta_true) @ self.benchmark_sums  # Σ_i w_i(θ_true)
         return float(self.joint.cross_section(self.theta_true)) / float(total)
 
     def cross_section(self, theta: np.ndarray) -> np.ndarray:
