@@ -47,7 +47,7 @@ from assay.observables import WH_OBSERVABLES, pt
 from assay.simulators.base import EventBatch
 from assay.simulators.detector import CutFlow, DetectorEvents, DetectorModel, Selection
 from assay.simulators.jets import cluster_jets, flavour_labels, kinematics
-from assay.simulators.wh_batch import WEIGHT_LIKE_EXTRAS, WH_EXTRAS, WHLayout
+from assay.simulators.wh_batch import WEIGHT_LIKE_EXTRAS, WH_EXTRAS, WHLayout, detector_model
 
 __all__ = [
     "HARD_PROCESSES",
@@ -56,7 +56,6 @@ __all__ = [
     "PartonEvents",
     "background_simulator",
     "detector_level",
-    "detector_model",
     "parton_events",
     "select",
     "tag_two_jets",
@@ -348,17 +347,6 @@ class HardBackgroundBatchSimulator(WHLayout):
         return EventBatch(
             x, weights, process=label, extras=extras, cut_flow=flow, weight_like=WEIGHT_LIKE_EXTRAS
         )
-
-
-def detector_model(detector) -> DetectorModel:
-    """The :class:`DetectorModel` of an :class:`assay.config.DetectorConfig` (ideal: no smearing, mistags)."""
-    if detector.ideal:
-        return DetectorModel.ideal()
-    return DetectorModel(
-        b_tag_efficiency=detector.b_tag_efficiency, c_mistag=detector.c_mistag,
-        light_mistag=detector.light_mistag, lepton_efficiency=detector.lepton_efficiency,
-        met_soft_resolution=detector.met_soft_resolution,
-    )  # fmt: skip
 
 
 def background_simulator(background, wh, n_benchmarks: int):

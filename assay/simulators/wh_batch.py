@@ -25,6 +25,7 @@ __all__ = [
     "WH_EXTRAS",
     "CutFlowCounter",
     "WHBatchSimulator",
+    "detector_model",
     "truth_extras",
     "wh_batch_simulator",
 ]
@@ -226,12 +227,20 @@ def wh_batch_simulator(
                                       hadronize=cfg.shower.hadronize, processes=list(PROCESSES))  # fmt: skip
     if cfg.detector is None:
         return WHBatchSimulator(simulator)
-    d = cfg.detector
-    detector = DetectorModel.ideal() if d.ideal else DetectorModel(
-        b_tag_efficiency=d.b_tag_efficiency, lepton_efficiency=d.lepton_efficiency,
-        met_soft_resolution=d.met_soft_resolution,
-    )  # fmt: skip
+    detector = detector_model(cfg.detector)
     return WHBatchSimulator(simulator, detector=detector, selection=Selection(), variations=tuple(variations))
+
+
+def detector_model(detector) -> DetectorModel:
+    """The :class:`DetectorModel` of an :class:`assay.config.DetectorConfig` (ideal: no smearing, mistags):
+    the signal's and the hard-level backgrounds' (:mod:`assay.simulators.wh_backgrounds`)."""
+    if detector.ideal:
+        return DetectorModel.ideal()
+    return DetectorModel(
+        b_tag_efficiency=detector.b_tag_efficiency, c_mistag=detector.c_mistag,
+        light_mistag=detector.light_mistag, lepton_efficiency=detector.lepton_efficiency,
+        met_soft_resolution=detector.met_soft_resolution,
+    )  # fmt: skip
 
 
 def _both_couplings(names: list[str], thetas: np.ndarray) -> np.ndarray:
