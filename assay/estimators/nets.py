@@ -66,11 +66,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _sigmoid_second(z: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(z)
-    return s * (1 - s)
-
-
 def _silu_first(z: torch.Tensor) -> torch.Tensor:
     s = torch.sigmoid(z)
     return s * (1 + z * (1 - s))
